@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up the machine (scripts/setup.sh) and runs the whole suite: ruff, mypy, then pytest.
+# pytest's exit code 5 ("no tests collected") is turned into a failure: a suite that runs nothing is broken.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy models modality_adapters service
+set +e
+.venv/bin/pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "test: pytest collected no tests; that is a failure" >&2
+  exit 1
+fi
+exit "$rc"
