@@ -93,6 +93,21 @@ def detect_form(state: StateDict) -> Form:
     return "train" if any(_TRAIN_ONLY.match(k) for k in state) else "deploy"
 
 
+def infer_variant(state: StateDict) -> str:
+    """The registered variant whose dims and depths this state_dict has."""
+    from models.registry import list_models
+
+    dims = tuple(int(state[f"downsample_layers.{i}.{3 if i == 0 else 0}.weight"].shape[0]) for i in range(4))
+    depths = tuple(
+        1 + max((int(k.split(".")[2]) for k in state if k.startswith(f"stages.{i}.")), default=-1) for i in range(4)
+    )
+    for name in list_models():
+        cfg = get_model_config(name)
+        if cfg.dims == dims and cfg.depths == depths:
+            return name
+    raise CheckpointError(f"no registered variant has dims {dims} and depths {depths}; pass the model name")
+
+
 def adapt_stem(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     """Adapt a stem kernel trained on RGB to ``in_chans`` inputs (the timm recipe).
 

@@ -1,0 +1,35 @@
+"""The ``unirep`` console script: one entry point whose subcommands live in small modules.
+
+Each module listed in ``COMMAND_MODULES`` has ``add_parser(subparsers)`` that registers its subcommands and sets
+``func`` (taking the parsed args, returning an exit code). Modules are imported when the parser is built, so heavy
+imports (torch, fastapi) belong inside the ``func`` bodies, keeping ``unirep --help`` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = [
+    "service.commands.models",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unirep", description="UniRepLKNet multimodal perception service")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
