@@ -1,0 +1,256 @@
+"""Time-series adapter: CSV or JSON -> the normalized window and its time features, packed for the embedding.
+
+Tensor contract with ``TimeSeriesEmbedding``: ``decode`` returns float32 ``(1, seq_len, num_vars + F)``. Columns
+``[:num_vars]`` hold the last ``seq_len`` steps of each variable, normalized per variable over that window
+(RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm); columns
+``[num_vars:]`` hold the F ``timeF`` calendar features of those steps scaled to [-0.5, 0.5] (F = 4 for the
+official hourly data: hour of day, day of week, day of month, day of year), or zeros when no timestamps were
+given. The model's embedding turns that into the 1 x H x W image (official 1 x 192 x 192).
+
+Inputs: a JSON array (T numbers, or T rows of V numbers), a JSON object ``{"values": ..., "timestamps": [...]}``
+(ISO 8601 strings or Unix seconds), or CSV with an optional header row and an optional timestamp column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from models.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
+
+from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
+from .timeseries_embedding import TIME_FEATURES_PER_FREQ, TimeSeriesEmbedding, embedding_map_size
+
+__all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "time_features"]
+
+REVIN_EPS = 1e-5
+_TIMESTAMP_NAMES = {"timestamp", "time", "date", "datetime", "ds"}
+
+
+@dataclass(frozen=True)
+class TimeSeriesParams:
+    seq_len: int = 48
+    num_vars: int = 11
+    d_model: int = 768
+    freq: str = "h"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seq_len, int) or not 2 <= self.seq_len <= 100_000:
+            raise ValueError(f"seq_len must be an int in [2, 100000], got {self.seq_len!r}")
+        if not isinstance(self.num_vars, int) or not 1 <= self.num_vars <= 100_000:
+            raise ValueError(f"num_vars must be an int in [1, 100000], got {self.num_vars!r}")
+        if not isinstance(self.d_model, int) or not 1 <= self.d_model <= 65536:
+            raise ValueError(f"d_model must be an int in [1, 65536], got {self.d_model!r}")
+        if self.freq not in TIME_FEATURES_PER_FREQ:
+            raise ValueError(f"freq must be one of {sorted(TIME_FEATURES_PER_FREQ)}, got {self.freq!r}")
+
+    @property
+    def n_time_features(self) -> int:
+        return TIME_FEATURES_PER_FREQ[self.freq]
+
+
+class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
+    """CSV / JSON series (T x V, optional timestamps) -> 1 x seq_len x (num_vars + F), see the module docstring."""
+
+    name: ClassVar[str] = "timeseries"
+    params_type: ClassVar[type[Any]] = TimeSeriesParams
+
+    def output_shape(self, **params: Any) -> tuple[int, int, int]:
+        p = self.resolve_params(**params)
+        return (1, p.seq_len, p.num_vars + p.n_time_features)
+
+    def embedding_shape(self, **params: Any) -> tuple[int, int, int]:
+        """The 1 x H x W image the model's embedding makes of ``decode``'s output."""
+        p = self.resolve_params(**params)
+        return (1, *embedding_map_size(p.seq_len, p.d_model))
+
+    def _decode(self, data: bytes, p: TimeSeriesParams) -> torch.Tensor:
+        values, stamps = self.parse(data)
+        t, v = values.shape
+        if t > self.limits.max_series_length:
+            raise InputTooLargeError(
+                f"series has {t} time steps; the limit is {self.limits.max_series_length}", steps=t
+            )
+        if v > self.limits.max_series_variables:
+            raise InputTooLargeError(
+                f"series has {v} variables; the limit is {self.limits.max_series_variables}", variables=v
+            )
+        if v != p.num_vars:
+            raise UndecodableInputError(f"series has {v} variable(s); this model expects {p.num_vars}", variables=v)
+        if t < p.seq_len:
+            raise UndecodableInputError(f"series has {t} time step(s); this model needs at least {p.seq_len}", steps=t)
+        check_finite(values, "series")
+        window = values[-p.seq_len :]
+        mean = window.mean(axis=0, keepdims=True)
+        std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
+        normed = (window - mean) / std
+        if stamps is None:
+            marks = np.zeros((p.seq_len, p.n_time_features))
+        else:
+            marks = time_features(stamps[-p.seq_len :], p.freq)
+        packed = np.concatenate([normed, marks], axis=1).astype(np.float32)
+        return torch.from_numpy(packed).unsqueeze(0)
+
+    def parse(self, data: bytes) -> tuple[np.ndarray, list[datetime] | None]:
+        """T x V float64 values and, when present, T timestamps."""
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise UnsupportedMediaTypeError("series must be UTF-8 text: CSV or JSON") from exc
+        if "\x00" in text:
+            raise UnsupportedMediaTypeError("series must be text (CSV or JSON); found binary data")
+        stripped = text.lstrip()
+        if not stripped:
+            raise UndecodableInputError("the series payload is blank")
+        if stripped[0] in "[{":
+            return self._parse_json(stripped)
+        return self._parse_csv(text)
+
+    def _check_rows(self, n: int) -> None:
+        if n > self.limits.max_series_length:
+            raise InputTooLargeError(f"series has {n} rows; the limit is {self.limits.max_series_length}", steps=n)
+
+    def _parse_json(self, text: str) -> tuple[np.ndarray, list[datetime] | None]:
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise UndecodableInputError(f"series JSON is invalid: {exc}") from exc
+        raw_stamps: Any = None
+        if isinstance(obj, dict):
+            raw_stamps = obj.get("timestamps")
+            obj = obj.get("values", obj.get("data"))
+        if not isinstance(obj, list) or not obj:
+            raise UndecodableInputError(
+                'series JSON must be a non-empty array or {"values": [...], "timestamps": [...]}'
+            )
+        self._check_rows(len(obj))
+        rows = [row if isinstance(row, list) else [row] for row in obj]
+        widths = {len(row) for row in rows}
+        if len(widths) != 1 or 0 in widths:
+            raise UndecodableInputError(
+                f"series JSON rows must all have the same, non-zero length; got {sorted(widths)}"
+            )
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise UndecodableInputError(f"series value at row {i}, column {j} is {value!r}, not a number")
+        values = np.asarray(rows, dtype=np.float64)
+        stamps = None
+        if raw_stamps is not None:
+            if not isinstance(raw_stamps, list) or len(raw_stamps) != len(rows):
+                raise UndecodableInputError(f"timestamps must be an array with one entry per row ({len(rows)})")
+            stamps = [_parse_stamp(s, f"timestamp {i}") for i, s in enumerate(raw_stamps)]
+        return values, stamps
+
+    def _parse_csv(self, text: str) -> tuple[np.ndarray, list[datetime] | None]:
+        self._check_rows(text.count("\n") - 1)
+        first = text.lstrip().split("\n", 1)[0]
+        delimiter = max((",", ";", "\t"), key=first.count) if any(d in first for d in ",;\t") else ","
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+        except csv.Error as exc:
+            raise UndecodableInputError(f"series CSV is malformed: {exc}") from exc
+        if not rows:
+            raise UndecodableInputError("series CSV has no rows")
+        width = len(rows[0])
+        header: list[str] | None = None
+        if not all(_is_number(c) or _maybe_stamp(c) for c in rows[0]):
+            header, rows = [c.strip() for c in rows[0]], rows[1:]
+        if not rows:
+            raise UndecodableInputError("series CSV has a header but no data rows")
+        for i, row in enumerate(rows):
+            if len(row) != width:
+                raise UndecodableInputError(
+                    f"CSV line {i + 1 + (header is not None)} has {len(row)} fields; expected {width}"
+                )
+        stamp_col = _find_stamp_column(rows[0], header)
+        names = header or [str(j) for j in range(width)]
+        value_cols = [j for j in range(width) if j != stamp_col]
+        if not value_cols:
+            raise UndecodableInputError("series CSV has no value columns besides the timestamp")
+        values = np.empty((len(rows), len(value_cols)), dtype=np.float64)
+        for i, row in enumerate(rows):
+            for k, j in enumerate(value_cols):
+                try:
+                    values[i, k] = float(row[j])
+                except ValueError:
+                    line = i + 1 + (header is not None)
+                    raise UndecodableInputError(
+                        f"CSV line {line}, column {names[j]!r}: {row[j][:40]!r} is not a number"
+                    ) from None
+        stamps = None
+        if stamp_col is not None:
+            stamps = [_parse_stamp(row[stamp_col], f"CSV timestamp on line {i + 1}") for i, row in enumerate(rows)]
+        return values, stamps
+
+    def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
+        """Any 1 x H x W map (the packed window, or the embedding image a model made of it) as a grey image."""
+        chw = as_chw(tensor, "timeseries")
+        return encode_png(gray_to_uint8(chw[0]), min_side=192)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _maybe_stamp(cell: str) -> bool:
+    try:
+        datetime.fromisoformat(cell.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _find_stamp_column(row: list[str], header: list[str] | None) -> int | None:
+    """The timestamp column: one named like a time, or the first whose cell is an ISO date and not a number."""
+    if header is not None:
+        for j, name in enumerate(header):
+            if name.lower() in _TIMESTAMP_NAMES:
+                return j
+    for j, cell in enumerate(row):
+        if not _is_number(cell) and _maybe_stamp(cell):
+            return j
+    return None
+
+
+def _parse_stamp(value: Any, what: str) -> datetime:
+    try:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a time")
+        if isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError("not finite")
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        if isinstance(value, str) and _is_number(value):
+            return _parse_stamp(float(value), what)  # a named timestamp column may hold Unix seconds
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.strip())
+    except (ValueError, OverflowError, OSError) as exc:
+        raise UndecodableInputError(f"{what} {str(value)[:40]!r} is not a valid time: {exc}") from exc
+    raise UndecodableInputError(f"{what} must be an ISO 8601 string or Unix seconds, got {type(value).__name__}")
+
+
+def time_features(stamps: list[datetime], freq: str) -> np.ndarray:
+    """The official ``timeF`` features (Time-Series-Library ``time_features``), each scaled to [-0.5, 0.5]."""
+    cols: dict[str, list[float]] = {"s": [], "t": [], "h": [], "dow": [], "dom": [], "doy": []}
+    for s in stamps:
+        cols["s"].append(s.second / 59.0 - 0.5)
+        cols["t"].append(s.minute / 59.0 - 0.5)
+        cols["h"].append(s.hour / 23.0 - 0.5)
+        cols["dow"].append(s.weekday() / 6.0 - 0.5)
+        cols["dom"].append((s.day - 1) / 30.0 - 0.5)
+        cols["doy"].append((s.timetuple().tm_yday - 1) / 365.0 - 0.5)
+    order = {"s": ["s", "t", "h"], "t": ["t", "h"], "h": ["h"], "d": []}[freq] + ["dow", "dom", "doy"]
+    return np.asarray([cols[k] for k in order], dtype=np.float64).T.reshape(len(stamps), len(order))

@@ -1,0 +1,195 @@
+"""Video adapter: a clip of frames laid out as one image, the way the official UniRepLKNet video model sees it.
+
+Official pipeline (``Video/``, VideoMAE-derived): decord reads the clip, 16 frames are taken densely with a
+sampling rate of 4, the short side is resized to 224 (bilinear), centre-cropped to 224, ImageNet-normalized into
+(C, T, H, W), and the model input is ``reshape(C, 4H, 4W)``. That reshape is raw memory order, not a mosaic
+(frame t lands in rows [56t, 56t + 56)), so both layouts exist: ``official_reshape`` to run official-style
+checkpoints, ``grid`` (frame t at tile (t // 4, t % 4)) for models trained on a visual mosaic.
+
+Validation uses the centre window (the official validation draws it at random; a service must be
+deterministic). ``uniform`` sampling takes the centres of T equal segments of the whole clip instead.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
+
+from .base import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, BaseAdapter, as_chw, encode_png
+
+__all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "sample_indices"]
+
+LAYOUTS = ("grid", "official_reshape")
+SAMPLINGS = ("dense", "uniform")
+_VIDEO_MAGICS: tuple[bytes, ...] = (b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"\x47")
+
+
+@dataclass(frozen=True)
+class VideoParams:
+    num_frames: int = 16
+    frame_size: int = 224
+    sampling: str = "dense"
+    sampling_rate: int = 4
+    layout: str = "official_reshape"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.num_frames, int)
+            or self.num_frames < 4
+            or math.isqrt(self.num_frames) ** 2 != (self.num_frames)
+        ):
+            raise ValueError(f"num_frames must be a square number >= 4 (4, 9, 16, ...), got {self.num_frames!r}")
+        if not isinstance(self.frame_size, int) or not 16 <= self.frame_size <= 1024:
+            raise ValueError(f"frame_size must be an int in [16, 1024], got {self.frame_size!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if not isinstance(self.sampling_rate, int) or not 1 <= self.sampling_rate <= 64:
+            raise ValueError(f"sampling_rate must be an int in [1, 64], got {self.sampling_rate!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+
+class VideoAdapter(BaseAdapter[VideoParams]):
+    """MP4 (H.264, MPEG-4, ...), WebM (VP8/VP9), AVI, MKV via decord -> 3 x (g * size) x (g * size), g^2 frames."""
+
+    name: ClassVar[str] = "video"
+    params_type: ClassVar[type[Any]] = VideoParams
+
+    def __init__(self, limits: AdapterLimits | None = None, num_threads: int = 1) -> None:
+        super().__init__(limits)
+        self.num_threads = num_threads
+        """decord decoding threads; one per worker process keeps a pool from oversubscribing the CPU."""
+
+    def output_shape(self, **params: Any) -> tuple[int, int, int]:
+        p = self.resolve_params(**params)
+        side = math.isqrt(p.num_frames) * p.frame_size
+        return (3, side, side)
+
+    def _decode(self, data: bytes, p: VideoParams) -> torch.Tensor:
+        frames = self.read_frames(data, p)
+        clip = frames_to_clip(frames, p)
+        return clip_to_map(clip, p.layout)
+
+    def read_frames(self, data: bytes, p: VideoParams) -> np.ndarray:
+        """Open from memory, check duration and resolution, and decode only the sampled frames (T, H, W, 3)."""
+        import decord
+
+        try:
+            reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=self.num_threads)
+        except Exception as exc:
+            if not _looks_like_video(data):
+                raise UnsupportedMediaTypeError(
+                    "not a recognised video container; send MP4, WebM, MKV or AVI",
+                    supported=["mp4", "webm", "mkv", "avi"],
+                ) from exc
+            raise UndecodableInputError(f"video cannot be opened (truncated or corrupt): {_first_line(exc)}") from exc
+        n = len(reader)
+        if n < 2:
+            raise UndecodableInputError(f"video has {n} decodable frame{'s' * (n != 1)}; need at least 2", frames=n)
+        fps = float(reader.get_avg_fps())
+        if math.isfinite(fps) and fps > 0 and n / fps > self.limits.max_video_seconds:
+            raise InputTooLargeError(
+                f"video is {n / fps:.1f} s long; the limit is {self.limits.max_video_seconds:g} s",
+                seconds=round(n / fps, 3),
+                limit=self.limits.max_video_seconds,
+            )
+        indices = sample_indices(n, p.num_frames, p.sampling, p.sampling_rate)
+        try:
+            first = reader[int(indices[0])].asnumpy()
+            height, width = int(first.shape[0]), int(first.shape[1])
+            if width > self.limits.max_video_width or height > self.limits.max_video_height:
+                raise InputTooLargeError(
+                    f"video is {width} x {height}; the limit is "
+                    f"{self.limits.max_video_width} x {self.limits.max_video_height}",
+                    width=width,
+                    height=height,
+                )
+            frames = reader.get_batch(list(indices)).asnumpy()
+        except InputTooLargeError:
+            raise
+        except Exception as exc:
+            raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(exc)}") from exc
+        if frames.ndim != 4 or frames.shape[0] != p.num_frames or frames.shape[-1] != 3 or 0 in frames.shape:
+            raise UndecodableInputError(f"video decoded to an unexpected frame array of shape {frames.shape}")
+        return frames
+
+    def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
+        """The map as the model sees it, de-normalized to RGB (an ``official_reshape`` map shows its strips)."""
+        p = self.resolve_params(**params)
+        chw = as_chw(tensor, "video")
+        mean = np.asarray(p.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(p.std, dtype=np.float32)[:, None, None]
+        rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8)
+        return encode_png(rgb.transpose(1, 2, 0))
+
+
+def _looks_like_video(data: bytes) -> bool:
+    return data[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or data.startswith(_VIDEO_MAGICS)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def sample_indices(n: int, num_frames: int, sampling: str, sampling_rate: int) -> np.ndarray:
+    """Frame indices to decode.
+
+    ``dense``: ``num_frames`` frames ``sampling_rate`` apart, window centred in the clip; a clip shorter than the
+    window keeps the stride and repeats its last frame (as the official loader pads short clips).
+    ``uniform``: the centre frame of each of ``num_frames`` equal segments of the whole clip.
+    """
+    if sampling == "uniform":
+        idx = np.floor((np.arange(num_frames) + 0.5) * n / num_frames)
+    else:
+        span = (num_frames - 1) * sampling_rate + 1
+        start = max(0, (n - span) // 2)
+        idx = start + np.arange(num_frames) * sampling_rate
+    return np.clip(idx, 0, n - 1).astype(np.int64)
+
+
+def frames_to_clip(frames: np.ndarray, p: VideoParams) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (3, T, S, S) float32: short side to S (bilinear), centre crop, ImageNet norm."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).to(torch.float32)  # T, 3, H, W in 0..255
+    height, width = x.shape[-2:]
+    size = p.frame_size
+    if width <= height:
+        new_w, new_h = size, int(size * height / width)
+    else:
+        new_w, new_h = int(size * width / height), size
+    if (new_h, new_w) != (height, width):
+        # cv2.INTER_LINEAR semantics (half-pixel centres, no antialias), which the official numpy path uses.
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False)
+    top = round((new_h - size) / 2.0)
+    left = round((new_w - size) / 2.0)
+    x = x[:, :, top : top + size, left : left + size]
+    mean = torch.tensor(p.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(p.std, dtype=torch.float32).view(1, 3, 1, 1)
+    x = (x / 255.0 - mean) / std
+    return x.permute(1, 0, 2, 3).contiguous()
+
+
+def clip_to_map(clip: torch.Tensor, layout: str) -> torch.Tensor:
+    """(C, T, H, W) -> (C, g*H, g*W) with T = g^2, in one of the two layouts (see the module docstring)."""
+    c, t, h, w = clip.shape
+    g = math.isqrt(t)
+    if g * g != t:
+        raise ValueError(f"the number of frames must be a square number, got {t}")
+    if layout == "official_reshape":
+        return clip.contiguous().reshape(c, g * h, g * w)
+    if layout == "grid":
+        # (C, gr, gc, H, W) -> (C, gr, H, gc, W): tile (r, col) holds frame r * g + col.
+        return clip.reshape(c, g, g, h, w).permute(0, 1, 3, 2, 4).reshape(c, g * h, g * w).contiguous()
+    raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
