@@ -1,0 +1,221 @@
+"""``AsyncClient``: the asyncio twin of ``Client``, method for method; policy lives in ``_base``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Unpack
+
+import httpx
+
+from ._base import BaseClient, CallOptions, CallPlan
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOP_K, Modality
+from ._inputs import ArrayInput, FileInput, ImageInput, Payload, encode_input
+from .errors import APIConnectionError, APIStatusError
+from .types import ClassifyResult, EmbedResult, Health, ModelInfo
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient(BaseClient):
+    """An asyncio client of the service; share one instance across tasks (it pools connections).
+
+    Args:
+        base_url: the service's root URL; ``UNIREP_URL`` when omitted, else ``http://127.0.0.1:8000``.
+        api_key: sent as a Bearer token; ``UNIREP_API_KEY`` when omitted.
+        timeout: default seconds for one HTTP attempt.
+        max_retries: retries after connection errors, 429, 502 and 503 (0 disables them).
+        headers: extra headers sent with every request.
+        http_client: an ``httpx.AsyncClient`` to use (proxies, TLS, transports); the caller then owns its lifetime.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, headers=headers)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient(follow_redirects=False)
+
+    def with_options(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncClient:
+        """A copy with some settings changed, sharing this client's connection pool (close the original last)."""
+        options = self._options(
+            base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, headers=headers
+        )
+        return AsyncClient(**options, http_client=self._http)
+
+    async def close(self) -> None:
+        """Close the connection pool (only when this client created it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- generic endpoints ------------------------------------------------------------------------------
+
+    async def classify(
+        self,
+        modality: Modality,
+        data: Any,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        timestamps: Sequence[Any] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> ClassifyResult:
+        """Classify one input of ``modality``; the typed per-modality methods below say what ``data`` may be."""
+        payload = await _encode(modality, data, timestamps)
+        response = await self._send(
+            "POST", f"/classify/{modality}", payload=payload, params={"top_k": top_k}, **options
+        )
+        return self._parse(ClassifyResult, response)
+
+    async def embed(
+        self,
+        modality: Modality,
+        data: Any,
+        *,
+        timestamps: Sequence[Any] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> EmbedResult:
+        """The embedding (pooled features before the classifier) of one input of ``modality``."""
+        payload = await _encode(modality, data, timestamps)
+        response = await self._send("POST", f"/embed/{modality}", payload=payload, **options)
+        return self._parse(EmbedResult, response)
+
+    async def models(self, **options: Unpack[CallOptions]) -> list[ModelInfo]:
+        """The models the service serves, one per modality, with their weights and batching settings."""
+        response = await self._send("GET", "/models", **options)
+        return [ModelInfo.model_validate(item) for item in response.json()["models"]]
+
+    async def health(self, **options: Unpack[CallOptions]) -> Health:
+        """Liveness: raises when the process cannot be reached (after retries)."""
+        return self._parse(Health, await self._send("GET", "/healthz", **options))
+
+    async def ready(self, **options: Unpack[CallOptions]) -> bool:
+        """Readiness without retries: False while the service warms up or drains (503), True once it serves."""
+        options.setdefault("max_retries", 0)
+        response = await self._send("GET", "/readyz", accept=(503,), **options)
+        return response.status_code == 200
+
+    # --- per-modality helpers ---------------------------------------------------------------------------
+
+    async def classify_image(
+        self, image: ImageInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify an image: a path, encoded bytes (JPEG, PNG, ...) or a PIL image."""
+        return await self.classify("image", image, top_k=top_k, **options)
+
+    async def classify_audio(
+        self, audio: FileInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify an audio clip: a path or the bytes of a file (WAV, FLAC, OGG, MP3)."""
+        return await self.classify("audio", audio, top_k=top_k, **options)
+
+    async def classify_video(
+        self, video: FileInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify a video: a path or the bytes of a file (MP4, WebM, AVI, ...)."""
+        return await self.classify("video", video, top_k=top_k, **options)
+
+    async def classify_pointcloud(
+        self, points: ArrayInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify a point cloud: a file (PLY, PCD, OFF, OBJ, XYZ, NPY) or an N x 3 array or nested list."""
+        return await self.classify("pointcloud", points, top_k=top_k, **options)
+
+    async def classify_timeseries(
+        self,
+        series: ArrayInput,
+        *,
+        timestamps: Sequence[Any] | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        **options: Unpack[CallOptions],
+    ) -> ClassifyResult:
+        """Classify a series: a file (CSV, NPY) or a T x V array, with optional ISO/datetime ``timestamps``."""
+        return await self.classify("timeseries", series, top_k=top_k, timestamps=timestamps, **options)
+
+    async def embed_image(self, image: ImageInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed an image (path, bytes or PIL image)."""
+        return await self.embed("image", image, **options)
+
+    async def embed_audio(self, audio: FileInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed an audio clip (path or bytes)."""
+        return await self.embed("audio", audio, **options)
+
+    async def embed_video(self, video: FileInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed a video (path or bytes)."""
+        return await self.embed("video", video, **options)
+
+    async def embed_pointcloud(self, points: ArrayInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed a point cloud (file, or N x 3 array)."""
+        return await self.embed("pointcloud", points, **options)
+
+    async def embed_timeseries(
+        self, series: ArrayInput, *, timestamps: Sequence[Any] | None = None, **options: Unpack[CallOptions]
+    ) -> EmbedResult:
+        """Embed a time series (file, or T x V array with optional timestamps)."""
+        return await self.embed("timeseries", series, timestamps=timestamps, **options)
+
+    # --- the request loop -------------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        payload: Payload | None = None,
+        params: Mapping[str, Any] | None = None,
+        accept: tuple[int, ...] = (),
+        **options: Unpack[CallOptions],
+    ) -> httpx.Response:
+        """Send with the shared retry policy; return a success (or an ``accept``ed status) or raise."""
+        plan: CallPlan = self._plan(**options)
+        attempt = 0
+        while True:
+            request = self._http.build_request(
+                method, self._url(path), **self._request_kwargs(plan, payload=payload, params=params)
+            )
+            error: APIStatusError | APIConnectionError
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                error = self._connection_error(exc, plan)
+                error.__cause__ = exc
+            else:
+                if response.is_success or response.status_code in accept:
+                    return response
+                error = self._status_error(response)
+            delay = self._delay_before_retry(plan, attempt, error)
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
+async def _encode(modality: str, data: Any, timestamps: Sequence[Any] | None) -> Payload:
+    """Encode off the event loop when it means reading a file, which may be large or on a slow disk."""
+    if isinstance(data, str | os.PathLike):
+        return await asyncio.to_thread(encode_input, modality, data, timestamps=timestamps)
+    return encode_input(modality, data, timestamps=timestamps)

@@ -1,0 +1,211 @@
+"""``Client``: the blocking client. Its twin ``AsyncClient`` mirrors it method for method."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Unpack
+
+import httpx
+
+from ._base import BaseClient, CallOptions, CallPlan
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOP_K, Modality
+from ._inputs import ArrayInput, FileInput, ImageInput, Payload, encode_input
+from .errors import APIConnectionError, APIStatusError
+from .types import ClassifyResult, EmbedResult, Health, ModelInfo
+
+__all__ = ["Client"]
+
+
+class Client(BaseClient):
+    """A blocking client of the service; one instance is safe to share between threads.
+
+    Args:
+        base_url: the service's root URL; ``UNIREP_URL`` when omitted, else ``http://127.0.0.1:8000``.
+        api_key: sent as a Bearer token; ``UNIREP_API_KEY`` when omitted.
+        timeout: default seconds for one HTTP attempt.
+        max_retries: retries after connection errors, 429, 502 and 503 (0 disables them).
+        headers: extra headers sent with every request.
+        http_client: an ``httpx.Client`` to use (proxies, TLS, transports); the caller then owns its lifetime.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, headers=headers)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client(follow_redirects=False)
+
+    def with_options(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Client:
+        """A copy with some settings changed, sharing this client's connection pool (close the original last)."""
+        options = self._options(
+            base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, headers=headers
+        )
+        return Client(**options, http_client=self._http)
+
+    def close(self) -> None:
+        """Close the connection pool (only when this client created it)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- generic endpoints ------------------------------------------------------------------------------
+
+    def classify(
+        self,
+        modality: Modality,
+        data: Any,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        timestamps: Sequence[Any] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> ClassifyResult:
+        """Classify one input of ``modality``; the typed per-modality methods below say what ``data`` may be."""
+        payload = encode_input(modality, data, timestamps=timestamps)
+        response = self._send("POST", f"/classify/{modality}", payload=payload, params={"top_k": top_k}, **options)
+        return self._parse(ClassifyResult, response)
+
+    def embed(
+        self,
+        modality: Modality,
+        data: Any,
+        *,
+        timestamps: Sequence[Any] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> EmbedResult:
+        """The embedding (pooled features before the classifier) of one input of ``modality``."""
+        payload = encode_input(modality, data, timestamps=timestamps)
+        response = self._send("POST", f"/embed/{modality}", payload=payload, **options)
+        return self._parse(EmbedResult, response)
+
+    def models(self, **options: Unpack[CallOptions]) -> list[ModelInfo]:
+        """The models the service serves, one per modality, with their weights and batching settings."""
+        response = self._send("GET", "/models", **options)
+        return [ModelInfo.model_validate(item) for item in response.json()["models"]]
+
+    def health(self, **options: Unpack[CallOptions]) -> Health:
+        """Liveness: raises when the process cannot be reached (after retries)."""
+        return self._parse(Health, self._send("GET", "/healthz", **options))
+
+    def ready(self, **options: Unpack[CallOptions]) -> bool:
+        """Readiness without retries: False while the service warms up or drains (503), True once it serves."""
+        options.setdefault("max_retries", 0)
+        response = self._send("GET", "/readyz", accept=(503,), **options)
+        return response.status_code == 200
+
+    # --- per-modality helpers ---------------------------------------------------------------------------
+
+    def classify_image(
+        self, image: ImageInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify an image: a path, encoded bytes (JPEG, PNG, ...) or a PIL image."""
+        return self.classify("image", image, top_k=top_k, **options)
+
+    def classify_audio(
+        self, audio: FileInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify an audio clip: a path or the bytes of a file (WAV, FLAC, OGG, MP3)."""
+        return self.classify("audio", audio, top_k=top_k, **options)
+
+    def classify_video(
+        self, video: FileInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify a video: a path or the bytes of a file (MP4, WebM, AVI, ...)."""
+        return self.classify("video", video, top_k=top_k, **options)
+
+    def classify_pointcloud(
+        self, points: ArrayInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+    ) -> ClassifyResult:
+        """Classify a point cloud: a file (PLY, PCD, OFF, OBJ, XYZ, NPY) or an N x 3 array or nested list."""
+        return self.classify("pointcloud", points, top_k=top_k, **options)
+
+    def classify_timeseries(
+        self,
+        series: ArrayInput,
+        *,
+        timestamps: Sequence[Any] | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        **options: Unpack[CallOptions],
+    ) -> ClassifyResult:
+        """Classify a series: a file (CSV, NPY) or a T x V array, with optional ISO/datetime ``timestamps``."""
+        return self.classify("timeseries", series, top_k=top_k, timestamps=timestamps, **options)
+
+    def embed_image(self, image: ImageInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed an image (path, bytes or PIL image)."""
+        return self.embed("image", image, **options)
+
+    def embed_audio(self, audio: FileInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed an audio clip (path or bytes)."""
+        return self.embed("audio", audio, **options)
+
+    def embed_video(self, video: FileInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed a video (path or bytes)."""
+        return self.embed("video", video, **options)
+
+    def embed_pointcloud(self, points: ArrayInput, **options: Unpack[CallOptions]) -> EmbedResult:
+        """Embed a point cloud (file, or N x 3 array)."""
+        return self.embed("pointcloud", points, **options)
+
+    def embed_timeseries(
+        self, series: ArrayInput, *, timestamps: Sequence[Any] | None = None, **options: Unpack[CallOptions]
+    ) -> EmbedResult:
+        """Embed a time series (file, or T x V array with optional timestamps)."""
+        return self.embed("timeseries", series, timestamps=timestamps, **options)
+
+    # --- the request loop -------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        payload: Payload | None = None,
+        params: Mapping[str, Any] | None = None,
+        accept: tuple[int, ...] = (),
+        **options: Unpack[CallOptions],
+    ) -> httpx.Response:
+        """Send with the shared retry policy; return a success (or an ``accept``ed status) or raise."""
+        plan: CallPlan = self._plan(**options)
+        attempt = 0
+        while True:
+            request = self._http.build_request(
+                method, self._url(path), **self._request_kwargs(plan, payload=payload, params=params)
+            )
+            error: APIStatusError | APIConnectionError
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                error = self._connection_error(exc, plan)
+                error.__cause__ = exc
+            else:
+                if response.is_success or response.status_code in accept:
+                    return response
+                error = self._status_error(response)
+            delay = self._delay_before_retry(plan, attempt, error)
+            if delay is None:
+                raise error
+            time.sleep(delay)
+            attempt += 1
