@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = [
     "service.commands.models",
+    "service.commands.client",
 ]
 
 
