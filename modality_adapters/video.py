@@ -12,8 +12,10 @@ deterministic). ``uniform`` sampling takes the centres of T equal segments of th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -84,6 +86,8 @@ class VideoAdapter(BaseAdapter[VideoParams]):
 
     def read_frames(self, data: bytes, p: VideoParams) -> np.ndarray:
         """Open from memory, check duration and resolution, and decode only the sampled frames (T, H, W, 3)."""
+        with contextlib.suppress(ImportError):
+            import av  # noqa: F401 - load PyAV's FFmpeg before decord's, so both keep working in this process
         import decord
 
         try:
@@ -108,22 +112,26 @@ class VideoAdapter(BaseAdapter[VideoParams]):
         indices = sample_indices(n, p.num_frames, p.sampling, p.sampling_rate)
         try:
             first = reader[int(indices[0])].asnumpy()
-            height, width = int(first.shape[0]), int(first.shape[1])
-            if width > self.limits.max_video_width or height > self.limits.max_video_height:
-                raise InputTooLargeError(
-                    f"video is {width} x {height}; the limit is "
-                    f"{self.limits.max_video_width} x {self.limits.max_video_height}",
-                    width=width,
-                    height=height,
-                )
+            self._check_resolution(int(first.shape[1]), int(first.shape[0]))
             frames = reader.get_batch(list(indices)).asnumpy()
         except InputTooLargeError:
             raise
         except Exception as exc:
-            raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(exc)}") from exc
+            # decord 0.6.0 mis-strides frames of some widths (e.g. 48 or 72 px) and then fails the copy; PyAV
+            # decodes those correctly, so it takes over rather than refusing a valid video.
+            frames = read_frames_pyav(data, indices, exc, self._check_resolution)
         if frames.ndim != 4 or frames.shape[0] != p.num_frames or frames.shape[-1] != 3 or 0 in frames.shape:
             raise UndecodableInputError(f"video decoded to an unexpected frame array of shape {frames.shape}")
         return frames
+
+    def _check_resolution(self, width: int, height: int) -> None:
+        if width > self.limits.max_video_width or height > self.limits.max_video_height:
+            raise InputTooLargeError(
+                f"video is {width} x {height}; the limit is {self.limits.max_video_width} x "
+                f"{self.limits.max_video_height}",
+                width=width,
+                height=height,
+            )
 
     def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
         """The map as the model sees it, de-normalized to RGB (an ``official_reshape`` map shows its strips)."""
@@ -133,6 +141,38 @@ class VideoAdapter(BaseAdapter[VideoParams]):
         std = np.asarray(p.std, dtype=np.float32)[:, None, None]
         rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8)
         return encode_png(rgb.transpose(1, 2, 0))
+
+
+def read_frames_pyav(
+    data: bytes, indices: np.ndarray, cause: Exception, check_resolution: Callable[[int, int], None]
+) -> np.ndarray:
+    """Decode the frames at ``indices`` (in decode order) with PyAV, keeping only those in memory."""
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a runtime dependency
+        raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(cause)}") from cause
+    wanted = {int(i) for i in indices}
+    last = max(wanted)
+    found: dict[int, np.ndarray] = {}
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"
+            check_resolution(int(stream.codec_context.width), int(stream.codec_context.height))
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    found[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+    except InputTooLargeError:
+        raise
+    except Exception as exc:
+        raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(exc)}") from exc
+    if not found:
+        raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(cause)}") from cause
+    # A container that over-reports its length: repeat the last decoded frame, as for short clips.
+    fallback = found[max(found)]
+    return np.stack([found.get(int(i), fallback) for i in indices])
 
 
 def _looks_like_video(data: bytes) -> bool:

@@ -1,0 +1,120 @@
+"""Video adapter: MP4 and WebM decode; both layouts are proven with frames of distinct constant values."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modality_adapters import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, get_adapter
+from modality_adapters.video import clip_to_map, sample_indices
+from models.errors import InputTooLargeError, UndecodableInputError
+
+# Distinct grey levels, far enough apart that codec noise (a few levels) cannot confuse two frames.
+LEVELS = [16 + 14 * t for t in range(16)]
+
+
+def grey_of(block: torch.Tensor) -> float:
+    """Undo the ImageNet normalization of a 3 x h x w block and return its mean grey level (0..255)."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return float(((block * std + mean) * 255).mean())
+
+
+@pytest.mark.parametrize(
+    ("container", "codec"), [("mp4", "libx264"), ("mp4", "mpeg4"), ("webm", "libvpx"), ("webm", "libvpx-vp9")]
+)
+@pytest.mark.parametrize(("n", "size"), [(12, (64, 48)), (40, (48, 80)), (70, (96, 64))])
+def test_containers_lengths_sizes(media, container, codec, n, size) -> None:
+    adapter = get_adapter("video")
+    data = media.video(n=n, size=size, container=container, codec=codec)
+    out = adapter.decode(data, frame_size=32)
+    assert out.shape == (3, 128, 128) == adapter.output_shape(frame_size=32)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("container", "codec"), [("mp4", "libx264"), ("webm", "libvpx-vp9")])
+def test_grid_layout_puts_frame_t_at_tile(media, container, codec) -> None:
+    data = media.video(values=LEVELS, size=(64, 48), container=container, codec=codec)
+    s = 32
+    out = get_adapter("video").decode(data, frame_size=s, layout="grid", sampling_rate=1)
+    for t, level in enumerate(LEVELS):
+        r, c = t // 4, t % 4
+        tile = out[:, r * s : (r + 1) * s, c * s : (c + 1) * s]
+        assert abs(grey_of(tile) - level) < 4, (t, grey_of(tile), level)
+
+
+@pytest.mark.parametrize(("container", "codec"), [("mp4", "mpeg4"), ("webm", "libvpx")])
+def test_official_reshape_layout_puts_frame_t_in_row_band(media, container, codec) -> None:
+    data = media.video(values=LEVELS, size=(64, 48), container=container, codec=codec)
+    s = 32
+    out = get_adapter("video").decode(data, frame_size=s, layout="official_reshape", sampling_rate=1)
+    band = s * s // (4 * s)  # = s / 4 rows of the 4s-wide canvas per frame
+    for t, level in enumerate(LEVELS):
+        assert abs(grey_of(out[:, t * band : (t + 1) * band, :]) - level) < 4
+
+
+def test_layouts_exactly_on_constant_clips() -> None:
+    c, t, h, w = 3, 16, 8, 12
+    clip = torch.arange(t, dtype=torch.float32).view(1, t, 1, 1).expand(c, t, h, w).contiguous()
+    clip = clip + torch.arange(c).view(c, 1, 1, 1) * 100
+    grid = clip_to_map(clip, "grid")
+    assert grid.shape == (c, 4 * h, 4 * w)
+    for k in range(t):
+        tile = grid[:, (k // 4) * h : (k // 4 + 1) * h, (k % 4) * w : (k % 4 + 1) * w]
+        assert torch.equal(tile, clip[:, k])
+    official = clip_to_map(clip, "official_reshape")
+    assert torch.equal(official, clip.reshape(c, 4 * h, 4 * w))
+    rows = h * w // (4 * w)  # each frame fills h / 4 full-width rows of the canvas
+    for k in range(t):
+        for ch in range(c):
+            assert torch.all(official[ch, k * rows : (k + 1) * rows] == k + 100 * ch)
+
+
+def test_official_reshape_on_random_clip_matches_reference() -> None:
+    clip = torch.randn(3, 9, 6, 10)
+    assert torch.equal(clip_to_map(clip, "official_reshape"), clip.reshape(3, 18, 30))
+    grid = clip_to_map(clip, "grid")
+    assert torch.equal(grid[:, 6:12, 20:30], clip[:, 5])  # frame 5 of 9 at tile (1, 2)
+
+
+def test_sample_indices() -> None:
+    assert sample_indices(100, 16, "dense", 4).tolist() == list(range(19, 83, 4))  # centred 61-frame window
+    short = sample_indices(20, 16, "dense", 4).tolist()
+    assert short[:5] == [0, 4, 8, 12, 16] and short[5:] == [19] * 11
+    assert sample_indices(160, 16, "uniform", 4).tolist() == list(range(5, 160, 10))
+    assert sample_indices(3, 4, "uniform", 4).tolist() == [0, 1, 1, 2]
+
+
+def test_uniform_sampling_sees_the_whole_clip(media) -> None:
+    levels = [16 + 7 * i for i in range(32)]
+    data = media.video(values=levels, size=(32, 32))
+    out = get_adapter("video").decode(data, frame_size=16, layout="grid", sampling="uniform", num_frames=4)
+    seen = [grey_of(out[:, (k // 2) * 16 : (k // 2 + 1) * 16, (k % 2) * 16 : (k % 2 + 1) * 16]) for k in range(4)]
+    expected = [levels[i] for i in sample_indices(32, 4, "uniform", 4)]
+    assert np.allclose(seen, expected, atol=4)
+
+
+def test_one_frame_video_is_refused_clearly(media) -> None:
+    with pytest.raises(UndecodableInputError, match="1 decodable frame; need at least 2"):
+        get_adapter("video").decode(media.video(n=1))
+
+
+def test_resolution_and_duration_limits(media) -> None:
+    data = media.video(n=30, size=(64, 48), fps=10)
+    with pytest.raises(InputTooLargeError, match="64 x 48"):
+        get_adapter("video", AdapterLimits(max_video_width=32)).decode(data, frame_size=16)
+    with pytest.raises(InputTooLargeError, match=r"3\.0 s"):
+        get_adapter("video", AdapterLimits(max_video_seconds=2.0)).decode(data, frame_size=16)
+
+
+def test_preview_png(media) -> None:
+    adapter = get_adapter("video")
+    out = adapter.decode(media.video(values=LEVELS), frame_size=16, layout="grid", sampling_rate=1)
+    image = Image.open(io.BytesIO(adapter.preview(out)))
+    assert image.size == (64, 64)
+    px = np.asarray(image.convert("L")).astype(int)
+    assert abs(px[8, 8] - LEVELS[0]) < 5 and abs(px[56, 56] - LEVELS[15]) < 5
