@@ -129,9 +129,8 @@ def describe_mismatch(model_state: StateDict, state: StateDict) -> str | None:
         if key not in state:
             return f"first mismatch at {key!r}: missing from the checkpoint"
         if tuple(state[key].shape) != tuple(tensor.shape):
-            return (
-                f"first mismatch at {key!r}: checkpoint shape {tuple(state[key].shape)}, model shape {tuple(tensor.shape)}"
-            )
+            ours, theirs = tuple(tensor.shape), tuple(state[key].shape)
+            return f"first mismatch at {key!r}: checkpoint shape {theirs}, model shape {ours}"
     extra = [k for k in state if k not in model_state]
     if extra:
         return f"first mismatch at {extra[0]!r}: not a parameter of the model ({len(extra)} unexpected keys)"
@@ -168,8 +167,12 @@ def load_checkpoint(
                 "pass reinit_head=True to drop the checkpoint's head and start a new one (it will need training)",
                 key="head.weight",
             )
-        log.warning("%s: dropping its %d-class head; the new %d-class head is randomly initialized",
-                    origin, head.shape[0], model.num_classes)
+        log.warning(
+            "%s: dropping its %d-class head; the new %d-class head is randomly initialized",
+            origin,
+            head.shape[0],
+            model.num_classes,
+        )
         state["head.weight"] = model_state["head.weight"]
         state["head.bias"] = model_state["head.bias"]
         notes.append(f"head re-initialized for {model.num_classes} classes (untrained)")
@@ -203,8 +206,14 @@ def load_model(
     cfg = get_model_config(name)
     in_chans = cfg.in_chans if in_chans is None else in_chans
     if weights is None:
-        model = UniRepLKNet(in_chans, cfg.num_classes if num_classes is None else num_classes, cfg.depths, cfg.dims,
-                            kernel_sizes or cfg.kernel_sizes, deploy=False)
+        model = UniRepLKNet(
+            in_chans,
+            cfg.num_classes if num_classes is None else num_classes,
+            cfg.depths,
+            cfg.dims,
+            kernel_sizes or cfg.kernel_sizes,
+            deploy=False,
+        )
         model.eval()
         if deploy:
             model.reparameterize()
@@ -217,8 +226,14 @@ def load_model(
         raise CheckpointError(f"{path} is a deploy-form checkpoint; it cannot be loaded into the train form")
     head = state.get("head.weight")
     checkpoint_classes = int(head.shape[0]) if head is not None else cfg.num_classes
-    model = UniRepLKNet(in_chans, checkpoint_classes if num_classes is None else num_classes, cfg.depths, cfg.dims,
-                        kernel_sizes or cfg.kernel_sizes, deploy=form == "deploy")
+    model = UniRepLKNet(
+        in_chans,
+        checkpoint_classes if num_classes is None else num_classes,
+        cfg.depths,
+        cfg.dims,
+        kernel_sizes or cfg.kernel_sizes,
+        deploy=form == "deploy",
+    )
     notes = load_checkpoint(model, state, reinit_head=reinit_head, adapt_stem_channels=adapt_stem, origin=str(path))
     model.eval()
     if deploy and form == "train":

@@ -136,3 +136,23 @@ class ServiceUnavailableError(UnirepError):
 
     status_code = 503
     code = "service_unavailable"
+
+
+class DecoderCrashedError(UndecodableInputError):
+    """The decoder process died on this payload (a crash in native code, or its memory limit); the pool replaced it."""
+
+    code = "decoder_crashed"
+
+
+class ClientDisconnectedError(UnirepError):
+    """The client went away before its result was ready; the item was dropped before compute (nginx's 499)."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
+class InvalidParameterError(InputError):
+    """A query parameter or header has a value the request cannot use (top_k out of range, bad timeout)."""
+
+    status_code = 422
+    code = "invalid_parameter"

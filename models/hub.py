@@ -64,16 +64,28 @@ def resolve_weights(ref: str | os.PathLike[str], *, cache_dir: str | os.PathLike
 
 def download_hub_file(hub_file: HubFile, *, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        local = hf_hub_download(hub_file.repo_id, hub_file.filename, cache_dir=cache_dir, etag_timeout=5)
+        local = hf_hub_download(
+            hub_file.repo_id,
+            hub_file.filename,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            etag_timeout=5,
+        )
+    except LocalEntryNotFoundError:
+        # Offline (HF_HUB_OFFLINE=1 or no connection) and not in the cache: same advice as any unreachable hub.
+        raise CheckpointError(_unreachable_message(hub_file, "not in the local cache")) from None
     except (EntryNotFoundError, RepositoryNotFoundError) as exc:
         raise CheckpointError(f"{hub_file.ref} does not exist on the hub: {exc}") from None
     except Exception as exc:  # offline mode, DNS failure, refused connection, timeout: all mean "not reachable"
-        raise CheckpointError(
-            f"could not fetch {hub_file.ref} ({type(exc).__name__}); the hub is unreachable or offline mode is on. "
-            f"Download {hub_file.filename} from https://huggingface.co/{hub_file.repo_id} on a machine with network "
-            "access and pass its path instead (a file path works wherever a weights reference is accepted)."
-        ) from None
+        raise CheckpointError(_unreachable_message(hub_file, type(exc).__name__)) from None
     return Path(local)
+
+
+def _unreachable_message(hub_file: HubFile, reason: str) -> str:
+    return (
+        f"could not fetch {hub_file.ref} ({reason}); the hub is unreachable or offline mode is on. "
+        f"Download {hub_file.filename} from https://huggingface.co/{hub_file.repo_id} on a machine with network "
+        "access and pass its path instead (a file path works wherever a weights reference is accepted)."
+    )

@@ -108,8 +108,8 @@ class SEBlock(nn.Module):
 
 def fuse_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Kernel and bias of ``bn(conv(x))`` as one conv (inference statistics)."""
-    conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     assert bn.running_var is not None and bn.running_mean is not None
+    conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     std = (bn.running_var + bn.eps).sqrt()
     scale = bn.weight / std
     return conv.weight * scale.reshape(-1, 1, 1, 1), bn.bias + (conv_bias - bn.running_mean) * scale

@@ -104,7 +104,9 @@ def _in22k(variant: str, size: int) -> WeightsSpec:
 
 
 def _in22k_to_1k(variant: str, acc: str) -> WeightsSpec:
-    return WeightsSpec("in22k_to_in1k", f"unireplknet_{variant}_in22k_to_in1k_384_acc{acc}.pth", 1000, "imagenet-1k", 384)
+    return WeightsSpec(
+        "in22k_to_in1k", f"unireplknet_{variant}_in22k_to_in1k_384_acc{acc}.pth", 1000, "imagenet-1k", 384
+    )
 
 
 def _config(

@@ -14,6 +14,7 @@ What differs from the official file, on purpose:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -47,14 +48,16 @@ class UniRepLKNetBlock(nn.Module):
         if kernel_size == 0:
             self.dwconv = nn.Identity()
             self.norm = nn.Identity()
-        elif kernel_size >= 7:
+        elif kernel_size >= 7 and kernel_size in DILATED_BRANCHES:
             self.dwconv = DilatedReparamBlock(dim, kernel_size, deploy=deploy)
             self.norm = nn.Identity() if deploy else nn.BatchNorm2d(dim)
         elif kernel_size in SMALL_KERNELS:
             self.dwconv = depthwise_conv(dim, kernel_size, bias=deploy)
             self.norm = nn.Identity() if deploy else nn.BatchNorm2d(dim)
         else:
-            raise ModelError(f"block kernel size must be 0, 3, 5 or one of {sorted(DILATED_BRANCHES)}; got {kernel_size}")
+            raise ModelError(
+                f"block kernel size must be 0, 3, 5 or one of {sorted(DILATED_BRANCHES)}; got {kernel_size}"
+            )
         self.se = SEBlock(dim, dim // 4)
         ffn_dim = 4 * dim
         self.pwconv1 = nn.Sequential(NCHWtoNHWC(), nn.Linear(dim, ffn_dim))
@@ -92,9 +95,9 @@ class UniRepLKNetBlock(nn.Module):
         batch, channels, height, width = y.shape
         se_gate = self.se.gate(y)  # (B, C)
         y_nhwc = y.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
-        linear1: nn.Linear = self.pwconv1[1]
-        linear2: nn.Linear = self.pwconv2[0]
-        grn: GRNwithNHWC = self.act[1]
+        linear1 = cast(nn.Linear, self.pwconv1[1])
+        linear2 = cast(nn.Linear, self.pwconv2[0])
+        grn = cast(GRNwithNHWC, self.act[1])
         fold_into_weights = height * width > channels
         if fold_into_weights:
             w1 = linear1.weight.unsqueeze(0) * se_gate.unsqueeze(1)  # (B, 4C, C)
@@ -137,14 +140,16 @@ class UniRepLKNetBlock(nn.Module):
         if self.gamma is not None:
             final_scale = self.gamma.detach().clone()
             self.gamma = None
-        grn: GRNwithNHWC = self.act[1]
+        grn = cast(GRNwithNHWC, self.act[1])
         if len(self.pwconv2) == 3:
-            linear: nn.Linear = self.pwconv2[0]
-            bn = self.pwconv2[2]
+            linear = cast(nn.Linear, self.pwconv2[0])
+            bn = cast(nn.BatchNorm2d, self.pwconv2[2])
             assert bn.running_var is not None and bn.running_mean is not None
-            linear_bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+            linear_bias: torch.Tensor = (
+                torch.zeros_like(bn.running_mean) if linear.bias is None else linear.bias.detach()
+            )
             if grn.use_bias:
-                linear_bias = linear_bias + linear.weight @ grn.beta.reshape(-1)
+                linear_bias = linear_bias + linear.weight @ grn.beta.detach().reshape(-1)
                 del grn.beta
                 grn.use_bias = False
             scale = bn.weight / (bn.running_var + bn.eps).sqrt()
@@ -227,7 +232,7 @@ class UniRepLKNet(nn.Module):
 
     @property
     def is_deploy(self) -> bool:
-        return all(block.is_deploy for stage in self.stages for block in stage)
+        return all(block.is_deploy for block in self.blocks())
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four stage outputs, at strides 4, 8, 16 and 32."""
@@ -251,16 +256,17 @@ class UniRepLKNet(nn.Module):
 
     def reparameterize(self) -> UniRepLKNet:
         """Turn this train-form model into the deploy form in place (on whatever device it lives); returns self."""
-        for stage in self.stages:
-            for block in stage:
-                block.reparameterize()
+        for block in self.blocks():
+            block.reparameterize()
         return self
 
     def set_fast_forward(self, enabled: bool) -> None:
         """Switch the deploy-form blocks between the fast forward and the official transcription (for checks)."""
-        for stage in self.stages:
-            for block in stage:
-                block.fast_forward = enabled
+        for block in self.blocks():
+            block.fast_forward = enabled
+
+    def blocks(self) -> list[UniRepLKNetBlock]:
+        return [block for block in self.modules() if isinstance(block, UniRepLKNetBlock)]
 
 
 def reparameterize(model: UniRepLKNet) -> UniRepLKNet:

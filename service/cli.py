@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "service.commands.models",
     "service.commands.client",
+    "service.commands.serve",
 ]
 
 

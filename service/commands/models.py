@@ -29,7 +29,7 @@ def run_models(args: argparse.Namespace) -> int:
 
     from models import create_model, get_model_config, list_models
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_models():
         cfg = get_model_config(name)
         with torch.device("meta"):
