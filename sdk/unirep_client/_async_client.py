@@ -11,7 +11,7 @@ from typing import Any, Unpack
 import httpx
 
 from ._base import BaseClient, CallOptions, CallPlan
-from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOP_K, Modality
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Modality
 from ._inputs import ArrayInput, FileInput, ImageInput, Payload, encode_input
 from .errors import APIConnectionError, APIStatusError
 from .types import ClassifyResult, EmbedResult, Health, ModelInfo
@@ -80,11 +80,14 @@ class AsyncClient(BaseClient):
         modality: Modality,
         data: Any,
         *,
-        top_k: int = DEFAULT_TOP_K,
+        top_k: int | None = None,
         timestamps: Sequence[Any] | None = None,
         **options: Unpack[CallOptions],
     ) -> ClassifyResult:
-        """Classify one input of ``modality``; the typed per-modality methods below say what ``data`` may be."""
+        """Classify one input of ``modality``; the typed per-modality methods below say what ``data`` may be.
+
+        ``top_k`` labels come back, most likely first; None leaves it to the server (5, at most the class count).
+        """
         payload = await _encode(modality, data, timestamps)
         response = await self._send(
             "POST", f"/classify/{modality}", payload=payload, params={"top_k": top_k}, **options
@@ -122,25 +125,25 @@ class AsyncClient(BaseClient):
     # --- per-modality helpers ---------------------------------------------------------------------------
 
     async def classify_image(
-        self, image: ImageInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+        self, image: ImageInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
     ) -> ClassifyResult:
         """Classify an image: a path, encoded bytes (JPEG, PNG, ...) or a PIL image."""
         return await self.classify("image", image, top_k=top_k, **options)
 
     async def classify_audio(
-        self, audio: FileInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+        self, audio: FileInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
     ) -> ClassifyResult:
         """Classify an audio clip: a path or the bytes of a file (WAV, FLAC, OGG, MP3)."""
         return await self.classify("audio", audio, top_k=top_k, **options)
 
     async def classify_video(
-        self, video: FileInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+        self, video: FileInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
     ) -> ClassifyResult:
         """Classify a video: a path or the bytes of a file (MP4, WebM, AVI, ...)."""
         return await self.classify("video", video, top_k=top_k, **options)
 
     async def classify_pointcloud(
-        self, points: ArrayInput, *, top_k: int = DEFAULT_TOP_K, **options: Unpack[CallOptions]
+        self, points: ArrayInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
     ) -> ClassifyResult:
         """Classify a point cloud: a file (PLY, PCD, OFF, OBJ, XYZ, NPY) or an N x 3 array or nested list."""
         return await self.classify("pointcloud", points, top_k=top_k, **options)
@@ -150,7 +153,7 @@ class AsyncClient(BaseClient):
         series: ArrayInput,
         *,
         timestamps: Sequence[Any] | None = None,
-        top_k: int = DEFAULT_TOP_K,
+        top_k: int | None = None,
         **options: Unpack[CallOptions],
     ) -> ClassifyResult:
         """Classify a series: a file (CSV, NPY) or a T x V array, with optional ISO/datetime ``timestamps``."""

@@ -14,7 +14,6 @@ DEFAULT_TIMEOUT: Final = 60.0
 """Seconds for one HTTP attempt. Long enough for a cold CPU server decoding a video; a deadline can be shorter."""
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 DEFAULT_MAX_RETRIES: Final = 2
-DEFAULT_TOP_K: Final = 5
 
 INITIAL_RETRY_DELAY: Final = 0.5
 MAX_RETRY_DELAY: Final = 8.0

@@ -19,9 +19,12 @@ __all__ = [
     "APITimeoutError",
     "BadRequestError",
     "CheckpointError",
+    "ClientDisconnectedError",
     "DeadlineExceededError",
+    "DecoderCrashedError",
     "InputTooLargeError",
     "InternalServerError",
+    "InvalidParameterError",
     "ModelError",
     "NotFoundError",
     "PreprocessTimeoutError",
@@ -125,6 +128,19 @@ class UndecodableInputError(BadRequestError):
     code = "undecodable_input"
 
 
+class DecoderCrashedError(UndecodableInputError):
+    """The server's decoder process died on this payload (native crash or memory limit); only this request failed."""
+
+    code = "decoder_crashed"
+
+
+class InvalidParameterError(BadRequestError):
+    """A query parameter or header has a value the server cannot use (``top_k`` out of range, bad deadline)."""
+
+    status_code = 422
+    code = "invalid_parameter"
+
+
 class UnsupportedMediaTypeError(BadRequestError):
     """The payload's format is not one this modality reads."""
 
@@ -179,6 +195,13 @@ class PreprocessTimeoutError(APIStatusError):
     code = "preprocess_timeout"
 
 
+class ClientDisconnectedError(APIStatusError):
+    """The server saw this client go away and dropped the item (499); reaches a caller only through a proxy."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
 class ServiceUnavailableError(APIStatusError):
     """Not ready yet, draining, or a backend is gone; retried after ``retry_after`` before it is raised."""
 
@@ -195,6 +218,8 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
         CheckpointError,
         BadRequestError,
         UndecodableInputError,
+        DecoderCrashedError,
+        InvalidParameterError,
         UnsupportedMediaTypeError,
         InputTooLargeError,
         NotFoundError,
@@ -203,6 +228,7 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
         QueueFullError,
         DeadlineExceededError,
         PreprocessTimeoutError,
+        ClientDisconnectedError,
         ServiceUnavailableError,
     )
 }

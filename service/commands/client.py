@@ -38,7 +38,7 @@ def add_parser(subparsers: Any) -> None:
         parser.add_argument("--url", default=None, help="service URL (default: $UNIREP_URL, else 127.0.0.1:8000)")
         parser.add_argument("--api-key", default=None, help="Bearer key (default: $UNIREP_API_KEY)")
         if command == "classify":
-            parser.add_argument("--top-k", type=_positive_int, default=5, help="labels per file (default: 5)")
+            parser.add_argument("--top-k", type=_positive_int, default=None, help="labels per file (server default: 5)")
         parser.add_argument("--json", action="store_true", help="print one JSON object per file instead of a table")
         parser.add_argument(
             "--concurrency", type=_positive_int, default=8, help="requests in flight at once (default: 8)"
