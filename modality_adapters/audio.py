@@ -67,6 +67,7 @@ class AudioAdapter(BaseAdapter[AudioParams]):
 
     name: ClassVar[str] = "audio"
     params_type: ClassVar[type[Any]] = AudioParams
+    heavy_imports: ClassVar[tuple[str, ...]] = ("soundfile", "torchaudio", "torchaudio.compliance.kaldi")
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)

@@ -9,6 +9,7 @@ decoder library (torchaudio, decord, open3d, soundfile) is imported inside the f
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
 import math
 from dataclasses import dataclass
@@ -88,6 +89,10 @@ class ModalityAdapter(Protocol):
         """A PNG of the map, for a human to see what the model sees."""
         ...
 
+    def prepare(self) -> None:
+        """Import the decoder libraries ahead of the first request (before a worker caps its memory)."""
+        ...
+
 
 P = TypeVar("P")
 
@@ -101,6 +106,7 @@ class BaseAdapter(Generic[P]):
 
     name: ClassVar[str] = ""
     params_type: ClassVar[type[Any]]
+    heavy_imports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, limits: AdapterLimits | None = None) -> None:
         self.limits = limits if limits is not None else AdapterLimits()
@@ -116,6 +122,15 @@ class BaseAdapter(Generic[P]):
 
     def default_params(self) -> dict[str, Any]:
         return dataclasses.asdict(self.params_type())
+
+    def prepare(self) -> None:
+        """Import this adapter's decoder libraries now (they load lazily on first decode otherwise).
+
+        A worker process calls this before capping its address space, so the first request does not pay the
+        import time, nor fail the memory limit with a library's mappings.
+        """
+        for module in self.heavy_imports:
+            importlib.import_module(module)
 
     def resolve_params(self, **params: Any) -> P:
         """Build the params dataclass; unknown names and invalid values are the caller's error (400)."""

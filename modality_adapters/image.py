@@ -74,6 +74,8 @@ class ImageAdapter(BaseAdapter[ImageParams]):
             except Image.DecompressionBombError as exc:
                 raise InputTooLargeError(f"image dimensions exceed the decoder's safety limit: {exc}") from exc
             except UnidentifiedImageError as exc:
+                if looks_like_image(data):
+                    raise UndecodableInputError("image is truncated or corrupt (its header is unreadable)") from exc
                 raise UnsupportedMediaTypeError(
                     "not a recognised image; send JPEG, PNG, WebP, BMP, GIF or TIFF",
                     supported=sorted(SUPPORTED_IMAGE_FORMATS),
@@ -122,6 +124,14 @@ class ImageAdapter(BaseAdapter[ImageParams]):
         std = np.asarray(p.std, dtype=np.float32)[:, None, None]
         rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8)
         return encode_png(rgb.transpose(1, 2, 0))
+
+
+_IMAGE_MAGICS: tuple[bytes, ...] = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(data: bytes) -> bool:
+    """A supported format's magic: a file that has it but will not open is corrupt (422), not foreign (415)."""
+    return data.startswith(_IMAGE_MAGICS) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

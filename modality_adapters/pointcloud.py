@@ -57,6 +57,7 @@ class PointCloudAdapter(BaseAdapter[PointCloudParams]):
 
     name: ClassVar[str] = "pointcloud"
     params_type: ClassVar[type[Any]] = PointCloudParams
+    heavy_imports: ClassVar[tuple[str, ...]] = ("open3d",)
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)

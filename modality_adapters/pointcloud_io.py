@@ -88,8 +88,8 @@ def _as_points(array: Any, what: str) -> np.ndarray:
 
 def _read_text(data: bytes, fmt: str, limits: AdapterLimits) -> np.ndarray:
     lines = [ln for ln in data.replace(b",", b" ").splitlines() if ln.strip() and not ln.lstrip().startswith(b"#")]
-    if fmt == "pts" and lines and len(lines[0].split()) == 1:
-        lines = lines[1:]  # the PTS count line
+    if lines and len(lines[0].split()) == 1 and lines[0].strip().isdigit():
+        lines = lines[1:]  # the PTS count line (XYZ and PTS look alike otherwise, so it is accepted for both)
     if len(lines) > limits.max_points:
         raise _too_many(len(lines), limits)
     rows: list[list[float]] = []
@@ -197,7 +197,7 @@ def _read_open3d(data: bytes, fmt: str, mesh_samples: int) -> np.ndarray:
         path = Path(tmp) / f"cloud.{fmt}"
         with open(path, "wb") as f:
             f.write(data)
-        if fmt in ("off", "obj"):
+        if fmt in ("off", "obj") or (fmt == "ply" and _ply_has_faces(data)):
             mesh = o3d.io.read_triangle_mesh(path)
             vertices = np.asarray(mesh.vertices, dtype=np.float64)
             triangles = np.asarray(mesh.triangles, dtype=np.int64)
@@ -206,6 +206,13 @@ def _read_open3d(data: bytes, fmt: str, mesh_samples: int) -> np.ndarray:
             return vertices.reshape(-1, 3)
         cloud = o3d.io.read_point_cloud(path, format=fmt)
         return np.asarray(cloud.points, dtype=np.float64).reshape(-1, 3)
+
+
+def _ply_has_faces(data: bytes) -> bool:
+    """A PLY mesh (faces present) is sampled on its surface like OFF/OBJ, not reduced to its vertices."""
+    header = data[: data.find(b"end_header")] if b"end_header" in data[:65536] else b""
+    match = re.search(rb"^element\s+face\s+(\d+)", header, re.MULTILINE)
+    return match is not None and int(match.group(1)) > 0
 
 
 def sample_mesh(vertices: np.ndarray, triangles: np.ndarray, count: int, seed: int = 0) -> np.ndarray:

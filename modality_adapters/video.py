@@ -68,6 +68,7 @@ class VideoAdapter(BaseAdapter[VideoParams]):
 
     name: ClassVar[str] = "video"
     params_type: ClassVar[type[Any]] = VideoParams
+    heavy_imports: ClassVar[tuple[str, ...]] = ("av", "decord")
 
     def __init__(self, limits: AdapterLimits | None = None, num_threads: int = 1) -> None:
         super().__init__(limits)

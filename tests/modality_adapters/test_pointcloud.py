@@ -1,0 +1,157 @@
+"""Point-cloud adapter: every format reads, the projection is invariant as promised, known shapes look right."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modality_adapters import AdapterLimits, get_adapter
+from modality_adapters.pointcloud import farthest_point_sample, normalize_points, project_views
+from modality_adapters.pointcloud_io import read_points
+from models.errors import InputTooLargeError
+
+SMALL = {"num_points": 512, "image_size": 64}
+
+
+def cloud_bytes(media, points: np.ndarray, fmt: str) -> bytes:
+    if fmt in ("ply", "pcd", "xyz", "pts"):
+        return media.open3d_file(points, fmt)
+    if fmt in ("ply-binary", "pcd-binary"):
+        return media.open3d_file(points, fmt.split("-")[0], binary=True)
+    if fmt == "npy":
+        return media.npy(points)
+    if fmt == "npy-f32":
+        return media.npy(points.astype(np.float32))
+    if fmt == "json":
+        return json.dumps(points.tolist()).encode()
+    if fmt == "json-object":
+        return json.dumps({"points": points.tolist()}).encode()
+    if fmt == "xyz-text":
+        return "\n".join(" ".join(f"{v:.9f}" for v in row) for row in points).encode()
+    raise AssertionError(fmt)
+
+
+FORMATS = ["ply", "ply-binary", "pcd", "pcd-binary", "xyz", "pts", "npy", "npy-f32", "json", "json-object", "xyz-text"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_formats_agree(media, fmt) -> None:
+    points = media.cloud(400)
+    adapter = get_adapter("pointcloud")
+    data = cloud_bytes(media, points, fmt)
+    read = read_points(data, None, adapter.limits, mesh_samples=0)
+    order = np.lexsort(points.T[::-1])
+    np.testing.assert_allclose(read[np.lexsort(read.T[::-1])], points[order], atol=1e-5)
+    out = adapter.decode(data, **SMALL)  # 512 >= 400 points: no sampling, so only pixel binning could differ
+    assert out.shape == (3, 64, 64) == adapter.output_shape(**SMALL)
+    reference = adapter.decode(media.npy(points), **SMALL)
+    # float32 storage and text rounding move a point by < 1e-5, which can flip only a pixel or two.
+    assert ((out > 0) != (reference > 0)).float().mean() < 0.002
+    both = (out > 0) & (reference > 0)
+    assert (out[both] - reference[both]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["off", "obj", "ply"])
+@pytest.mark.parametrize("shape", ["box", "sphere"])
+def test_meshes_are_sampled(media, fmt, shape) -> None:
+    out = get_adapter("pointcloud").decode(media.mesh_file(fmt, shape), **SMALL)
+    assert out.shape == (3, 64, 64) and out.max() <= 1.0 and (out > 0).float().mean() > 0.05
+
+
+def test_format_hint_overrides_sniffing(media) -> None:
+    data = cloud_bytes(media, media.cloud(300), "xyz-text")
+    out = get_adapter("pointcloud").decode(data, format="xyz", **SMALL)
+    assert out.shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("sampling", ["fps", "random"])
+def test_invariant_to_order_translation_and_scale(media, sampling) -> None:
+    points = media.cloud(3000, seed=3)
+    adapter = get_adapter("pointcloud")
+    params = {"num_points": 1024, "image_size": 96, "sampling": sampling}
+    reference = adapter.decode(media.npy(points), **params)
+    rng = np.random.default_rng(7)
+    variants = {
+        "order": points[rng.permutation(len(points))],
+        "translation": points + np.array([3.25, -40.0, 0.7]),
+        "scale": points * 2.5,
+        "all": (points[rng.permutation(len(points))] - 11.0) * 0.01,
+    }
+    for name, variant in variants.items():
+        assert torch.equal(adapter.decode(media.npy(variant), **params), reference), name
+
+
+def test_unit_cube_surface_gives_a_flat_square(media) -> None:
+    rng = np.random.default_rng(0)
+    faces = []
+    for axis in range(3):
+        for side in (-0.5, 0.5):
+            f = rng.uniform(-0.5, 0.5, (4000, 3))
+            f[:, axis] = side
+            faces.append(f)
+    cube = np.concatenate(faces)
+    size = 16  # coarse enough that every pixel of a face holds many of the sampled points
+    out = get_adapter("pointcloud").decode(media.npy(cube), num_points=8192, image_size=size)
+    half = 0.5 / np.sqrt(0.75)  # the face's distance from the centre after scaling the corners to radius 1
+    expected_value = (half + 2) / 3
+    lo, hi = int(np.floor((1 - half) / 2 * size)), int(np.ceil((1 + half) / 2 * size))
+    for view in out:
+        occupied = view > 0
+        rows, cols = np.nonzero(occupied.numpy())
+        assert rows.min() >= lo and rows.max() < hi and cols.min() >= lo and cols.max() < hi
+        inner = view[lo + 1 : hi - 1, lo + 1 : hi - 1]
+        assert (inner > 0).all()  # every pixel of the face is hit at this density
+        torch.testing.assert_close(inner, torch.full_like(inner, expected_value), atol=0.02, rtol=0)
+
+
+def test_plane_is_a_filled_disc_from_the_front_and_a_line_from_the_side(media) -> None:
+    rng = np.random.default_rng(1)
+    plane = np.c_[rng.uniform(-1, 1, (20000, 2)), np.zeros(20000)]  # the z = 0 plane
+    size = 32
+    front, side, top = get_adapter("pointcloud").decode(media.npy(plane), num_points=8192, image_size=size)
+    assert (front > 0).float().mean() > 0.4  # a square inscribed in the unit circle fills half the image
+    torch.testing.assert_close(front[front > 0], torch.full_like(front[front > 0], 2 / 3))
+    # From the side (u = -z) and top (v = -z) the plane collapses onto the centre column / row.
+    assert set(np.nonzero(side.numpy())[1].tolist()) == {size // 2}
+    assert set(np.nonzero(top.numpy())[0].tolist()) == {size // 2}
+
+
+def test_nearest_point_wins_per_pixel() -> None:
+    pts = np.array([[0.0, 0.0, -0.5], [0.0, 0.0, 0.9], [0.0, 0.0, 0.2], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    views = project_views(normalize_points(pts), 8)
+    centre = views[0, 4, 4]  # front view: the point with the largest z in that pixel
+    unit = normalize_points(pts)
+    assert abs(float(centre) - (unit[:, 2].max() + 2) / 3) < 1e-6
+
+
+def test_fps_spreads_points() -> None:
+    rng = np.random.default_rng(0)
+    cluster = np.r_[rng.normal(0, 0.01, (1000, 3)), [[5.0, 0, 0]], [[-5.0, 0, 0]]]
+    idx = farthest_point_sample(cluster, 3)
+    assert len(set(idx.tolist())) == 3
+    assert {1000, 1001} <= set(idx.tolist())  # both outliers are picked before a second cluster point
+
+
+def test_nan_rows_are_dropped(media) -> None:
+    points = media.cloud(500)
+    dirty = np.r_[points, [[np.nan, 0, 0], [np.inf, 1, 1]]]
+    adapter = get_adapter("pointcloud")
+    assert torch.equal(adapter.decode(media.npy(dirty), **SMALL), adapter.decode(media.npy(points), **SMALL))
+
+
+def test_point_limit(media) -> None:
+    adapter = get_adapter("pointcloud", AdapterLimits(max_points=100))
+    for fmt in ("ply", "npy", "json", "xyz-text"):
+        with pytest.raises(InputTooLargeError, match="points"):
+            adapter.decode(cloud_bytes(media, media.cloud(200), fmt), **SMALL)
+
+
+def test_preview_png(media) -> None:
+    adapter = get_adapter("pointcloud")
+    image = Image.open(io.BytesIO(adapter.preview(adapter.decode(media.npy(media.cloud(500)), **SMALL))))
+    assert image.format == "PNG" and image.width > 3 * image.height - 20
