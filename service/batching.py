@@ -1,0 +1,292 @@
+"""Shape-bucketed dynamic batching with deadlines, bounded queues and cancellation.
+
+No library we know batches by (model, input shape) bucket, so this is ours. Each bucket (one modality's model and
+one C x H x W shape) has its own FIFO queue and its own task that forms batches:
+
+- a batch closes when it is full (``max_batch_size``), when the oldest item has waited ``max_delay_ms``, when the
+  earliest deadline in the queue needs it to start now, or at once when no batch is running anywhere (an idle
+  device should never wait for company: that keeps latency at concurrency 1 at the model's own time);
+- it is then handed to the transport only once a device slot is free: the transport allows ``prefetch`` staged
+  batches per device, so the next batch is ready while the current one runs, and items keep joining the queue
+  (growing the next batch) while every device is busy;
+- when the batch is taken, items whose client disconnected or whose deadline cannot be met any more are dropped
+  (counted in ``unirep_dropped_requests_total``) and never reach the model;
+- admission is bounded: a full queue answers 429 with a Retry-After estimated from the bucket's batch latency, and
+  a deadline that cannot be met even before queueing answers 504 at once.
+
+A failing item fails alone: the worker reports errors per item (see ``service.worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from models.errors import (
+    ClientDisconnectedError,
+    DeadlineExceededError,
+    QueueFullError,
+    ServiceUnavailableError,
+    UnirepError,
+)
+from service.metrics import Metrics
+from service.transport import Transport
+from service.work import Batch, BatchItem, BatchResult, ItemResult
+
+log = logging.getLogger(__name__)
+
+EWMA_ALPHA = 0.2
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int
+    max_delay_ms: float
+    max_queue_size: int
+
+
+@dataclass
+class Pending:
+    """An admitted item waiting for its result; the gateway awaits ``future``."""
+
+    item: BatchItem
+    cancelled: Callable[[], bool]
+    future: asyncio.Future[tuple[ItemResult, BatchResult]]
+
+
+@dataclass
+class Bucket:
+    modality: str
+    shape: tuple[int, ...]
+    policy: BatchPolicy
+    queue: deque[Pending] = field(default_factory=deque)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    batch_seconds: float = 0.05
+    """EWMA of this bucket's batch latency (seeded by warm-up): drives deadline checks and Retry-After."""
+    running: int = 0
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def label(self) -> str:
+        return "x".join(str(s) for s in self.shape)
+
+
+class Batcher:
+    """Admits items into buckets and feeds formed batches to a ``Transport``."""
+
+    def __init__(self, transport: Transport, metrics: Metrics, policies: dict[str, BatchPolicy]) -> None:
+        self.transport = transport
+        self.metrics = metrics
+        self.policies = policies
+        self.buckets: dict[tuple[str, tuple[int, ...]], Bucket] = {}
+        self._running = False
+        self._accepting = True
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add_bucket(self, modality: str, shape: tuple[int, ...], batch_seconds: float | None = None) -> Bucket:
+        key = (modality, tuple(shape))
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = Bucket(modality, tuple(shape), self.policies[modality])
+            self.buckets[key] = bucket
+            self.metrics.queue_depth.labels(modality, bucket.label).set(0)
+            if self._running:
+                bucket.task = asyncio.create_task(self._run(bucket), name=f"bucket-{modality}-{bucket.label}")
+        if batch_seconds is not None:
+            bucket.batch_seconds = batch_seconds
+        return bucket
+
+    async def start(self) -> None:
+        self._running = True
+        for bucket in self.buckets.values():
+            if bucket.task is None:
+                bucket.task = asyncio.create_task(self._run(bucket), name=f"bucket-{bucket.modality}-{bucket.label}")
+
+    def depth(self) -> int:
+        return sum(len(b.queue) for b in self.buckets.values())
+
+    def busy(self) -> bool:
+        return self.depth() > 0 or any(b.running for b in self.buckets.values())
+
+    def submit(self, item: BatchItem, modality: str, cancelled: Callable[[], bool]) -> Pending:
+        """Admit an item or raise: 503 when stopping, 429 when the bucket is full, 504 when the deadline is hopeless."""
+        if not self._accepting:
+            raise ServiceUnavailableError("the service is draining; retry on another instance", retry_after=1)
+        bucket = self.buckets.get((modality, tuple(item.tensor.shape))) or self.add_bucket(
+            modality, tuple(item.tensor.shape)
+        )
+        policy = bucket.policy
+        ahead = len(bucket.queue)
+        batches_ahead = math.ceil((ahead + 1) / policy.max_batch_size) + bucket.running
+        if ahead >= policy.max_queue_size:
+            retry = max(1, math.ceil(bucket.batch_seconds * batches_ahead))
+            self.metrics.rejected.labels(modality, "queue_full").inc()
+            raise QueueFullError(
+                f"the {modality} queue is full ({ahead} waiting); retry after {retry} s",
+                retry_after=retry,
+                queue_size=policy.max_queue_size,
+            )
+        now = time.time()
+        if item.deadline is not None and now + bucket.batch_seconds * batches_ahead > item.deadline:
+            self.metrics.dropped.labels(modality, "deadline").inc()
+            raise DeadlineExceededError(
+                f"the deadline ({max(0.0, (item.deadline - now) * 1000):.0f} ms left) cannot be met: about "
+                f"{bucket.batch_seconds * batches_ahead * 1000:.0f} ms of {modality} work is ahead of it",
+                stage="admission",
+                estimated_ms=round(bucket.batch_seconds * batches_ahead * 1000, 1),
+            )
+        pending = Pending(item, cancelled, asyncio.get_running_loop().create_future())
+        bucket.queue.append(pending)
+        self.metrics.queue_depth.labels(modality, bucket.label).set(len(bucket.queue))
+        bucket.changed.set()
+        return pending
+
+    async def _run(self, bucket: Bucket) -> None:
+        while True:
+            try:
+                await self._wait_for_batch(bucket)
+                await self.transport.reserve()
+                items = self._take(bucket)
+                if not items:
+                    self.transport.release()
+                    continue
+                bucket.running += 1
+                task = asyncio.create_task(self._execute(bucket, items))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not silently stop a bucket
+                log.exception("batch formation failed for %s %s", bucket.modality, bucket.label)
+                await asyncio.sleep(0.01)
+
+    async def _wait_for_batch(self, bucket: Bucket) -> None:
+        """Return when the bucket's queue should be turned into a batch (see the module docstring)."""
+        policy = bucket.policy
+        while True:
+            self._purge(bucket)
+            if not bucket.queue:
+                bucket.changed.clear()
+                await bucket.changed.wait()
+                continue
+            if len(bucket.queue) >= policy.max_batch_size or self.transport.idle():
+                return
+            now = time.time()
+            close_at = bucket.queue[0].item.enqueued_at + policy.max_delay_ms / 1000.0
+            deadlines = [p.item.deadline for p in bucket.queue if p.item.deadline is not None]
+            if deadlines:
+                close_at = min(close_at, min(deadlines) - bucket.batch_seconds)
+            if now >= close_at:
+                return
+            bucket.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(bucket.changed.wait(), close_at - now)
+
+    def _purge(self, bucket: Bucket) -> None:
+        """Drop items whose client left or whose deadline can no longer be met; they never reach the model."""
+        if not bucket.queue:
+            return
+        now = time.time()
+        keep: deque[Pending] = deque()
+        for pending in bucket.queue:
+            error = self._drop_reason(pending, now, bucket.batch_seconds)
+            if error is None:
+                keep.append(pending)
+            else:
+                reason = "disconnected" if isinstance(error, ClientDisconnectedError) else "deadline"
+                self.metrics.dropped.labels(bucket.modality, reason).inc()
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+        if len(keep) != len(bucket.queue):
+            bucket.queue = keep
+            self.metrics.queue_depth.labels(bucket.modality, bucket.label).set(len(keep))
+
+    @staticmethod
+    def _drop_reason(pending: Pending, now: float, batch_seconds: float) -> UnirepError | None:
+        if pending.future.done():
+            return ClientDisconnectedError("the request was abandoned")
+        if pending.cancelled():
+            return ClientDisconnectedError("the client disconnected before its item was computed")
+        deadline = pending.item.deadline
+        if deadline is not None and now + batch_seconds > deadline:
+            return DeadlineExceededError(
+                "the request's deadline passed (or could not be met) while it was queued; it never reached the model",
+                stage="queue",
+            )
+        return None
+
+    def _take(self, bucket: Bucket) -> list[Pending]:
+        self._purge(bucket)
+        n = min(len(bucket.queue), bucket.policy.max_batch_size)
+        items = [bucket.queue.popleft() for _ in range(n)]
+        self.metrics.queue_depth.labels(bucket.modality, bucket.label).set(len(bucket.queue))
+        return items
+
+    async def _execute(self, bucket: Bucket, pendings: list[Pending]) -> None:
+        batch = Batch(bucket.modality, bucket.shape, [p.item for p in pendings], bucket.policy.max_batch_size)
+        try:
+            result = await self.transport.execute(batch)
+        except UnirepError as exc:
+            for p in pendings:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        except Exception as exc:
+            log.exception("batch %s failed in the transport", batch.batch_id)
+            for p in pendings:
+                if not p.future.done():
+                    p.future.set_exception(UnirepError(f"internal error running the batch: {type(exc).__name__}"))
+            return
+        finally:
+            bucket.running -= 1
+        self._record(bucket, result)
+        by_id = {r.item_id: r for r in result.items}
+        for p in pendings:
+            item_result = by_id.get(p.item.item_id) or ItemResult(p.item.item_id, error=UnirepError("no result"))
+            if p.future.done():
+                continue
+            if item_result.error is not None:
+                p.future.set_exception(item_result.error)
+            else:
+                p.future.set_result((item_result, result))
+
+    def _record(self, bucket: Bucket, result: BatchResult) -> None:
+        m, modality = self.metrics, bucket.modality
+        skipped = [r for r in result.items if r.error is not None]
+        for r in skipped:
+            if isinstance(r.error, ClientDisconnectedError | DeadlineExceededError):
+                m.dropped.labels(
+                    modality, "disconnected" if isinstance(r.error, ClientDisconnectedError) else "deadline"
+                ).inc()
+        if result.batch_size:
+            m.batches.labels(modality).inc()
+            m.model_items.labels(modality).inc(result.batch_size)
+            m.batch_size.labels(modality).observe(result.batch_size)
+            m.batch_fill_ratio.labels(modality).observe(result.batch_size / bucket.policy.max_batch_size)
+            m.inference_duration.labels(modality, result.device).observe(result.inference_s)
+            bucket.batch_seconds += EWMA_ALPHA * (result.inference_s - bucket.batch_seconds)
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop admitting, then wait until every queued and running item has its answer (True) or time is up."""
+        self._accepting = False
+        end = time.monotonic() + timeout
+        while self.busy() and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        return not self.busy()
+
+    async def stop(self) -> None:
+        self._accepting = False
+        for bucket in self.buckets.values():
+            if bucket.task is not None:
+                bucket.task.cancel()
+            for p in bucket.queue:
+                if not p.future.done():
+                    p.future.set_exception(ServiceUnavailableError("the service stopped", retry_after=1))
+            bucket.queue.clear()
+        await asyncio.gather(*(b.task for b in self.buckets.values() if b.task is not None), return_exceptions=True)

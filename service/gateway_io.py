@@ -1,0 +1,162 @@
+"""The gateway's request and response plumbing: bounded body reading, payload extraction (multipart, raw, JSON),
+disconnect watching, and the one error envelope.
+
+Every error the service returns has the shape ``{"error": {"code", "message", "details"?}}``; 429 and 503 carry
+``Retry-After``. Codes come from ``models.errors`` (one hierarchy, mirrored by the SDK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.types import Message, Receive
+
+from models.errors import (
+    InputTooLargeError,
+    InvalidParameterError,
+    UndecodableInputError,
+    UnirepError,
+    UnsupportedMediaTypeError,
+)
+
+JSON_MODALITIES = ("timeseries", "pointcloud")
+POINTCLOUD_EXTENSIONS = ("ply", "pcd", "xyz", "pts", "off", "obj", "npy", "json")
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+@dataclass
+class Payload:
+    data: bytes
+    filename: str | None
+    content_type: str
+
+
+def request_id(request: Request) -> str:
+    """The caller's X-Request-Id when it is sane, else a fresh one; echoed on every response."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    if 0 < len(given) <= 128 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it exceeds ``limit``: a declared length is checked first."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise InputTooLargeError(f"the body is {declared} bytes; the limit is {limit}", size=int(declared), limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InputTooLargeError(f"the body exceeds the {limit}-byte limit", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def extract_payload(request: Request, body: bytes, modality: str) -> Payload:
+    """Multipart (field ``file``), JSON (time series and point clouds), or the raw body with its content type."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        replayed = Request(request.scope, _replay(body))
+        try:
+            form = await replayed.form(max_files=4, max_fields=16)
+        except Exception as exc:
+            raise UndecodableInputError(f"the multipart body cannot be parsed: {exc}") from exc
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise UndecodableInputError(
+                "the multipart body has no file in field 'file' (curl -F file=@PATH)", fields=list(form.keys())
+            )
+        data = await upload.read()
+        await form.close()
+        return Payload(data, upload.filename, (upload.content_type or "application/octet-stream").lower())
+    if content_type == "application/json" and modality not in JSON_MODALITIES:
+        raise UnsupportedMediaTypeError(
+            f"JSON bodies are for time series and point clouds; send the {modality} file as multipart or raw bytes"
+        )
+    return Payload(body, None, content_type or "application/octet-stream")
+
+
+def decoder_hints(modality: str, payload: Payload) -> dict[str, Any]:
+    """Per-request decoder hints: the point cloud format from the file name or content type (else sniffed)."""
+    if modality != "pointcloud":
+        return {}
+    if payload.filename and "." in payload.filename:
+        ext = payload.filename.rsplit(".", 1)[-1].lower()
+        if ext in POINTCLOUD_EXTENSIONS:
+            return {"format": ext}
+    if payload.content_type == "application/json":
+        return {"format": "json"}
+    return {}
+
+
+def parse_timeout_ms(request: Request) -> float | None:
+    raw = request.headers.get("x-request-timeout-ms")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidParameterError("X-Request-Timeout-Ms must be a positive number of milliseconds", value=raw)
+    return value
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class DisconnectWatch:
+    """Notices the client going away (ASGI ``http.disconnect``) after the body was read; call it to ask."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._task = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    self.gone = True
+                    return
+
+    def __call__(self) -> bool:
+        return self.gone
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+def error_response(exc: UnirepError, request_id_value: str | None = None) -> JSONResponse:
+    return envelope(exc.status_code, exc.to_dict(), request_id_value, exc.details.get("retry_after"))
+
+
+def envelope(
+    status: int, error: dict[str, Any], request_id_value: str | None = None, retry_after: Any = None
+) -> JSONResponse:
+    """The error envelope; 429 and 503 always carry Retry-After (1 s unless the error knows better)."""
+    headers: dict[str, str] = {}
+    if request_id_value:
+        headers[REQUEST_ID_HEADER] = request_id_value
+    if status in (429, 503):
+        headers["Retry-After"] = str(max(1, math.ceil(float(retry_after if retry_after is not None else 1))))
+    return JSONResponse({"error": error}, status_code=status, headers=headers)

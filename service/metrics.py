@@ -1,0 +1,160 @@
+"""Every Prometheus metric the service exports, defined in this one module (base units: seconds, bytes, ratios).
+
+Each app gets its own ``CollectorRegistry`` so that several apps in one process (tests, tools) never collide on
+the global registry; ``/metrics`` renders that registry. Grafana dashboards and the SDK docs name these metrics, so
+renaming one is a breaking change.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PREFIX = "unirep"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Latency buckets from 1 ms to 60 s: CPU video batches take seconds, GPU image batches a few milliseconds.
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_RATIO = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+class Metrics:
+    """The service's metric families; attributes are the prometheus-client objects, labelled as documented."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "HTTP inference requests by modality, endpoint and status code",
+            ["modality", "endpoint", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "End-to-end time of an inference request in the service",
+            ["modality", "endpoint"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.preprocess_duration = Histogram(
+            f"{PREFIX}_preprocess_duration_seconds",
+            "Decode time in the preprocessing pool, per item",
+            ["modality"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.queue_duration = Histogram(
+            f"{PREFIX}_queue_duration_seconds",
+            "Time an item waited in its bucket queue before compute",
+            ["modality"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            f"{PREFIX}_inference_duration_seconds",
+            "Model time of one batch (stack, copy, forward, postprocess)",
+            ["modality", "device"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size",
+            "Items per executed batch",
+            ["modality"],
+            buckets=_BATCH,
+            registry=r,
+        )
+        self.batch_fill_ratio = Histogram(
+            f"{PREFIX}_batch_fill_ratio",
+            "Executed batch size over max_batch_size",
+            ["modality"],
+            buckets=_RATIO,
+            registry=r,
+        )
+        self.model_items = Counter(
+            f"{PREFIX}_model_items",
+            "Items that reached the model (ran in a batch)",
+            ["modality"],
+            registry=r,
+        )
+        self.batches = Counter(f"{PREFIX}_batches", "Executed batches", ["modality"], registry=r)
+        self.queue_depth = Gauge(
+            f"{PREFIX}_queue_depth",
+            "Items waiting in a bucket queue",
+            ["modality", "bucket"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_in_flight_requests",
+            "Inference requests being handled by the gateway",
+            registry=r,
+        )
+        self.cache_hits = Counter(f"{PREFIX}_cache_hits", "Result cache hits", ["modality"], registry=r)
+        self.cache_misses = Counter(f"{PREFIX}_cache_misses", "Result cache misses", ["modality"], registry=r)
+        self.dropped = Counter(
+            f"{PREFIX}_dropped_requests",
+            "Requests dropped before compute (reason: deadline, disconnected)",
+            ["modality", "reason"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            f"{PREFIX}_rejected_requests",
+            "Requests refused at admission (reason: queue_full, deadline, draining)",
+            ["modality", "reason"],
+            registry=r,
+        )
+        self.preprocess_failures = Counter(
+            f"{PREFIX}_preprocess_failures",
+            "Decoder processes lost (reason: timeout, crash) and replaced",
+            ["modality", "reason"],
+            registry=r,
+        )
+        self.worker_ready = Gauge(
+            f"{PREFIX}_worker_ready",
+            "1 when a device worker has warmed every bucket",
+            ["device"],
+            registry=r,
+        )
+        self.ready = Gauge(f"{PREFIX}_ready", "1 when the service reports ready (warm, not draining)", registry=r)
+        self.gpu_memory_allocated = Gauge(
+            f"{PREFIX}_gpu_memory_allocated_bytes",
+            "CUDA memory allocated by a worker's tensors",
+            ["device"],
+            registry=r,
+        )
+        self.gpu_memory_max_allocated = Gauge(
+            f"{PREFIX}_gpu_memory_max_allocated_bytes",
+            "Peak CUDA memory allocated by a worker's tensors",
+            ["device"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRIC_NAMES: tuple[str, ...] = (
+    f"{PREFIX}_requests",
+    f"{PREFIX}_request_duration_seconds",
+    f"{PREFIX}_preprocess_duration_seconds",
+    f"{PREFIX}_queue_duration_seconds",
+    f"{PREFIX}_inference_duration_seconds",
+    f"{PREFIX}_batch_size",
+    f"{PREFIX}_batch_fill_ratio",
+    f"{PREFIX}_model_items",
+    f"{PREFIX}_batches",
+    f"{PREFIX}_queue_depth",
+    f"{PREFIX}_in_flight_requests",
+    f"{PREFIX}_cache_hits",
+    f"{PREFIX}_cache_misses",
+    f"{PREFIX}_dropped_requests",
+    f"{PREFIX}_rejected_requests",
+    f"{PREFIX}_preprocess_failures",
+    f"{PREFIX}_worker_ready",
+    f"{PREFIX}_ready",
+    f"{PREFIX}_gpu_memory_allocated_bytes",
+    f"{PREFIX}_gpu_memory_max_allocated_bytes",
+)
+"""Family names as the text parser reports them (counters without ``_total``), for tests and dashboards."""

@@ -1,0 +1,285 @@
+"""The serving runtime: built from the settings, it owns the served models, the preprocessing pool, the batcher,
+the transport (with its device workers) and the result cache, and walks one request through them.
+
+Kept apart from the HTTP layer (``service.app``) so that the request path can be driven without HTTP (benchmarks,
+a future gRPC front) and so that issue 5 can inject a Redis cache and a Redis Streams transport:
+``ServiceRuntime(settings, metrics, cache=..., transport=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modality_adapters import AdapterLimits, get_adapter
+from models.errors import (
+    InvalidParameterError,
+    NotFoundError,
+    ServiceUnavailableError,
+    UndecodableInputError,
+)
+from service.batching import Batcher, BatchPolicy
+from service.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
+from service.metrics import Metrics
+from service.preprocess import PreprocessPool
+from service.served import ServedModel, build_served_model
+from service.settings import MODALITIES, ServiceSettings
+from service.transport import LocalTransport, Transport
+from service.work import BatchItem, Task, new_id
+from service.worker import DeviceWorker, resolve_devices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """One answered request: the JSON body's result part and the timings (milliseconds)."""
+
+    result: dict[str, Any]
+    preprocess_ms: float = 0.0
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+    batch_size: int = 0
+    cache_hit: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        metrics: Metrics,
+        *,
+        cache: ResultCache | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        if cache is None:
+            cache = (
+                MemoryLRUCache(settings.cache_max_entries, settings.cache_ttl_s)
+                if settings.cache_enabled
+                else NullCache()
+            )
+        self.cache: ResultCache = cache
+        self.transport: Transport | None = transport
+        self.served: dict[str, ServedModel] = {}
+        self.adapters: dict[str, Any] = {}
+        self.pool: PreprocessPool | None = None
+        self.batcher: Batcher | None = None
+        self.state = "starting"
+        self.error: str | None = None
+        self.in_flight = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.state == "ready"
+            and self.pool is not None
+            and self.pool.ready
+            and self.transport is not None
+            and self.transport.ready
+        )
+
+    async def start(self) -> None:
+        """Load models, start the decoder processes and warm the workers (concurrently), then report ready."""
+        try:
+            s = self.settings
+            limits = AdapterLimits(max_bytes=s.max_body_bytes, **s.adapter_limits())
+            configs = s.modalities()
+            if not configs:
+                raise ValueError("every modality is disabled; enable at least one")
+            self.adapters = {cfg.modality: get_adapter(cfg.modality, limits) for cfg in configs}
+            loop = asyncio.get_running_loop()
+            self.pool = PreprocessPool(
+                self.adapters,
+                s.preprocess_workers,
+                s.preprocess_timeout_s,
+                s.preprocess_memory_mb,
+                fault_injection=s.debug_fault_injection,
+                on_failure=self._on_decoder_lost,
+            )
+            pool_started = asyncio.create_task(self.pool.start())
+            self.served = await loop.run_in_executor(
+                None, lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs}
+            )
+            if self.transport is None:
+                devices = resolve_devices(s.device)
+                workers = await loop.run_in_executor(None, self._make_workers, devices)
+                self.transport = LocalTransport(workers, self.metrics, prefetch=s.prefetch_batches)
+            policies = {
+                m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
+                for m, sm in self.served.items()
+            }
+            self.batcher = Batcher(self.transport, self.metrics, policies)
+            await self.transport.start()
+            hints = getattr(self.transport, "workers", [])
+            for modality, served in self.served.items():
+                seed = max((w.latency.get((modality, served.input_shape), 0.0) for w in hints), default=0.0)
+                self.batcher.add_bucket(modality, served.input_shape, seed or None)
+            await self.batcher.start()
+            await pool_started
+            self.state = "ready"
+            self.metrics.ready.set(1)
+            log.info("ready: %s", ", ".join(f"{m}={sm.name} ({sm.weights.source})" for m, sm in self.served.items()))
+        except Exception as exc:
+            self.state = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("startup failed")
+            raise
+
+    def _make_workers(self, devices: list[Any]) -> list[DeviceWorker]:
+        s = self.settings
+        return [
+            DeviceWorker(device, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
+            for device in devices
+        ]
+
+    def _on_decoder_lost(self, modality: str, reason: str) -> None:
+        self.metrics.preprocess_failures.labels(modality, reason).inc()
+
+    def begin_drain(self) -> None:
+        if self.state in ("ready", "starting"):
+            log.info("draining: readiness is off, no new requests are admitted")
+            self.state = "draining"
+            self.metrics.ready.set(0)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for every admitted request to be answered (True), or until ``timeout`` seconds pass (False)."""
+        self.begin_drain()
+        end = time.monotonic() + timeout
+        if self.batcher is not None:
+            await self.batcher.drain(timeout)
+        while self.in_flight > 0 and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        return self.in_flight == 0
+
+    async def stop(self) -> None:
+        self.state = "stopped"
+        self.metrics.ready.set(0)
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.pool is not None:
+            await self.pool.close()
+        await self.cache.close()
+
+    # --- the request path --------------------------------------------------------------------------------------
+
+    def served_model(self, modality: str) -> ServedModel:
+        if modality not in MODALITIES:
+            raise NotFoundError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}", modality=modality)
+        served = self.served.get(modality)
+        if served is None:
+            if self.state == "starting":
+                raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
+            raise NotFoundError(f"modality {modality!r} is not enabled on this server", modality=modality)
+        return served
+
+    def check_admission(self) -> None:
+        if self.state == "draining" or self.state == "stopped":
+            self.metrics.rejected.labels("all", "draining").inc()
+            raise ServiceUnavailableError("the service is shutting down; retry on another instance", retry_after=1)
+        if not self.ready:
+            raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
+
+    def resolve_top_k(self, served: ServedModel, top_k: int | None) -> int:
+        limit = min(served.num_classes, self.settings.max_top_k)
+        if top_k is None:
+            return min(5, limit)
+        if not 1 <= top_k <= limit:
+            raise InvalidParameterError(f"top_k must be between 1 and {limit} for {served.modality}", top_k=top_k)
+        return top_k
+
+    async def infer(
+        self,
+        modality: str,
+        task: Task,
+        data: bytes,
+        *,
+        top_k: int | None = None,
+        timeout_ms: float | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+        hints: dict[str, Any] | None = None,
+    ) -> Outcome:
+        served = self.served_model(modality)
+        self.check_admission()
+        k = self.resolve_top_k(served, top_k) if task == "classify" else 0
+        if not data:
+            raise UndecodableInputError(
+                f"the request has no {modality} payload: send it as multipart field 'file' or as the raw body"
+            )
+        timeout_ms = timeout_ms if timeout_ms is not None else self.settings.default_timeout_ms
+        deadline_wall = time.time() + timeout_ms / 1000.0 if timeout_ms is not None else None
+        deadline_mono = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
+        params = {**served.params, **(hints or {})}
+        key = cache_key(hashlib.sha256(data).hexdigest(), modality, task, {"top_k": k, **(hints or {})}, served.version)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            self.metrics.cache_hits.labels(modality).inc()
+            return Outcome(cached, cache_hit=True)
+        self.metrics.cache_misses.labels(modality).inc()
+
+        assert self.pool is not None and self.batcher is not None
+        t0 = time.perf_counter()
+        try:
+            decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono)
+        except Exception as exc:
+            if getattr(exc, "code", "") == "deadline_exceeded":
+                self.metrics.dropped.labels(modality, "deadline").inc()
+            raise
+        preprocess_s = time.perf_counter() - t0
+        self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)
+        if tuple(decoded.tensor.shape) != served.input_shape:
+            raise UndecodableInputError(
+                f"decoded {modality} map has shape {tuple(decoded.tensor.shape)}; the model takes {served.input_shape}"
+            )
+        item = BatchItem(new_id(), decoded.tensor, task, k, time.time(), deadline_wall, cancelled)
+        pending = self.batcher.submit(item, modality, cancelled)
+        item_result, batch_result = await pending.future
+        queue_s = max(0.0, batch_result.started_at - item.enqueued_at)
+        self.metrics.queue_duration.labels(modality).observe(queue_s)
+        if item_result.scores is not None:
+            result: dict[str, Any] = {
+                "predictions": [
+                    {"label": served.labels[i], "index": i, "score": score} for i, score in item_result.scores
+                ]
+            }
+        else:
+            embedding = item_result.embedding or []
+            result = {"embedding": embedding, "dim": len(embedding)}
+        await self.cache.set(key, result)
+        return Outcome(
+            result,
+            preprocess_ms=preprocess_s * 1000.0,
+            queue_ms=queue_s * 1000.0,
+            inference_ms=batch_result.inference_s * 1000.0,
+            batch_size=batch_result.batch_size,
+        )
+
+    def describe_models(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "modality": m,
+                "model": sm.name,
+                "weights": sm.weights.source,
+                "weights_random": sm.weights.is_random,
+                "num_classes": sm.num_classes,
+                "label_set": sm.config.label_set,
+                "input_shape": list(sm.input_shape),
+                "embedding_dim": sm.embedding_dim,
+                "multi_label": sm.config.multi_label,
+                "max_batch_size": sm.config.max_batch_size,
+                "max_delay_ms": sm.config.max_delay_ms,
+                "version": sm.version,
+            }
+            for m, sm in self.served.items()
+        ]

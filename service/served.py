@@ -1,0 +1,209 @@
+"""The models the service serves, built once from the settings: one per enabled modality.
+
+Weights policy (DESIGN.md section 3, issue 4): ``weights = "auto"`` means the variant's released ImageNet-1K
+checkpoint through the hub when it is reachable (``HF_HUB_OFFLINE=1`` skips the attempt) and random
+initialization otherwise; no weights means random initialization; a path or hub reference is loaded strictly.
+Whatever happened is logged loudly and carried in ``ServedModel.weights``, which every response and ``GET /models``
+report, so random weights are never hidden.
+
+Time series is the one composite model: the learned ``TimeSeriesEmbedding`` (adapter output -> 1 x H x W image)
+followed by UniRepLKNet; its checkpoint holds both (``embedding.*`` keys beside the backbone's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from modality_adapters import TimeSeriesEmbedding
+from models import (
+    CheckpointError,
+    LoadedWeights,
+    create_model,
+    get_model_config,
+    load_checkpoint,
+    load_model,
+    read_state_dict,
+    resolve_weights,
+)
+from models.checkpoint import detect_form
+from service.labels import load_labels
+from service.settings import AUTO_WEIGHTS, ModalityConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedModel:
+    config: ModalityConfig
+    module: nn.Module
+    """Has ``forward_features`` (pooled embedding) and ``forward_head`` (logits), in eval and deploy form."""
+    weights: LoadedWeights
+    labels: tuple[str, ...]
+    params: dict[str, Any]
+    """Adapter params the decoder runs with (model config constants + the section's overrides)."""
+    input_shape: tuple[int, int, int]
+    """What the adapter produces: the batching bucket's shape."""
+    embedding_dim: int
+
+    @property
+    def modality(self) -> str:
+        return self.config.modality
+
+    @property
+    def name(self) -> str:
+        return self.config.model
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def version(self) -> str:
+        """Model + weights + preprocessing: part of every cache key, so that a change never serves stale results."""
+        blob = json.dumps(
+            [self.name, self.weights.source, self.params, self.config.multi_label], sort_keys=True, default=str
+        )
+        return f"{self.name}@{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+class TimeSeriesModel(nn.Module):
+    """TimeSeriesEmbedding + UniRepLKNet, with the backbone's features/head split."""
+
+    def __init__(self, embedding: TimeSeriesEmbedding, backbone: nn.Module) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.backbone = backbone
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(self.embedding(x))  # type: ignore[operator]
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_head(features)  # type: ignore[operator]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def adapter_params(cfg: ModalityConfig, adapter: Any) -> dict[str, Any]:
+    """The decoder's params: the model config's constants (image: size, crop, mean, std), then the overrides."""
+    params: dict[str, Any] = {}
+    if cfg.modality == "image":
+        mc = get_model_config(cfg.model)
+        params = {"input_size": mc.input_size[-1], "crop_pct": mc.crop_pct, "mean": mc.mean, "std": mc.std}
+    params.update(cfg.params)
+    adapter.resolve_params(**params)  # fail at startup, not on the first request
+    return params
+
+
+def _labels(cfg: ModalityConfig) -> tuple[str, ...]:
+    if cfg.label_set is not None:
+        labels = load_labels(cfg.label_set)
+        if cfg.num_classes is not None and cfg.num_classes != len(labels):
+            raise CheckpointError(
+                f"[{cfg.modality}] label_set {cfg.label_set} has {len(labels)} labels, "
+                f"but num_classes is {cfg.num_classes}"
+            )
+        return labels
+    n = cfg.num_classes or 2
+    return tuple(f"class_{i}" for i in range(n))
+
+
+def _resolve_auto(cfg: ModalityConfig) -> str | None:
+    """The released checkpoint's local path, or None (random init) when the hub cannot be reached."""
+    spec = get_model_config(cfg.model).weights_spec()
+    if spec is None:
+        log.warning("[%s] %s has no released weights: RANDOM INITIALIZATION", cfg.modality, cfg.model)
+        return None
+    try:
+        return str(resolve_weights(cfg.model))
+    except CheckpointError as exc:
+        log.warning("[%s] could not get %s (%s)", cfg.modality, spec.filename, exc.message)
+        return None
+
+
+def build_served_model(cfg: ModalityConfig, adapter: Any) -> ServedModel:
+    params = adapter_params(cfg, adapter)
+    input_shape = tuple(int(v) for v in adapter.output_shape(**params))
+    labels = _labels(cfg)
+    weights = cfg.weights
+    adapt_stem, reinit_head = cfg.adapt_stem, cfg.reinit_head
+    if weights == AUTO_WEIGHTS:
+        weights = _resolve_auto(cfg)
+        adapt_stem = adapt_stem or cfg.in_chans != 3
+        reinit_head = reinit_head or len(labels) != get_model_config(cfg.model).num_classes
+    module: nn.Module
+    if cfg.modality == "timeseries":
+        module, info = _build_timeseries(cfg, params, weights, len(labels), adapt_stem, reinit_head)
+        embedding_dim = get_model_config(cfg.model).dims[-1]
+    else:
+        model, info = load_model(
+            cfg.model,
+            weights,
+            in_chans=cfg.in_chans,
+            num_classes=len(labels),
+            deploy=True,
+            adapt_stem=adapt_stem,
+            reinit_head=reinit_head,
+        )
+        module, embedding_dim = model, model.dims[-1]
+    module.eval()
+    if info.is_random:
+        log.warning(
+            "[%s] %s serves RANDOMLY INITIALIZED weights: its predictions are meaningless "
+            "(configure %s.weights with a checkpoint)",
+            cfg.modality,
+            cfg.model,
+            cfg.modality,
+        )
+    else:
+        log.info(
+            "[%s] %s serves weights %s (%s)",
+            cfg.modality,
+            cfg.model,
+            info.source,
+            "; ".join(info.notes) or "as released",
+        )
+    return ServedModel(
+        cfg, module, info, labels, params, (input_shape[0], input_shape[1], input_shape[2]), embedding_dim
+    )
+
+
+def _build_timeseries(
+    cfg: ModalityConfig,
+    params: dict[str, Any],
+    weights: str | None,
+    num_classes: int,
+    adapt_stem: bool,
+    reinit_head: bool,
+) -> tuple[TimeSeriesModel, LoadedWeights]:
+    from modality_adapters import TimeSeriesAdapter
+
+    p = TimeSeriesAdapter().resolve_params(**params)
+    embedding = TimeSeriesEmbedding(p.num_vars, p.d_model, p.seq_len, p.n_time_features)
+    if weights is None:
+        backbone, info = load_model(cfg.model, None, in_chans=1, num_classes=num_classes, deploy=True)
+        return TimeSeriesModel(embedding, backbone), info
+    path = resolve_weights(weights)
+    state = read_state_dict(path)
+    emb_state = {k[len("embedding.") :]: v for k, v in state.items() if k.startswith("embedding.")}
+    rest = {k: v for k, v in state.items() if not k.startswith("embedding.")}
+    if not emb_state:
+        raise CheckpointError(f"{path} has no 'embedding.*' weights: a time-series checkpoint holds the embedding too")
+    try:
+        embedding.load_state_dict(emb_state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: the time-series embedding does not fit: {exc}") from None
+    form = detect_form(rest)
+    backbone = create_model(cfg.model, in_chans=1, num_classes=num_classes, deploy=form == "deploy")
+    notes = load_checkpoint(backbone, rest, reinit_head=reinit_head, adapt_stem_channels=adapt_stem, origin=str(path))
+    backbone.eval()
+    if form == "train":
+        backbone.reparameterize()
+    return TimeSeriesModel(embedding, backbone), LoadedWeights(str(weights), form, num_classes, 1, tuple(notes))

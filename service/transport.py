@@ -1,0 +1,149 @@
+"""How formed batches reach the device workers: an interface, and the in-process implementation.
+
+The batcher only talks to ``Transport``. The default, ``LocalTransport``, runs one worker thread per device inside
+the gateway process (torch releases the GIL while it computes, so the event loop keeps serving). Scale-out mode
+(issue 5) implements the same interface over Redis Streams: ``execute`` XADDs the serialized batch to the model's
+stream and awaits the reply on the gateway's own stream; ``reserve`` bounds the batches in flight per gateway;
+``ready`` reflects whether live workers have announced themselves warm.
+
+Contract:
+- ``reserve()`` waits until a device slot is free (running + staged batches below the limit); every successful
+  ``reserve`` is followed by exactly one ``execute`` (which frees the slot when done) or one ``release``.
+- ``execute(batch)`` returns a ``BatchResult`` with one ``ItemResult`` per item, errors per item; it raises only
+  when the whole batch could not be run at all (the batcher then fails those items with that error).
+- ``idle()`` is True when no batch is reserved or running: the batcher then dispatches without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+from models.errors import ServiceUnavailableError
+from service.work import Batch, BatchResult
+
+if TYPE_CHECKING:
+    from service.metrics import Metrics
+    from service.worker import DeviceWorker
+
+log = logging.getLogger(__name__)
+
+
+class Transport(ABC):
+    @property
+    @abstractmethod
+    def ready(self) -> bool:
+        """Every worker behind the transport is warm and accepting batches."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def reserve(self) -> None: ...
+
+    @abstractmethod
+    def release(self) -> None: ...
+
+    @abstractmethod
+    async def execute(self, batch: Batch) -> BatchResult: ...
+
+    @abstractmethod
+    def idle(self) -> bool: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+
+class LocalTransport(Transport):
+    """One thread per ``DeviceWorker`` pulling from a shared queue (an idle device takes the next batch)."""
+
+    def __init__(self, workers: list[DeviceWorker], metrics: Metrics, prefetch: int = 1) -> None:
+        if not workers:
+            raise ValueError("LocalTransport needs at least one device worker")
+        self.workers = workers
+        self.metrics = metrics
+        self.slots = len(workers) * (1 + prefetch)
+        self._slots = asyncio.Semaphore(self.slots)
+        self._reserved = 0
+        self._queue: queue.Queue[tuple[Batch, asyncio.Future[BatchResult], asyncio.AbstractEventLoop] | None] = (
+            queue.Queue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._ready = False
+        self._stopped = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and not self._stopped
+
+    async def start(self) -> None:
+        """Warm every worker (concurrently, one thread each), then start their batch loops."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, w.warmup) for w in self.workers))
+        for worker in self.workers:
+            self.metrics.worker_ready.labels(worker.device_name).set(1)
+            thread = threading.Thread(target=self._loop, args=(worker,), name=f"unirep-worker-{worker.device_name}")
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+        self._ready = True
+
+    def _loop(self, worker: DeviceWorker) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                self._queue.put(None)  # let the other workers see it too
+                return
+            batch, future, loop = job
+            try:
+                result = worker.execute(batch)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_set_exception, future, exc)
+            else:
+                loop.call_soon_threadsafe(_set_result, future, result)
+
+    async def reserve(self) -> None:
+        if self._stopped:
+            raise ServiceUnavailableError("the workers have stopped", retry_after=1)
+        await self._slots.acquire()
+        self._reserved += 1
+
+    def release(self) -> None:
+        self._reserved -= 1
+        self._slots.release()
+
+    async def execute(self, batch: Batch) -> BatchResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[BatchResult] = loop.create_future()
+        self._queue.put((batch, future, loop))
+        try:
+            return await asyncio.shield(future)
+        finally:
+            self.release()
+
+    def idle(self) -> bool:
+        return self._reserved == 0
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._ready = False
+        self._queue.put(None)
+        loop = asyncio.get_running_loop()
+        for thread in self._threads:
+            await loop.run_in_executor(None, thread.join, 30.0)
+        for worker in self.workers:
+            self.metrics.worker_ready.labels(worker.device_name).set(0)
+
+
+def _set_result(future: asyncio.Future[BatchResult], result: BatchResult) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[BatchResult], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,219 @@
+"""A device worker: deploy-form copies of every served model on one device, running batches synchronously.
+
+It is transport-agnostic on purpose: ``LocalTransport`` calls ``execute`` from a thread, and a Redis Streams
+worker process (issue 5) calls the same method on batches it read from a stream. On CUDA the worker uses
+channels_last and bf16 autocast (fp16 where bf16 is unsupported); ``choose_precision`` holds that decision so it
+is testable without a GPU. Every (model, shape) bucket is run at every batch size during ``warmup`` (cuDNN picks
+its algorithms per shape), and the measured latencies seed the batcher's deadline estimates.
+
+One bad item never fails its batch-mates: if a batch raises, its items are retried one by one and only the
+items that fail again get an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
+from service.served import ServedModel
+from service.work import Batch, BatchItem, BatchResult, ItemResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Precision:
+    autocast_dtype: torch.dtype | None
+    """None: plain fp32."""
+    channels_last: bool
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")
+
+
+def choose_precision(device_type: str, requested: str = "auto", bf16_supported: bool = True) -> Precision:
+    """fp32 on CPU; on CUDA bf16 autocast when the GPU has it (Ampere and later), else fp16; channels_last on CUDA.
+
+    bf16 first because it keeps fp32's range (LayerNorm/GRN statistics do not overflow); fp16 is the fallback
+    for older GPUs. An explicit request wins, except that bf16 on a GPU without it falls back to fp16.
+    """
+    on_cuda = device_type == "cuda"
+    if requested == "fp32" or (requested == "auto" and not on_cuda):
+        return Precision(None, on_cuda)
+    if requested == "fp16":
+        return Precision(torch.float16, on_cuda)
+    if requested in ("auto", "bf16"):
+        if on_cuda and not bf16_supported:
+            return Precision(torch.float16, True)
+        return Precision(torch.bfloat16, on_cuda)
+    raise ValueError(f"unknown precision {requested!r}; use auto, fp32, bf16 or fp16")
+
+
+def resolve_devices(spec: str) -> list[torch.device]:
+    """'auto' -> every visible CUDA GPU, else the CPU; 'cuda' -> all GPUs; otherwise a comma-separated list."""
+    spec = spec.strip().lower()
+    if spec in ("auto", "cuda"):
+        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        if spec == "cuda":
+            raise RuntimeError("device 'cuda' was requested but no CUDA GPU is visible")
+        return [torch.device("cpu")]
+    return [torch.device(part.strip()) for part in spec.split(",")]
+
+
+class DeviceWorker:
+    """Every served model, on one device, in deploy form and eval mode."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        models: dict[str, ServedModel],
+        precision: str = "auto",
+        inference_delay_s: float = 0.0,
+        warmup_shapes: dict[str, list[tuple[int, ...]]] | None = None,
+        warmup_enabled: bool = True,
+    ) -> None:
+        self.device = device
+        self.device_name = str(device)
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.precision = choose_precision(device.type, precision, bf16)
+        self.served = models
+        self.modules: dict[str, nn.Module] = {}
+        for name, served in models.items():
+            module = served.module if device.type == "cpu" else copy.deepcopy(served.module)
+            module = module.to(device).eval()
+            if self.precision.channels_last:
+                module = module.to(memory_format=torch.channels_last)
+            self.modules[name] = module
+        self.inference_delay_s = inference_delay_s
+        self.warmup_shapes = warmup_shapes or {m: [s.input_shape] for m, s in models.items()}
+        self.warmup_enabled = warmup_enabled
+        self.latency: dict[tuple[str, tuple[int, ...]], float] = {}
+        """Warm-up latency of a full batch per bucket (seconds): seeds the batcher's estimates."""
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        if self.precision.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision.autocast_dtype)
+
+    def warmup(self) -> None:
+        """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready."""
+        for modality, shapes in self.warmup_shapes.items():
+            served = self.served[modality]
+            for shape in shapes:
+                sizes = range(1, served.config.max_batch_size + 1) if self.warmup_enabled else [1]
+                start = time.perf_counter()
+                for size in sizes:
+                    start = time.perf_counter()
+                    self._forward(modality, torch.zeros((size, *shape)), need_features=True)
+                    self._sync()
+                self.latency[(modality, tuple(shape))] = time.perf_counter() - start
+                log.info(
+                    "warmed %s %s on %s (batch sizes 1..%d, %s): %.1f ms at the largest",
+                    modality,
+                    "x".join(map(str, shape)),
+                    self.device_name,
+                    max(sizes),
+                    self.precision.name,
+                    self.latency[(modality, tuple(shape))] * 1000,
+                )
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.inference_mode()
+    def _forward(self, modality: str, x: torch.Tensor, need_features: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        module = self.modules[modality]
+        x = x.to(self.device, non_blocking=True)
+        if self.precision.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            features = module.forward_features(x)  # type: ignore[operator]
+            logits = module.forward_head(features)  # type: ignore[operator]
+        served = self.served[modality]
+        scores = torch.sigmoid(logits.float()) if served.config.multi_label else torch.softmax(logits.float(), -1)
+        return features.float(), scores
+
+    def execute(self, batch: Batch) -> BatchResult:
+        """Run a batch: skip dead items, stack, forward once, postprocess each item (errors per item)."""
+        started = time.time()
+        t0 = time.perf_counter()
+        results: dict[str, ItemResult] = {}
+        live: list[BatchItem] = []
+        for item in batch.items:
+            if item.is_cancelled is not None and item.is_cancelled():
+                results[item.item_id] = ItemResult(item.item_id, error=ClientDisconnectedError("client disconnected"))
+            elif item.deadline is not None and started > item.deadline:
+                results[item.item_id] = ItemResult(
+                    item.item_id, error=DeadlineExceededError("deadline passed before compute", stage="worker")
+                )
+            else:
+                live.append(item)
+        if live:
+            if self.inference_delay_s:
+                time.sleep(self.inference_delay_s)
+            try:
+                outputs = self._run(batch.modality, live)
+            except Exception:
+                log.exception("batch of %d %s items failed; retrying them one by one", len(live), batch.modality)
+                outputs = {}
+                for item in live:
+                    try:
+                        outputs.update(self._run(batch.modality, [item]))
+                    except UnirepError as exc:
+                        outputs[item.item_id] = ItemResult(item.item_id, error=exc)
+                    except Exception as exc:
+                        outputs[item.item_id] = ItemResult(
+                            item.item_id, error=UnirepError(f"the model failed on this item: {type(exc).__name__}")
+                        )
+            results.update(outputs)
+        self._sync()
+        return BatchResult(
+            batch_id=batch.batch_id,
+            device=self.device_name,
+            started_at=started,
+            inference_s=time.perf_counter() - t0,
+            batch_size=len(live),
+            items=[results[item.item_id] for item in batch.items],
+        )
+
+    def _run(self, modality: str, items: list[BatchItem]) -> dict[str, ItemResult]:
+        x = torch.stack([item.tensor for item in items])
+        if self.device.type == "cuda":
+            x = x.pin_memory()
+        features, scores = self._forward(modality, x, need_features=True)
+        kmax = max((item.top_k for item in items if item.task == "classify"), default=0)
+        top_values: list[list[float]] = []
+        top_indices: list[list[int]] = []
+        if kmax:
+            values, indices = torch.topk(scores, min(kmax, scores.shape[-1]), dim=-1)
+            top_values, top_indices = values.cpu().tolist(), indices.cpu().tolist()
+        features_cpu = features.cpu() if any(item.task == "embed" for item in items) else None
+        out: dict[str, ItemResult] = {}
+        for i, item in enumerate(items):
+            if item.task == "classify":
+                k = item.top_k
+                out[item.item_id] = ItemResult(
+                    item.item_id, scores=list(zip(top_indices[i][:k], top_values[i][:k], strict=True))
+                )
+            else:
+                assert features_cpu is not None
+                out[item.item_id] = ItemResult(item.item_id, embedding=features_cpu[i].tolist())
+        return out
+
+    def memory_stats(self) -> tuple[int, int] | None:
+        """(allocated, peak allocated) bytes on a CUDA device; None on CPU."""
+        if self.device.type != "cuda":
+            return None
+        return torch.cuda.memory_allocated(self.device), torch.cuda.max_memory_allocated(self.device)
