@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import torch
 
-from models.errors import InputError, InputTooLargeError, UndecodableInputError
+from models.errors import InputError, InputTooLargeError, InvalidParameterError, UndecodableInputError
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -133,15 +133,17 @@ class BaseAdapter(Generic[P]):
             importlib.import_module(module)
 
     def resolve_params(self, **params: Any) -> P:
-        """Build the params dataclass; unknown names and invalid values are the caller's error (400)."""
+        """Build the params dataclass; unknown names and invalid values are ``InvalidParameterError`` (422)."""
         known = {f.name for f in dataclasses.fields(self.params_type)}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise InputError(f"unknown {self.name} parameter(s) {unknown}; known: {sorted(known)}", unknown=unknown)
+            raise InvalidParameterError(
+                f"unknown {self.name} parameter(s) {unknown}; known: {sorted(known)}", unknown=unknown
+            )
         try:
             resolved: P = self.params_type(**params)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"invalid {self.name} parameters: {exc}") from exc
+            raise InvalidParameterError(f"invalid {self.name} parameters: {exc}") from exc
         return resolved
 
     def decode(self, data: bytes, **params: Any) -> torch.Tensor:

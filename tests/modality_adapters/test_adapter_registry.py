@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from modality_adapters import AdapterLimits, ModalityAdapter, get_adapter, list_adapters
-from models.errors import InputError, NotFoundError
+from models.errors import InvalidParameterError, NotFoundError
 
 from .conftest import Media
 
@@ -74,7 +74,7 @@ def test_protocol_params_and_shape(modality) -> None:
     out = adapter.decode(sample(modality), **SAMPLE_PARAMS[modality])
     assert tuple(out.shape) == adapter.output_shape(**SAMPLE_PARAMS[modality])
     assert out.dtype == torch.float32 and out.is_contiguous() and torch.isfinite(out).all()
-    with pytest.raises(InputError, match="unknown"):
+    with pytest.raises(InvalidParameterError, match="unknown"):
         adapter.decode(sample(modality), not_a_param=1)
 
 
