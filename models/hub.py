@@ -12,8 +12,10 @@ resolver fails fast with a message saying how to supply the file by path instead
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from models.errors import CheckpointError, UnknownModelError
 from models.registry import get_model_config
@@ -62,10 +64,31 @@ def resolve_weights(ref: str | os.PathLike[str], *, cache_dir: str | os.PathLike
     return download_hub_file(hub_file, cache_dir=cache_dir)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub endpoint: huggingface_hub retries a refused connection for ~25 s."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def download_hub_file(hub_file: HubFile, *, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    cache = None if cache_dir is None else os.fspath(cache_dir)
+    if not _hub_reachable():
+        cached = try_to_load_from_cache(hub_file.repo_id, hub_file.filename, cache_dir=cache)
+        if isinstance(cached, str):
+            return Path(cached)
+        raise CheckpointError(_unreachable_message(hub_file, "not in the local cache"))
     try:
         local = hf_hub_download(
             hub_file.repo_id,
