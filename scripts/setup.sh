@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg libsndfile1 libusb-1.0-0 libgl1 libgomp1 redis-server)
+APT_PACKAGES=(ffmpeg libsndfile1 libusb-1.0-0 libgl1 libgomp1 redis-server prometheus docker-compose)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -27,10 +27,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml sdk/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages (torch comes from local disk when available)"
   .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ./sdk  # first: the project depends on it, and it must not come from an index
   .venv/bin/pip install -q -e '.[test]'
   rm -f .venv/.installed-*
   touch "$stamp"
