@@ -30,7 +30,6 @@ fi
 stamp=".venv/.installed-$(cat pyproject.toml sdk/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages (torch comes from local disk when available)"
-  .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e ./sdk  # first: the project depends on it, and it must not come from an index
   .venv/bin/pip install -q -e '.[test]'
   rm -f .venv/.installed-*
