@@ -111,10 +111,10 @@ class VideoAdapter(BaseAdapter[VideoParams]):
                 limit=self.limits.max_video_seconds,
             )
         indices = sample_indices(n, p.num_frames, p.sampling, p.sampling_rate)
+        self._check_resolution(*probe_resolution(data))
         try:
-            first = reader[int(indices[0])].asnumpy()
-            self._check_resolution(int(first.shape[1]), int(first.shape[0]))
             frames = reader.get_batch(list(indices)).asnumpy()
+            self._check_resolution(int(frames.shape[2]), int(frames.shape[1]))
         except InputTooLargeError:
             raise
         except Exception as exc:
@@ -142,6 +142,18 @@ class VideoAdapter(BaseAdapter[VideoParams]):
         std = np.asarray(p.std, dtype=np.float32)[:, None, None]
         rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8)
         return encode_png(rgb.transpose(1, 2, 0))
+
+
+def probe_resolution(data: bytes) -> tuple[int, int]:
+    """(width, height) from the container header via PyAV, before any frame is decoded (decord has no probe)."""
+    try:
+        import av
+
+        with av.open(io.BytesIO(data), mode="r") as container:
+            ctx = container.streams.video[0].codec_context
+            return int(ctx.width), int(ctx.height)
+    except Exception:
+        return 0, 0  # unknown here: checked again on the decoded frames
 
 
 def read_frames_pyav(
@@ -203,7 +215,7 @@ def sample_indices(n: int, num_frames: int, sampling: str, sampling_rate: int) -
 
 def frames_to_clip(frames: np.ndarray, p: VideoParams) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (3, T, S, S) float32: short side to S (bilinear), centre crop, ImageNet norm."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).to(torch.float32)  # T, 3, H, W in 0..255
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # T, 3, H, W uint8, channels-last in memory
     height, width = x.shape[-2:]
     size = p.frame_size
     if width <= height:
@@ -211,14 +223,15 @@ def frames_to_clip(frames: np.ndarray, p: VideoParams) -> torch.Tensor:
     else:
         new_w, new_h = int(size * width / height), size
     if (new_h, new_w) != (height, width):
-        # cv2.INTER_LINEAR semantics (half-pixel centres, no antialias), which the official numpy path uses.
+        # cv2.INTER_LINEAR semantics (half-pixel centres, no antialias, uint8 result), which the official numpy
+        # path uses; torch's uint8 channels-last kernel is also ~10x faster than resizing full frames in float.
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False)
     top = round((new_h - size) / 2.0)
     left = round((new_w - size) / 2.0)
     x = x[:, :, top : top + size, left : left + size]
     mean = torch.tensor(p.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(p.std, dtype=torch.float32).view(1, 3, 1, 1)
-    x = (x / 255.0 - mean) / std
+    x = (x.to(torch.float32) / 255.0 - mean) / std
     return x.permute(1, 0, 2, 3).contiguous()
 
 
