@@ -206,14 +206,17 @@ class PreprocessPool:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._started = False
 
     @property
     def ready(self) -> bool:
-        return len(self._slots) == self.size and not self._closed
+        """Started and serving; a process being replaced after a crash does not make the service unready."""
+        return self._started and not self._closed and bool(self._slots)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await asyncio.gather(*(self._loop.run_in_executor(self._threads, self._spawn) for _ in range(self.size)))
+        self._started = True
 
     def _spawn(self) -> None:
         """Start a process and hand it to the idle queue once it has imported everything (runs in a thread)."""

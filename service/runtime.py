@@ -89,7 +89,7 @@ class ServiceRuntime:
         )
 
     async def start(self) -> None:
-        """Load models, start the decoder processes and warm the workers (concurrently), then report ready."""
+        """Start the decoder processes while the models load, warm the workers, then report ready."""
         try:
             s = self.settings
             limits = AdapterLimits(max_bytes=s.max_body_bytes, **s.adapter_limits())
@@ -119,13 +119,15 @@ class ServiceRuntime:
                 for m, sm in self.served.items()
             }
             self.batcher = Batcher(self.transport, self.metrics, policies)
+            # Warm up only once the decoder processes have started: their imports would otherwise compete for the
+            # CPU and inflate the latencies that seed the batcher's deadline estimates.
+            await pool_started
             await self.transport.start()
             hints = getattr(self.transport, "workers", [])
             for modality, served in self.served.items():
                 seed = max((w.latency.get((modality, served.input_shape), 0.0) for w in hints), default=0.0)
                 self.batcher.add_bucket(modality, served.input_shape, seed or None)
             await self.batcher.start()
-            await pool_started
             self.state = "ready"
             self.metrics.ready.set(1)
             log.info("ready: %s", ", ".join(f"{m}={sm.name} ({sm.weights.source})" for m, sm in self.served.items()))

@@ -1,0 +1,141 @@
+"""Unit tests of the pieces with logic of their own: settings precedence, the precision choice (the CUDA path
+decided without a GPU), the LRU cache, label sets, and a device worker running a real batch on the CPU."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import torch
+
+from modality_adapters import get_adapter
+from models.errors import ClientDisconnectedError, DeadlineExceededError
+from service.cache import MemoryLRUCache, cache_key
+from service.labels import list_label_sets, load_labels
+from service.served import build_served_model
+from service.settings import ServiceSettings, parse_overrides
+from service.work import Batch, BatchItem
+from service.worker import DeviceWorker, choose_precision
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("UNIREP_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_are_the_embedded_cpu_configuration() -> None:
+    s = ServiceSettings()
+    assert s.port == 8000 and s.device == "auto" and s.cache_enabled
+    cfgs = {c.modality: c for c in s.modalities()}
+    assert list(cfgs) == ["image", "audio", "video", "pointcloud", "timeseries"]
+    assert all(c.model == "unireplknet_a" for c in cfgs.values())
+    assert cfgs["image"].weights == "auto" and cfgs["audio"].weights is None
+    assert cfgs["audio"].in_chans == 1 and cfgs["timeseries"].in_chans == 1
+    assert cfgs["audio"].label_set == "speech-commands-v2" and cfgs["video"].label_set == "kinetics-400"
+
+
+def test_precedence_flags_over_env_over_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "unirep.toml"
+    config.write_text('port = 9001\nlog_level = "warning"\n[audio]\nmax_batch_size = 4\nlabel_set = "audioset-527"\n')
+    monkeypatch.setenv("UNIREP_LOG_LEVEL", "error")
+    monkeypatch.setenv("UNIREP_AUDIO__MAX_DELAY_MS", "7.5")
+    s = ServiceSettings.load(config, **parse_overrides(["audio.max_batch_size=2", "port=9002"]))
+    assert s.port == 9002 and s.log_level == "error"
+    audio = s.modality("audio")
+    # one field from each source; the section keeps its modality defaults for everything else
+    assert (audio.max_batch_size, audio.max_delay_ms, audio.label_set) == (2, 7.5, "audioset-527")
+    assert audio.in_chans == 1 and audio.multi_label  # AudioSet is multi-label: sigmoid scores
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        ServiceSettings(device="tpu")
+    with pytest.raises(ValueError):
+        ServiceSettings(image={"max_batch_size": 0})
+    with pytest.raises(ValueError):
+        parse_overrides(["no-equals-sign"])
+
+
+@pytest.mark.parametrize(
+    ("device", "requested", "bf16", "dtype", "channels_last"),
+    [
+        ("cpu", "auto", False, None, False),
+        ("cuda", "auto", True, torch.bfloat16, True),
+        ("cuda", "auto", False, torch.float16, True),
+        ("cuda", "bf16", False, torch.float16, True),
+        ("cuda", "fp32", True, None, True),
+        ("cuda", "fp16", True, torch.float16, True),
+        ("cpu", "bf16", False, torch.bfloat16, False),
+    ],
+)
+def test_choose_precision(
+    device: str, requested: str, bf16: bool, dtype: torch.dtype | None, channels_last: bool
+) -> None:
+    precision = choose_precision(device, requested, bf16)
+    assert precision.autocast_dtype == dtype and precision.channels_last == channels_last
+
+
+def test_lru_cache_evicts_and_expires() -> None:
+    async def scenario() -> None:
+        cache = MemoryLRUCache(max_entries=2, ttl_s=None)
+        await cache.set("a", {"v": 1})
+        await cache.set("b", {"v": 2})
+        assert await cache.get("a") == {"v": 1}  # a is now the most recent
+        await cache.set("c", {"v": 3})
+        assert await cache.get("b") is None and await cache.get("a") == {"v": 1}
+        expiring = MemoryLRUCache(max_entries=2, ttl_s=1e-9)
+        await expiring.set("x", {"v": 0})
+        assert await expiring.get("x") is None
+
+    asyncio.run(scenario())
+    base = cache_key("ab" * 32, "image", "classify", {"top_k": 5}, "unireplknet_a@1")
+    assert base != cache_key("ab" * 32, "image", "classify", {"top_k": 5}, "unireplknet_a@2")
+    assert base != cache_key("ab" * 32, "image", "embed", {"top_k": 5}, "unireplknet_a@1")
+
+
+@pytest.mark.parametrize(
+    ("name", "count", "first"),
+    [
+        ("imagenet-1k", 1000, "tench"),
+        ("speech-commands-v2", 35, "backward"),
+        ("audioset-527", 527, "Speech"),
+        ("kinetics-400", 400, "abseiling"),
+        ("modelnet40", 40, "airplane"),
+    ],
+)
+def test_shipped_label_sets(name: str, count: int, first: str) -> None:
+    labels = load_labels(name)
+    assert len(labels) == count and labels[0] == first
+    assert name in list_label_sets()
+
+
+def test_worker_runs_a_batch_and_skips_dead_items() -> None:
+    settings = ServiceSettings(image={"weights": "none", "params": {"input_size": 32}, "max_batch_size": 4})
+    cfg = settings.modality("image")
+    served = build_served_model(cfg, get_adapter("image"))
+    worker = DeviceWorker(torch.device("cpu"), {"image": served})
+    worker.warmup()
+    assert ("image", (3, 32, 32)) in worker.latency
+    x = torch.randn(3, 3, 32, 32)
+    items = [
+        BatchItem("a", x[0], "classify", 3, enqueued_at=0.0),
+        BatchItem("b", x[1], "embed", 0, enqueued_at=0.0),
+        BatchItem("gone", x[2], "classify", 3, enqueued_at=0.0, is_cancelled=lambda: True),
+        BatchItem("late", x[2], "classify", 3, enqueued_at=0.0, deadline=1.0),
+    ]
+    result = worker.execute(Batch("image", (3, 32, 32), items, 4))
+    assert result.batch_size == 2 and result.device == "cpu"
+    a, b, gone, late = result.items
+    assert a.scores is not None and len(a.scores) == 3 and a.scores[0][1] >= a.scores[1][1]
+    assert b.embedding is not None and len(b.embedding) == 320
+    assert isinstance(gone.error, ClientDisconnectedError) and isinstance(late.error, DeadlineExceededError)
+    # the batched result equals the item computed alone
+    alone = worker.execute(Batch("image", (3, 32, 32), [BatchItem("a", x[0], "classify", 3, 0.0)], 4))
+    assert alone.items[0].scores is not None
+    assert [i for i, _ in alone.items[0].scores] == [i for i, _ in a.scores]
+    assert alone.items[0].scores[0][1] == pytest.approx(a.scores[0][1], rel=1e-4)
