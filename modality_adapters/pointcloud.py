@@ -94,7 +94,14 @@ def points_to_views(points: np.ndarray, p: PointCloudParams) -> torch.Tensor:
 
 
 def normalize_points(points: np.ndarray) -> np.ndarray:
-    """Centroid to the origin, farthest point to radius 1 (``pc_normalize``), in float64 for exact invariance."""
+    """Centroid to the origin, farthest point to radius 1 (``pc_normalize``), in float64 for exact invariance.
+
+    The cloud is first divided by a power of two near its largest coordinate: exact in binary floating point (so
+    it changes no result), and it keeps the mean and the squared radii of coordinates near 1e308 from overflowing.
+    """
+    peak = float(np.abs(points).max())
+    if peak > 0:
+        points = points / 2.0 ** int(np.frexp(peak)[1])
     centred = points - points.mean(axis=0)
     radius = float(np.sqrt((centred**2).sum(axis=1)).max())
     if not radius > 0:

@@ -7,6 +7,7 @@ segfault there would show as a non-zero exit) and that adapters work under the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import struct
@@ -317,3 +318,43 @@ def test_no_case_crashes_a_spawned_interpreter() -> None:
     assert proc.exitcode == 0
     for (name, modality, _, _, error), outcome in zip(ALL_CASES, outcomes, strict=True):
         assert outcome == error.__name__, (modality, name, outcome)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("modality", ["image", "audio", "video", "pointcloud", "timeseries"])
+def test_fuzzed_prefixes_only_raise_typed_errors(modality) -> None:
+    """Random damage to a valid file (truncation, byte flips, prepended junk) decodes or raises an InputError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    valid = {
+        "image": lambda: Media.image("PNG", size=(32, 24)),
+        "audio": lambda: Media.wav(seconds=0.2),
+        "video": lambda: Media.video(n=8, size=(32, 32)),
+        "pointcloud": lambda: Media.open3d_file(Media.cloud(50), "ply", binary=True),
+        "timeseries": lambda: Media.series_csv(t=12, v=2),
+    }[modality]()
+    adapter = get_adapter(modality)
+    params = {"pointcloud": PC, "timeseries": TS}.get(modality, {})
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(cut=st.integers(0, len(valid)), pos=st.integers(0, len(valid) - 1), junk=st.binary(max_size=16))
+    def check(cut: int, pos: int, junk: bytes) -> None:
+        damaged = junk + valid[:pos] + bytes([valid[pos] ^ 0x5A]) + valid[pos + 1 : max(cut, pos + 1)]
+        with contextlib.suppress(InputError):
+            adapter.decode(damaged, **params)
+
+    check()
+
+
+def test_pointcloud_temp_files_are_removed() -> None:
+    import glob
+    import tempfile
+
+    pattern = f"{tempfile.gettempdir()}/unirep-pc-*"
+    before = set(glob.glob(pattern))
+    adapter = get_adapter("pointcloud")
+    adapter.decode(Media.open3d_file(Media.cloud(100), "pcd"), **PC)
+    with pytest.raises(InputError):
+        adapter.decode(b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nend_header\n1\n2\n", **PC)
+    assert set(glob.glob(pattern)) == before

@@ -155,3 +155,13 @@ def test_preview_png(media) -> None:
     adapter = get_adapter("pointcloud")
     image = Image.open(io.BytesIO(adapter.preview(adapter.decode(media.npy(media.cloud(500)), **SMALL))))
     assert image.format == "PNG" and image.width > 3 * image.height - 20
+
+
+def test_extreme_coordinates_neither_overflow_nor_change_the_result(media) -> None:
+    points = media.cloud(300)
+    adapter = get_adapter("pointcloud")
+    reference = adapter.decode(media.npy(points), **SMALL)
+    with np.errstate(all="raise"):
+        huge = adapter.decode(media.npy(points * 1e305), **SMALL)
+        tiny = adapter.decode(media.npy(points * 1e-300), **SMALL)
+    assert torch.equal(huge, reference) and torch.equal(tiny, reference)
