@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from modality_adapters import AdapterLimits, get_adapter
 from models.errors import (
     InvalidParameterError,
@@ -110,6 +112,8 @@ class ServiceRuntime:
             self.served = await loop.run_in_executor(
                 None, lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs}
             )
+            if s.torch_threads:
+                torch.set_num_threads(s.torch_threads)
             if self.transport is None:
                 devices = resolve_devices(s.device)
                 workers = await loop.run_in_executor(None, self._make_workers, devices)
