@@ -1,0 +1,139 @@
+"""Raw model throughput: train form vs deploy form, and our fast deploy forward vs the official transcription.
+
+Run: ``.venv/bin/python benchmarks/model_forward.py`` (CPU defaults) or
+``--device cuda --dtypes bf16,fp16 --batches 1,32,128`` on a GPU. All configurations of one variant are
+measured in interleaved rounds within one run, so the printed ratios compare like with like on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from models import UniRepLKNet, create_model
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Case:
+    form: str  # "train", "deploy-official" (straight transcription) or "deploy-fast"
+    memory_format: str  # "contiguous" or "channels_last"
+    dtype: str
+    batch: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.form:<16} {self.memory_format:<13} {self.dtype:<5} bs={self.batch:<4}"
+
+
+def build(variant: str, form: str, device: torch.device, dtype: torch.dtype, memory_format: str) -> UniRepLKNet:
+    model = create_model(variant).eval()
+    if form != "train":
+        model.reparameterize()
+        model.set_fast_forward(form == "deploy-fast")
+    model = model.to(device=device, dtype=dtype)
+    if memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def timer(device: torch.device) -> Callable[[], float]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return lambda: (torch.cuda.synchronize(), time.perf_counter())[1]
+    return time.perf_counter
+
+
+def measure(model: UniRepLKNet, x: torch.Tensor, min_seconds: float, device: torch.device) -> float:
+    """Images per second over at least ``min_seconds`` (and at least 3 forwards)."""
+    clock = timer(device)
+    with torch.inference_mode():
+        start = clock()
+        iterations = 0
+        while iterations < 3 or clock() - start < min_seconds:
+            model(x)
+            iterations += 1
+        elapsed = clock() - start
+    return iterations * x.shape[0] / elapsed
+
+
+def run_variant(args: argparse.Namespace, variant: str, device: torch.device) -> dict[Case, float]:
+    forms = ["train", "deploy-official", "deploy-fast"]
+    cases = [
+        Case(form, fmt, dtype, batch)
+        for dtype in args.dtypes
+        for batch in args.batches
+        for fmt in args.formats
+        for form in forms
+    ]
+    models = {}
+    for case in cases:
+        key = (case.form, case.memory_format, case.dtype)
+        if key not in models:
+            models[key] = build(variant, case.form, device, DTYPES[case.dtype], case.memory_format)
+    samples: dict[Case, list[float]] = {case: [] for case in cases}
+    size = args.size
+    for case in cases:  # warm-up: allocator, oneDNN/cuDNN algorithm choice
+        x = make_input(case, size, device)
+        measure(models[(case.form, case.memory_format, case.dtype)], x, 0.0, device)
+    for _ in range(args.rounds):
+        for case in cases:
+            x = make_input(case, size, device)
+            model = models[(case.form, case.memory_format, case.dtype)]
+            samples[case].append(measure(model, x, args.seconds, device))
+    return {case: statistics.median(values) for case, values in samples.items()}
+
+
+def make_input(case: Case, size: int, device: torch.device) -> torch.Tensor:
+    x = torch.randn(case.batch, 3, size, size, device=device, dtype=DTYPES[case.dtype])
+    if case.memory_format == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def report(variant: str, results: dict[Case, float]) -> None:
+    print(f"\n## {variant}")
+    print(f"{'form':<16} {'layout':<13} {'dtype':<5} {'batch':<7} {'img/s':>10}  vs train  vs official deploy")
+    for case, rate in results.items():
+        train = results[Case("train", case.memory_format, case.dtype, case.batch)]
+        official = results[Case("deploy-official", case.memory_format, case.dtype, case.batch)]
+        print(f"{case.label} {rate:>10.1f}  {rate / train:>7.2f}x  {rate / official:>7.2f}x")
+    best_official = max(r for c, r in results.items() if c.form == "deploy-official")
+    best_fast = max(r for c, r in results.items() if c.form == "deploy-fast")
+    print(f"best deploy-fast / best deploy-official: {best_fast / best_official:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variants", default="unireplknet_a,unireplknet_t")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtypes", default="fp32")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--formats", default="contiguous,channels_last")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
+    args = parser.parse_args()
+    args.dtypes = args.dtypes.split(",")
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.formats = args.formats.split(",")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# model_forward: torch {torch.__version__}, {name}, input {args.size}x{args.size}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    for variant in args.variants.split(","):
+        report(variant, run_variant(args, variant, device))
+
+
+if __name__ == "__main__":
+    main()
