@@ -43,6 +43,13 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> FastAPI:
     metrics = metrics or Metrics()
+    redis_parts = None
+    if settings.redis_url:  # the shared cache and API keys (issue 5); the scale-out transport comes from its command
+        from service.redis_setup import redis_services
+
+        redis_parts = redis_services(settings, metrics, want_cache=cache is None)
+        cache = cache or redis_parts.cache
+    auth = redis_parts.auth if redis_parts is not None else None
     runtime = ServiceRuntime(settings, metrics, cache=cache, transport=transport)
 
     @contextlib.asynccontextmanager
@@ -57,6 +64,8 @@ def create_app(
             with contextlib.suppress(BaseException):
                 await startup
             await runtime.stop()
+            if redis_parts is not None:
+                await redis_parts.close()
 
     app = FastAPI(
         title="UniRepLKNet perception service",
@@ -78,6 +87,8 @@ def create_app(
         watch: io.DisconnectWatch | None = None
         status = 500
         try:
+            if auth is not None:
+                await auth.authorize(request.headers.get("authorization"))
             served = runtime.served_model(modality)
             runtime.check_admission()
             timeout_ms = io.parse_timeout_ms(request)
@@ -166,11 +177,15 @@ def create_app(
         if runtime.ready:
             return JSONResponse({"status": "ready"})
         state = runtime.state if runtime.state != "ready" else "starting"
+        reason = runtime.transport.unavailable_reason() if runtime.transport is not None else None
+        if runtime.state == "ready" and reason is not None:
+            state = "unavailable"
         message = {
             "starting": "loading and warming models",
             "draining": "draining: finishing admitted requests before exit",
             "failed": f"startup failed: {runtime.error}",
             "stopped": "stopped",
+            "unavailable": reason,
         }.get(state, state)
         error = {"code": "service_unavailable", "message": message}
         return JSONResponse({"status": state, "error": error}, status_code=503, headers={"Retry-After": "5"})

@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "service.commands.models",
     "service.commands.client",
     "service.commands.serve",
+    "service.commands.scaleout",
+    "service.commands.keys",
 ]
 
 

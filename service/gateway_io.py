@@ -157,6 +157,8 @@ def envelope(
     headers: dict[str, str] = {}
     if request_id_value:
         headers[REQUEST_ID_HEADER] = request_id_value
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="unirep"'
     if status in (429, 503):
         headers["Retry-After"] = str(max(1, math.ceil(float(retry_after if retry_after is not None else 1))))
     return JSONResponse({"error": error}, status_code=status, headers=headers)

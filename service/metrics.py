@@ -131,6 +131,49 @@ class Metrics:
             registry=r,
         )
 
+        # Redis (issue 5): shared cache, API keys, scale-out over Redis Streams.
+        self.redis_up = Gauge(f"{PREFIX}_redis_up", "1 while Redis answers (0 after a failed call)", registry=r)
+        self.redis_errors = Counter(
+            f"{PREFIX}_redis_errors",
+            "Redis calls that failed (component: cache, auth, streams); the cache is then bypassed",
+            ["component"],
+            registry=r,
+        )
+        self.cache_coalesced = Counter(
+            f"{PREFIX}_cache_coalesced",
+            "Requests answered by an identical request computed at the same time (also counted as cache hits)",
+            ["modality"],
+            registry=r,
+        )
+        self.auth_rejected = Counter(
+            f"{PREFIX}_auth_rejected",
+            "Requests refused by API-key checks (reason: missing, invalid, rate_limited)",
+            ["reason"],
+            registry=r,
+        )
+        self.stream_workers = Gauge(
+            f"{PREFIX}_stream_workers",
+            "Live scale-out workers (heartbeat within worker_ttl_s) serving a modality, as a gateway sees them",
+            ["modality"],
+            registry=r,
+        )
+        self.stream_pending_batches = Gauge(
+            f"{PREFIX}_stream_pending_batches",
+            "Batches a gateway sent to the workers and awaits",
+            registry=r,
+        )
+        self.stream_late_replies = Counter(
+            f"{PREFIX}_stream_late_replies",
+            "Worker replies a gateway discarded: the batch was already answered (duplicate) or given up (late)",
+            registry=r,
+        )
+        self.stream_reclaimed = Counter(
+            f"{PREFIX}_stream_reclaimed_batches",
+            "Batches a worker took over from a dead worker (XAUTOCLAIM)",
+            ["modality"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -158,3 +201,15 @@ METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_gpu_memory_max_allocated_bytes",
 )
 """Family names as the text parser reports them (counters without ``_total``), for tests and dashboards."""
+
+REDIS_METRIC_NAMES: tuple[str, ...] = (
+    f"{PREFIX}_redis_up",
+    f"{PREFIX}_redis_errors",
+    f"{PREFIX}_cache_coalesced",
+    f"{PREFIX}_auth_rejected",
+    f"{PREFIX}_stream_workers",
+    f"{PREFIX}_stream_pending_batches",
+    f"{PREFIX}_stream_late_replies",
+    f"{PREFIX}_stream_reclaimed_batches",
+)
+"""Families that matter only with Redis configured (labelled ones have no samples until used)."""

@@ -31,6 +31,7 @@ from service.metrics import Metrics
 from service.preprocess import PreprocessPool
 from service.served import ServedModel, build_served_model
 from service.settings import MODALITIES, ServiceSettings
+from service.singleflight import SingleFlight
 from service.transport import LocalTransport, Transport
 from service.work import BatchItem, Task, new_id
 from service.worker import DeviceWorker, resolve_devices
@@ -69,6 +70,7 @@ class ServiceRuntime:
                 else NullCache()
             )
         self.cache: ResultCache = cache
+        self.flights = SingleFlight(cache)
         self.transport: Transport | None = transport
         self.served: dict[str, ServedModel] = {}
         self.adapters: dict[str, Any] = {}
@@ -109,9 +111,15 @@ class ServiceRuntime:
                 on_failure=self._on_decoder_lost,
             )
             pool_started = asyncio.create_task(self.pool.start())
-            self.served = await loop.run_in_executor(
-                None, lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs}
-            )
+            # A scale-out gateway loads no model: its transport describes the ones its workers serve.
+            remote = await self.transport.describe_models(configs, self.adapters) if self.transport else None
+            if remote is not None:
+                self.served = remote
+            else:
+                self.served = await loop.run_in_executor(
+                    None,
+                    lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs},
+                )
             if s.torch_threads:
                 torch.set_num_threads(s.torch_threads)
             if self.transport is None:
@@ -195,6 +203,9 @@ class ServiceRuntime:
             self.metrics.rejected.labels("all", "draining").inc()
             raise ServiceUnavailableError("the service is shutting down; retry on another instance", retry_after=1)
         if not self.ready:
+            reason = self.transport.unavailable_reason() if self.transport is not None else None
+            if self.state == "ready" and reason is not None:  # scale-out: Redis or the workers are gone
+                raise ServiceUnavailableError(reason, retry_after=1)
             raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
 
     def resolve_top_k(self, served: ServedModel, top_k: int | None) -> int:
@@ -228,12 +239,31 @@ class ServiceRuntime:
         deadline_mono = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
         params = {**served.params, **(hints or {})}
         key = cache_key(hashlib.sha256(data).hexdigest(), modality, task, {"top_k": k, **(hints or {})}, served.version)
-        cached = await self.cache.get(key)
-        if cached is not None:
-            self.metrics.cache_hits.labels(modality).inc()
-            return Outcome(cached, cache_hit=True)
-        self.metrics.cache_misses.labels(modality).inc()
+        # Cached, or being computed by an identical request (here or, with Redis, on another gateway): wait for it.
+        async with self.flights.lead(key, deadline_mono) as lease:
+            if lease.result is not None:
+                self.metrics.cache_hits.labels(modality).inc()
+                if lease.coalesced:
+                    self.metrics.cache_coalesced.labels(modality).inc()
+                return Outcome(lease.result, cache_hit=True)
+            self.metrics.cache_misses.labels(modality).inc()
+            outcome = await self._compute(served, task, data, k, params, deadline_wall, deadline_mono, cancelled)
+            await lease.publish(outcome.result)
+            return outcome
 
+    async def _compute(
+        self,
+        served: ServedModel,
+        task: Task,
+        data: bytes,
+        k: int,
+        params: dict[str, Any],
+        deadline_wall: float | None,
+        deadline_mono: float | None,
+        cancelled: Callable[[], bool],
+    ) -> Outcome:
+        """A cache miss: decode in the pool, batch, run on a worker, postprocess."""
+        modality = served.modality
         assert self.pool is not None and self.batcher is not None
         t0 = time.perf_counter()
         try:
@@ -262,7 +292,6 @@ class ServiceRuntime:
         else:
             embedding = item_result.embedding or []
             result = {"embedding": embedding, "dim": len(embedding)}
-        await self.cache.set(key, result)
         return Outcome(
             result,
             preprocess_ms=preprocess_s * 1000.0,

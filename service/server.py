@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -60,9 +61,10 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True)
 
 
-def run(settings: ServiceSettings) -> int:
+def run(settings: ServiceSettings, **app_parts: Any) -> int:
+    """Serve until SIGTERM; ``app_parts`` go to ``create_app`` (``unirep gateway`` passes its Streams transport)."""
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, **app_parts)
     config = uvicorn.Config(
         app,
         host=settings.host,

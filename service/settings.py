@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -178,6 +178,29 @@ class ServiceSettings(BaseSettings):
     cache_max_entries: int = Field(default=4096, ge=1)
     cache_ttl_s: float | None = Field(default=3600.0, gt=0)
 
+    # Redis (issue 5): shared cache, API keys and rate limits, scale-out (`unirep gateway` / `unirep worker`).
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://[:password@]host:6379/0; enables the shared result cache, API keys and scale-out",
+    )
+    redis_namespace: str = Field(default="unirep", min_length=1, description="prefix of every key the service writes")
+    redis_timeout_s: float = Field(default=1.0, gt=0, description="connect and command timeout of Redis calls")
+    redis_retry_s: float = Field(
+        default=2.0, ge=0, description="after a Redis failure, bypass it this long before trying again"
+    )
+    auth_enabled: bool = Field(default=False, description="require a Bearer API key (`unirep keys create`)")
+    rate_limit_per_minute: float | None = Field(
+        default=600.0, gt=0, description="default per-key request rate (keys may set their own); None: unlimited"
+    )
+    rate_limit_burst: int = Field(default=20, ge=1, description="requests a key may send at once above its rate")
+    stream_claim_idle_ms: float = Field(
+        default=10_000.0, gt=0, description="a batch held this long by a silent (dead) worker is reclaimed"
+    )
+    stream_read_count: int = Field(
+        default=4, ge=1, le=256, description="batches a worker reads at once (XREADGROUP COUNT), merged up to max"
+    )
+    worker_ttl_s: float = Field(default=5.0, gt=0, description="a worker without a heartbeat this long is dead")
+
     drain_timeout_s: float = Field(default=30.0, ge=0, description="how long SIGTERM waits for admitted requests")
 
     debug_fault_injection: bool = Field(
@@ -191,6 +214,12 @@ class ServiceSettings(BaseSettings):
     video: ModalitySettings = ModalitySettings()
     pointcloud: ModalitySettings = ModalitySettings()
     timeseries: ModalitySettings = ModalitySettings()
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> ServiceSettings:
+        if self.auth_enabled and not self.redis_url:
+            raise ValueError("auth_enabled needs redis_url: API keys and rate limits live in Redis")
+        return self
 
     @field_validator("device")
     @classmethod

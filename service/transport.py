@@ -21,13 +21,15 @@ import logging
 import queue
 import threading
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.errors import ServiceUnavailableError
 from service.work import Batch, BatchResult
 
 if TYPE_CHECKING:
     from service.metrics import Metrics
+    from service.served import ServedModel
+    from service.settings import ModalityConfig
     from service.worker import DeviceWorker
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,16 @@ class Transport(ABC):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    async def describe_models(
+        self, configs: list[ModalityConfig], adapters: dict[str, Any]
+    ) -> dict[str, ServedModel] | None:
+        """Remote transports: the models their workers serve (the gateway loads none); None: load them here."""
+        return None
+
+    def unavailable_reason(self) -> str | None:
+        """Why a started transport is not ready (Redis down, no live worker), for 503 messages; None when fine."""
+        return None
 
 
 class LocalTransport(Transport):

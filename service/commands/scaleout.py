@@ -1,0 +1,130 @@
+"""``unirep gateway`` and ``unirep worker``: the two halves of ``unirep serve``, connected through Redis Streams.
+
+- ``gateway``: HTTP, auth, cache and preprocessing; no model. Its batches go to the model streams in Redis.
+- ``worker``: the models on this host's devices (every visible GPU, or the CPU); no inference HTTP, only
+  ``/healthz``, ``/readyz`` and ``/metrics`` on ``--port``. Run one per host (it uses all of that host's devices).
+
+Both take the same settings as ``serve`` (flags > ``UNIREP_*`` > TOML) and need ``UNIREP_REDIS_URL``; gateways and
+workers must agree on the model settings (the gateway checks the workers' model versions at startup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1; 0.0.0.0 in containers)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    parser.add_argument("--config", default=None, help="TOML settings file (also $UNIREP_CONFIG)")
+    parser.add_argument("--redis-url", default=None, help="redis://[:password@]host:6379/0 (also $UNIREP_REDIS_URL)")
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting, dotted for sections: --set image.max_batch_size=32 (repeatable)",
+    )
+    parser.add_argument("--print-settings", action="store_true", help="print the resolved settings as JSON and exit")
+
+
+def load_settings(args: argparse.Namespace, command: str, extra: tuple[str, ...] = ()) -> Any:
+    """The settings, or None after printing why they are invalid (exit code 2)."""
+    from pydantic import ValidationError
+
+    from service.settings import ServiceSettings, parse_overrides
+
+    try:
+        overrides = parse_overrides(args.overrides)
+        for name in ("host", "port", "log_level", "redis_url", *extra):
+            value = getattr(args, name, None)
+            if value is not None:
+                overrides[name] = value
+        settings = ServiceSettings.load(args.config, **overrides)
+    except (ValueError, ValidationError, FileNotFoundError) as exc:
+        print(f"unirep {command}: invalid settings: {exc}", file=sys.stderr)
+        return None
+    if not settings.redis_url:
+        print(f"unirep {command}: set UNIREP_REDIS_URL (or --redis-url): it runs through Redis", file=sys.stderr)
+        return None
+    return settings
+
+
+def add_parser(subparsers: Any) -> None:
+    gateway = subparsers.add_parser(
+        "gateway", help="HTTP gateway of a scale-out deployment: batches go to workers through Redis Streams"
+    )
+    add_settings_arguments(gateway)
+    gateway.set_defaults(func=run_gateway)
+
+    worker = subparsers.add_parser(
+        "worker", help="scale-out worker: runs the models on this host's devices, reads batches from Redis Streams"
+    )
+    add_settings_arguments(worker)
+    worker.add_argument("--device", default=None, help="auto, cpu, cuda, or cuda:0,cuda:1")
+    worker.set_defaults(func=run_worker)
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    settings = load_settings(args, "gateway")
+    if settings is None:
+        return 2
+    if args.print_settings:
+        print(settings.model_dump_json(indent=2))
+        return 0
+    from service.metrics import Metrics
+    from service.server import run
+    from service.streams_gateway import RedisStreamsTransport
+
+    metrics = Metrics()
+    return run(settings, transport=RedisStreamsTransport(settings, metrics), metrics=metrics)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings = load_settings(args, "worker", extra=("device",))
+    if settings is None:
+        return 2
+    if args.print_settings:
+        print(settings.model_dump_json(indent=2))
+        return 0
+    import logging
+    import signal
+
+    from service.metrics import Metrics
+    from service.server import configure_logging
+    from service.streams_worker import StreamWorker
+    from service.worker_http import start_health_server
+
+    configure_logging(settings.log_level)
+    log = logging.getLogger("unirep.worker")
+    metrics = Metrics()
+    worker = StreamWorker(settings, metrics)
+
+    def readiness() -> str | None:
+        if worker.stopping.is_set():
+            return "draining"
+        if not worker.ready:
+            return "loading and warming models"
+        return None if worker.health.up else worker.health.describe()
+
+    def on_signal(sig: int, _frame: object) -> None:
+        log.info("received %s: finishing the batches in hand, then leaving", signal.Signals(sig).name)
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = start_health_server(settings.host, settings.port, metrics, readiness)
+    try:
+        worker.build()
+        if not worker.stopping.is_set():
+            worker.run()
+    except Exception:
+        log.exception("worker failed")
+        return 1
+    finally:
+        server.shutdown()
+    return 0

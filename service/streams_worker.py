@@ -1,0 +1,344 @@
+"""The worker side of scale-out (``unirep worker``): models on this host's devices, batches from Redis Streams.
+
+Each device gets a consumer (``<worker id>/<device>``) in the one consumer group of every model stream, and a
+thread that loops: take over batches a dead worker left pending (XAUTOCLAIM, once they sat idle for
+``stream_claim_idle_ms``), else read up to ``stream_read_count`` new batches (XREADGROUP COUNT n BLOCK), merge
+batches of the same bucket up to ``max_batch_size`` into one forward pass (``DeviceWorker.execute``: items past
+their deadline are skipped, never computed), reply to each batch's gateway, then XACK and XDEL the entries.
+
+A heartbeat thread keeps the worker visible (a sorted set scored with Redis's own clock, plus a description the
+gateways build their model descriptions from) and re-claims the entries being computed (XCLAIM JUSTID), which
+resets their idle time: only a worker that stopped heartbeating (dead, or cut off from Redis) has its batches
+taken over, however long a batch takes. A worker that restarts joins as a new consumer and takes work at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import redis
+
+from modality_adapters import AdapterLimits, get_adapter
+from service.metrics import Metrics
+from service.redis_conn import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client
+from service.served import ServedModel, build_served_model
+from service.settings import ServiceSettings
+from service.streams_codec import BatchRequest, decode_batch, encode_failure, encode_result
+from service.work import Batch, BatchResult
+from service.worker import DeviceWorker, resolve_devices
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 500
+REPLY_MAXLEN = 10_000
+_HEARTBEAT = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+Entry = tuple[str, bytes, dict[bytes, bytes] | None]
+"""(stream key, entry id, fields; None when the entry was deleted while pending)."""
+
+
+class StreamWorker:
+    def __init__(self, settings: ServiceSettings, metrics: Metrics) -> None:
+        if not settings.redis_url:
+            raise ValueError("`unirep worker` needs redis_url (UNIREP_REDIS_URL)")
+        self.settings = settings
+        self.metrics = metrics
+        self.keys = Keys(settings.redis_namespace)
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.client = sync_client(settings.redis_url, settings.redis_timeout_s)
+        self.health = RedisHealth("streams", settings.redis_retry_s, metrics, settings.redis_url)
+        self.served: dict[str, ServedModel] = {}
+        self.devices: list[DeviceWorker] = []
+        self.ready = False
+        self.stopping = threading.Event()
+        self._in_progress: dict[str, set[tuple[str, bytes]]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._heartbeat = self.client.register_script(_HEARTBEAT)
+
+    # --- startup ---------------------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        """Load every enabled modality's model and warm it on every device (as ``unirep serve`` does)."""
+        s = self.settings
+        if s.torch_threads:
+            import torch
+
+            torch.set_num_threads(s.torch_threads)
+        limits = AdapterLimits(max_bytes=s.max_body_bytes, **s.adapter_limits())
+        configs = s.modalities()
+        if not configs:
+            raise ValueError("every modality is disabled; enable at least one")
+        self.served = {cfg.modality: build_served_model(cfg, get_adapter(cfg.modality, limits)) for cfg in configs}
+        self.devices = [
+            DeviceWorker(d, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
+            for d in resolve_devices(s.device)
+        ]
+        threads = [threading.Thread(target=d.warmup) for d in self.devices]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for device in self.devices:
+            self.metrics.worker_ready.labels(device.device_name).set(1)
+
+    def description(self) -> dict[str, Any]:
+        """What the gateways read: the models (version, weights, shapes) and devices of this worker."""
+        models = {}
+        for modality, sm in self.served.items():
+            models[modality] = {
+                "model": sm.name,
+                "version": sm.version,
+                "weights": {
+                    "source": sm.weights.source,
+                    "form": sm.weights.form,
+                    "num_classes": sm.weights.num_classes,
+                    "in_chans": sm.weights.in_chans,
+                },
+                "num_classes": sm.num_classes,
+                "input_shape": list(sm.input_shape),
+                "embedding_dim": sm.embedding_dim,
+            }
+        return {
+            "id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "devices": [d.device_name for d in self.devices],
+            "models": models,
+        }
+
+    # --- main loop ----------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until ``stopping`` is set (SIGTERM), finishing the batches in hand, then leave the pool."""
+        info = json.dumps(self.description())
+        beat = threading.Thread(target=self._heartbeat_loop, args=(info,), name="unirep-heartbeat", daemon=True)
+        beat.start()
+        consumers = [
+            threading.Thread(target=self._consume, args=(d,), name=f"unirep-consumer-{d.device_name}")
+            for d in self.devices
+        ]
+        for thread in consumers:
+            thread.start()
+        self.ready = True
+        self.metrics.ready.set(1)
+        log.info(
+            "worker %s consuming %s on %s (Redis %s)",
+            self.worker_id,
+            ", ".join(self.keys.stream(m) for m in self.served),
+            ", ".join(d.device_name for d in self.devices),
+            redacted(self.settings.redis_url or ""),
+        )
+        for thread in consumers:
+            thread.join()
+        self.ready = False
+        self.metrics.ready.set(0)
+        try:
+            self.client.zrem(self.keys.workers, self.worker_id)
+            self.client.hdel(self.keys.worker_info, self.worker_id)
+        except REDIS_ERRORS:
+            pass
+        log.info("worker %s left the pool", self.worker_id)
+
+    def _ensure_groups(self) -> None:
+        for modality in self.served:
+            try:
+                # Id 0: batches a gateway sent before any worker existed are served too (stale ones expire).
+                self.client.xgroup_create(self.keys.stream(modality), self.keys.group, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def _consume(self, device: DeviceWorker) -> None:
+        consumer = f"{self.worker_id}/{device.device_name}"
+        reader = sync_client(self.settings.redis_url or "", self.settings.redis_timeout_s, blocking=True)
+        streams: dict[Any, Any] = {self.keys.stream(m): ">" for m in self.served}
+        groups_ok = False
+        next_claim = 0.0
+        while not self.stopping.is_set():
+            try:
+                if not groups_ok:
+                    self._ensure_groups()
+                    groups_ok = True
+                entries: list[Entry] = []
+                if time.monotonic() >= next_claim:
+                    entries = self._reclaim(reader, consumer)
+                    next_claim = time.monotonic() + self.settings.stream_claim_idle_ms / 2000.0
+                if not entries:
+                    response: Any = reader.xreadgroup(
+                        self.keys.group, consumer, streams, count=self.settings.stream_read_count, block=READ_BLOCK_MS
+                    )
+                    for stream, items in response or []:
+                        entries.extend((stream.decode(), entry_id, fields) for entry_id, fields in items)
+                self.health.succeeded()
+                if entries:
+                    self._process(device, reader, consumer, entries)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis restarted without its data: the groups are gone
+                    groups_ok = False
+                    continue
+                log.exception("Redis refused a stream command")
+                time.sleep(0.5)
+            except REDIS_ERRORS as exc:
+                self.health.failed(exc)
+                time.sleep(min(1.0, max(0.1, self.settings.redis_retry_s)))
+        reader.close()
+
+    def _reclaim(self, client: redis.Redis, consumer: str) -> list[Entry]:
+        """Batches left pending by a worker that stopped heartbeating (their idle time passed the limit)."""
+        out: list[Entry] = []
+        idle_ms = int(self.settings.stream_claim_idle_ms)
+        for modality in self.served:
+            stream = self.keys.stream(modality)
+            reply: Any = client.xautoclaim(
+                stream, self.keys.group, consumer, idle_ms, "0-0", count=self.settings.stream_read_count
+            )
+            claimed = reply[1] if len(reply) > 1 else []
+            for entry_id, fields in claimed:
+                out.append((stream, entry_id, fields or None))
+            if claimed:
+                self.metrics.stream_reclaimed.labels(modality).inc(len(claimed))
+                log.warning("took over %d %s batch(es) from a dead worker", len(claimed), modality)
+        return out
+
+    def _process(self, device: DeviceWorker, client: redis.Redis, consumer: str, entries: list[Entry]) -> None:
+        with self._lock:
+            self._in_progress[consumer].update((s, e) for s, e, _ in entries)
+        try:
+            requests: list[tuple[str, bytes, BatchRequest]] = []
+            replies: list[tuple[str, dict[bytes, bytes]]] = []
+            for stream, entry_id, fields in entries:
+                request = self._decode(stream, entry_id, fields)
+                if request is None:
+                    continue
+                refusal = self._refusal(request)
+                if refusal is not None:
+                    ids = [i.item_id for i in request.batch.items]
+                    replies.append((request.reply_to, encode_failure(request.batch.batch_id, refusal, consumer, ids)))
+                else:
+                    requests.append((stream, entry_id, request))
+            for group in _merge(requests, self.served):
+                replies.extend(self._run(device, consumer, group))
+            pipe = client.pipeline(transaction=False)
+            for reply_to, fields in replies:
+                pipe.xadd(reply_to, fields, maxlen=REPLY_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                pipe.expire(reply_to, 3600)
+            for stream, entry_id, _ in entries:
+                pipe.xack(stream, self.keys.group, entry_id)
+                pipe.xdel(stream, entry_id)
+            pipe.execute()
+        finally:
+            with self._lock:
+                self._in_progress[consumer].difference_update((s, e) for s, e, _ in entries)
+
+    def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None) -> BatchRequest | None:
+        if not fields:
+            return None  # deleted while pending (its gateway gave up on it): just acknowledge it
+        try:
+            return decode_batch(fields)
+        except Exception:
+            log.exception("dropping an unreadable entry %s on %s", entry_id.decode(), stream)
+            return None
+
+    def _refusal(self, request: BatchRequest) -> Any:
+        from models.errors import ServiceUnavailableError
+
+        served = self.served.get(request.batch.modality)
+        if served is None:
+            return ServiceUnavailableError(f"worker {self.worker_id} does not serve {request.batch.modality}")
+        if request.version != served.version or tuple(request.batch.shape) != served.input_shape:
+            return ServiceUnavailableError(
+                f"the gateway asked for {request.version} with input {list(request.batch.shape)}, but worker "
+                f"{self.worker_id} serves {served.version} with input {list(served.input_shape)}: give gateways "
+                f"and workers the same model settings",
+                retry_after=1,
+            )
+        return None
+
+    def _run(
+        self, device: DeviceWorker, consumer: str, group: list[tuple[str, bytes, BatchRequest]]
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """One forward pass for batches of one bucket; one reply per batch (each its own items)."""
+        first = group[0][2].batch
+        items = [item for _, _, req in group for item in req.batch.items]
+        merged = Batch(first.modality, first.shape, items, first.max_batch_size)
+        result = device.execute(merged)
+        self._record(first.modality, result)
+        by_id = {r.item_id: r for r in result.items}
+        out = []
+        for _, _, req in group:
+            part = BatchResult(
+                req.batch.batch_id,
+                result.device,
+                result.started_at,
+                result.inference_s,
+                result.batch_size,
+                [by_id[i.item_id] for i in req.batch.items],
+            )
+            out.append((req.reply_to, encode_result(part, consumer)))
+        return out
+
+    def _record(self, modality: str, result: BatchResult) -> None:
+        m = self.metrics
+        for r in result.items:
+            if r.error is not None and r.error.code == "deadline_exceeded":
+                m.dropped.labels(modality, "deadline").inc()
+        if result.batch_size:
+            max_size = self.served[modality].config.max_batch_size
+            m.batches.labels(modality).inc()
+            m.model_items.labels(modality).inc(result.batch_size)
+            m.batch_size.labels(modality).observe(result.batch_size)
+            m.batch_fill_ratio.labels(modality).observe(min(1.0, result.batch_size / max_size))
+            m.inference_duration.labels(modality, result.device).observe(result.inference_s)
+
+    # --- heartbeat ------------------------------------------------------------------------------------------------
+
+    def _heartbeat_loop(self, info: str) -> None:
+        interval = max(0.1, self.settings.worker_ttl_s / 5)
+        while not self.stopping.is_set():
+            try:
+                self._heartbeat(keys=[self.keys.workers, self.keys.worker_info], args=[self.worker_id, info])
+                self._touch_in_progress()
+                self.health.succeeded()
+            except REDIS_ERRORS as exc:
+                self.health.failed(exc)
+            self.stopping.wait(interval)
+
+    def _touch_in_progress(self) -> None:
+        """XCLAIM our own in-progress entries (JUSTID): their idle time restarts, so nobody reclaims them."""
+        with self._lock:
+            held = {c: list(entries) for c, entries in self._in_progress.items() if entries}
+        for consumer, entries in held.items():
+            by_stream: dict[str, list[bytes]] = defaultdict(list)
+            for stream, entry_id in entries:
+                by_stream[stream].append(entry_id)
+            for stream, ids in by_stream.items():
+                self.client.xclaim(stream, self.keys.group, consumer, 0, list[Any](ids), justid=True)
+
+
+def _merge(
+    requests: list[tuple[str, bytes, BatchRequest]], served: dict[str, ServedModel]
+) -> list[list[tuple[str, bytes, BatchRequest]]]:
+    """Batches of one bucket packed (whole) into forward passes of at most the model's ``max_batch_size``."""
+    buckets: dict[tuple[str, tuple[int, ...]], list[list[tuple[str, bytes, BatchRequest]]]] = defaultdict(list)
+    for entry in requests:
+        batch = entry[2].batch
+        groups = buckets[(batch.modality, tuple(batch.shape))]
+        limit = served[batch.modality].config.max_batch_size
+        if groups and sum(len(e[2].batch.items) for e in groups[-1]) + len(batch.items) <= limit:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    return [group for groups in buckets.values() for group in groups]
