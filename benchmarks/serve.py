@@ -56,6 +56,9 @@ class Level:
     server_preprocess_ms: float
     raw_ips: float = 0.0
     efficiency: float = 0.0
+    busy_ips: float = 0.0
+    """Mean batch over the median X-Inference-Time-Ms: the model's rate inside the server, under the same load."""
+    busy_efficiency: float = 0.0
 
 
 def make_files(kind: str, n: int) -> list[bytes]:
@@ -126,8 +129,12 @@ def measure_level(server: Server, files: list[bytes], kind: str, batching: bool,
     )
 
 
-def raw_throughput(model_name: str, device: str, sizes: list[int], seconds: float = 2.0) -> dict[int, float]:
-    """img/s of the deploy-form model alone (no HTTP, no decode) at each batch size, like the worker runs it."""
+def raw_throughput(model_name: str, device: str, sizes: list[int], rounds: int = 5, steps: int = 4) -> dict[int, float]:
+    """img/s of the deploy-form model alone (no HTTP, no decode) at each batch size, as the worker runs it.
+
+    Sizes are measured in interleaved rounds and the median step time is used, so that a noisy neighbour on a
+    shared machine slows every size alike instead of whichever size it happened to overlap.
+    """
     from models import load_model
     from service.worker import choose_precision
 
@@ -136,31 +143,31 @@ def raw_throughput(model_name: str, device: str, sizes: list[int], seconds: floa
     precision = choose_precision(dev.type, "auto", dev.type == "cuda" and torch.cuda.is_bf16_supported())
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    out: dict[int, float] = {}
+    inputs = {}
     for size in sorted(set(sizes)):
         x = torch.randn(size, 3, 224, 224, device=dev)
-        if precision.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        ctx = torch.autocast(dev.type, dtype=precision.autocast_dtype) if precision.autocast_dtype else None
+        inputs[size] = x.contiguous(memory_format=torch.channels_last) if precision.channels_last else x
 
-        def step(x: torch.Tensor = x, ctx: object = ctx) -> None:
-            with torch.inference_mode():
-                if ctx is not None:
-                    with torch.autocast(dev.type, dtype=precision.autocast_dtype):
-                        model(x)
-                else:
+    def step(x: torch.Tensor) -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            if precision.autocast_dtype is not None:
+                with torch.autocast(dev.type, dtype=precision.autocast_dtype):
                     model(x)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            else:
+                model(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
 
-        for _ in range(3):
-            step()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            step()
-            n += 1
-        out[size] = n * size / (time.perf_counter() - t0)
-    return out
+    for x in inputs.values():
+        step(x)
+        step(x)
+    times: dict[int, list[float]] = {size: [] for size in inputs}
+    for _ in range(rounds):
+        for size, x in inputs.items():
+            times[size].extend(step(x) for _ in range(steps))
+    return {size: size / statistics.median(ts) for size, ts in times.items()}
 
 
 def main() -> int:
@@ -173,6 +180,7 @@ def main() -> int:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--preprocess-workers", type=int, default=None)
+    parser.add_argument("--env", action="append", default=[], metavar="UNIREP_X=V", help="extra server settings")
     parser.add_argument("--json", default=None, help="write all figures here")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -188,6 +196,7 @@ def main() -> int:
         "UNIREP_DEFAULT_TIMEOUT_MS": "600000",
         **{f"UNIREP_{m}__ENABLED": "false" for m in ("AUDIO", "VIDEO", "POINTCLOUD", "TIMESERIES")},
     }
+    base.update(dict(pair.split("=", 1) for pair in args.env))
     if args.preprocess_workers:
         base["UNIREP_PREPROCESS_WORKERS"] = str(args.preprocess_workers)
     files = {kind: make_files(kind, N_FILES) for kind in kinds}
@@ -205,11 +214,13 @@ def main() -> int:
                         f"p50 {level.p50_ms:7.1f} ms  p99 {level.p99_ms:7.1f} ms  batch {level.mean_batch:4.1f}",
                         flush=True,
                     )
-    sizes = sorted({max(1, round(r.mean_batch)) for r in results} | {1})
+    sizes = sorted({max(1, round(r.mean_batch)) for r in results} | {1, args.max_batch_size})
     raw = raw_throughput(args.model, args.device, sizes)
     for r in results:
         r.raw_ips = raw[max(1, round(r.mean_batch))]
         r.efficiency = r.rps / r.raw_ips if r.raw_ips else 0.0
+        r.busy_ips = r.mean_batch * 1000.0 / r.server_inference_ms if r.server_inference_ms else 0.0
+        r.busy_efficiency = r.rps / r.busy_ips if r.busy_ips else 0.0
     print_report(args, results, raw)
     if args.json:
         Path(args.json).write_text(json.dumps({"raw": raw, "levels": [asdict(r) for r in results]}, indent=2))
@@ -221,22 +232,23 @@ def print_report(args: argparse.Namespace, results: list[Level], raw: dict[int, 
     print("raw model img/s by batch size: " + ", ".join(f"bs{k}={v:.1f}" for k, v in raw.items()))
     print(
         "\n| input | batching | concurrency | req/s | p50 ms | p99 ms | mean batch | raw img/s at that batch "
-        "| efficiency |"
+        "| efficiency | in-server model img/s | efficiency (in-server) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.kind} | {'yes' if r.batching else 'no (bs 1)'} | {r.concurrency} | {r.rps:.1f} | {r.p50_ms:.1f} | "
-            f"{r.p99_ms:.1f} | {r.mean_batch:.2f} | {r.raw_ips:.1f} | {r.efficiency:.2f} |"
+            f"{r.p99_ms:.1f} | {r.mean_batch:.2f} | {r.raw_ips:.1f} | {r.efficiency:.2f} | {r.busy_ips:.1f} | "
+            f"{r.busy_efficiency:.2f} |"
         )
-    for kind in {r.kind for r in results}:
+    for kind in sorted({r.kind for r in results}):
         c1 = next((r for r in results if r.kind == kind and r.batching and r.concurrency == 1), None)
         if c1 is not None:
-            model_ms = 1000.0 / raw[1]
+            overhead = c1.p50_ms - c1.server_inference_ms - c1.server_preprocess_ms
             print(
-                f"{kind}: concurrency 1 p50 {c1.p50_ms:.1f} ms vs model {model_ms:.1f} ms: overhead "
-                f"{c1.p50_ms - model_ms:.1f} ms, of which decode (server preprocess_ms) {c1.server_preprocess_ms:.1f}"
-                f" ms -> {c1.p50_ms - model_ms - c1.server_preprocess_ms:.1f} ms service overhead"
+                f"{kind}: concurrency 1: p50 {c1.p50_ms:.1f} ms = model {c1.server_inference_ms:.1f} ms (X-Inference-"
+                f"Time-Ms; raw model alone {1000.0 / raw[1]:.1f} ms) + decode {c1.server_preprocess_ms:.1f} ms + "
+                f"{overhead:.1f} ms service and client overhead"
             )
         on = next((r for r in results if r.kind == kind and r.batching and r.concurrency == 16), None)
         off = next((r for r in results if r.kind == kind and not r.batching and r.concurrency == 16), None)
