@@ -204,9 +204,10 @@ class RedisStreamsTransport(Transport):
     async def execute(self, batch: Batch) -> BatchResult:
         waiting = _Waiting(batch.modality, asyncio.get_running_loop().create_future())
         try:
-            reason = self.unavailable_reason() if self.health.up else self.health.describe()
-            if reason is not None and (not self.health.up or self.live.get(batch.modality, 0) == 0):
-                raise ServiceUnavailableError(reason, retry_after=1)
+            if not self.health.up:
+                raise ServiceUnavailableError(f"{self.health.describe()}; no worker can be reached", retry_after=1)
+            if self.live.get(batch.modality, 0) == 0:
+                raise ServiceUnavailableError(f"no live worker serves {batch.modality}", retry_after=1)
             fields = encode_batch(batch, self.versions.get(batch.modality, ""), self.reply_key)
             self._waiting[batch.batch_id] = waiting
             self.metrics.stream_pending_batches.set(len(self._waiting))
