@@ -35,6 +35,12 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)  # type: ignore[arg-type]
 
+    async def on_tick(self, counter: int) -> bool:
+        if self.runtime.state == "failed":  # a model that cannot load: exit (non-zero) rather than idle unready
+            log.error("startup failed (%s); exiting", self.runtime.error)
+            return True
+        return await super().on_tick(counter)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_task is not None or self._loop is None:
             if sig == signal.SIGINT:
@@ -77,4 +83,4 @@ def run(settings: ServiceSettings, **app_parts: Any) -> int:
     )
     server = DrainingServer(config, app.state.runtime, settings.drain_timeout_s)
     server.run()
-    return 0 if app.state.runtime.state != "failed" else 1
+    return 1 if app.state.runtime.error is not None else 0

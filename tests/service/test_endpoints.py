@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.metrics import METRIC_NAMES
 from service.settings import MODALITIES
 from tests.service import media
-from tests.service.server import Server, running
+from tests.service.server import Server, running, start
 
 TIMING_HEADERS = ("X-Queue-Time-Ms", "X-Preprocess-Time-Ms", "X-Inference-Time-Ms", "X-Batch-Size", "X-Request-Id")
 EXPECTED_CLASSES = {"image": 1000, "audio": 35, "video": 400, "pointcloud": 40, "timeseries": 2}
@@ -166,3 +166,10 @@ def test_metrics_parse_and_carry_every_metric(server: Server) -> None:
     assert server.metric("unirep_ready") == 1
     assert server.metric("unirep_model_items_total", modality="image") >= 1
     assert server.metric("unirep_preprocess_duration_seconds_count", modality="image") >= 1
+
+
+def test_a_checkpoint_that_cannot_load_stops_the_server(tmp_path: Path) -> None:
+    settings = {"UNIREP_AUDIO__WEIGHTS": str(tmp_path / "missing.pth"), "UNIREP_WARMUP": "false"}
+    with pytest.raises(RuntimeError, match="exited with 1") as info:
+        start(tmp_path, settings)
+    assert "weights file not found" in str(info.value)
