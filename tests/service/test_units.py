@@ -139,3 +139,40 @@ def test_worker_runs_a_batch_and_skips_dead_items() -> None:
     assert alone.items[0].scores is not None
     assert [i for i, _ in alone.items[0].scores] == [i for i, _ in a.scores]
     assert alone.items[0].scores[0][1] == pytest.approx(a.scores[0][1], rel=1e-4)
+
+
+def test_configured_checkpoint_is_loaded_and_named(tmp_path: Path) -> None:
+    from models import create_model
+
+    path = tmp_path / "audio_a.pth"
+    torch.save({"model": create_model("unireplknet_a", in_chans=1, num_classes=35).state_dict()}, path)
+    settings = ServiceSettings(audio={"weights": str(path), "params": {"target_frames": 32}})
+    served = build_served_model(settings.modality("audio"), get_adapter("audio"))
+    assert served.weights.source == str(path) and not served.weights.is_random
+    assert served.num_classes == 35 and served.input_shape == (1, 128, 32)
+    random = build_served_model(ServiceSettings().modality("audio"), get_adapter("audio"))
+    assert random.weights.is_random and random.version != served.version  # the cache key changes with the weights
+
+
+def test_timeseries_checkpoint_holds_embedding_and_backbone(tmp_path: Path) -> None:
+    from modality_adapters import TimeSeriesEmbedding
+    from models import create_model
+
+    params = {"seq_len": 8, "num_vars": 3, "d_model": 32}
+    embedding = TimeSeriesEmbedding(num_vars=3, d_model=32, seq_len=8, n_time_features=4)
+    backbone = create_model("unireplknet_a", in_chans=1, num_classes=2)
+    state = {f"embedding.{k}": v for k, v in embedding.state_dict().items()}
+    state.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
+    path = tmp_path / "ts.pth"
+    torch.save(state, path)
+    cfg = ServiceSettings(timeseries={"weights": str(path), "params": params}).modality("timeseries")
+    served = build_served_model(cfg, get_adapter("timeseries"))
+    assert not served.weights.is_random and served.input_shape == (1, 8, 7)
+    x = torch.randn(2, *served.input_shape)
+    with torch.inference_mode():
+        features = served.module.forward_features(x)  # type: ignore[operator]
+        expected = backbone.eval().reparameterize().forward_features(embedding.eval()(x))
+    assert torch.allclose(features, expected, atol=1e-4)
+    torch.save({k: v for k, v in state.items() if not k.startswith("embedding.")}, path)
+    with pytest.raises(Exception, match="embedding"):
+        build_served_model(cfg, get_adapter("timeseries"))
