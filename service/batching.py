@@ -273,7 +273,10 @@ class Batcher:
             bucket.batch_seconds += EWMA_ALPHA * (result.inference_s - bucket.batch_seconds)
 
     async def drain(self, timeout: float) -> bool:
-        """Stop admitting, then wait until every queued and running item has its answer (True) or time is up."""
+        """Stop admitting, then wait until every queued and running item has its answer (True) or time is up.
+
+        For a batcher of its own (a worker process); the gateway's drain refuses new requests upstream instead.
+        """
         self._accepting = False
         end = time.monotonic() + timeout
         while self.busy() and time.monotonic() < end:

@@ -169,9 +169,9 @@ class ServiceRuntime:
         """Wait for every admitted request to be answered (True), or until ``timeout`` seconds pass (False)."""
         self.begin_drain()
         end = time.monotonic() + timeout
-        if self.batcher is not None:
-            await self.batcher.drain(timeout)
-        while self.in_flight > 0 and time.monotonic() < end:
+        # New requests are refused at the gateway (check_admission); the batcher keeps admitting, because a request
+        # that was still being decoded when the drain began was admitted and must be answered.
+        while (self.in_flight > 0 or (self.batcher is not None and self.batcher.busy())) and time.monotonic() < end:
             await asyncio.sleep(0.02)
         return self.in_flight == 0
 
