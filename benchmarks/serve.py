@@ -54,6 +54,8 @@ class Level:
     mean_batch: float
     server_inference_ms: float
     server_preprocess_ms: float
+    server_overhead_ms: float
+    """Median of total_ms - preprocess_ms - queue_ms - inference_ms from the response bodies: the gateway's own time."""
     raw_ips: float = 0.0
     efficiency: float = 0.0
     busy_ips: float = 0.0
@@ -126,6 +128,15 @@ def measure_level(server: Server, files: list[bytes], kind: str, batching: bool,
         mean_batch=statistics.fmean(b["batch_size"] for b in ok) if ok else 0.0,
         server_inference_ms=statistics.median(b["timings"]["inference_ms"] for b in ok) if ok else 0.0,
         server_preprocess_ms=statistics.median(b["timings"]["preprocess_ms"] for b in ok) if ok else 0.0,
+        server_overhead_ms=statistics.median(
+            b["timings"]["total_ms"]
+            - b["timings"]["preprocess_ms"]
+            - b["timings"]["queue_ms"]
+            - b["timings"]["inference_ms"]
+            for b in ok
+        )
+        if ok
+        else 0.0,
     )
 
 
@@ -248,7 +259,8 @@ def print_report(args: argparse.Namespace, results: list[Level], raw: dict[int, 
             print(
                 f"{kind}: concurrency 1: p50 {c1.p50_ms:.1f} ms = model {c1.server_inference_ms:.1f} ms (X-Inference-"
                 f"Time-Ms; raw model alone {1000.0 / raw[1]:.1f} ms) + decode {c1.server_preprocess_ms:.1f} ms + "
-                f"{overhead:.1f} ms service and client overhead"
+                f"{overhead:.1f} ms other, of which {c1.server_overhead_ms:.2f} ms in the gateway (body, batcher, "
+                "JSON) and the rest HTTP and the client"
             )
         on = next((r for r in results if r.kind == kind and r.batching and r.concurrency == 16), None)
         off = next((r for r in results if r.kind == kind and not r.batching and r.concurrency == 16), None)
