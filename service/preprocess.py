@@ -80,14 +80,16 @@ def _limit_memory(extra_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _inject_fault(data: bytes) -> None:
+def _inject_fault(data: bytes, memory_mb: int) -> None:
     kind = data[len(FAULT_PREFIX) : len(FAULT_PREFIX) + 8].split(b"\n")[0].strip()
     if kind.startswith(b"hang"):
         time.sleep(3600)
     elif kind.startswith(b"crash"):
         os.kill(os.getpid(), signal.SIGSEGV)
     elif kind.startswith(b"oom"):
-        hog = [bytearray(2**30) for _ in range(1024)]
+        # One allocation just past the budget: refused at once by RLIMIT_AS (no page is touched, so it is quick
+        # and harmless to the machine), which is what a decoder asking for too much memory sees.
+        hog = bytearray((memory_mb + 256) * 2**20)
         del hog
 
 
@@ -112,7 +114,7 @@ def _child_main(conn: Connection, adapters: dict[str, Any], memory_mb: int, faul
         start = time.perf_counter()
         try:
             if fault_injection and data.startswith(FAULT_PREFIX):
-                _inject_fault(data)
+                _inject_fault(data, memory_mb)
             tensor = adapters[modality].decode(data, **params)
             reply: tuple[Any, ...] = (True, tensor.numpy(), time.perf_counter() - start)
         except UnirepError as exc:
