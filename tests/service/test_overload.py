@@ -70,7 +70,7 @@ def test_full_queue_answers_429_with_retry_after(server: Server) -> None:
 
     responses = asyncio.run(scenario())
     statuses = [r.status_code for r in responses]
-    assert statuses.count(200) >= 4, statuses
+    assert statuses.count(200) >= 3, statuses  # one running (if already taken) + a queue of 3
     refused = [r for r in responses if r.status_code == 429]
     assert refused, statuses
     for response in refused:
