@@ -59,7 +59,7 @@ def render(tmp_path: Path, *args: str, secrets: dict[str, str] | None = None) ->
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    result = render(tmp_path_factory.mktemp("compose"), "--profile", "scaleout", secrets=SECRETS)
+    result = render(tmp_path_factory.mktemp("compose"), secrets=SECRETS)
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
@@ -107,14 +107,19 @@ def test_every_service_has_a_healthcheck_and_starts_after_its_dependencies_are_h
     assert set(services["grafana"]["depends_on"]) == {"prometheus"}
 
 
-@pytest.mark.parametrize("name", ["gateway", "worker"])
-def test_model_services_reserve_gpus_and_can_scale(services: dict[str, dict[str, Any]], name: str) -> None:
-    service = services[name]
-    (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+def test_workers_reserve_gpus_and_can_scale(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert "container_name" not in service  # a fixed name allows one replica only
-    if name == "worker":
-        assert "ports" not in service, "published ports collide as soon as --scale worker=2"
+    assert "container_name" not in worker  # a fixed name allows one replica only
+    assert "ports" not in worker, "published ports collide as soon as --scale worker=2"
+    assert "profiles" not in worker, "the workers are part of the default stack"
+
+
+def test_the_gateway_holds_no_model_and_reserves_no_gpu(services: dict[str, dict[str, Any]]) -> None:
+    gateway = services["gateway"]
+    assert "deploy" not in gateway or "reservations" not in gateway["deploy"].get("resources", {})
+    assert "container_name" not in gateway
 
 
 @pytest.mark.parametrize("name", ["gateway", "worker"])
@@ -153,13 +158,11 @@ def test_every_unirep_variable_in_compose_is_a_settings_field(services: dict[str
 
 
 def test_service_commands_exist_in_the_cli(services: dict[str, dict[str, Any]]) -> None:
-    """The default stack runs only commands the CLI parses. The ``scaleout`` worker's ``unirep worker`` comes with
-    the Redis issue; until then it stays behind its profile."""
-    command = services["gateway"]["command"]
-    assert command[0] == "unirep"
-    assert callable(build_parser().parse_args(command[1:]).func)
-    assert services["worker"]["command"][:2] == ["unirep", "worker"]
-    assert services["worker"].get("profiles") == ["scaleout"]
+    """The stack is the scale-out topology: ``unirep gateway`` (HTTP, no model) and ``unirep worker`` (models)."""
+    assert services["gateway"]["command"] == ["unirep", "gateway"]
+    assert services["worker"]["command"] == ["unirep", "worker"]
+    for name in ("gateway", "worker"):
+        assert callable(build_parser().parse_args(services[name]["command"][1:]).func)
 
 
 def test_monitoring_mounts_point_at_files_in_the_repo() -> None:
