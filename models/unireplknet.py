@@ -130,7 +130,8 @@ class UniRepLKNetBlock(nn.Module):
             conv = self.dwconv.lk_origin if isinstance(self.dwconv, DilatedReparamBlock) else self.dwconv
             assert isinstance(conv, nn.Conv2d)
             old_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            fused = depthwise_conv(conv.in_channels, conv.kernel_size[0], bias=True).to(conv.weight.device)
+            fused = depthwise_conv(conv.in_channels, conv.kernel_size[0], bias=True)
+            fused = fused.to(conv.weight.device, conv.weight.dtype)
             fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
             assert fused.bias is not None
             fused.bias.copy_(bn.bias + (old_bias - bn.running_mean) * scale)
@@ -156,7 +157,8 @@ class UniRepLKNetBlock(nn.Module):
                 del grn.beta
                 grn.use_bias = False
             scale = bn.weight / (bn.running_var + bn.eps).sqrt()
-            fused_linear = nn.Linear(linear.in_features, linear.out_features, bias=True).to(linear.weight.device)
+            fused_linear = nn.Linear(linear.in_features, linear.out_features, bias=True)
+            fused_linear = fused_linear.to(linear.weight.device, linear.weight.dtype)
             fused_linear.weight.copy_(linear.weight * (scale * final_scale).view(-1, 1))
             fused_linear.bias.copy_((bn.bias + (linear_bias - bn.running_mean) * scale) * final_scale)
             self.pwconv2 = nn.Sequential(fused_linear, self.pwconv2[1])

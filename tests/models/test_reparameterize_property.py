@@ -56,3 +56,37 @@ def test_deploy_form_equals_train_form(
     assert (fast - expected).abs().max().item() < 1e-5
     assert (plain - expected).abs().max().item() < 1e-5
     assert (logits - expected_logits).abs().max().item() < 1e-5
+
+
+def test_reparameterize_keeps_device_and_dtype() -> None:
+    """New fused modules land where the model lives: the logic a CUDA model relies on, checked on meta and float64."""
+    with torch.device("meta"):
+        model = UniRepLKNet(
+            in_chans=3,
+            num_classes=5,
+            depths=(1, 1, 2, 1),
+            dims=(8, 16, 24, 32),
+            kernel_sizes=((3,), (13,), (17, 5), (0,)),
+        )
+    model.eval().reparameterize()
+    assert model.is_deploy
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+
+    generator = torch.Generator().manual_seed(7)
+    model = perturb(
+        UniRepLKNet(
+            in_chans=2,
+            num_classes=5,
+            depths=(1, 1, 2, 1),
+            dims=(8, 16, 24, 32),
+            kernel_sizes=((3,), (13,), (17, 5), (0,)),
+        ),
+        generator,
+    ).double()
+    x = torch.randn(2, 2, 45, 37, generator=generator, dtype=torch.float64)
+    with torch.inference_mode():
+        expected = model.forward_features(x)
+        model.reparameterize()
+        got = model.forward_features(x)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert (got - expected).abs().max().item() < 1e-10
