@@ -76,7 +76,11 @@ class GRNwithNHWC(nn.Module):
         The L2 norm over N is computed as sqrt(sum(x^2)): on CPU, ``torch.norm`` reducing the outer dimension is
         several times slower than this pair of vectorized passes.
         """
-        gx = x.pow(2).sum(dim=1, keepdim=True).sqrt()
+        if x.dtype in (torch.float16, torch.bfloat16) or x.is_cuda:
+            # Low precision (CUDA autocast): accumulate in fp32, as torch.norm does under autocast.
+            gx = torch.linalg.vector_norm(x, ord=2, dim=1, keepdim=True, dtype=torch.float32)
+        else:
+            gx = x.pow(2).sum(dim=1, keepdim=True).sqrt()
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
         return self.gamma.view(1, 1, -1) * nx + 1
 

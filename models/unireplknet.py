@@ -114,7 +114,7 @@ class UniRepLKNetBlock(nn.Module):
             w2 = linear2.weight.unsqueeze(0) * grn_scale  # (B, C, 4C)
             out = torch.baddbmm(linear2.bias, h, w2.transpose(1, 2))
         else:
-            out = F.linear(h * grn_scale, linear2.weight, linear2.bias)
+            out = F.linear(h * grn_scale.to(h.dtype), linear2.weight, linear2.bias)
         out = out.view(batch, height, width, channels).permute(0, 3, 1, 2)
         return x + out
 

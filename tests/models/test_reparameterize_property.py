@@ -90,3 +90,27 @@ def test_reparameterize_keeps_device_and_dtype() -> None:
         got = model.forward_features(x)
     assert {p.dtype for p in model.parameters()} == {torch.float64}
     assert (got - expected).abs().max().item() < 1e-10
+
+
+def test_fast_forward_under_bf16_autocast_tracks_the_official_forward() -> None:
+    """The low-precision path the CUDA workers take (autocast), exercised with CPU autocast."""
+    generator = torch.Generator().manual_seed(11)
+    model = perturb(
+        UniRepLKNet(
+            in_chans=3,
+            num_classes=5,
+            depths=(1, 1, 2, 1),
+            dims=(16, 32, 48, 64),
+            kernel_sizes=((3,), (13,), (13, 3), (7,)),
+        ),
+        generator,
+    ).reparameterize()
+    x = torch.randn(3, 3, 96, 80, generator=generator)
+    with torch.inference_mode():
+        reference = model.forward_features(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = model.forward_features(x)
+            model.set_fast_forward(False)
+            official = model.forward_features(x)
+    assert (fast.float() - official.float()).abs().max().item() < 0.1
+    assert (fast.float() - reference).abs().max().item() < 0.1
