@@ -209,11 +209,13 @@ class PreprocessPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._started = False
+        self._replacing = 0
 
     @property
     def ready(self) -> bool:
-        """Started and serving; a process being replaced after a crash does not make the service unready."""
-        return self._started and not self._closed and bool(self._slots)
+        """Started and serving; a process being replaced after a crash does not make the service unready
+        (requests wait for the replacement), but a pool that gave up on every process does."""
+        return self._started and not self._closed and bool(self._slots or self._replacing)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -283,7 +285,16 @@ class PreprocessPool:
         if self.on_failure is not None:
             self.on_failure(modality, reason)
         if not self._closed:
-            self._threads.submit(self._spawn)
+            with self._lock:
+                self._replacing += 1
+            self._threads.submit(self._replace)
+
+    def _replace(self) -> None:
+        try:
+            self._spawn()
+        finally:
+            with self._lock:
+                self._replacing -= 1
 
     async def close(self) -> None:
         self._closed = True
