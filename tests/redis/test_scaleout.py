@@ -151,6 +151,29 @@ def test_200_mixed_requests_are_answered_correctly_by_both_workers(cluster: Clus
     assert total(cluster.gateways, "unirep_stream_late_replies_total") == 0
 
 
+def holds_a_batch(redis_url: str, pid: int, timeout: float) -> bool:
+    """Wait until the worker process ``pid`` has a batch pending (read, not acknowledged) in some model stream,
+    so that killing it is sure to leave work for the survivor to reclaim."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    marker = f"-{pid}-"
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            for key in client.scan_iter(_type="STREAM"):
+                try:
+                    pending = client.xpending_range(key, "workers", "-", "+", 100)
+                except redis.ResponseError:  # a reply stream: no consumer group
+                    continue
+                if any(marker in entry["consumer"].decode() for entry in pending):
+                    return True
+            time.sleep(0.01)
+        return False
+    finally:
+        client.close()
+
+
 def test_kill_9_of_a_worker_mid_load_answers_every_request_once(cluster: Cluster) -> None:
     jobs = [(MODALITIES[i % 5], 1000 + i) for i in range(120)]
     answered: list[tuple[int, float, dict[str, Any]]] = []
@@ -169,6 +192,7 @@ def test_kill_9_of_a_worker_mid_load_answers_every_request_once(cluster: Cluster
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(run, i) for i in range(len(jobs))]
         assert enough.wait(120)
+        assert holds_a_batch(cluster.redis.url, victim.process.pid, timeout=30), "the victim never held a batch"
         kill9(victim)
         outcomes = [f.result() for f in futures]  # raises if any request hung past its client timeout
     statuses = [status for status, _, _ in outcomes]
