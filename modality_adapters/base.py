@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import io
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -97,7 +98,7 @@ class ModalityAdapter(Protocol):
 P = TypeVar("P")
 
 
-class BaseAdapter(Generic[P]):
+class BaseAdapter(ABC, Generic[P]):
     """Shared plumbing: parameter resolution against a frozen params dataclass, and the byte-size check.
 
     Subclasses set ``name``, ``params_type`` (a frozen dataclass whose defaults are the official constants and
@@ -155,8 +156,9 @@ class BaseAdapter(Generic[P]):
         out = self._decode(data, p)
         return out.to(torch.float32).contiguous()
 
-    def _decode(self, data: bytes, p: P) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _decode(self, data: bytes, p: P) -> torch.Tensor:
+        """The modality's own decoding of validated, size-checked bytes with resolved params."""
 
 
 def check_size(data: bytes, max_bytes: int, what: str) -> None:
