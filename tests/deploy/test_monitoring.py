@@ -25,7 +25,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.helpers import DASHBOARD, GRAFANA_PROVISIONING, PROMETHEUS_DIR
-from tests.sdk.live import LiveServer, free_port, live_server, png
+from tests.sdk.live import LiveServer, live_server, png
+from tests.service.server import free_port
 
 METRIC = re.compile(r"\bunirep_[a-z0-9_]+\b")
 SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")

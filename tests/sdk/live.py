@@ -11,13 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +22,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from tests.conftest import REPO_ROOT
+from tests.service.server import start, stop
 
 BASE_SETTINGS = {
     "UNIREP_WARMUP": "false",
@@ -36,7 +31,6 @@ BASE_SETTINGS = {
     "UNIREP_VIDEO__ENABLED": "false",
     "UNIREP_LOG_LEVEL": "warning",
 }
-START_TIMEOUT_S = 180.0
 
 
 @dataclass
@@ -53,59 +47,15 @@ class LiveServer:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def live_server(workdir: Path, **settings: str) -> Iterator[LiveServer]:
     """Start ``unirep serve`` with ``settings`` (env names), wait until /readyz says 200, stop it with SIGTERM."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIREP_")}
-    env.update(BASE_SETTINGS)
-    env.update(settings)
-    env.update({"HF_HUB_OFFLINE": "1", "UNIREP_HOST": "127.0.0.1", "UNIREP_PORT": str(port)})
-    log = workdir / f"server-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, process=process, log=log)
+    server = start(workdir, {**BASE_SETTINGS, **settings}, base={})
     try:
-        _wait_ready(server)
-        yield server
+        port = int(server.url.rsplit(":", 1)[1])
+        yield LiveServer(url=server.url, port=port, process=server.process, log=server.log)
     finally:
-        _stop(process)
-
-
-def _wait_ready(server: LiveServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"unirep serve exited with {server.process.returncode}:\n{server.log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"unirep serve was not ready within {START_TIMEOUT_S} s:\n{server.log_tail()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: the decoder and worker children go too
-            process.wait(timeout=10)
+        stop(server)
 
 
 def png(seed: int, size: tuple[int, int] = (40, 30)) -> bytes:

@@ -90,7 +90,7 @@ def test_embed_reads_url_from_the_environment_and_prints_vectors(server: LiveSer
 
 
 def test_unreachable_server_fails_every_file_with_its_reason(tmp_path: Path) -> None:
-    from tests.sdk.live import free_port
+    from tests.service.server import free_port
 
     files = images(tmp_path, 2)
     run = unirep("classify", "image", *files, "--url", f"http://127.0.0.1:{free_port()}", "--max-retries", "0")

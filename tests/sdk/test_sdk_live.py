@@ -119,7 +119,7 @@ def test_a_deadline_that_expires_raises_deadline_exceeded_without_retrying(overl
 
 
 def test_unreachable_service_raises_connection_error_after_retries() -> None:
-    from tests.sdk.live import free_port
+    from tests.service.server import free_port
 
     with uc.Client(f"http://127.0.0.1:{free_port()}", max_retries=1) as client, pytest.raises(uc.APIConnectionError):
         client.health()

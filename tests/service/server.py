@@ -76,10 +76,11 @@ def free_port() -> int:
         return port
 
 
-def start(workdir: Path, settings: dict[str, str]) -> Server:
+def start(workdir: Path, settings: dict[str, str], base: dict[str, str] = SMALL) -> Server:
+    """Start ``unirep serve`` with ``base`` then ``settings`` (env names) and wait until /readyz says 200."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNIREP_")}
-    env.update(SMALL)
+    env.update(base)
     env.update(settings)
     env.update({"HF_HUB_OFFLINE": "1", "UNIREP_HOST": "127.0.0.1", "UNIREP_PORT": str(port)})
     log = workdir / f"unirep-serve-{port}.log"
