@@ -32,6 +32,7 @@ open('/tmp/requirements.txt', 'w').write('\n'.join(d for d in deps if not d.star
 
 # Then the source: the SDK (the CLI's classify/embed use it) and the service, without touching dependencies.
 COPY sdk/ sdk/
+COPY unirep_errors/ unirep_errors/
 COPY models/ models/
 COPY modality_adapters/ modality_adapters/
 COPY service/ service/

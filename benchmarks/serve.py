@@ -147,7 +147,7 @@ def raw_throughput(model_name: str, device: str, sizes: list[int], rounds: int =
     shared machine slows every size alike instead of whichever size it happened to overlap.
     """
     from models import load_model
-    from service.worker import choose_precision
+    from service.runtime.device_worker import choose_precision
 
     dev = torch.device(device)
     model, _ = load_model(model_name, None, deploy=True, device=dev)

@@ -2,13 +2,13 @@
 
 ``get_adapter(name, limits)`` returns a fresh adapter for ``image``, ``audio``, ``video``, ``pointcloud`` or
 ``timeseries``; ``adapter.decode(data, **params)`` takes the modality's preprocessing params (official defaults
-in ``adapter.default_params()``, overridden by the model config) and raises only ``models.errors.InputError``
+in ``adapter.default_params()``, overridden by the model config) and raises only ``unirep_errors.InputError``
 subclasses for bad input. Adapters are plain picklable objects, so the service can run them in spawned processes.
 """
 
 from __future__ import annotations
 
-from models.errors import NotFoundError
+from unirep_errors import NotFoundError
 
 from .audio import AudioAdapter, AudioParams
 from .base import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, BaseAdapter, ModalityAdapter

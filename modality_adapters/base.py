@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import torch
 
-from models.errors import InputError, InputTooLargeError, InvalidParameterError, UndecodableInputError
+from unirep_errors import InputError, InputTooLargeError, InvalidParameterError, UndecodableInputError
 
 __all__ = [
     "IMAGENET_MEAN",

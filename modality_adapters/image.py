@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
+from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseAdapter, as_chw, encode_png
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from models.errors import UndecodableInputError
+from unirep_errors import UndecodableInputError
 
 from .base import BaseAdapter, as_chw, encode_png
 from .pointcloud_io import POINTCLOUD_FORMATS, read_points

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
+from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import AdapterLimits
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from models.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
+from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
 from .timeseries_embedding import TIME_FEATURES_PER_FREQ, TimeSeriesEmbedding, embedding_map_size

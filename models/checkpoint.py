@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import torch
 
-from models.errors import CheckpointError
 from models.hub import resolve_weights
 from models.registry import get_model_config
 from models.unireplknet import UniRepLKNet
+from unirep_errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

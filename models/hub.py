@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from models.errors import CheckpointError, UnknownModelError
 from models.registry import get_model_config
+from unirep_errors import CheckpointError, UnknownModelError
 
 _HUB_PREFIXES = ("hf://", "hub:")
 

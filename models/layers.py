@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import ModelError
+from unirep_errors import ModelError
 
 # Dilated Reparam Block branches for each large kernel size K: (branch kernel sizes, dilations).
 # Official values (unireplknet.py, "not tuned carefully"); the equivalent size r*(k-1)+1 never exceeds K.

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from models.errors import ModelError, UnknownModelError
 from models.unireplknet import KernelSizes, UniRepLKNet
+from unirep_errors import ModelError, UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

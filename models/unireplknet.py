@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import ModelError
 from models.layers import (
     DILATED_BRANCHES,
     DilatedReparamBlock,
@@ -31,6 +30,7 @@ from models.layers import (
     SEBlock,
     depthwise_conv,
 )
+from unirep_errors import ModelError
 
 KernelSizes = tuple[tuple[int, ...], ...]
 SMALL_KERNELS = (3, 5)

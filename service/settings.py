@@ -1,5 +1,5 @@
 """The service's one settings class: built once (flags > ``UNIREP_`` env vars > TOML file > defaults), then passed
-into ``service.app.create_app``. Nothing else in the service reads the environment.
+into ``service.http.app.create_app``. Nothing else in the service reads the environment.
 
 Each modality has its own section (``[image]``, ``[audio]``, ... in TOML; ``UNIREP_IMAGE__MAX_BATCH_SIZE=8`` in the
 environment). Section fields default to None meaning "this modality's default" (see ``MODALITY_DEFAULTS``), so that

@@ -38,8 +38,8 @@ def add_parser(subparsers: Any) -> None:
 def run_keys(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from service.auth import ApiKeyStore
-    from service.redis_conn import REDIS_ERRORS, Keys, redacted, sync_client
+    from service.scaleout.api_keys import ApiKeyStore
+    from service.scaleout.connection import REDIS_ERRORS, Keys, redacted, sync_client
     from service.settings import ServiceSettings
 
     try:

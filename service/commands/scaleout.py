@@ -76,9 +76,9 @@ def run_gateway(args: argparse.Namespace) -> int:
     if args.print_settings:
         print(settings.model_dump_json(indent=2))
         return 0
+    from service.http.server import run
     from service.metrics import Metrics
-    from service.server import run
-    from service.streams_gateway import RedisStreamsTransport
+    from service.scaleout.stream_transport import RedisStreamsTransport
 
     metrics = Metrics()
     return run(settings, transport=RedisStreamsTransport(settings, metrics), metrics=metrics)
@@ -94,10 +94,10 @@ def run_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from service.http.server import configure_logging
     from service.metrics import Metrics
-    from service.server import configure_logging
-    from service.streams_worker import StreamWorker
-    from service.worker_http import start_health_server
+    from service.scaleout.stream_worker import StreamWorker
+    from service.scaleout.worker_http import start_health_server
 
     configure_logging(settings.log_level)
     log = logging.getLogger("unirep.worker")

@@ -48,6 +48,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.print_settings:
         print(settings.model_dump_json(indent=2))
         return 0
-    from service.server import run
+    from service.http.server import run
 
     return run(settings)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from models.errors import ModelError
+from unirep_errors import ModelError
 
 SHIPPED: dict[str, str] = {
     "imagenet-1k": "imagenet-1k.txt",

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from modality_adapters import AdapterLimits, ModalityAdapter, get_adapter, list_adapters
-from models.errors import InvalidParameterError, NotFoundError
+from unirep_errors import InvalidParameterError, NotFoundError
 
 from .conftest import Media
 

@@ -14,7 +14,7 @@ import torchaudio
 from PIL import Image
 
 from modality_adapters import AdapterLimits, get_adapter
-from models.errors import InputTooLargeError, UndecodableInputError
+from unirep_errors import InputTooLargeError, UndecodableInputError
 
 
 def official_recipe(waveform: torch.Tensor, target_length: int = 128) -> torch.Tensor:

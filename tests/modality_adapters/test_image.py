@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision import transforms
 
 from modality_adapters import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, get_adapter
-from models.errors import InputTooLargeError
+from unirep_errors import InputTooLargeError
 
 
 def official_transform(input_size: int, crop_pct: float = 0.875) -> transforms.Compose:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from modality_adapters import AdapterLimits, get_adapter
-from models.errors import (
+from unirep_errors import (
     InputError,
     InputTooLargeError,
     InvalidParameterError,

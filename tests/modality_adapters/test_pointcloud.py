@@ -13,7 +13,7 @@ from PIL import Image
 from modality_adapters import AdapterLimits, get_adapter
 from modality_adapters.pointcloud import farthest_point_sample, normalize_points, project_views
 from modality_adapters.pointcloud_io import read_points
-from models.errors import InputTooLargeError
+from unirep_errors import InputTooLargeError
 
 SMALL = {"num_points": 512, "image_size": 64}
 

@@ -14,7 +14,7 @@ from PIL import Image
 from modality_adapters import AdapterLimits, TimeSeriesEmbedding, get_adapter
 from modality_adapters.timeseries import time_features
 from modality_adapters.timeseries_embedding import embedding_map_size
-from models.errors import InputTooLargeError, UndecodableInputError
+from unirep_errors import InputTooLargeError, UndecodableInputError
 
 P = {"seq_len": 48, "num_vars": 3}
 

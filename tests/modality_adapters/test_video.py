@@ -11,7 +11,7 @@ from PIL import Image
 
 from modality_adapters import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, get_adapter
 from modality_adapters.video import clip_to_map, sample_indices
-from models.errors import InputTooLargeError, UndecodableInputError
+from unirep_errors import InputTooLargeError, UndecodableInputError
 
 # Distinct grey levels, far enough apart that codec noise (a few levels) cannot confuse two frames.
 LEVELS = [16 + 14 * t for t in range(16)]

@@ -9,15 +9,15 @@ import time
 import pytest
 import torch
 
-from models.errors import DeadlineExceededError, RateLimitedError, ServiceUnavailableError, UnauthorizedError
-from service.auth import ApiKeyAuth, ApiKeyStore
 from service.metrics import Metrics
-from service.redis_cache import RedisCache
-from service.redis_conn import Keys, RedisHealth, async_client, redacted, sync_client
-from service.singleflight import SingleFlight
-from service.streams_codec import decode_batch, decode_result, encode_batch, encode_result
-from service.work import Batch, BatchItem, BatchResult, ItemResult
+from service.runtime.singleflight import SingleFlight
+from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
+from service.scaleout.api_keys import ApiKeyAuth, ApiKeyStore
+from service.scaleout.codec import decode_batch, decode_result, encode_batch, encode_result
+from service.scaleout.connection import Keys, RedisHealth, async_client, redacted, sync_client
+from service.scaleout.shared_cache import RedisCache
 from tests.redis.helpers import RedisServer
+from unirep_errors import DeadlineExceededError, RateLimitedError, ServiceUnavailableError, UnauthorizedError
 
 
 def _closed_port_url() -> str:

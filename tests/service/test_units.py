@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from modality_adapters import get_adapter
-from models.errors import ClientDisconnectedError, DeadlineExceededError
-from service.cache import MemoryLRUCache, cache_key
 from service.labels import list_label_sets, load_labels
-from service.served import build_served_model
+from service.runtime.cache import MemoryLRUCache, cache_key
+from service.runtime.device_worker import DeviceWorker, choose_precision
+from service.runtime.served import build_served_model
+from service.runtime.work import Batch, BatchItem
 from service.settings import ServiceSettings, parse_overrides
-from service.work import Batch, BatchItem
-from service.worker import DeviceWorker, choose_precision
+from unirep_errors import ClientDisconnectedError, DeadlineExceededError
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The serving runtime: built from the settings, it owns the served models, the preprocessing pool, the batcher,
 the transport (with its device workers) and the result cache, and walks one request through them.
 
-Kept apart from the HTTP layer (``service.app``) so that the request path can be driven without HTTP (benchmarks,
+Kept apart from the HTTP layer (``service.http.app``) so that the request path can be driven without HTTP (benchmarks,
 a future gRPC front) and so that issue 5 can inject a Redis cache and a Redis Streams transport:
 ``ServiceRuntime(settings, metrics, cache=..., transport=...)``.
 """
@@ -19,22 +19,22 @@ from typing import Any
 import torch
 
 from modality_adapters import AdapterLimits, get_adapter
-from models.errors import (
+from service.metrics import Metrics
+from service.runtime.batching import Batcher, BatchPolicy
+from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
+from service.runtime.decoder_pool import PreprocessPool
+from service.runtime.device_worker import DeviceWorker, resolve_devices
+from service.runtime.served import ServedModel, build_served_model
+from service.runtime.singleflight import SingleFlight
+from service.runtime.transport import LocalTransport, Transport
+from service.runtime.work import BatchItem, Task, new_id
+from service.settings import MODALITIES, ServiceSettings
+from unirep_errors import (
     InvalidParameterError,
     NotFoundError,
     ServiceUnavailableError,
     UndecodableInputError,
 )
-from service.batching import Batcher, BatchPolicy
-from service.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
-from service.metrics import Metrics
-from service.preprocess import PreprocessPool
-from service.served import ServedModel, build_served_model
-from service.settings import MODALITIES, ServiceSettings
-from service.singleflight import SingleFlight
-from service.transport import LocalTransport, Transport
-from service.work import BatchItem, Task, new_id
-from service.worker import DeviceWorker, resolve_devices
 
 log = logging.getLogger(__name__)
 

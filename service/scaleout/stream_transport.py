@@ -1,6 +1,6 @@
 """The gateway side of scale-out: a ``Transport`` over Redis Streams (``unirep gateway``).
 
-The batcher forms batches exactly as in ``unirep serve``; ``execute`` XADDs each one (``service.streams_codec``:
+The batcher forms batches exactly as in ``unirep serve``; ``execute`` XADDs each one (``service.scaleout.codec``:
 JSON header + raw float32 tensors) to its model's stream, ``<ns>:stream:<modality>``, and awaits the reply that a
 worker XADDs to this gateway's own stream, ``<ns>:reply:<gateway id>``, which one task reads (XREAD BLOCK) and
 routes to the waiting batch by id. A reply for a batch that is no longer waited for (already answered, or given up)
@@ -29,14 +29,14 @@ from typing import Any
 from torch import nn
 
 from models import LoadedWeights
-from models.errors import ServiceUnavailableError
 from service.metrics import Metrics
-from service.redis_conn import REDIS_ERRORS, Keys, RedisHealth, async_client, redacted
-from service.served import ServedModel, _labels, adapter_params
+from service.runtime.served import ServedModel, _labels, adapter_params
+from service.runtime.transport import Transport
+from service.runtime.work import Batch, BatchResult
+from service.scaleout.codec import decode_result, encode_batch
+from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, async_client, redacted
 from service.settings import ModalityConfig, ServiceSettings
-from service.streams_codec import decode_result, encode_batch
-from service.transport import Transport
-from service.work import Batch, BatchResult
+from unirep_errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from models import errors
-from models.errors import UnirepError
-from service.work import Batch, BatchItem, BatchResult, ItemResult
+import unirep_errors as errors
+from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
+from unirep_errors import UnirepError
 
 FORMAT_VERSION = 1
 _ERRORS: dict[str, type[UnirepError]] = {}

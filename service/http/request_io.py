@@ -2,7 +2,7 @@
 disconnect watching, and the one error envelope.
 
 Every error the service returns has the shape ``{"error": {"code", "message", "details"?}}``; 429 and 503 carry
-``Retry-After``. Codes come from ``models.errors`` (one hierarchy, mirrored by the SDK).
+``Retry-After``. Codes come from ``unirep_errors`` (one hierarchy, mirrored by the SDK).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive
 
-from models.errors import (
+from unirep_errors import (
     InputTooLargeError,
     InvalidParameterError,
     UndecodableInputError,

@@ -28,12 +28,12 @@ import redis
 
 from modality_adapters import AdapterLimits, get_adapter
 from service.metrics import Metrics
-from service.redis_conn import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client
-from service.served import ServedModel, build_served_model
+from service.runtime.device_worker import DeviceWorker, resolve_devices
+from service.runtime.served import ServedModel, build_served_model
+from service.runtime.work import Batch, BatchResult
+from service.scaleout.codec import BatchRequest, decode_batch, encode_failure, encode_result
+from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client
 from service.settings import ServiceSettings
-from service.streams_codec import BatchRequest, decode_batch, encode_failure, encode_result
-from service.work import Batch, BatchResult
-from service.worker import DeviceWorker, resolve_devices
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class StreamWorker:
             return None
 
     def _refusal(self, request: BatchRequest) -> Any:
-        from models.errors import ServiceUnavailableError
+        from unirep_errors import ServiceUnavailableError
 
         served = self.served.get(request.batch.modality)
         if served is None:

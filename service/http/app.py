@@ -20,15 +20,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.errors import UnirepError
-from service import gateway_io as io
-from service.cache import ResultCache
-from service.docs import INFERENCE_OPENAPI, describe_endpoint
+from service.http import request_io as io
+from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
 from service.metrics import CONTENT_TYPE, Metrics
-from service.runtime import ServiceRuntime
+from service.runtime.cache import ResultCache
+from service.runtime.serving import ServiceRuntime
+from service.runtime.transport import Transport
+from service.runtime.work import Task
 from service.settings import MODALITIES, ServiceSettings
-from service.transport import Transport
-from service.work import Task
+from unirep_errors import UnirepError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def create_app(
     metrics = metrics or Metrics()
     redis_parts = None
     if settings.redis_url:  # the shared cache and API keys (issue 5); the scale-out transport comes from its command
-        from service.redis_setup import redis_services
+        from service.scaleout.setup import redis_services
 
         redis_parts = redis_services(settings, metrics, want_cache=cache is None)
         cache = cache or redis_parts.cache

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.errors import (
+from unirep_errors import (
     DeadlineExceededError,
     DecoderCrashedError,
     InputTooLargeError,

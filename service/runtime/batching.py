@@ -14,7 +14,7 @@ one C x H x W shape) has its own FIFO queue and its own task that forms batches:
 - admission is bounded: a full queue answers 429 with a Retry-After estimated from the bucket's batch latency, and
   a deadline that cannot be met even before queueing answers 504 at once.
 
-A failing item fails alone: the worker reports errors per item (see ``service.worker``).
+A failing item fails alone: the worker reports errors per item (see ``service.runtime.device_worker``).
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from models.errors import (
+from service.metrics import Metrics
+from service.runtime.transport import Transport
+from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
+from unirep_errors import (
     ClientDisconnectedError,
     DeadlineExceededError,
     QueueFullError,
     ServiceUnavailableError,
     UnirepError,
 )
-from service.metrics import Metrics
-from service.transport import Transport
-from service.work import Batch, BatchItem, BatchResult, ItemResult
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from models.errors import ServiceUnavailableError
-from service.work import Batch, BatchResult
+from service.runtime.work import Batch, BatchResult
+from unirep_errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
     from service.metrics import Metrics
-    from service.served import ServedModel
+    from service.runtime.device_worker import DeviceWorker
+    from service.runtime.served import ServedModel
     from service.settings import ModalityConfig
-    from service.worker import DeviceWorker
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from models.errors import DeadlineExceededError, InputError
-from service.cache import NullCache, ResultCache
-from service.redis_cache import RedisCache
+from service.runtime.cache import NullCache, ResultCache
+from service.scaleout.shared_cache import RedisCache
+from unirep_errors import DeadlineExceededError, InputError
 
 POLL_S = 0.02
 """How often a gateway waiting on another gateway's lease looks for the result."""

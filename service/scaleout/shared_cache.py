@@ -1,8 +1,9 @@
 """The result cache in Redis: shared by every gateway, surviving their restarts, with a TTL.
 
-It implements ``service.cache.ResultCache`` and adds the two primitives ``service.singleflight`` needs to compute
-identical requests once across gateways: a lease (``SET NX PX``) that one gateway holds while it computes a key, and
-its release (compare-and-delete, so a lease that expired and was taken over is never deleted by its old holder).
+It implements ``service.runtime.cache.ResultCache`` and adds the two primitives that
+``service.runtime.singleflight`` needs to compute identical requests once across gateways: a lease
+(``SET NX PX``) that one gateway holds while it computes a key, and its release (compare-and-delete, so a lease
+that expired and was taken over is never deleted by its old holder).
 
 Redis going away never fails a request here: every call is bounded by ``redis_timeout_s``, a failure opens the
 ``RedisHealth`` breaker (logged, counted in ``unirep_redis_errors_total{component="cache"}``), and the cache then
@@ -17,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from service.redis_conn import REDIS_ERRORS, Keys, RedisHealth
+from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ class Keys:
         self.ns = namespace
 
     def result(self, cache_key: str) -> str:
-        # service.cache.cache_key already starts with "unirep:"; re-root it under our namespace.
+        # service.runtime.cache.cache_key already starts with "unirep:"; re-root it under our namespace.
         return f"{self.ns}:{cache_key.removeprefix('unirep:')}"
 
     def flight(self, cache_key: str) -> str:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
-from service.served import ServedModel
-from service.work import Batch, BatchItem, BatchResult, ItemResult
+from service.runtime.served import ServedModel
+from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
+from unirep_errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from models.errors import RateLimitedError, ServiceUnavailableError, UnauthorizedError
 from service.metrics import Metrics
-from service.redis_conn import REDIS_ERRORS, Keys, RedisHealth
+from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth
+from unirep_errors import RateLimitedError, ServiceUnavailableError, UnauthorizedError
 
 TOKEN_PREFIX = "urk_"
 

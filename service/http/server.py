@@ -16,8 +16,8 @@ from typing import Any
 
 import uvicorn
 
-from service.app import create_app
-from service.runtime import ServiceRuntime
+from service.http.app import create_app
+from service.runtime.serving import ServiceRuntime
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

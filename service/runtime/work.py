@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from models.errors import UnirepError
+from unirep_errors import UnirepError
 
 Task = Literal["classify", "embed"]
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from service.auth import ApiKeyAuth
 from service.metrics import Metrics
-from service.redis_cache import RedisCache
-from service.redis_conn import Keys, RedisHealth, async_client
+from service.scaleout.api_keys import ApiKeyAuth
+from service.scaleout.connection import Keys, RedisHealth, async_client
+from service.scaleout.shared_cache import RedisCache
 from service.settings import ServiceSettings
 
 

@@ -1,0 +1,1 @@
+"""The HTTP face of the service: the app factory, its routes, request parsing, the error envelope and the server."""
