@@ -2,8 +2,10 @@
 into ``service.http.app.create_app``. Nothing else in the service reads the environment.
 
 Each modality has its own section (``[image]``, ``[audio]``, ... in TOML; ``UNIREP_IMAGE__MAX_BATCH_SIZE=8`` in the
-environment). Section fields default to None meaning "this modality's default" (see ``MODALITY_DEFAULTS``), so that
-overriding one field of a section from any source never resets the others to another modality's values.
+environment). The sections are made from the adapter registry (``modality_adapters.list_adapters``): one per
+registered modality, added to the class the first time settings are built, so this module imports no torch until
+then. Section fields default to None meaning "this modality's default" (the adapter's ``serving`` defaults), so
+that overriding one field of a section from any source never resets the others to another modality's values.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,31 +24,24 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-MODALITIES: tuple[str, ...] = ("image", "audio", "video", "pointcloud", "timeseries")
-AUTO_WEIGHTS = "auto"
-"""Weights value meaning: the variant's released ImageNet checkpoint from the hub when reachable, else random init."""
-
-MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The embedded default: UniRepLKNet-A everywhere, CPU-friendly batch sizes, official preprocessing constants.
-    "image": {"label_set": "imagenet-1k", "in_chans": 3, "weights": AUTO_WEIGHTS, "max_batch_size": 16},
-    "audio": {"label_set": "speech-commands-v2", "in_chans": 1, "weights": None, "max_batch_size": 16},
-    "video": {"label_set": "kinetics-400", "in_chans": 3, "weights": None, "max_batch_size": 4, "max_delay_ms": 10.0},
-    "pointcloud": {"label_set": "modelnet40", "in_chans": 3, "weights": None, "max_batch_size": 16},
-    # No standard label set exists for series classification; bring a checkpoint and its labels file.
-    "timeseries": {"label_set": None, "num_classes": 2, "in_chans": 1, "weights": None, "max_batch_size": 16},
-}
 _COMMON_DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "model": "unireplknet_a",
-    "num_classes": None,
     "params": {},
     "adapt_stem": False,
     "reinit_head": False,
     "multi_label": None,
-    "max_batch_size": 16,
-    "max_delay_ms": 5.0,
     "max_queue_size": 256,
 }
+
+
+def modality_defaults(modality: str) -> dict[str, Any]:
+    """A section's defaults: the common ones, then the adapter's own ``serving`` defaults."""
+    from dataclasses import asdict
+
+    from modality_adapters import adapter_class
+
+    return {**_COMMON_DEFAULTS, **asdict(adapter_class(modality).serving)}
 
 
 class ModalitySettings(BaseModel):
@@ -77,7 +73,7 @@ class ModalitySettings(BaseModel):
     max_queue_size: int | None = Field(default=None, ge=1)
 
     def resolve(self, modality: str) -> ModalityConfig:
-        values = {**_COMMON_DEFAULTS, **MODALITY_DEFAULTS[modality]}
+        values = modality_defaults(modality)
         values.update({k: v for k, v in self.model_dump().items() if v is not None})
         weights = values["weights"]
         if isinstance(weights, str) and weights.strip().lower() in ("", "none", "random", "random-init"):
@@ -178,7 +174,7 @@ class ServiceSettings(BaseSettings):
     cache_max_entries: int = Field(default=4096, ge=1)
     cache_ttl_s: float | None = Field(default=3600.0, gt=0)
 
-    # Redis (issue 5): shared cache, API keys and rate limits, scale-out (`unirep gateway` / `unirep worker`).
+    # Redis: shared cache, API keys and rate limits, scale-out (`unirep gateway` / `unirep worker`).
     redis_url: str | None = Field(
         default=None,
         description="redis://[:password@]host:6379/0; enables the shared result cache, API keys and scale-out",
@@ -209,11 +205,13 @@ class ServiceSettings(BaseSettings):
     )
     debug_inference_delay_ms: float = Field(default=0.0, ge=0, description="test hook: sleep this long in every batch")
 
-    image: ModalitySettings = ModalitySettings()
-    audio: ModalitySettings = ModalitySettings()
-    video: ModalitySettings = ModalitySettings()
-    pointcloud: ModalitySettings = ModalitySettings()
-    timeseries: ModalitySettings = ModalitySettings()
+    def __init__(self, **values: Any) -> None:
+        add_modality_sections(type(self))
+        super().__init__(**values)
+
+    def __getattr__(self, name: str) -> Any:
+        # Modality sections are fields added at run time; this keeps attribute access to them typed as Any.
+        return super().__getattr__(name)  # type: ignore[misc]
 
     @model_validator(mode="after")
     def _check_redis(self) -> ServiceSettings:
@@ -245,6 +243,7 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> ServiceSettings:
         """Build the settings once: ``config_file`` (or ``$UNIREP_CONFIG``) is a TOML file; overrides are flags."""
+        add_modality_sections(cls)
         path = config_file or os.environ.get("UNIREP_CONFIG")
         if not path:
             return cls(**overrides)
@@ -259,10 +258,35 @@ class ServiceSettings(BaseSettings):
 
     def modalities(self) -> list[ModalityConfig]:
         """The enabled modalities' resolved sections, in the canonical order."""
-        return [cfg for cfg in (self.modality(m) for m in MODALITIES) if cfg.enabled]
+        return [cfg for cfg in (self.modality(m) for m in modality_names()) if cfg.enabled]
 
     def adapter_limits(self) -> dict[str, Any]:
         return {k: v for k, v in self.limits.model_dump().items() if v is not None}
+
+
+def modality_names() -> tuple[str, ...]:
+    """The registered modalities, in the adapter registry's order (imports the adapters, hence torch)."""
+    from modality_adapters import list_adapters
+
+    return tuple(list_adapters())
+
+
+def add_modality_sections(cls: type[ServiceSettings]) -> None:
+    """Give ``cls`` a ``ModalitySettings`` field per registered modality it lacks (e.g. one registered late)."""
+    missing = [name for name in modality_names() if name not in cls.__pydantic_fields__]
+    if not missing:
+        return
+    for name in missing:
+        cls.__pydantic_fields__[name] = FieldInfo.from_annotated_attribute(ModalitySettings, ModalitySettings())
+    cls.model_rebuild(force=True)
+
+
+def __getattr__(name: str) -> Any:
+    """``MODALITIES`` is computed from the adapter registry when asked for (not at import: no torch then)."""
+    if name == "MODALITIES":
+        add_modality_sections(ServiceSettings)
+        return modality_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

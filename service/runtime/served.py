@@ -1,6 +1,6 @@
 """The models the service serves, built once from the settings: one per enabled modality.
 
-Weights policy (DESIGN.md section 3, issue 4): ``weights = "auto"`` means the variant's released ImageNet-1K
+Weights policy: ``weights = "auto"`` means the variant's released ImageNet-1K
 checkpoint through the hub when it is reachable (``HF_HUB_OFFLINE=1`` skips the attempt) and random
 initialization otherwise; no weights means random initialization; a path or hub reference is loaded strictly.
 Whatever happened is logged loudly and carried in ``ServedModel.weights``, which every response and ``GET /models``
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modality_adapters import TimeSeriesEmbedding
+from modality_adapters import AUTO_WEIGHTS, TimeSeriesEmbedding
 from models import (
     CheckpointError,
     LoadedWeights,
@@ -34,7 +34,7 @@ from models import (
 )
 from models.checkpoint import detect_form
 from service.labels import load_labels
-from service.settings import AUTO_WEIGHTS, ModalityConfig
+from service.settings import ModalityConfig
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ class TimeSeriesModel(nn.Module):
 
 def adapter_params(cfg: ModalityConfig, adapter: Any) -> dict[str, Any]:
     """The decoder's params: the model config's constants (image: size, crop, mean, std), then the overrides."""
-    params: dict[str, Any] = {}
-    if cfg.modality == "image":
-        mc = get_model_config(cfg.model)
-        params = {"input_size": mc.input_size[-1], "crop_pct": mc.crop_pct, "mean": mc.mean, "std": mc.std}
+    params = dict(adapter.model_params(get_model_config(cfg.model)))
     params.update(cfg.params)
     adapter.resolve_params(**params)  # fail at startup, not on the first request
     return params

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from modality_adapters import AdapterLimits, get_adapter
+from modality_adapters import AdapterLimits, get_adapter, list_adapters
 from service.metrics import Metrics
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
@@ -28,7 +28,7 @@ from service.runtime.served import ServedModel, build_served_model
 from service.runtime.singleflight import SingleFlight
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
-from service.settings import MODALITIES, ServiceSettings
+from service.settings import ServiceSettings
 from unirep_errors import (
     InvalidParameterError,
     NotFoundError,
@@ -189,8 +189,9 @@ class ServiceRuntime:
     # --- the request path --------------------------------------------------------------------------------------
 
     def served_model(self, modality: str) -> ServedModel:
-        if modality not in MODALITIES:
-            raise NotFoundError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}", modality=modality)
+        known = list_adapters()
+        if modality not in known:
+            raise NotFoundError(f"unknown modality {modality!r}; use one of {', '.join(known)}", modality=modality)
         served = self.served.get(modality)
         if served is None:
             if self.state == "starting":
