@@ -2,11 +2,14 @@
 
 Settings come from flags, then ``UNIREP_*`` environment variables, then a TOML file (``--config`` or
 ``$UNIREP_CONFIG``); ``--set section.field=value`` reaches any field, e.g. ``--set image.max_batch_size=32``.
+``--adapters MODULE`` imports a module that registers more modalities first: each gets a route, a settings
+section and a decoder.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Any
 
@@ -26,6 +29,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="any setting, dotted for sections: --set image.weights=path/to/ckpt.pth (repeatable)",
     )
+    serve.add_argument(
+        "--adapters",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first: it registers more modalities with modality_adapters.register_adapter (repeatable)",
+    )
     serve.add_argument("--print-settings", action="store_true", help="print the resolved settings as JSON and exit")
     serve.set_defaults(func=run_serve)
 
@@ -35,6 +45,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from service.settings import ServiceSettings, parse_overrides
 
+    try:
+        for module in args.adapters:
+            importlib.import_module(module)
+    except ImportError as exc:
+        print(f"unirep serve: cannot import adapter module: {exc}", file=sys.stderr)
+        return 2
     try:
         overrides = parse_overrides(args.overrides)
         for name in ("host", "port", "device", "log_level"):
