@@ -1,7 +1,7 @@
 """Point-cloud adapter: a cloud (or mesh) -> three orthogonal depth maps (front, side, top) -> 3 x S x S.
 
-The official point model (P2P-style) projects with a *learned* network and ships no weights; DESIGN.md section 4
-fixes a parameter-free stand-in that keeps the same contract (C' = 3 images of S x S): the cloud is cleaned
+The official point model (P2P-style) projects with a *learned* network and ships no weights; this adapter
+uses a parameter-free stand-in that keeps the same contract (C' = 3 images of S x S): the cloud is cleaned
 (NaN/inf dropped), centred on its centroid and scaled into the unit sphere (the official ``pc_normalize``), a
 fixed number of points is sampled (farthest point sampling, as the official test set is prepared), and each
 view renders the nearest point per pixel. Everything after reading is invariant to point order, translation and

@@ -8,7 +8,7 @@ What differs from the official file, on purpose:
 - the deploy form has a fast forward (see ``UniRepLKNetBlock._deploy_forward``) that gives the same outputs with
   fewer passes over the large activations; ``set_fast_forward(False)`` restores the straight transcription;
 - no iGEMM CUDA extension, no gradient checkpointing, no MMDet/MMSeg backbone mode: this is an inference service;
-- ``forward_features`` / ``forward_stages`` expose the pooled embedding and the four stage maps for ``/embed``.
+- ``forward_features`` / ``forward_stages`` expose the pooled embedding and the four stage maps.
 """
 
 from __future__ import annotations

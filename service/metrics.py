@@ -131,7 +131,7 @@ class Metrics:
             registry=r,
         )
 
-        # Redis (issue 5): shared cache, API keys, scale-out over Redis Streams.
+        # Redis: shared cache, API keys, scale-out over Redis Streams.
         self.redis_up = Gauge(f"{PREFIX}_redis_up", "1 while Redis answers (0 after a failed call)", registry=r)
         self.redis_errors = Counter(
             f"{PREFIX}_redis_errors",

@@ -272,17 +272,6 @@ class Batcher:
             m.inference_duration.labels(modality, result.device).observe(result.inference_s)
             bucket.batch_seconds += EWMA_ALPHA * (result.inference_s - bucket.batch_seconds)
 
-    async def drain(self, timeout: float) -> bool:
-        """Stop admitting, then wait until every queued and running item has its answer (True) or time is up.
-
-        For a batcher of its own (a worker process); the gateway's drain refuses new requests upstream instead.
-        """
-        self._accepting = False
-        end = time.monotonic() + timeout
-        while self.busy() and time.monotonic() < end:
-            await asyncio.sleep(0.02)
-        return not self.busy()
-
     async def stop(self) -> None:
         self._accepting = False
         for bucket in self.buckets.values():

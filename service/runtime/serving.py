@@ -1,8 +1,8 @@
 """The serving runtime: built from the settings, it owns the served models, the preprocessing pool, the batcher,
 the transport (with its device workers) and the result cache, and walks one request through them.
 
-Kept apart from the HTTP layer (``service.http.app``) so that the request path can be driven without HTTP (benchmarks,
-a future gRPC front) and so that issue 5 can inject a Redis cache and a Redis Streams transport:
+Kept apart from the HTTP layer (``service.http``) so that the request path can be driven without HTTP (benchmarks,
+other protocols), and so that scale-out injects its Redis cache and Redis Streams transport:
 ``ServiceRuntime(settings, metrics, cache=..., transport=...)``.
 """
 
@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,7 +49,6 @@ class Outcome:
     inference_ms: float = 0.0
     batch_size: int = 0
     cache_hit: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ServiceRuntime:

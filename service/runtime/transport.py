@@ -1,10 +1,10 @@
 """How formed batches reach the device workers: an interface, and the in-process implementation.
 
-The batcher only talks to ``Transport``. The default, ``LocalTransport``, runs one worker thread per device inside
-the gateway process (torch releases the GIL while it computes, so the event loop keeps serving). Scale-out mode
-(issue 5) implements the same interface over Redis Streams: ``execute`` XADDs the serialized batch to the model's
-stream and awaits the reply on the gateway's own stream; ``reserve`` bounds the batches in flight per gateway;
-``ready`` reflects whether live workers have announced themselves warm.
+The batcher only talks to ``Transport``. The default, ``LocalTransport``, runs one device-worker thread per device
+inside the gateway process (torch releases the GIL while it computes, so the event loop keeps serving).
+``service.scaleout.stream_transport`` implements the same interface over Redis Streams: ``execute`` XADDs the
+serialized batch to the model's stream and awaits the reply on the gateway's own stream; ``reserve`` bounds the
+batches in flight per gateway; ``ready`` reflects whether live workers have announced themselves warm.
 
 Contract:
 - ``reserve()`` waits until a device slot is free (running + staged batches below the limit); every successful
