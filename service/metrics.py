@@ -7,11 +7,16 @@ renaming one is a breaking change.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "unirep"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from service.runtime.work import BatchResult
 
 # Latency buckets from 1 ms to 60 s: CPU video batches take seconds, GPU image batches a few milliseconds.
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -173,6 +178,23 @@ class Metrics:
             ["modality"],
             registry=r,
         )
+
+    def record_batch(self, modality: str, result: BatchResult, max_batch_size: int) -> None:
+        """One forward pass (a ``BatchResult``), recorded by the process that ran it and nowhere else.
+
+        Items the device worker skipped (deadline passed, client gone) are counted as dropped; the rest are the
+        batch's model items.
+        """
+        for r in result.items:
+            code = getattr(r.error, "code", None)
+            if code in ("deadline_exceeded", "client_disconnected"):
+                self.dropped.labels(modality, "deadline" if code == "deadline_exceeded" else "disconnected").inc()
+        if result.batch_size:
+            self.batches.labels(modality).inc()
+            self.model_items.labels(modality).inc(result.batch_size)
+            self.batch_size.labels(modality).observe(result.batch_size)
+            self.batch_fill_ratio.labels(modality).observe(min(1.0, result.batch_size / max_batch_size))
+            self.inference_duration.labels(modality, result.device).observe(result.inference_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

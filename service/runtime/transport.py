@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 
 class Transport(ABC):
+    runs_models: bool = True
+    """Whether ``execute`` runs the forward pass in this process (then this process records the batch metrics).
+    A remote transport's batches are recorded by the stream workers that run them, so no batch counts twice."""
+
     @property
     @abstractmethod
     def ready(self) -> bool:

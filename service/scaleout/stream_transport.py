@@ -62,6 +62,8 @@ class _Waiting:
 
 
 class RedisStreamsTransport(Transport):
+    runs_models = False  # the stream workers record each forward pass; a reply's merged size is not re-counted
+
     def __init__(self, settings: ServiceSettings, metrics: Metrics) -> None:
         if not settings.redis_url:
             raise ValueError("the scale-out gateway needs redis_url (UNIREP_REDIS_URL)")

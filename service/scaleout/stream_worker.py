@@ -275,7 +275,7 @@ class StreamWorker:
         items = [item for _, _, req in group for item in req.batch.items]
         merged = Batch(first.modality, first.shape, items, first.max_batch_size)
         result = device.execute(merged)
-        self._record(first.modality, result)
+        self.metrics.record_batch(first.modality, result, self.served[first.modality].config.max_batch_size)
         by_id = {r.item_id: r for r in result.items}
         out = []
         for _, _, req in group:
@@ -289,19 +289,6 @@ class StreamWorker:
             )
             out.append((req.reply_to, encode_result(part, consumer)))
         return out
-
-    def _record(self, modality: str, result: BatchResult) -> None:
-        m = self.metrics
-        for r in result.items:
-            if r.error is not None and r.error.code == "deadline_exceeded":
-                m.dropped.labels(modality, "deadline").inc()
-        if result.batch_size:
-            max_size = self.served[modality].config.max_batch_size
-            m.batches.labels(modality).inc()
-            m.model_items.labels(modality).inc(result.batch_size)
-            m.batch_size.labels(modality).observe(result.batch_size)
-            m.batch_fill_ratio.labels(modality).observe(min(1.0, result.batch_size / max_size))
-            m.inference_duration.labels(modality, result.device).observe(result.inference_s)
 
     # --- heartbeat ------------------------------------------------------------------------------------------------
 
