@@ -87,6 +87,8 @@ class DeviceWorker:
         self.served = models
         self.modules: dict[str, nn.Module] = {}
         for name, served in models.items():
+            if served.module is None:
+                raise ValueError(f"{name} is served elsewhere (no module here): a device worker needs the model")
             module = served.module if device.type == "cpu" else copy.deepcopy(served.module)
             module = module.to(device).eval()
             if self.precision.channels_last:

@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class ServedModel:
     config: ModalityConfig
-    module: nn.Module
-    """Has ``forward_features`` (pooled embedding) and ``forward_head`` (logits), in eval and deploy form."""
+    module: nn.Module | None
+    """Has ``forward_features`` (pooled embedding) and ``forward_head`` (logits), in eval and deploy form; None on
+    a scale-out gateway, whose batches run on stream workers."""
     weights: LoadedWeights
     labels: tuple[str, ...]
     params: dict[str, Any]
@@ -71,6 +72,45 @@ class ServedModel:
             [self.name, self.weights.source, self.params, self.config.multi_label], sort_keys=True, default=str
         )
         return f"{self.name}@{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+    def describe(self) -> dict[str, Any]:
+        """The one description of a served model: ``GET /models`` lists it, a stream worker announces it, and a
+        scale-out gateway rebuilds its own ``ServedModel`` from it (``from_description``)."""
+        return {
+            "modality": self.modality,
+            "model": self.name,
+            "weights": self.weights.source,
+            "weights_random": self.weights.is_random,
+            "num_classes": self.num_classes,
+            "label_set": self.config.label_set,
+            "input_shape": list(self.input_shape),
+            "embedding_dim": self.embedding_dim,
+            "multi_label": self.config.multi_label,
+            "max_batch_size": self.config.max_batch_size,
+            "max_delay_ms": self.config.max_delay_ms,
+            "version": self.version,
+            "weights_detail": {"form": self.weights.form, "in_chans": self.weights.in_chans},
+        }
+
+    @classmethod
+    def from_description(cls, cfg: ModalityConfig, adapter: Any, desc: dict[str, Any]) -> ServedModel:
+        """A model served elsewhere, as this process's settings describe it: no module. Settings that disagree
+        with the description (another version or input shape) are refused, so the cache never mixes them."""
+        params = adapter_params(cfg, adapter)
+        shape = tuple(int(v) for v in adapter.output_shape(**params))
+        detail = desc.get("weights_detail") or {}
+        weights = LoadedWeights(
+            desc["weights"], detail.get("form"), int(desc["num_classes"]), detail.get("in_chans", 0)
+        )
+        labels = _labels(cfg)
+        model = cls(cfg, None, weights, labels, params, (shape[0], shape[1], shape[2]), int(desc["embedding_dim"]))
+        if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
+            raise ValueError(
+                f"[{cfg.modality}] these settings describe {model.version} with input {list(model.input_shape)}, "
+                f"but the workers serve {desc['version']} with input {desc['input_shape']}: give gateways and "
+                "workers the same model settings"
+            )
+        return model
 
 
 class TimeSeriesModel(nn.Module):

@@ -301,20 +301,10 @@ class ServiceRuntime:
         )
 
     def describe_models(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "modality": m,
-                "model": sm.name,
-                "weights": sm.weights.source,
-                "weights_random": sm.weights.is_random,
-                "num_classes": sm.num_classes,
-                "label_set": sm.config.label_set,
-                "input_shape": list(sm.input_shape),
-                "embedding_dim": sm.embedding_dim,
-                "multi_label": sm.config.multi_label,
-                "max_batch_size": sm.config.max_batch_size,
-                "max_delay_ms": sm.config.max_delay_ms,
-                "version": sm.version,
-            }
-            for m, sm in self.served.items()
-        ]
+        """``GET /models``: each served model's description, without the wire-only weights detail."""
+        out = []
+        for sm in self.served.values():
+            desc = sm.describe()
+            desc.pop("weights_detail")
+            out.append(desc)
+        return out

@@ -96,21 +96,7 @@ class StreamWorker:
 
     def description(self) -> dict[str, Any]:
         """What the gateways read: the models (version, weights, shapes) and devices of this worker."""
-        models = {}
-        for modality, sm in self.served.items():
-            models[modality] = {
-                "model": sm.name,
-                "version": sm.version,
-                "weights": {
-                    "source": sm.weights.source,
-                    "form": sm.weights.form,
-                    "num_classes": sm.weights.num_classes,
-                    "in_chans": sm.weights.in_chans,
-                },
-                "num_classes": sm.num_classes,
-                "input_shape": list(sm.input_shape),
-                "embedding_dim": sm.embedding_dim,
-            }
+        models = {modality: sm.describe() for modality, sm in self.served.items()}
         return {
             "id": self.worker_id,
             "host": socket.gethostname(),
