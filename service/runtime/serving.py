@@ -16,15 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from modality_adapters import AdapterLimits, get_adapter, list_adapters
+from modality_adapters import list_adapters
 from service.metrics import Metrics
+from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
 from service.runtime.decoder_pool import PreprocessPool
-from service.runtime.device_worker import DeviceWorker, resolve_devices
-from service.runtime.served import ServedModel, build_served_model
+from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
@@ -95,11 +93,8 @@ class ServiceRuntime:
         """Start the decoder processes while the models load, warm the workers, then report ready."""
         try:
             s = self.settings
-            limits = AdapterLimits(max_bytes=s.max_body_bytes, **s.adapter_limits())
             configs = s.modalities()
-            if not configs:
-                raise ValueError("every modality is disabled; enable at least one")
-            self.adapters = {cfg.modality: get_adapter(cfg.modality, limits) for cfg in configs}
+            self.adapters = make_adapters(s)
             loop = asyncio.get_running_loop()
             self.pool = PreprocessPool(
                 self.adapters,
@@ -115,15 +110,9 @@ class ServiceRuntime:
             if remote is not None:
                 self.served = remote
             else:
-                self.served = await loop.run_in_executor(
-                    None,
-                    lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs},
-                )
-            if s.torch_threads:
-                torch.set_num_threads(s.torch_threads)
+                self.served = await loop.run_in_executor(None, build_models, s, self.adapters)
             if self.transport is None:
-                devices = resolve_devices(s.device)
-                workers = await loop.run_in_executor(None, self._make_workers, devices)
+                workers = await loop.run_in_executor(None, make_device_workers, s, self.served)
                 self.transport = LocalTransport(workers, self.metrics, prefetch=s.prefetch_batches)
             policies = {
                 m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
@@ -147,13 +136,6 @@ class ServiceRuntime:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("startup failed")
             raise
-
-    def _make_workers(self, devices: list[Any]) -> list[DeviceWorker]:
-        s = self.settings
-        return [
-            DeviceWorker(device, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
-            for device in devices
-        ]
 
     def _on_decoder_lost(self, modality: str, reason: str) -> None:
         self.metrics.preprocess_failures.labels(modality, reason).inc()
