@@ -52,7 +52,7 @@ async def readyz(runtime: Runtime) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics (text exposition format)")
 async def prometheus_metrics(runtime: Runtime, metrics: Annotated[Metrics, Depends(deps.metrics)]) -> Response:
-    for worker in getattr(runtime.transport, "workers", []):
+    for worker in getattr(runtime.transport, "device_workers", []):
         stats = worker.memory_stats()
         if stats is not None:
             metrics.gpu_memory_allocated.labels(worker.device_name).set(stats[0])

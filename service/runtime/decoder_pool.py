@@ -176,7 +176,7 @@ class _Slot:
             self.kill()
 
 
-class PreprocessPool:
+class DecoderPool:
     """``await pool.decode(modality, data, params, deadline=...)`` -> Decoded, on ``size`` spawned processes."""
 
     def __init__(

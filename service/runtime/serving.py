@@ -21,7 +21,7 @@ from service.metrics import Metrics
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
-from service.runtime.decoder_pool import PreprocessPool
+from service.runtime.decoder_pool import DecoderPool
 from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
 from service.runtime.transport import LocalTransport, Transport
@@ -71,7 +71,7 @@ class ServiceRuntime:
         self.transport: Transport | None = transport
         self.served: dict[str, ServedModel] = {}
         self.adapters: dict[str, Any] = {}
-        self.pool: PreprocessPool | None = None
+        self.pool: DecoderPool | None = None
         self.batcher: Batcher | None = None
         self.state = "starting"
         self.error: str | None = None
@@ -90,13 +90,13 @@ class ServiceRuntime:
         )
 
     async def start(self) -> None:
-        """Start the decoder processes while the models load, warm the workers, then report ready."""
+        """Start the decoder processes while the models load, warm the device workers, then report ready."""
         try:
             s = self.settings
             configs = s.modalities()
             self.adapters = make_adapters(s)
             loop = asyncio.get_running_loop()
-            self.pool = PreprocessPool(
+            self.pool = DecoderPool(
                 self.adapters,
                 s.preprocess_workers,
                 s.preprocess_timeout_s,
@@ -105,7 +105,7 @@ class ServiceRuntime:
                 on_failure=self._on_decoder_lost,
             )
             pool_started = asyncio.create_task(self.pool.start())
-            # A scale-out gateway loads no model: its transport describes the ones its workers serve.
+            # A scale-out gateway loads no model: its transport describes the ones its stream workers serve.
             remote = await self.transport.describe_models(configs, self.adapters) if self.transport else None
             if remote is not None:
                 self.served = remote
@@ -123,7 +123,7 @@ class ServiceRuntime:
             # CPU and inflate the latencies that seed the batcher's deadline estimates.
             await pool_started
             await self.transport.start()
-            hints = getattr(self.transport, "workers", [])
+            hints = getattr(self.transport, "device_workers", [])
             for modality, served in self.served.items():
                 seed = max((w.latency.get((modality, served.input_shape), 0.0) for w in hints), default=0.0)
                 self.batcher.add_bucket(modality, served.input_shape, seed or None)
@@ -186,7 +186,7 @@ class ServiceRuntime:
             raise ServiceUnavailableError("the service is shutting down; retry on another instance", retry_after=1)
         if not self.ready:
             reason = self.transport.unavailable_reason() if self.transport is not None else None
-            if self.state == "ready" and reason is not None:  # scale-out: Redis or the workers are gone
+            if self.state == "ready" and reason is not None:  # scale-out: Redis or the stream workers are gone
                 raise ServiceUnavailableError(reason, retry_after=1)
             raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
 

@@ -80,7 +80,7 @@ class LocalTransport(Transport):
     def __init__(self, workers: list[DeviceWorker], metrics: Metrics, prefetch: int = 1) -> None:
         if not workers:
             raise ValueError("LocalTransport needs at least one device worker")
-        self.workers = workers
+        self.device_workers = workers
         self.metrics = metrics
         self.slots = len(workers) * (1 + prefetch)
         self._slots = asyncio.Semaphore(self.slots)
@@ -99,8 +99,8 @@ class LocalTransport(Transport):
     async def start(self) -> None:
         """Warm every worker (concurrently, one thread each), then start their batch loops."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, w.warmup) for w in self.workers))
-        for worker in self.workers:
+        await asyncio.gather(*(loop.run_in_executor(None, w.warmup) for w in self.device_workers))
+        for worker in self.device_workers:
             self.metrics.worker_ready.labels(worker.device_name).set(1)
             thread = threading.Thread(target=self._loop, args=(worker,), name=f"unirep-worker-{worker.device_name}")
             thread.daemon = True
@@ -151,7 +151,7 @@ class LocalTransport(Transport):
         loop = asyncio.get_running_loop()
         for thread in self._threads:
             await loop.run_in_executor(None, thread.join, 30.0)
-        for worker in self.workers:
+        for worker in self.device_workers:
             self.metrics.worker_ready.labels(worker.device_name).set(0)
 
 
