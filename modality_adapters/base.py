@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import torch
 
+from models.registry import IMAGENET_MEAN, IMAGENET_STD
 from unirep_errors import InputError, InputTooLargeError, InvalidParameterError, UndecodableInputError
 
 from .serving import ServingDefaults
@@ -35,9 +36,6 @@ __all__ = [
     "encode_png",
     "gray_to_uint8",
 ]
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

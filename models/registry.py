@@ -14,8 +14,8 @@ from models.kernels import KernelSizes, default_kernel_sizes
 from models.unireplknet import UniRepLKNet
 from unirep_errors import UnknownModelError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 HUB_REPO = "DingXiaoH/UniRepLKNet"
 
 
