@@ -3,7 +3,7 @@
     from unirep_client import Client
 
     with Client("http://localhost:8000") as client:
-        result = client.classify_image("cat.jpg", top_k=3)
+        result = client.classify("image", "cat.jpg", top_k=3)
         print(result.top.label, result.top.score, result.weights)
 
 ``AsyncClient`` has the same methods as coroutines. Both read ``UNIREP_URL`` and ``UNIREP_API_KEY`` when no

@@ -12,7 +12,7 @@ import httpx
 
 from ._base import BaseClient, CallOptions, CallPlan
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Modality
-from ._inputs import ArrayInput, FileInput, ImageInput, Payload, encode_input
+from ._inputs import Payload, encode_input
 from .errors import APIConnectionError, APIStatusError
 from .types import ClassifyResult, EmbedResult, Health, ModelInfo
 
@@ -84,7 +84,12 @@ class AsyncClient(BaseClient):
         timestamps: Sequence[Any] | None = None,
         **options: Unpack[CallOptions],
     ) -> ClassifyResult:
-        """Classify one input of ``modality``; the typed per-modality methods below say what ``data`` may be.
+        """Classify one input of ``modality``.
+
+        ``data`` is what the modality takes: image: a path, encoded bytes (JPEG, PNG, ...) or a PIL image; audio:
+        a path or the bytes of a WAV, FLAC, OGG or MP3; video: a path or the bytes of an MP4, WebM, AVI, ...;
+        pointcloud: a file (PLY, PCD, OFF, OBJ, XYZ, NPY) or an N x 3 array or nested list; timeseries: a file
+        (CSV, NPY) or a T x V array, with optional ISO/datetime ``timestamps``.
 
         ``top_k`` labels come back, most likely first; None leaves it to the server (5, at most the class count).
         """
@@ -121,65 +126,6 @@ class AsyncClient(BaseClient):
         options.setdefault("max_retries", 0)
         response = await self._send("GET", "/readyz", accept=(503,), **options)
         return response.status_code == 200
-
-    # --- per-modality helpers ---------------------------------------------------------------------------
-
-    async def classify_image(
-        self, image: ImageInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
-    ) -> ClassifyResult:
-        """Classify an image: a path, encoded bytes (JPEG, PNG, ...) or a PIL image."""
-        return await self.classify("image", image, top_k=top_k, **options)
-
-    async def classify_audio(
-        self, audio: FileInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
-    ) -> ClassifyResult:
-        """Classify an audio clip: a path or the bytes of a file (WAV, FLAC, OGG, MP3)."""
-        return await self.classify("audio", audio, top_k=top_k, **options)
-
-    async def classify_video(
-        self, video: FileInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
-    ) -> ClassifyResult:
-        """Classify a video: a path or the bytes of a file (MP4, WebM, AVI, ...)."""
-        return await self.classify("video", video, top_k=top_k, **options)
-
-    async def classify_pointcloud(
-        self, points: ArrayInput, *, top_k: int | None = None, **options: Unpack[CallOptions]
-    ) -> ClassifyResult:
-        """Classify a point cloud: a file (PLY, PCD, OFF, OBJ, XYZ, NPY) or an N x 3 array or nested list."""
-        return await self.classify("pointcloud", points, top_k=top_k, **options)
-
-    async def classify_timeseries(
-        self,
-        series: ArrayInput,
-        *,
-        timestamps: Sequence[Any] | None = None,
-        top_k: int | None = None,
-        **options: Unpack[CallOptions],
-    ) -> ClassifyResult:
-        """Classify a series: a file (CSV, NPY) or a T x V array, with optional ISO/datetime ``timestamps``."""
-        return await self.classify("timeseries", series, top_k=top_k, timestamps=timestamps, **options)
-
-    async def embed_image(self, image: ImageInput, **options: Unpack[CallOptions]) -> EmbedResult:
-        """Embed an image (path, bytes or PIL image)."""
-        return await self.embed("image", image, **options)
-
-    async def embed_audio(self, audio: FileInput, **options: Unpack[CallOptions]) -> EmbedResult:
-        """Embed an audio clip (path or bytes)."""
-        return await self.embed("audio", audio, **options)
-
-    async def embed_video(self, video: FileInput, **options: Unpack[CallOptions]) -> EmbedResult:
-        """Embed a video (path or bytes)."""
-        return await self.embed("video", video, **options)
-
-    async def embed_pointcloud(self, points: ArrayInput, **options: Unpack[CallOptions]) -> EmbedResult:
-        """Embed a point cloud (file, or N x 3 array)."""
-        return await self.embed("pointcloud", points, **options)
-
-    async def embed_timeseries(
-        self, series: ArrayInput, *, timestamps: Sequence[Any] | None = None, **options: Unpack[CallOptions]
-    ) -> EmbedResult:
-        """Embed a time series (file, or T x V array with optional timestamps)."""
-        return await self.embed("timeseries", series, timestamps=timestamps, **options)
 
     # --- the request loop -------------------------------------------------------------------------------
 

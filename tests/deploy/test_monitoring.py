@@ -64,10 +64,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live_server(tmp_path_factory.mktemp("monitoring")) as server:
         with uc.Client(server.url) as client:
             for seed in range(3):
-                client.classify_image(png(seed), top_k=1)
-            client.classify_image(png(0), top_k=1)  # a cache hit
+                client.classify("image", png(seed), top_k=1)
+            client.classify("image", png(0), top_k=1)  # a cache hit
             with contextlib.suppress(uc.UnirepError):
-                client.classify_image(b"not an image", max_retries=0)
+                client.classify("image", b"not an image", max_retries=0)
         yield server
 
 

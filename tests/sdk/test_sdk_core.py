@@ -65,7 +65,7 @@ def sync_client(script: Script, **kwargs: Any) -> uc.Client:
 
 def classify_sync(script: Script, **kwargs: Any) -> uc.ClassifyResult:
     call = {k: kwargs.pop(k) for k in ("deadline", "timeout") if k in kwargs}
-    return sync_client(script, **kwargs).classify_image(b"\xff\xd8\xff fake jpeg", **call)
+    return sync_client(script, **kwargs).classify("image", b"\xff\xd8\xff fake jpeg", **call)
 
 
 def classify_async(script: Script, **kwargs: Any) -> uc.ClassifyResult:
@@ -74,7 +74,7 @@ def classify_async(script: Script, **kwargs: Any) -> uc.ClassifyResult:
     async def go() -> uc.ClassifyResult:
         http = httpx.AsyncClient(transport=httpx.MockTransport(script))
         async with uc.AsyncClient("http://svc.test", http_client=http, **kwargs) as client:
-            return await client.classify_image(b"\xff\xd8\xff fake jpeg", **call)
+            return await client.classify("image", b"\xff\xd8\xff fake jpeg", **call)
 
     return asyncio.run(go())
 
@@ -252,4 +252,4 @@ def test_invalid_configuration_is_refused_early() -> None:
     with pytest.raises(ValueError, match="http"):
         uc.Client("localhost:8000")
     with pytest.raises(ValueError, match="deadline"):
-        sync_client(Script()).classify_image(b"x", deadline=0)
+        sync_client(Script()).classify("image", b"x", deadline=0)

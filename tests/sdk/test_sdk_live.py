@@ -51,19 +51,19 @@ def test_typed_helpers_accept_pil_images_bytes_and_timestamps(server: LiveServer
     start = np.datetime64("2024-01-01T00:00")
     stamps = [start + np.timedelta64(i, "h") for i in range(48)]
     with uc.Client(server.url) as client:
-        from_pil = client.classify_image(Image.open(io.BytesIO(png(2))), top_k=1)
-        from_bytes = client.classify_image(png(2), top_k=1)
+        from_pil = client.classify("image", Image.open(io.BytesIO(png(2))), top_k=1)
+        from_bytes = client.classify("image", png(2), top_k=1)
         assert from_pil.top is not None and from_bytes.top is not None
         assert from_pil.top.index == from_bytes.top.index  # PNG is lossless: the same pixels either way
-        series = client.classify_timeseries(np.ones((48, SERIES_VARS)), timestamps=stamps)
+        series = client.classify("timeseries", np.ones((48, SERIES_VARS)), timestamps=stamps)
         assert series.modality == "timeseries" and series.predictions
-        assert client.embed_pointcloud([[0.0, 0.0, float(i)] for i in range(50)]).dim == 320
+        assert client.embed("pointcloud", [[0.0, 0.0, float(i)] for i in range(50)]).dim == 320
 
 
 def test_the_async_client_serves_concurrent_calls(server: LiveServer) -> None:
     async def go() -> list[uc.ClassifyResult]:
         async with uc.AsyncClient(server.url) as client:
-            return await asyncio.gather(*(client.classify_image(png(10 + i), top_k=3) for i in range(8)))
+            return await asyncio.gather(*(client.classify("image", png(10 + i), top_k=3) for i in range(8)))
 
     results = asyncio.run(go())
     assert len({r.request_id for r in results}) == 8
@@ -93,7 +93,7 @@ def test_service_errors_arrive_as_their_sdk_classes(
 def test_a_full_queue_answers_429_and_the_sdk_retries_until_served(overloaded: LiveServer) -> None:
     async def burst(max_retries: int, first_seed: int) -> list[uc.ClassifyResult | BaseException]:
         async with uc.AsyncClient(overloaded.url, max_retries=max_retries) as client:
-            calls = (client.classify_image(png(first_seed + i), top_k=1) for i in range(6))
+            calls = (client.classify("image", png(first_seed + i), top_k=1) for i in range(6))
             return await asyncio.gather(*calls, return_exceptions=True)
 
     refused = [r for r in asyncio.run(burst(0, 100)) if isinstance(r, BaseException)]
@@ -112,7 +112,7 @@ def test_a_full_queue_answers_429_and_the_sdk_retries_until_served(overloaded: L
 def test_a_deadline_that_expires_raises_deadline_exceeded_without_retrying(overloaded: LiveServer) -> None:
     before = metric_value(overloaded.metrics(), "unirep_requests_total", status="504")
     with uc.Client(overloaded.url, max_retries=3) as client, pytest.raises(uc.DeadlineExceededError) as info:
-        client.classify_image(png(300), deadline=0.1)  # each batch takes 300 ms on this server
+        client.classify("image", png(300), deadline=0.1)  # each batch takes 300 ms on this server
     assert info.value.status_code == 504 and info.value.code == "deadline_exceeded"
     after = metric_value(overloaded.metrics(), "unirep_requests_total", status="504")
     assert after - before == 1  # a 504 is final: the budget is spent, so the SDK did not try again
