@@ -11,20 +11,9 @@ workers must agree on the model settings (the gateway checks the workers' model 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from service.commands.settings_args import add_settings_arguments
-from service.commands.settings_args import load_settings as load_common
-
-
-def load_settings(args: argparse.Namespace, command: str) -> Any:
-    """The settings, or None after printing why they are invalid or lack the Redis URL (exit code 2)."""
-    settings = load_common(args, command)
-    if settings is not None and not settings.redis_url:
-        print(f"unirep {command}: set UNIREP_REDIS_URL (or --redis-url): it runs through Redis", file=sys.stderr)
-        return None
-    return settings
+from service.commands.settings_args import add_settings_arguments, settings_to_run
 
 
 def add_parser(subparsers: Any) -> None:
@@ -42,12 +31,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    settings = load_settings(args, "gateway")
-    if settings is None:
-        return 2
-    if args.print_settings:
-        print(settings.model_dump_json(indent=2))
-        return 0
+    settings = settings_to_run(args, "gateway", need_redis=True)
     from service.http.server import run
     from service.metrics import Metrics
     from service.scaleout.stream_transport import RedisStreamsTransport
@@ -57,12 +41,7 @@ def run_gateway(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    settings = load_settings(args, "worker")
-    if settings is None:
-        return 2
-    if args.print_settings:
-        print(settings.model_dump_json(indent=2))
-        return 0
+    settings = settings_to_run(args, "worker", need_redis=True)
     import logging
     import signal
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from service.commands.settings_args import add_settings_arguments, load_settings
+from service.commands.settings_args import add_settings_arguments, settings_to_run
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,12 +19,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    settings = load_settings(args, "serve")
-    if settings is None:
-        return 2
-    if args.print_settings:
-        print(settings.model_dump_json(indent=2))
-        return 0
+    settings = settings_to_run(args, "serve")
     from service.http.server import run
 
     code: int = run(settings)

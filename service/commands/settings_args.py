@@ -64,3 +64,21 @@ def load_settings(args: argparse.Namespace, command: str) -> Any:
     except (ValueError, ValidationError, FileNotFoundError) as exc:
         print(f"unirep {command}: invalid settings: {exc}", file=sys.stderr)
         return None
+
+
+def settings_to_run(args: argparse.Namespace, command: str, *, need_redis: bool = False) -> Any:
+    """The settings a serving command starts with, shared by ``serve``, ``gateway`` and ``worker``.
+
+    Invalid settings (or no Redis URL where the command runs through Redis) print why and exit 2; ``--print-settings``
+    prints them and exits 0. Exiting here keeps the three commands' bodies about what they run.
+    """
+    settings = load_settings(args, command)
+    if settings is not None and need_redis and not settings.redis_url:
+        print(f"unirep {command}: set UNIREP_REDIS_URL (or --redis-url): it runs through Redis", file=sys.stderr)
+        settings = None
+    if settings is None:
+        raise SystemExit(2)
+    if args.print_settings:
+        print(settings.model_dump_json(indent=2))
+        raise SystemExit(0)
+    return settings
