@@ -129,7 +129,10 @@ def _from_jsonl(manifest: Path) -> list[Example]:
 
 def _from_ts(path: Path) -> list[Example]:
     """Each series of a UCR/UEA file as CSV text (T rows of V columns), decoded later by the served adapter."""
-    from training.tsfile import read_ts
+    try:
+        from training.tsfile import read_ts
+    except ImportError:  # pragma: no cover - the reader ships with the package
+        raise DatasetError(f"{path}: this installation has no .ts reader; convert the series to CSV files") from None
 
     series, labels = read_ts(path)
     examples = []
