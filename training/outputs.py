@@ -97,6 +97,7 @@ def finalize(run: Run, seconds: float) -> TrainResult:
         "data_fingerprint": run.data.fingerprint,
         "num_train": len(run.data.train.tensors),
         "num_val": len(run.data.val.tensors),
+        "world_size": run.d.world,
         "epochs": run.history,
         "validation": rep.to_dict(),
         "deploy_check": {"max_rel_logit_diff": diff, "tolerance": DEPLOY_TOLERANCE, "passed": diff <= DEPLOY_TOLERANCE},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from typing import Any
@@ -126,6 +127,8 @@ def run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("unirep train: interrupted; continue with --resume", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        return 0
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
