@@ -49,7 +49,7 @@ def evaluate(
     progress: bool = False,
 ) -> EvalReport:
     """Accuracy, macro-F1, per-class figures and confusion of a served model file on a labelled data set."""
-    from training.evaluate import evaluate as _evaluate
+    from training.scoring import evaluate as _evaluate
 
     return _evaluate(
         modality,
