@@ -157,3 +157,19 @@ def test_two_process_ddp_on_cpu(data: Path, tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert metrics["epochs"][0]["examples_per_second"] > 0
+
+
+def test_init_starts_from_given_weights(data: Path, tmp_path: Path) -> None:
+    """``--init`` with a train-form checkpoint of another class count: backbone loaded, head re-initialized."""
+    from models import create_model
+
+    torch.manual_seed(11)
+    source = create_model("unireplknet_a", in_chans=3, num_classes=7)
+    torch.save({"model": source.state_dict()}, tmp_path / "pretrained.pth")
+    cfg = small_config("image", data, tmp_path / "out", tmp_path / "cache", freeze_backbone=True)
+    cfg.init = str(tmp_path / "pretrained.pth")
+    train(cfg)
+    trained = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=False)["model"]
+    expected = source.state_dict()
+    assert all(torch.equal(trained[k], expected[k]) for k in expected if not k.startswith("head."))
+    assert trained["head.weight"].shape == (2, expected["head.weight"].shape[1])
