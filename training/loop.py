@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from training import distributed as dist_utils
 from training.config import DEFAULT_MODEL, MIXUP_MODALITIES, TrainConfig, TrainResult
@@ -102,7 +103,9 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
     order = dist_utils.shard_order(len(run.data.train.tensors), epoch, cfg.seed, d)
     loss_sum = correct = count = 0.0
     started = time.monotonic()
-    for idx in batches(order, cfg.batch_size):
+    chunks = list(batches(order, cfg.batch_size))
+    bar = tqdm(chunks, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=not (cfg.progress and d.is_main))
+    for idx in bar:
         cached = [run.data.train.tensors[i] for i in idx]
         if cfg.augment:
             x = torch.stack([adapter.augment(t, generator, **params) for t in cached])

@@ -72,6 +72,28 @@ def _info(run: Run, validation: dict[str, Any]) -> TrainedModelInfo:
     )
 
 
+def _metrics(run: Run, validation: dict[str, Any], diff: float, seconds: float) -> dict[str, Any]:
+    """metrics.json: the run's description, every epoch, the validation report, the deploy check, skipped files."""
+    return {
+        "modality": run.cfg.modality,
+        "model": run.variant,
+        "labels": run.data.labels,
+        "params": run.data.params,
+        "data_fingerprint": run.data.fingerprint,
+        "num_train": len(run.data.train.tensors),
+        "num_val": len(run.data.val.tensors),
+        "world_size": run.d.world,
+        "epochs": run.history,
+        "validation": validation,
+        "deploy_check": {"max_rel_logit_diff": diff, "tolerance": DEPLOY_TOLERANCE, "passed": diff <= DEPLOY_TOLERANCE},
+        "skipped": [{"source": s, "reason": r} for s, r in run.data.skipped],
+        "notes": run.notes,
+        "seconds": seconds,
+        "command": run.cfg.command,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
 def finalize(run: Run, seconds: float) -> TrainResult:
     """Write model.safetensors, metrics.json, confusion.png and curves.png; check deploy against train form."""
     from training.loop import predict
@@ -89,31 +111,15 @@ def finalize(run: Run, seconds: float) -> TrainResult:
     validation["deploy_max_rel_diff"] = diff
     save_trained_model(state, weights, _info(run, validation))
     epoch_rates = [e["examples_per_second"] for e in run.history]
-    metrics = {
-        "modality": run.cfg.modality,
-        "model": run.variant,
-        "labels": run.data.labels,
-        "params": run.data.params,
-        "data_fingerprint": run.data.fingerprint,
-        "num_train": len(run.data.train.tensors),
-        "num_val": len(run.data.val.tensors),
-        "world_size": run.d.world,
-        "epochs": run.history,
-        "validation": rep.to_dict(),
-        "deploy_check": {"max_rel_logit_diff": diff, "tolerance": DEPLOY_TOLERANCE, "passed": diff <= DEPLOY_TOLERANCE},
-        "skipped": [{"source": s, "reason": r} for s, r in run.data.skipped],
-        "notes": run.notes,
-        "seconds": seconds,
-        "command": run.cfg.command,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    metrics = _metrics(run, rep.to_dict(), diff, seconds)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     confusion_png(rep.confusion, run.data.labels, out / "confusion.png")
     curves_png(run.history, out / "curves.png")
     if diff > DEPLOY_TOLERANCE:
+        weights.unlink()
         raise ModelError(
             f"the deploy form differs from the train form by {diff:.3g} (relative logits; tolerance "
-            f"{DEPLOY_TOLERANCE}); {weights} must not be served. The train-form checkpoint is {out / CHECKPOINT_NAME}"
+            f"{DEPLOY_TOLERANCE}), so no model.safetensors was kept; the train form is in {out / CHECKPOINT_NAME}"
         )
     return TrainResult(
         out_dir=out,
