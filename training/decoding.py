@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from training.data import Example
-from unirep_errors import UnirepError
+from unirep_errors import DatasetError, UnirepError
 
 CACHE_FORMAT = "1"
 MIN_FILES_PER_WORKER = 32
@@ -124,8 +124,14 @@ def decode_all(
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = [pool.submit(decode_one, modality, e, params, form, cache) for e in examples]
-                for future in futures:
-                    results.append(future.result())
+                for example, future in zip(examples, futures, strict=True):
+                    try:
+                        results.append(future.result())
+                    except concurrent.futures.process.BrokenProcessPool:
+                        raise DatasetError(
+                            f"a decoding process died near {example.source} (a file crashed its decoder library, "
+                            "or memory ran out); decoded files are cached, so a rerun resumes where this stopped"
+                        ) from None
                     bar.update(1)
     finally:
         bar.close()
