@@ -124,6 +124,8 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(_config(args))
     except UnirepError as exc:
         return _fail("train", exc)
+    except OSError as exc:  # e.g. the output folder cannot be written
+        return _fail("train", UnirepError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
     except KeyboardInterrupt:
         print("unirep train: interrupted; continue with --resume", file=sys.stderr)
         return 130
