@@ -9,14 +9,8 @@ from typing import Any
 
 from unirep_errors import InvalidParameterError
 
-DEFAULT_MODEL: dict[str, str] = {
-    # The smallest registered variant everywhere: it trains on a laptop CPU, and bigger ones are one flag away.
-    "image": "unireplknet_a",
-    "audio": "unireplknet_a",
-    "video": "unireplknet_a",
-    "pointcloud": "unireplknet_a",
-    "timeseries": "unireplknet_a",
-}
+DEFAULT_MODEL = "unireplknet_a"
+"""The smallest registered variant: it trains on a laptop CPU, and bigger ones are one flag away."""
 
 MIXUP_MODALITIES = frozenset({"audio"})
 """Modalities whose recipe mixes pairs of examples (the official speech-commands script uses mixup)."""
@@ -66,8 +60,10 @@ class TrainConfig:
     def check(self) -> None:
         """Refuse values no run can use, before any data is read."""
         problems = []
-        if self.modality not in DEFAULT_MODEL:
-            problems.append(f"modality must be one of {sorted(DEFAULT_MODEL)}, got {self.modality!r}")
+        from modality_adapters import list_adapters
+
+        if self.modality not in list_adapters():
+            problems.append(f"modality must be one of {list_adapters()}, got {self.modality!r}")
         if self.epochs < 1:
             problems.append(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:

@@ -196,7 +196,7 @@ def load_resume(run: Run) -> None:
 
 def build_run(cfg: TrainConfig, d: Dist) -> Run:
     cfg.check()
-    variant = cfg.model or DEFAULT_MODEL[cfg.modality]
+    variant = cfg.model or DEFAULT_MODEL
     data = prepare(cfg, variant, d.rank)
     torch.manual_seed(cfg.seed)
     net = build_model(cfg.modality, variant, data.in_chans, len(data.labels), data.params)
