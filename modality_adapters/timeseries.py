@@ -30,6 +30,7 @@ from unirep_errors import InputTooLargeError, UndecodableInputError, Unsupported
 from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
 from .serving import ServingDefaults
 from .timeseries_embedding import TIME_FEATURES_PER_FREQ, TimeSeriesEmbedding, embedding_map_size
+from .training_augment import augment_series
 
 __all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "time_features"]
 
@@ -205,6 +206,11 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         """Any 1 x H x W map (the packed window, or the embedding image a model made of it) as a grey image."""
         chw = as_chw(tensor, "timeseries")
         return encode_png(gray_to_uint8(chw[0]), min_side=192)
+
+    def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
+        """Training only: window crop stretched back, per-variable scaling and jitter of the series columns."""
+        p = self.resolve_params(**params)
+        return augment_series(cached, p.num_vars, generator)
 
 
 def _is_number(cell: str) -> bool:
