@@ -167,6 +167,15 @@ class ServiceSettings(BaseSettings):
     )
     max_top_k: int = Field(default=100, ge=1)
 
+    # Bounds enforced by the HTTP protocol before the app (and auth) sees a request: service.http.guarded_protocol.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="largest request head; larger is 431")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="a request head must arrive within this (408)")
+    body_idle_timeout_s: float = Field(
+        default=10.0, gt=0, description="a body that sends no byte this long while awaited is refused (408)"
+    )
+    max_connections: int = Field(default=1024, ge=1, description="open connections; one more is refused with 503")
+    keep_alive_timeout_s: int = Field(default=5, ge=1, description="an idle keep-alive connection is closed after")
+
     preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
     preprocess_timeout_s: float = Field(
         default=20.0, gt=0, description="per-item decode time limit; the process is killed"

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from service.http import request_io as io
 from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
@@ -126,6 +127,10 @@ def create_app(
                     io.REQUEST_ID_HEADER: rid,
                 },
             )
+        except ClientDisconnect:  # the client hung up (or stalled) mid-upload: its own outcome, not a server error
+            status = 499
+            log.debug("request %s: the client disconnected before its body arrived", rid)
+            return io.envelope(499, {"code": "client_disconnected", "message": "the client disconnected"}, rid)
         except UnirepError as exc:
             status = exc.status_code
             if status >= 500 and exc.code == "internal_error":
@@ -136,6 +141,7 @@ def create_app(
             return io.envelope(500, {"code": "internal_error", "message": "internal error; see the server log"}, rid)
         finally:
             if watch is not None:
+                status = 499 if watch.gone and status != 200 else status
                 watch.close()
             metrics.in_flight.dec()
             runtime.in_flight -= 1
