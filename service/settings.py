@@ -182,6 +182,16 @@ class ServiceSettings(BaseSettings):
     )
     preprocess_memory_mb: int = Field(default=2048, ge=64, description="address space a decoder may add (RLIMIT_AS)")
     limits: LimitsSettings = LimitsSettings()
+    preprocess_spares: int = Field(default=1, ge=0, le=8, description="started spare decoders per lane")
+    heavy_decoders: int = Field(default=1, ge=1, le=16, description="niced decoders for expensive inputs")
+    heavy_image_pixels: int = Field(default=16_000_000, ge=1, description="images above go to the heavy lane")
+    heavy_input_bytes: int = Field(default=16 * 2**20, ge=1, description="inputs above go to the heavy lane")
+    client_crash_budget: int = Field(default=3, ge=1, description="decoder crashes a client may cause per window")
+    client_crash_window_s: float = Field(default=60.0, gt=0)
+    client_decode_rate: float = Field(
+        default=1.0, gt=0, description="decoder-seconds per second a client (API key, else address) may use"
+    )
+    client_decode_burst_s: float = Field(default=10.0, gt=0, description="decoder-seconds a client may use at once")
 
     cache_enabled: bool = True
     cache_max_entries: int = Field(default=4096, ge=1)

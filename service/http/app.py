@@ -88,8 +88,9 @@ def create_app(
         watch: io.DisconnectWatch | None = None
         status = 500
         try:
+            client = f"addr:{request.client.host}" if request.client else "anonymous"
             if auth is not None:
-                await auth.authorize(request.headers.get("authorization"))
+                client = "key:" + await auth.authorize(request.headers.get("authorization"))
             served = runtime.served_model(modality)
             runtime.check_admission()
             timeout_ms = io.parse_timeout_ms(request)
@@ -104,6 +105,7 @@ def create_app(
                 timeout_ms=timeout_ms,
                 cancelled=watch,
                 hints=io.decoder_hints(modality, payload),
+                client=client,
             )
             total_ms = (time.perf_counter() - started) * 1000.0
             content: dict[str, Any] = {"modality": modality, "model": served.name, "weights": served.weights.source}

@@ -22,6 +22,7 @@ from modality_adapters import AdapterLimits, get_adapter
 from service.metrics import Metrics
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
+from service.runtime.decode_guard import DecodeGuard, GuardPolicy
 from service.runtime.decoder_pool import PreprocessPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.served import ServedModel, build_served_model
@@ -109,6 +110,18 @@ class ServiceRuntime:
                 s.preprocess_memory_mb,
                 fault_injection=s.debug_fault_injection,
                 on_failure=self._on_decoder_lost,
+                spares=s.preprocess_spares,
+                heavy_size=s.heavy_decoders,
+                guard=DecodeGuard(
+                    GuardPolicy(
+                        crash_budget=s.client_crash_budget,
+                        crash_window_s=s.client_crash_window_s,
+                        decode_rate=s.client_decode_rate,
+                        decode_burst_s=s.client_decode_burst_s,
+                        heavy_pixels=s.heavy_image_pixels,
+                        heavy_bytes=s.heavy_input_bytes,
+                    )
+                ),
             )
             pool_started = asyncio.create_task(self.pool.start())
             # A scale-out gateway loads no model: its transport describes the ones its workers serve.
@@ -226,6 +239,7 @@ class ServiceRuntime:
         timeout_ms: float | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         hints: dict[str, Any] | None = None,
+        client: str = "anonymous",
     ) -> Outcome:
         served = self.served_model(modality)
         self.check_admission()
@@ -247,7 +261,9 @@ class ServiceRuntime:
                     self.metrics.cache_coalesced.labels(modality).inc()
                 return Outcome(lease.result, cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
-            outcome = await self._compute(served, task, data, k, params, deadline_wall, deadline_mono, cancelled)
+            outcome = await self._compute(
+                served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client
+            )
             await lease.publish(outcome.result)
             return outcome
 
@@ -261,13 +277,14 @@ class ServiceRuntime:
         deadline_wall: float | None,
         deadline_mono: float | None,
         cancelled: Callable[[], bool],
+        client: str = "anonymous",
     ) -> Outcome:
         """A cache miss: decode in the pool, batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
         t0 = time.perf_counter()
         try:
-            decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono)
+            decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
         except Exception as exc:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()
