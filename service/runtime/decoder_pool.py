@@ -59,6 +59,7 @@ class _Lane:
     spare: deque[Slot] = field(default_factory=deque)
     active: int = 0
     starting: int = 0
+    waiting: int = 0
 
 
 class PreprocessPool:
@@ -107,6 +108,13 @@ class PreprocessPool:
         but a pool that gave up on every process does."""
         lane = self.lanes["normal"]
         return self._started and not self._closed and bool(lane.active or lane.starting)
+
+    def wait_estimate(self, decode_s: float) -> float:
+        """Seconds a new job of the normal lane would wait for a decoder, given the typical decode time."""
+        lane = self.lanes["normal"]
+        if lane.idle.qsize() > lane.waiting:
+            return 0.0
+        return (lane.waiting // max(1, lane.active) + 1) * decode_s
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -206,7 +214,11 @@ class PreprocessPool:
     async def _attempt(
         self, lane: _Lane, modality: str, data: bytes, params: dict[str, Any], deadline: float | None, client: str
     ) -> tuple[Any, ...]:
-        slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
+        lane.waiting += 1
+        try:
+            slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
+        finally:
+            lane.waiting -= 1
         assert self._loop is not None
         started = time.monotonic()
         future = self._loop.run_in_executor(self._threads, slot.call, modality, data, params, self.timeout_s)

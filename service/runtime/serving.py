@@ -27,10 +27,12 @@ from service.runtime.decoder_pool import PreprocessPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.served import ServedModel, build_served_model
 from service.runtime.singleflight import SingleFlight
+from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
 from service.settings import MODALITIES, ServiceSettings
 from unirep_errors import (
+    DeadlineExceededError,
     InvalidParameterError,
     NotFoundError,
     ServiceUnavailableError,
@@ -80,6 +82,7 @@ class ServiceRuntime:
         self.state = "starting"
         self.error: str | None = None
         self.in_flight = 0
+        self.decode_times = DecodeTimes()
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -150,8 +153,14 @@ class ServiceRuntime:
             await self.transport.start()
             hints = getattr(self.transport, "workers", [])
             for modality, served in self.served.items():
-                seed = max((w.latency.get((modality, served.input_shape), 0.0) for w in hints), default=0.0)
-                self.batcher.add_bucket(modality, served.input_shape, seed or None)
+                key = (modality, served.input_shape)
+                seeds = {
+                    served.config.max_batch_size: max((w.latency.get(key, 0.0) for w in hints), default=0.0),
+                    1: max((getattr(w, "latency_one", {}).get(key, 0.0) for w in hints), default=0.0),
+                }
+                if not s.warmup:  # only size 1 was measured
+                    seeds = {1: seeds[served.config.max_batch_size]}
+                self.batcher.add_bucket(modality, served.input_shape, seeds)
             await self.batcher.start()
             self.state = "ready"
             self.metrics.ready.set(1)
@@ -282,6 +291,7 @@ class ServiceRuntime:
         """A cache miss: decode in the pool, batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
+        self._check_feasible(served, deadline_mono)
         t0 = time.perf_counter()
         try:
             decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
@@ -290,6 +300,7 @@ class ServiceRuntime:
                 self.metrics.dropped.labels(modality, "deadline").inc()
             raise
         preprocess_s = time.perf_counter() - t0
+        self.decode_times.observe(modality, preprocess_s)
         self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)
         if tuple(decoded.tensor.shape) != served.input_shape:
             raise UndecodableInputError(
@@ -316,6 +327,24 @@ class ServiceRuntime:
             inference_ms=batch_result.inference_s * 1000.0,
             batch_size=batch_result.batch_size,
         )
+
+    def _check_feasible(self, served: ServedModel, deadline: float | None) -> None:
+        """Refuse (504) before decoding when measured decode + batch times say the deadline cannot be met."""
+        if deadline is None or self.batcher is None:
+            return
+        modality = served.modality
+        decode_s = self.decode_times.estimate(modality)
+        waiting_s = self.pool.wait_estimate(decode_s) if self.pool is not None else 0.0
+        expected = waiting_s + decode_s + self.batcher.estimate(modality, served.input_shape)
+        left = deadline - time.monotonic()
+        if expected > left:
+            self.metrics.dropped.labels(modality, "deadline").inc()
+            raise DeadlineExceededError(
+                f"the deadline ({max(0.0, left) * 1000:.0f} ms left) cannot be met: decoding and the {modality} "
+                f"work ahead of it take about {expected * 1000:.0f} ms; nothing was decoded",
+                stage="admission",
+                estimated_ms=round(expected * 1000, 1),
+            )
 
     def describe_models(self) -> list[dict[str, Any]]:
         return [
