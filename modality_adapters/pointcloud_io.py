@@ -87,7 +87,7 @@ def _as_points(array: Any, what: str) -> np.ndarray:
     try:
         pts = np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise UndecodableInputError(f"{what}: points must be numbers ({exc})") from exc
+        raise UndecodableInputError(f"{what}: points must be numbers within the float range") from exc
     if pts.ndim == 1 and pts.size == 0:
         pts = pts.reshape(0, 3)
     if pts.ndim != 2 or pts.shape[1] < 3:
@@ -138,7 +138,7 @@ def _read_npy(data: bytes, limits: AdapterLimits) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:
-        raise UndecodableInputError(f"NPY array cannot be read: {exc}") from exc
+        raise UndecodableInputError("NPY array cannot be read (truncated or corrupt)") from exc
     return _as_points(array, "NPY")
 
 

@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect
 
 from service.http import request_io as io
 from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
+from service.http.public_text import public_message
 from service.metrics import CONTENT_TYPE, Metrics
 from service.runtime.cache import ResultCache
 from service.runtime.serving import ServiceRuntime
@@ -195,7 +196,7 @@ def create_app(
             "stopped": "stopped",
             "unavailable": reason,
         }.get(state, state)
-        error = {"code": "service_unavailable", "message": message}
+        error = {"code": "service_unavailable", "message": public_message(str(message))}
         return JSONResponse({"status": state, "error": error}, status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text exposition format)")

@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive
 
+from service.http.public_text import public_details, public_message
 from unirep_errors import (
     InputTooLargeError,
     InvalidParameterError,
@@ -69,7 +70,7 @@ async def extract_payload(request: Request, body: bytes, modality: str) -> Paylo
         try:
             form = await replayed.form(max_files=4, max_fields=16)
         except Exception as exc:
-            raise UndecodableInputError(f"the multipart body cannot be parsed: {exc}") from exc
+            raise UndecodableInputError("the multipart body cannot be parsed") from exc
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise UndecodableInputError(
@@ -147,7 +148,11 @@ class DisconnectWatch:
 
 
 def error_response(exc: UnirepError, request_id_value: str | None = None) -> JSONResponse:
-    return envelope(exc.status_code, exc.to_dict(), request_id_value, exc.details.get("retry_after"))
+    body = exc.to_dict()
+    body["message"] = public_message(exc.message)
+    if "details" in body:
+        body["details"] = public_details(body["details"])
+    return envelope(exc.status_code, body, request_id_value, exc.details.get("retry_after"))
 
 
 def envelope(

@@ -103,8 +103,8 @@ def _decode_one(adapters: dict[str, Any], job: tuple[Any, ...], memory_mb: int, 
         return (False, exc, time.perf_counter() - start)
     except MemoryError:
         error: UnirepError = InputTooLargeError(f"decoding needed more than the {memory_mb} MiB memory limit")
-    except Exception as exc:  # the library's own text may carry paths and addresses: only its type is shown
-        error = UndecodableInputError(f"the {modality} file cannot be decoded ({type(exc).__name__})")
+    except Exception:  # the library's own text may carry paths and addresses: it stays out of the answer
+        error = UndecodableInputError(f"the {modality} file cannot be decoded (corrupt or unsupported content)")
     return (False, error, time.perf_counter() - start)
 
 
