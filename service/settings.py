@@ -160,6 +160,9 @@ class ServiceSettings(BaseSettings):
     )
     prefetch_batches: int = Field(default=1, ge=0, le=8, description="batches staged per device while one runs")
     warmup: bool = Field(default=True, description="run every bucket at every batch size before reporting ready")
+    random_seed: int = Field(
+        default=0, ge=0, description="seed of random initialization (mixed with each model's name and modality)"
+    )
 
     max_body_bytes: int = Field(default=64 * 2**20, ge=1, description="largest request body, enforced while reading")
     default_timeout_ms: float | None = Field(

@@ -51,6 +51,8 @@ class ServedModel:
     input_shape: tuple[int, int, int]
     """What the adapter produces: the batching bucket's shape."""
     embedding_dim: int
+    weights_digest: str = ""
+    """sha256 of the served state (every tensor, after reparameterization): identifies the actual weights."""
 
     @property
     def modality(self) -> str:
@@ -68,7 +70,9 @@ class ServedModel:
     def version(self) -> str:
         """Model + weights + preprocessing: part of every cache key, so that a change never serves stale results."""
         blob = json.dumps(
-            [self.name, self.weights.source, self.params, self.config.multi_label], sort_keys=True, default=str
+            [self.name, self.weights.source, self.weights_digest, self.params, self.config.multi_label],
+            sort_keys=True,
+            default=str,
         )
         return f"{self.name}@{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -128,7 +132,33 @@ def _resolve_auto(cfg: ModalityConfig) -> str | None:
         return None
 
 
-def build_served_model(cfg: ModalityConfig, adapter: Any) -> ServedModel:
+def init_seed(seed: int, cfg: ModalityConfig) -> int:
+    """The seed of one model's random initialization: the setting mixed with the model and modality names, so
+    that every process (gateways, workers, restarts) builds the same random model and modalities differ."""
+    digest = hashlib.sha256(f"{seed}:{cfg.model}:{cfg.modality}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 over every tensor of the state (name, dtype, shape, bytes), in name order."""
+    hasher = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        hasher.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        hasher.update(flat.view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def build_served_model(cfg: ModalityConfig, adapter: Any, seed: int = 0) -> ServedModel:
+    """Build one modality's model; random parts are seeded by ``init_seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed(seed, cfg))
+        served = _build(cfg, adapter)
+    served.weights_digest = state_digest(served.module)
+    return served
+
+
+def _build(cfg: ModalityConfig, adapter: Any) -> ServedModel:
     params = adapter_params(cfg, adapter)
     input_shape = tuple(int(v) for v in adapter.output_shape(**params))
     labels = _labels(cfg)

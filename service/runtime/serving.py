@@ -134,7 +134,10 @@ class ServiceRuntime:
             else:
                 self.served = await loop.run_in_executor(
                     None,
-                    lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs},
+                    lambda: {
+                        cfg.modality: build_served_model(cfg, self.adapters[cfg.modality], s.random_seed)
+                        for cfg in configs
+                    },
                 )
             if s.torch_threads:
                 torch.set_num_threads(s.torch_threads)

@@ -137,6 +137,7 @@ class RedisStreamsTransport(Transport):
                 params,
                 (shape[0], shape[1], shape[2]),
                 int(desc["embedding_dim"]),
+                str(desc.get("weights_digest", "")),
             )
             if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
                 raise ValueError(

@@ -81,7 +81,9 @@ class StreamWorker:
         configs = s.modalities()
         if not configs:
             raise ValueError("every modality is disabled; enable at least one")
-        self.served = {cfg.modality: build_served_model(cfg, get_adapter(cfg.modality, limits)) for cfg in configs}
+        self.served = {
+            cfg.modality: build_served_model(cfg, get_adapter(cfg.modality, limits), s.random_seed) for cfg in configs
+        }
         self.devices = [
             DeviceWorker(d, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
             for d in resolve_devices(s.device)
@@ -101,6 +103,7 @@ class StreamWorker:
             models[modality] = {
                 "model": sm.name,
                 "version": sm.version,
+                "weights_digest": sm.weights_digest,
                 "weights": {
                     "source": sm.weights.source,
                     "form": sm.weights.form,
