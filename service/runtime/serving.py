@@ -9,6 +9,7 @@ a future gRPC front) and so that issue 5 can inject a Redis cache and a Redis St
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -105,6 +106,7 @@ class ServiceRuntime:
             if not configs:
                 raise ValueError("every modality is disabled; enable at least one")
             self.adapters = {cfg.modality: get_adapter(cfg.modality, limits) for cfg in configs}
+            self.metrics.initialize([cfg.modality for cfg in configs], redis=bool(s.redis_url))
             loop = asyncio.get_running_loop()
             self.pool = PreprocessPool(
                 self.adapters,
@@ -237,9 +239,9 @@ class ServiceRuntime:
         limit = min(served.num_classes, self.settings.max_top_k)
         if top_k is None:
             return min(5, limit)
-        if not 1 <= top_k <= limit:
+        if top_k < 1:
             raise InvalidParameterError(f"top_k must be between 1 and {limit} for {served.modality}", top_k=top_k)
-        return top_k
+        return min(top_k, limit)  # more than there is: capped, and the answer says so (see ``infer``)
 
     async def infer(
         self,
@@ -271,13 +273,21 @@ class ServiceRuntime:
                 self.metrics.cache_hits.labels(modality).inc()
                 if lease.coalesced:
                     self.metrics.cache_coalesced.labels(modality).inc()
-                return Outcome(lease.result, cache_hit=True)
+                return self._with_cap_note(Outcome(lease.result, cache_hit=True), top_k, k)
             self.metrics.cache_misses.labels(modality).inc()
             outcome = await self._compute(
                 served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client
             )
             await lease.publish(outcome.result)
+        return self._with_cap_note(outcome, top_k, k)
+
+    @staticmethod
+    def _with_cap_note(outcome: Outcome, asked: int | None, k: int) -> Outcome:
+        if asked is None or asked <= k or not k:
             return outcome
+        note = f"top_k={asked} was capped to {k}, the most this model answers (its class count, or max_top_k)"
+        result = {**outcome.result, "top_k": k, "note": note}
+        return dataclasses.replace(outcome, result=result)
 
     async def _compute(
         self,

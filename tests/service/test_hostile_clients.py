@@ -167,3 +167,51 @@ def test_hang_up_mid_upload_is_499_without_a_traceback(server: Server) -> None:
     assert server.metric("unirep_requests_total", status="499") == before + 1
     assert server.metric("unirep_requests_total", status="500") == 0
     assert "Traceback" not in server.log_tail(20_000)
+
+
+def test_known_counters_exist_at_zero_before_any_event(server: Server) -> None:
+    samples = server.samples()
+    for name, labels in (
+        ("unirep_rejected_requests_total", {"modality": "image", "reason": "queue_full"}),
+        ("unirep_preprocess_failures_total", {"modality": "image", "reason": "crash"}),
+        ("unirep_preprocess_failures_total", {"modality": "image", "reason": "timeout"}),
+        ("unirep_dropped_requests_total", {"modality": "image", "reason": "deadline"}),
+    ):
+        key = (name, tuple(sorted(labels.items())))
+        assert key in samples, key
+        assert samples[key] == 0
+
+
+def test_two_file_parts_are_refused(server: Server) -> None:
+    _, jpeg = media.jpeg(2)
+    with server.client() as client:
+        response = client.post("/classify/image", files=[("file", ("a.jpg", jpeg)), ("file", ("b.jpg", b"other"))])
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_repeated_query_parameter_is_refused(server: Server) -> None:
+    with server.client() as client:
+        response = client.post("/classify/image?top_k=3&top_k=50", files={"file": media.jpeg(3)})
+    assert response.status_code == 422 and "top_k" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("value", ["1_000", "1e3", "+500", "1500.5", "0", "-1", "0x10", "99999999999"])
+def test_timeout_header_is_a_strict_positive_integer(server: Server, value: str) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/classify/image", files={"file": media.jpeg(4)}, headers={"X-Request-Timeout-Ms": value}
+        )
+    assert response.status_code == 422, (value, response.text)
+    assert response.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_top_k_above_the_class_count_is_capped_and_says_so(server: Server) -> None:
+    with server.client() as client:
+        response = client.post("/classify/image?top_k=5000", files={"file": media.jpeg(5)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["top_k"] == len(body["predictions"]) == 100  # max_top_k (ImageNet has 1000 classes)
+    assert "capped" in body["note"]
+    with server.client() as client:
+        plain = client.post("/classify/image?top_k=3", files={"file": media.jpeg(5)}).json()
+    assert "note" not in plain and len(plain["predictions"]) == 3
