@@ -94,6 +94,7 @@ def create_app(
                 client = "key:" + await auth.authorize(request.headers.get("authorization"))
             served = runtime.served_model(modality)
             runtime.check_admission()
+            runtime.check_client(client)
             io.check_single_query_params(request)
             timeout_ms = io.parse_timeout_ms(request)
             body = await io.read_body(request, settings.max_body_bytes)

@@ -99,6 +99,10 @@ class DecodeGuard:
                 f"this exact {modality} file crashed the decoder before ({why}); it is refused without decoding",
                 quarantined=True,
             )
+        self.admit_client(client)
+
+    def admit_client(self, client: str) -> None:
+        """The budget part of ``admit``: cheap enough to run before the request's body is even read."""
         bucket = self._bucket(client)
         if len(bucket.crashes) >= self.policy.crash_budget:
             retry = max(1, math.ceil(bucket.crashes[0] + self.policy.crash_window_s - time.monotonic()))

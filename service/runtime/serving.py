@@ -235,6 +235,11 @@ class ServiceRuntime:
                 raise ServiceUnavailableError(reason, retry_after=1)
             raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
 
+    def check_client(self, client: str) -> None:
+        """429 at once for a client over its decoder budgets, before its body is read (refusing must be cheap)."""
+        if self.pool is not None:
+            self.pool.guard.admit_client(client)
+
     def resolve_top_k(self, served: ServedModel, top_k: int | None) -> int:
         limit = min(served.num_classes, self.settings.max_top_k)
         if top_k is None:
