@@ -191,8 +191,10 @@ class ServiceSettings(BaseSettings):
     heavy_input_bytes: int = Field(default=16 * 2**20, ge=1, description="inputs above go to the heavy lane")
     client_crash_budget: int = Field(default=3, ge=1, description="decoder crashes a client may cause per window")
     client_crash_window_s: float = Field(default=60.0, gt=0)
-    client_decode_rate: float = Field(
-        default=1.0, gt=0, description="decoder-seconds per second a client (API key, else address) may use"
+    client_decode_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="decoder-seconds per second a client (API key, else address) may use; unset: half the decoders",
     )
     client_decode_burst_s: float = Field(default=10.0, gt=0, description="decoder-seconds a client may use at once")
 

@@ -121,7 +121,7 @@ class ServiceRuntime:
                     GuardPolicy(
                         crash_budget=s.client_crash_budget,
                         crash_window_s=s.client_crash_window_s,
-                        decode_rate=s.client_decode_rate,
+                        decode_rate=s.client_decode_rate or max(1.0, 0.5 * s.preprocess_workers),
                         decode_burst_s=s.client_decode_burst_s,
                         heavy_pixels=s.heavy_image_pixels,
                         heavy_bytes=s.heavy_input_bytes,
