@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from service.runtime import stage_times
 from service.runtime.stage_times import BatchLatency, DecodeTimes
 
 
@@ -48,3 +49,14 @@ def test_decode_times_start_at_zero_and_follow_measurements() -> None:
     assert times.estimate("image") == pytest.approx(0.02)
     times.observe("image", 0.12)
     assert 0.02 < times.estimate("image") < 0.12
+
+
+def test_a_stale_estimate_lets_an_idle_bucket_measure_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    latency = BatchLatency(4)
+    latency.seed(1, 0.5)  # measured during a slow spell
+    times = DecodeTimes()
+    times.observe("image", 0.3)
+    assert latency.until_done(0, 0, 0.0) == pytest.approx(0.5) and times.estimate("image") == pytest.approx(0.3)
+    monkeypatch.setattr(stage_times, "STALE_S", -1.0)  # as if nothing had run for longer than STALE_S
+    assert latency.until_done(0, 0, 0.0) == 0.0 and times.estimate("image") == 0.0
+    assert latency.until_done(queued=2, running=0, delay_s=0.0) > 0  # a busy bucket keeps its estimate
