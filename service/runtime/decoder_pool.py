@@ -36,7 +36,7 @@ from service.runtime.decode_guard import DecodeGuard, GuardPolicy
 from service.runtime.decoder_process import FAULT_PREFIX, DecoderLostError, Slot, context
 from unirep_errors import DeadlineExceededError, DecoderCrashedError, PreprocessTimeoutError, ServiceUnavailableError
 
-__all__ = ["FAULT_PREFIX", "Decoded", "PreprocessPool"]
+__all__ = ["FAULT_PREFIX", "Decoded", "DecoderPool"]
 log = logging.getLogger(__name__)
 
 SPAWN_TIMEOUT_S = 120.0
@@ -62,7 +62,7 @@ class _Lane:
     waiting: int = 0
 
 
-class PreprocessPool:
+class DecoderPool:
     """``await pool.decode(modality, data, params, deadline=..., client=...)`` -> Decoded."""
 
     def __init__(
@@ -90,7 +90,7 @@ class PreprocessPool:
             "normal": _Lane("normal", size, spares, 0),
             "heavy": _Lane("heavy", heavy_size, spares, heavy_nice),
         }
-        self._ctx = context(list(adapters))
+        self._ctx = context(adapters)
         self._threads = ThreadPoolExecutor(max_workers=size + heavy_size + 4, thread_name_prefix="unirep-preprocess")
         self._slots: set[Slot] = set()
         self._lock = threading.Lock()

@@ -26,23 +26,22 @@ from unirep_errors import InputTooLargeError, PreprocessTimeoutError, Undecodabl
 
 FAULT_PREFIX = b"UNIREP-FAULT:"
 """Test hook (only with ``debug_fault_injection``): ``UNIREP-FAULT:hang``, ``:crash``, ``:kill`` or ``:oom``."""
-DECODER_MODULES: dict[str, tuple[str, ...]] = {
-    "image": ("PIL.Image", "PIL.PngImagePlugin", "PIL.JpegImagePlugin"),
-    "audio": ("soundfile", "torchaudio.compliance.kaldi"),
-    "video": ("decord", "av"),
-    "pointcloud": ("open3d",),
-}
 INPUT_LIKE_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL})
 _CONTEXT: Any = None
 
 
-def context(modalities: list[str]) -> Any:
-    """The fork-server context, preloading torch, the adapters and the decoders of ``modalities`` (once)."""
+def _heavy_imports(adapters: dict[str, Any]) -> list[str]:
+    """The decoder libraries the adapters import on first use (each adapter names its own)."""
+    return [module for adapter in adapters.values() for module in getattr(adapter, "heavy_imports", ())]
+
+
+def context(adapters: dict[str, Any]) -> Any:
+    """The fork-server context, preloading torch, the adapters and their decoder libraries (once per process)."""
     global _CONTEXT
     if _CONTEXT is None:
         ctx = multiprocessing.get_context("forkserver")
         modules = ["torch", "numpy", "modality_adapters", "service.runtime.decoder_process"]
-        modules += [m for modality in modalities for m in DECODER_MODULES.get(modality, ())]
+        modules += _heavy_imports(adapters)
         ctx.set_forkserver_preload(modules)
         _CONTEXT = ctx
     return _CONTEXT
@@ -115,10 +114,9 @@ def child_main(conn: Connection, adapters: dict[str, Any], memory_mb: int, fault
     if nice:
         with contextlib.suppress(OSError):
             os.nice(nice)
-    for modality in adapters:  # decoders import their libraries on first use; pay that before the first request
-        for module in DECODER_MODULES.get(modality, ()):
-            with contextlib.suppress(Exception):
-                importlib.import_module(module)
+    for module in _heavy_imports(adapters):  # imported on first use otherwise: pay that before the first request
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
     _limit_memory(memory_mb)
     conn.send(("ready", os.getpid()))
     while True:
