@@ -161,6 +161,13 @@ class DecoderPool:
     def _replace(self, lane: _Lane) -> None:
         """A process of ``lane`` is gone: promote a spare at once, and start a new process in the background."""
         lane.active -= 1
+        while lane.spare and not lane.spare[0].alive:  # a spare killed while waiting is no spare
+            dead = lane.spare.popleft()
+            with self._lock:
+                self._slots.discard(dead)
+            self._threads.submit(dead.kill)
+            lane.starting += 1
+            self._threads.submit(self._spawn, lane)
         if lane.spare:
             lane.active += 1
             lane.idle.put_nowait(lane.spare.popleft())
@@ -217,6 +224,9 @@ class DecoderPool:
         lane.waiting += 1
         try:
             slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
+            while not slot.alive:  # died while idle (killed from outside): not this request's loss, take another
+                self._discard(lane, slot, modality)
+                slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
         finally:
             lane.waiting -= 1
         assert self._loop is not None
@@ -251,11 +261,13 @@ class DecoderPool:
         if exc is None and slot.alive:
             lane.idle.put_nowait(slot)
             return
-        reason = "timeout" if isinstance(exc, PreprocessTimeoutError) else "crash"
+        self._discard(lane, slot, modality, "timeout" if isinstance(exc, PreprocessTimeoutError) else "crash")
+
+    def _discard(self, lane: _Lane, slot: Slot, modality: str, reason: str = "crash") -> None:
         log.warning("decoder process %s lost (%s); replacing it", slot.pid, reason)
         with self._lock:
             self._slots.discard(slot)
-        if not isinstance(exc, PreprocessTimeoutError):
+        if reason != "timeout":  # a timed-out slot was killed by its call already
             self._threads.submit(slot.kill)
         if self.on_failure is not None:
             self.on_failure(modality, reason)
