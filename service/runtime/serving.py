@@ -19,10 +19,10 @@ from typing import Any
 
 from modality_adapters import list_adapters
 from service.metrics import Metrics
+from service.runtime.admission import check_feasible, decode_guard, latency_seeds, with_cap_note
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
-from service.runtime.decode_guard import DecodeGuard, GuardPolicy
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
@@ -31,7 +31,6 @@ from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
 from service.settings import ServiceSettings
 from unirep_errors import (
-    DeadlineExceededError,
     InvalidParameterError,
     NotFoundError,
     ServiceUnavailableError,
@@ -111,16 +110,7 @@ class ServiceRuntime:
                 on_failure=self._on_decoder_lost,
                 spares=s.preprocess_spares,
                 heavy_size=s.heavy_decoders,
-                guard=DecodeGuard(
-                    GuardPolicy(
-                        crash_budget=s.client_crash_budget,
-                        crash_window_s=s.client_crash_window_s,
-                        decode_rate=s.client_decode_rate or max(1.0, 0.5 * s.preprocess_workers),
-                        decode_burst_s=s.client_decode_burst_s,
-                        heavy_pixels=s.heavy_image_pixels,
-                        heavy_bytes=s.heavy_input_bytes,
-                    )
-                ),
+                guard=decode_guard(s),
             )
             pool_started = asyncio.create_task(self.pool.start())
             # A scale-out gateway loads no model: its transport describes the ones its stream workers serve.
@@ -143,14 +133,7 @@ class ServiceRuntime:
             await self.transport.start()
             hints = getattr(self.transport, "device_workers", [])
             for modality, served in self.served.items():
-                key = (modality, served.input_shape)
-                seeds = {
-                    served.config.max_batch_size: max((w.latency.get(key, 0.0) for w in hints), default=0.0),
-                    1: max((getattr(w, "latency_one", {}).get(key, 0.0) for w in hints), default=0.0),
-                }
-                if not s.warmup:  # only size 1 was measured
-                    seeds = {1: seeds[served.config.max_batch_size]}
-                self.batcher.add_bucket(modality, served.input_shape, seeds)
+                self.batcher.add_bucket(modality, served.input_shape, latency_seeds(served, hints, s.warmup))
             await self.batcher.start()
             self.state = "ready"
             self.metrics.ready.set(1)
@@ -257,21 +240,13 @@ class ServiceRuntime:
                 self.metrics.cache_hits.labels(modality).inc()
                 if lease.coalesced:
                     self.metrics.cache_coalesced.labels(modality).inc()
-                return self._with_cap_note(Outcome(lease.result, cache_hit=True), top_k, k)
+                return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
             outcome = await self._compute(
                 served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client
             )
             await lease.publish(outcome.result)
-        return self._with_cap_note(outcome, top_k, k)
-
-    @staticmethod
-    def _with_cap_note(outcome: Outcome, asked: int | None, k: int) -> Outcome:
-        if asked is None or asked <= k or not k:
-            return outcome
-        note = f"top_k={asked} was capped to {k}, the most this model answers (its class count, or max_top_k)"
-        result = {**outcome.result, "top_k": k, "note": note}
-        return dataclasses.replace(outcome, result=result)
+        return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
 
     async def _compute(
         self,
@@ -288,7 +263,7 @@ class ServiceRuntime:
         """A cache miss: decode in the pool, batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
-        self._check_feasible(served, deadline_mono)
+        check_feasible(served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics)
         t0 = time.perf_counter()
         try:
             decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
@@ -324,24 +299,6 @@ class ServiceRuntime:
             inference_ms=batch_result.inference_s * 1000.0,
             batch_size=batch_result.batch_size,
         )
-
-    def _check_feasible(self, served: ServedModel, deadline: float | None) -> None:
-        """Refuse (504) before decoding when measured decode + batch times say the deadline cannot be met."""
-        if deadline is None or self.batcher is None:
-            return
-        modality = served.modality
-        decode_s = self.decode_times.estimate(modality)
-        waiting_s = self.pool.wait_estimate(decode_s) if self.pool is not None else 0.0
-        expected = waiting_s + decode_s + self.batcher.estimate(modality, served.input_shape)
-        left = deadline - time.monotonic()
-        if expected > left:
-            self.metrics.dropped.labels(modality, "deadline").inc()
-            raise DeadlineExceededError(
-                f"the deadline ({max(0.0, left) * 1000:.0f} ms left) cannot be met: decoding and the {modality} "
-                f"work ahead of it take about {expected * 1000:.0f} ms; nothing was decoded",
-                stage="admission",
-                estimated_ms=round(expected * 1000, 1),
-            )
 
     def describe_models(self) -> list[dict[str, Any]]:
         """``GET /models``: each served model's description, without the wire-only weights detail."""
