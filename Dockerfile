@@ -11,6 +11,9 @@ ARG CUDA_IMAGE=nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 # --- builder: Python packages into /opt/venv ------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS builder
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Apt packages are not pinned on purpose: the CUDA base tag pins the Ubuntu release, and within it the newest
+# package (security fixes) is the one to take; pinned versions vanish from the mirrors and break the build.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3.11-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
@@ -22,13 +25,11 @@ WORKDIR /src
 # when pyproject.toml changes, not on every source edit.
 COPY pyproject.toml ./
 COPY sdk/pyproject.toml sdk/pyproject.toml
-RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
 open('/tmp/requirements.txt', 'w').write('\n'.join(d for d in deps if not d.startswith('unirep-client')))" \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('sdk/pyproject.toml', 'rb'))['project']['dependencies']))" \
       >> /tmp/requirements.txt \
- && pip install --upgrade pip \
- && pip install -r /tmp/requirements.txt
+ && pip install -r /tmp/requirements.txt --no-cache-dir
 
 # Then the source: the SDK (the CLI's classify/embed use it) and the service, without touching dependencies.
 COPY sdk/ sdk/
@@ -38,14 +39,15 @@ COPY modality_adapters/ modality_adapters/
 COPY service/ service/
 COPY training/ training/
 COPY README.md ./
-RUN pip install --no-deps ./sdk . && python -c "import service.cli, unirep_client"
+RUN pip install --no-cache-dir --no-deps ./sdk . && python -c "import service.cli, unirep_client"
 
 # --- runtime ------------------------------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS runtime
 ARG PORT=8000
 ENV DEBIAN_FRONTEND=noninteractive
 # Shared libraries the decoders load at run time: ffmpeg (video, audio fallbacks), libsndfile (audio),
-# libgl1/libgomp1/libusb (open3d for point clouds).
+# libgl1/libgomp1/libusb (open3d for point clouds). Not pinned, for the reason given in the builder stage.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3.11 ffmpeg libsndfile1 libgl1 libgomp1 libusb-1.0-0 \
       ca-certificates tini \
@@ -67,7 +69,7 @@ VOLUME ["/data/hf"]
 
 # Liveness of the HTTP process (not readiness: a worker may still warm up). Python, because the image has no curl.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('UNIREP_PORT', '8000') + '/healthz', timeout=4)"
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('UNIREP_PORT', '8000') + '/healthz', timeout=4)"]
 
 # tini forwards SIGTERM to the service so that its graceful drain runs, and reaps decoder processes.
 ENTRYPOINT ["tini", "--"]

@@ -82,7 +82,7 @@ class ImageAdapter(BaseAdapter[ImageParams]):
             try:
                 image = Image.open(io.BytesIO(data))
             except Image.DecompressionBombError as exc:
-                raise InputTooLargeError(f"image dimensions exceed the decoder's safety limit: {exc}") from exc
+                raise InputTooLargeError("image dimensions exceed the decoder's safety limit") from exc
             except UnidentifiedImageError as exc:
                 if looks_like_image(data):
                     raise UndecodableInputError("image is truncated or corrupt (its header is unreadable)") from exc
@@ -91,7 +91,7 @@ class ImageAdapter(BaseAdapter[ImageParams]):
                     supported=sorted(SUPPORTED_IMAGE_FORMATS),
                 ) from exc
             except Exception as exc:  # PIL raises many types on corrupt headers (SyntaxError, struct.error, ...)
-                raise UndecodableInputError(f"corrupt image header: {exc}") from exc
+                raise UndecodableInputError("corrupt image header") from exc
             fmt = image.format or "unknown"
             if fmt not in SUPPORTED_IMAGE_FORMATS:
                 raise UnsupportedMediaTypeError(
@@ -112,9 +112,9 @@ class ImageAdapter(BaseAdapter[ImageParams]):
             try:
                 image.load()
             except Image.DecompressionBombError as exc:
-                raise InputTooLargeError(f"image exceeds the decoder's safety limit: {exc}") from exc
+                raise InputTooLargeError("image exceeds the decoder's safety limit") from exc
             except Exception as exc:
-                raise UndecodableInputError(f"{fmt} image cannot be decoded (truncated or corrupt): {exc}") from exc
+                raise UndecodableInputError(f"{fmt} image cannot be decoded (truncated or corrupt)") from exc
         upright: Image.Image = image
         # A broken EXIF block should not cost the user their image: keep it as stored.
         with contextlib.suppress(Exception):
@@ -122,9 +122,7 @@ class ImageAdapter(BaseAdapter[ImageParams]):
         try:
             return to_rgb(upright)
         except Exception as exc:
-            raise UndecodableInputError(
-                f"{fmt} image in mode {upright.mode} cannot be converted to RGB: {exc}"
-            ) from exc
+            raise UndecodableInputError(f"{fmt} image in mode {upright.mode} cannot be converted to RGB") from exc
 
     def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
         """Undo the normalization and show the crop the model sees."""

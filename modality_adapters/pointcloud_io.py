@@ -6,14 +6,23 @@ count is checked against the limit and against the body length, so that a tiny f
 vertices is refused without open3d allocating for them. Plain text (XYZ, PTS), NPY and JSON are parsed with
 numpy, strictly: open3d's text readers silently skip malformed lines, and a user deserves to hear about them.
 Meshes are sampled uniformly by area with a fixed seed (not open3d's sampler, whose seed is process-global).
+
+open3d's readers report errors only as text on the process's stdout/stderr and then return what they have, which
+can be uninitialised memory (an ASCII PLY with ``inf`` values reads as 4.6e-310 and the like, different in every
+process). So the native output of a read is captured, and any error it reports, or a point count other than the
+header's, makes the file undecodable: a reader that reported an error is never trusted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +73,8 @@ def read_points(data: bytes, fmt: str | None, limits: AdapterLimits, mesh_sample
         return _read_npy(data, limits)
     if fmt == "json":
         return _read_json(data, limits)
-    _check_header(data, fmt, limits)
-    return _read_open3d(data, fmt, mesh_samples)
+    declared = _check_header(data, fmt, limits)
+    return _read_open3d(data, fmt, mesh_samples, declared)
 
 
 def _too_many(n: int, limits: AdapterLimits) -> InputTooLargeError:
@@ -78,7 +87,7 @@ def _as_points(array: Any, what: str) -> np.ndarray:
     try:
         pts = np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise UndecodableInputError(f"{what}: points must be numbers ({exc})") from exc
+        raise UndecodableInputError(f"{what}: points must be numbers within the float range") from exc
     if pts.ndim == 1 and pts.size == 0:
         pts = pts.reshape(0, 3)
     if pts.ndim != 2 or pts.shape[1] < 3:
@@ -129,7 +138,7 @@ def _read_npy(data: bytes, limits: AdapterLimits) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:
-        raise UndecodableInputError(f"NPY array cannot be read: {exc}") from exc
+        raise UndecodableInputError("NPY array cannot be read (truncated or corrupt)") from exc
     return _as_points(array, "NPY")
 
 
@@ -177,7 +186,8 @@ def _header_count(data: bytes, fmt: str) -> tuple[int, int, bool]:
     return len(re.findall(rb"^\s*v\s", data, re.MULTILINE)), 0, False
 
 
-def _check_header(data: bytes, fmt: str, limits: AdapterLimits) -> None:
+def _check_header(data: bytes, fmt: str, limits: AdapterLimits) -> int:
+    """The declared point count, checked against the limit and the body's length."""
     count, header_len, binary = _header_count(data, fmt)
     if count > limits.max_points:
         raise _too_many(count, limits)
@@ -187,25 +197,64 @@ def _check_header(data: bytes, fmt: str, limits: AdapterLimits) -> None:
         raise UndecodableInputError(
             f"{fmt.upper()} declares {count} points but its body has only {body} bytes (truncated?)", points=count
         )
+    return count
 
 
-def _read_open3d(data: bytes, fmt: str, mesh_samples: int) -> np.ndarray:
+@contextlib.contextmanager
+def _native_output() -> Iterator[list[str]]:
+    """Capture what native code writes to fds 1 and 2 (open3d's only error channel); the text is yielded after."""
+    captured: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            captured.append(sink.read(65536).decode("utf-8", "replace"))
+
+
+def _reader_failed(text: str) -> bool:
+    lowered = text.lower()
+    return "error" in lowered or "fail" in lowered or "warning" in lowered
+
+
+def _read_open3d(data: bytes, fmt: str, mesh_samples: int, declared: int) -> np.ndarray:
     import open3d as o3d
 
-    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Warning)
     with tempfile.TemporaryDirectory(prefix="unirep-pc-") as tmp:
         path = Path(tmp) / f"cloud.{fmt}"
         with open(path, "wb") as f:
             f.write(data)
-        if fmt in ("off", "obj") or (fmt == "ply" and _ply_has_faces(data)):
-            mesh = o3d.io.read_triangle_mesh(path)
-            vertices = np.asarray(mesh.vertices, dtype=np.float64)
-            triangles = np.asarray(mesh.triangles, dtype=np.int64)
-            if len(triangles) and len(vertices):
-                return sample_mesh(vertices, triangles, mesh_samples)
-            return vertices.reshape(-1, 3)
-        cloud = o3d.io.read_point_cloud(path, format=fmt)
-        return np.asarray(cloud.points, dtype=np.float64).reshape(-1, 3)
+        mesh_like = fmt in ("off", "obj") or (fmt == "ply" and _ply_has_faces(data))
+        with _native_output() as output:
+            if mesh_like:
+                mesh = o3d.io.read_triangle_mesh(path)
+                vertices = np.asarray(mesh.vertices, dtype=np.float64).copy()
+                triangles = np.asarray(mesh.triangles, dtype=np.int64).copy()
+            else:
+                cloud = o3d.io.read_point_cloud(path, format=fmt)
+                vertices = np.asarray(cloud.points, dtype=np.float64).reshape(-1, 3).copy()
+    if _reader_failed(output[0]):
+        raise UndecodableInputError(
+            f"the {fmt.upper()} reader reported an error: the file is malformed (non-numeric or truncated values?)"
+        )
+    if fmt != "obj" and len(vertices) != declared:
+        raise UndecodableInputError(
+            f"the {fmt.upper()} header declares {declared} points but {len(vertices)} could be read", points=declared
+        )
+    if mesh_like and len(triangles) and len(vertices):
+        return sample_mesh(vertices, triangles, mesh_samples)
+    return vertices.reshape(-1, 3)
 
 
 def _ply_has_faces(data: bytes) -> bool:

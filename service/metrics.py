@@ -179,6 +179,28 @@ class Metrics:
             registry=r,
         )
 
+    def initialize(self, modalities: list[str], redis: bool = False) -> None:
+        """Create every known label combination at 0, so that dashboards and alerts (rates, ratios, the queue-full
+        alert) read 0 instead of "no data" until the first event."""
+        for modality in modalities:
+            for reason in ("queue_full", "deadline", "draining"):
+                self.rejected.labels(modality, reason)
+            for reason in ("timeout", "crash"):
+                self.preprocess_failures.labels(modality, reason)
+            for reason in ("deadline", "disconnected"):
+                self.dropped.labels(modality, reason)
+            for counter in (self.cache_hits, self.cache_misses, self.batches, self.model_items):
+                counter.labels(modality)
+            if redis:
+                self.cache_coalesced.labels(modality)
+                self.stream_reclaimed.labels(modality)
+        self.rejected.labels("all", "draining")
+        if redis:
+            for reason in ("missing", "invalid", "rate_limited"):
+                self.auth_rejected.labels(reason)
+            for component in ("cache", "auth", "streams"):
+                self.redis_errors.labels(component)
+
     def record_batch(self, modality: str, result: BatchResult, max_batch_size: int) -> None:
         """One forward pass (a ``BatchResult``), recorded by the process that ran it and nowhere else.
 

@@ -60,6 +60,9 @@ class ServiceSettings(BaseSettings):
     )
     prefetch_batches: int = Field(default=1, ge=0, le=8, description="batches staged per device while one runs")
     warmup: bool = Field(default=True, description="run every bucket at every batch size before reporting ready")
+    random_seed: int = Field(
+        default=0, ge=0, description="seed of random initialization (mixed with each model's name and modality)"
+    )
 
     max_body_bytes: int = Field(default=64 * 2**20, ge=1, description="largest request body, enforced while reading")
     default_timeout_ms: float | None = Field(
@@ -67,12 +70,33 @@ class ServiceSettings(BaseSettings):
     )
     max_top_k: int = Field(default=100, ge=1)
 
+    # Bounds enforced by the HTTP protocol before the app (and auth) sees a request: service.http.guarded_protocol.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="largest request head; larger is 431")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="a request head must arrive within this (408)")
+    body_idle_timeout_s: float = Field(
+        default=10.0, gt=0, description="a body that sends no byte this long while awaited is refused (408)"
+    )
+    max_connections: int = Field(default=1024, ge=1, description="open connections; one more is refused with 503")
+    keep_alive_timeout_s: int = Field(default=5, ge=1, description="an idle keep-alive connection is closed after")
+
     preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
     preprocess_timeout_s: float = Field(
         default=20.0, gt=0, description="per-item decode time limit; the process is killed"
     )
     preprocess_memory_mb: int = Field(default=2048, ge=64, description="address space a decoder may add (RLIMIT_AS)")
     limits: LimitsSettings = LimitsSettings()
+    preprocess_spares: int = Field(default=1, ge=0, le=8, description="started spare decoders per lane")
+    heavy_decoders: int = Field(default=1, ge=1, le=16, description="niced decoders for expensive inputs")
+    heavy_image_pixels: int = Field(default=16_000_000, ge=1, description="images above go to the heavy lane")
+    heavy_input_bytes: int = Field(default=16 * 2**20, ge=1, description="inputs above go to the heavy lane")
+    client_crash_budget: int = Field(default=3, ge=1, description="decoder crashes a client may cause per window")
+    client_crash_window_s: float = Field(default=60.0, gt=0)
+    client_decode_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="decoder-seconds per second a client (API key, else address) may use; unset: half the decoders",
+    )
+    client_decode_burst_s: float = Field(default=10.0, gt=0, description="decoder-seconds a client may use at once")
 
     cache_enabled: bool = True
     cache_max_entries: int = Field(default=4096, ge=1)

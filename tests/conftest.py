@@ -9,4 +9,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"
-SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+SHARED_REFERENCE = Path(os.environ.get("REFERENCE_DATA_DIR") or REPO_ROOT.parent / "shared" / "reference")
+"""Outputs of the official implementation that the model tests compare against; not part of the repository
+(it sits beside the checkout in CI). Elsewhere, point ``REFERENCE_DATA_DIR`` at a copy, or those tests skip."""
+
+
+def pytest_report_header() -> str:
+    """Said at the top of every run, so that a clone without the reference data knows why tests skip."""
+    if SHARED_REFERENCE.is_dir():
+        return f"reference data: {SHARED_REFERENCE}"
+    return (
+        f"reference data: NOT FOUND at {SHARED_REFERENCE}; the tests comparing against the official "
+        "implementation will skip (set REFERENCE_DATA_DIR to a copy of shared/reference to run them)"
+    )

@@ -63,6 +63,10 @@ def run_convert(args: argparse.Namespace) -> int:
     from models import UnirepError, list_models, load_model, read_state_dict, resolve_weights
     from models.checkpoint import detect_form, infer_variant, save_deploy_checkpoint
 
+    if not str(args.out).lower().endswith(".safetensors"):
+        # The file is safetensors whatever its name; a .pth name would make torch.load fail on it later.
+        print(f"unirep convert: --out must end in .safetensors (got {args.out!r})", file=sys.stderr)
+        return 2
     try:
         path = resolve_weights(args.checkpoint)
         state = read_state_dict(path)

@@ -69,9 +69,22 @@ def _responses(example: dict[str, Any]) -> dict[str, Any]:
         "404": {"description": "unknown or disabled modality", "content": err},
         "413": {"description": "payload over a size limit (bytes, pixels, seconds, points)", "content": err},
         "415": {"description": "unsupported file type", "content": err},
-        "422": {"description": "undecodable input, decoder crash, or an invalid parameter", "content": err},
-        "429": {"description": "queue full; Retry-After says when to retry", "content": err},
-        "503": {"description": "starting or draining; Retry-After", "content": err},
+        "408": {"description": "the request head or body stalled (connection closed)", "content": err},
+        "422": {
+            "description": "undecodable input, a file that crashed the decoder (then refused at once), or an "
+            "invalid parameter (repeated query parameter, two 'file' parts, a non-integer timeout header)",
+            "content": err,
+        },
+        "429": {
+            "description": "queue full, or this client over its decoder crash or decode-time budget; Retry-After",
+            "content": err,
+        },
+        "431": {"description": "request head over max_header_bytes (connection closed)", "content": err},
+        "503": {
+            "description": "starting, draining, too many connections, or a decoder lost through no fault of the "
+            "input; Retry-After",
+            "content": err,
+        },
         "504": {"description": "deadline cannot be met, or the decoder timed out", "content": err},
     }
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from modality_adapters import list_adapters
 from service.http import deps
@@ -88,10 +89,13 @@ async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top
     watch: io.DisconnectWatch | None = None
     status = 500
     try:
+        client = f"addr:{request.client.host}" if request.client else "anonymous"
         if ctx.auth is not None:
-            await ctx.auth.authorize(request.headers.get("authorization"))
+            client = "key:" + await ctx.auth.authorize(request.headers.get("authorization"))
         served = runtime.served_model(modality)
         runtime.check_admission()
+        runtime.check_client(client)
+        io.check_single_query_params(request)
         timeout_ms = io.parse_timeout_ms(request)
         body = await io.read_body(request, ctx.settings.max_body_bytes)
         payload = await io.extract_payload(request, body, modality)
@@ -104,6 +108,7 @@ async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top
             timeout_ms=timeout_ms,
             cancelled=watch,
             hints=io.decoder_hints(modality, payload),
+            client=client,
         )
         content = {"modality": modality, "model": served.name, "weights": served.weights.source, **outcome.result}
         content["timings"] = _timings(outcome, started)
@@ -111,6 +116,10 @@ async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top
         status = 200
         body_out = dump(_RESPONSE_TYPES[task].model_validate(content))
         return JSONResponse(body_out, headers=_headers(outcome, rid))
+    except ClientDisconnect:  # the client hung up (or stalled) mid-upload: its own outcome, not a server error
+        status = 499
+        log.debug("request %s: the client disconnected before its body arrived", rid)
+        return io.envelope(499, {"code": "client_disconnected", "message": "the client disconnected"}, rid)
     except UnirepError as exc:
         status = exc.status_code
         if status >= 500 and exc.code == "internal_error":
@@ -121,6 +130,7 @@ async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top
         return io.envelope(500, {"code": "internal_error", "message": "internal error; see the server log"}, rid)
     finally:
         if watch is not None:
+            status = 499 if watch.gone and status != 200 else status
             watch.close()
         metrics.in_flight.dec()
         runtime.in_flight -= 1

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from service.http import deps
+from service.http.public_text import public_message
 from service.http.schemas import Health, ModelInfo, ModelsResponse, Readiness, dump
 from service.metrics import CONTENT_TYPE, Metrics
 from service.runtime.serving import ServiceRuntime
@@ -46,7 +47,7 @@ async def readyz(runtime: Runtime) -> Response:
         "stopped": "stopped",
         "unavailable": reason,
     }.get(state, state)
-    body = Readiness(status=state, error={"code": "service_unavailable", "message": message})
+    body = Readiness(status=state, error={"code": "service_unavailable", "message": public_message(str(message))})
     return JSONResponse(dump(body), status_code=503, headers={"Retry-After": "5"})
 
 

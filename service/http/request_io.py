@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive
 
 from modality_adapters import adapter_class, list_adapters
+from service.http.public_text import public_details, public_message
 from unirep_errors import (
     InputTooLargeError,
     InvalidParameterError,
@@ -68,8 +70,14 @@ async def extract_payload(request: Request, body: bytes, modality: str) -> Paylo
         try:
             form = await replayed.form(max_files=4, max_fields=16)
         except Exception as exc:
-            raise UndecodableInputError(f"the multipart body cannot be parsed: {exc}") from exc
-        upload = form.get("file")
+            raise UndecodableInputError("the multipart body cannot be parsed") from exc
+        uploads = form.getlist("file")
+        if len(uploads) > 1:
+            await form.close()
+            raise InvalidParameterError(
+                f"the multipart body has {len(uploads)} parts named 'file'; send exactly one", parts=len(uploads)
+            )
+        upload = uploads[0] if uploads else None
         if upload is None or isinstance(upload, str):
             raise UndecodableInputError(
                 "the multipart body has no file in field 'file' (curl -F file=@PATH)", fields=list(form.keys())
@@ -91,16 +99,28 @@ def decoder_hints(modality: str, payload: Payload) -> dict[str, Any]:
 
 
 def parse_timeout_ms(request: Request) -> float | None:
-    raw = request.headers.get("x-request-timeout-ms")
-    if raw is None or raw.strip() == "":
+    """Strictly digits (no sign, no ``_``, no exponent, no fraction), once, and positive."""
+    values = request.headers.getlist("x-request-timeout-ms")
+    if len(values) > 1:
+        raise InvalidParameterError("X-Request-Timeout-Ms is given more than once; send it once")
+    raw = values[0].strip() if values else ""
+    if raw == "":
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidParameterError("X-Request-Timeout-Ms must be a positive number of milliseconds", value=raw)
-    return value
+    if not re.fullmatch(r"[0-9]{1,10}", raw) or int(raw) <= 0:
+        raise InvalidParameterError(
+            "X-Request-Timeout-Ms must be a positive whole number of milliseconds, e.g. 1500", value=raw[:40]
+        )
+    return float(int(raw))
+
+
+def check_single_query_params(request: Request) -> None:
+    """A repeated scalar query parameter (``?top_k=3&top_k=50``) is refused rather than one of them picked."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidParameterError(
+            f"query parameter(s) {', '.join(repeated)} given more than once; send each once", parameters=repeated
+        )
 
 
 def _replay(body: bytes) -> Receive:
@@ -139,7 +159,11 @@ class DisconnectWatch:
 
 
 def error_response(exc: UnirepError, request_id_value: str | None = None) -> JSONResponse:
-    return envelope(exc.status_code, exc.to_dict(), request_id_value, exc.details.get("retry_after"))
+    body = exc.to_dict()
+    body["message"] = public_message(exc.message)
+    if "details" in body:
+        body["details"] = public_details(body["details"])
+    return envelope(exc.status_code, body, request_id_value, exc.details.get("retry_after"))
 
 
 def envelope(

@@ -50,6 +50,10 @@ class _Result(_Schema):
 
 class ClassifyResponse(_Result):
     predictions: list[Prediction]
+    top_k: int | None = None
+    """Sent only when the asked ``top_k`` was capped: how many predictions came back instead."""
+    note: str | None = None
+    """Sent only with ``top_k``: why it was capped."""
 
 
 class EmbedResponse(_Result):

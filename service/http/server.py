@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from service.http.app import create_app
+from service.http.guarded_protocol import ConnectionLimits, protocol_class
 from service.runtime.serving import ServiceRuntime
 from service.settings import ServiceSettings
 
@@ -67,6 +68,15 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True)
 
 
+def connection_limits(settings: ServiceSettings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_s=settings.header_timeout_s,
+        body_idle_timeout_s=settings.body_idle_timeout_s,
+        max_connections=settings.max_connections,
+    )
+
+
 def run(settings: ServiceSettings, **app_parts: Any) -> int:
     """Serve until SIGTERM; ``app_parts`` go to ``create_app`` (``unirep gateway`` passes its Streams transport)."""
     configure_logging(settings.log_level)
@@ -80,6 +90,10 @@ def run(settings: ServiceSettings, **app_parts: Any) -> int:
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
         lifespan="on",
+        http=protocol_class(connection_limits(settings)),
+        ws="none",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
     )
     server = DrainingServer(config, app.state.runtime, settings.drain_timeout_s)
     server.run()

@@ -24,7 +24,8 @@ def make_adapters(settings: ServiceSettings) -> dict[str, BaseAdapter]:
 
 def build_models(settings: ServiceSettings, adapters: dict[str, Any]) -> dict[str, ServedModel]:
     """Load every enabled modality's model (blocking: run it in an executor from async code)."""
-    return {cfg.modality: build_served_model(cfg, adapters[cfg.modality]) for cfg in settings.modalities()}
+    seed = settings.random_seed
+    return {cfg.modality: build_served_model(cfg, adapters[cfg.modality], seed) for cfg in settings.modalities()}
 
 
 def make_device_workers(settings: ServiceSettings, served: dict[str, ServedModel]) -> list[DeviceWorker]:

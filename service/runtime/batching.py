@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.metrics import Metrics
+from service.runtime.stage_times import BatchLatency
 from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
 from unirep_errors import (
@@ -40,8 +41,6 @@ from unirep_errors import (
 )
 
 log = logging.getLogger(__name__)
-
-EWMA_ALPHA = 0.2
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,14 @@ class Bucket:
     policy: BatchPolicy
     queue: deque[Pending] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    batch_seconds: float = 0.05
-    """EWMA of this bucket's batch latency (seeded by warm-up): drives deadline checks and Retry-After."""
+    latency: BatchLatency = field(default_factory=lambda: BatchLatency(1))
+    """Batch latency per batch size (seeded by warm-up, updated online): drives deadline checks and Retry-After."""
     running: int = 0
     task: asyncio.Task[None] | None = None
+
+    def until_done(self) -> float:
+        """Seconds until an item admitted now would have its result."""
+        return self.latency.until_done(len(self.queue), self.running, self.policy.max_delay_ms / 1000.0)
 
     @property
     def label(self) -> str:
@@ -89,18 +92,25 @@ class Batcher:
         self._accepting = True
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def add_bucket(self, modality: str, shape: tuple[int, ...], batch_seconds: float | None = None) -> Bucket:
+    def add_bucket(self, modality: str, shape: tuple[int, ...], seeds: dict[int, float] | None = None) -> Bucket:
+        """Add (or find) a bucket; ``seeds`` are warm-up batch latencies by batch size."""
         key = (modality, tuple(shape))
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = Bucket(modality, tuple(shape), self.policies[modality])
+            policy = self.policies[modality]
+            bucket = Bucket(modality, tuple(shape), policy, latency=BatchLatency(policy.max_batch_size))
             self.buckets[key] = bucket
             self.metrics.queue_depth.labels(modality, bucket.label).set(0)
             if self._running:
                 bucket.task = asyncio.create_task(self._run(bucket), name=f"bucket-{modality}-{bucket.label}")
-        if batch_seconds is not None:
-            bucket.batch_seconds = batch_seconds
+        for size, seconds in (seeds or {}).items():
+            bucket.latency.seed(size, seconds)
         return bucket
+
+    def estimate(self, modality: str, shape: tuple[int, ...]) -> float:
+        """Seconds from admission to result for an item of this bucket now (0 for an unknown bucket)."""
+        bucket = self.buckets.get((modality, tuple(shape)))
+        return bucket.until_done() if bucket is not None else 0.0
 
     async def start(self) -> None:
         self._running = True
@@ -123,9 +133,9 @@ class Batcher:
         )
         policy = bucket.policy
         ahead = len(bucket.queue)
-        batches_ahead = math.ceil((ahead + 1) / policy.max_batch_size) + bucket.running
+        expected = bucket.until_done()
         if ahead >= policy.max_queue_size:
-            retry = max(1, math.ceil(bucket.batch_seconds * batches_ahead))
+            retry = max(1, math.ceil(expected))
             self.metrics.rejected.labels(modality, "queue_full").inc()
             raise QueueFullError(
                 f"the {modality} queue is full ({ahead} waiting); retry after {retry} s",
@@ -133,13 +143,13 @@ class Batcher:
                 queue_size=policy.max_queue_size,
             )
         now = time.time()
-        if item.deadline is not None and now + bucket.batch_seconds * batches_ahead > item.deadline:
+        if item.deadline is not None and now + expected > item.deadline:
             self.metrics.dropped.labels(modality, "deadline").inc()
             raise DeadlineExceededError(
                 f"the deadline ({max(0.0, (item.deadline - now) * 1000):.0f} ms left) cannot be met: about "
-                f"{bucket.batch_seconds * batches_ahead * 1000:.0f} ms of {modality} work is ahead of it",
+                f"{expected * 1000:.0f} ms of {modality} work is ahead of it",
                 stage="admission",
-                estimated_ms=round(bucket.batch_seconds * batches_ahead * 1000, 1),
+                estimated_ms=round(expected * 1000, 1),
             )
         pending = Pending(item, cancelled, asyncio.get_running_loop().create_future())
         bucket.queue.append(pending)
@@ -181,7 +191,7 @@ class Batcher:
             close_at = bucket.queue[0].item.enqueued_at + policy.max_delay_ms / 1000.0
             deadlines = [p.item.deadline for p in bucket.queue if p.item.deadline is not None]
             if deadlines:
-                close_at = min(close_at, min(deadlines) - bucket.batch_seconds)
+                close_at = min(close_at, min(deadlines) - bucket.latency.at(len(bucket.queue)))
             if now >= close_at:
                 return
             bucket.changed.clear()
@@ -194,8 +204,9 @@ class Batcher:
             return
         now = time.time()
         keep: deque[Pending] = deque()
+        batch_s = bucket.latency.at(len(bucket.queue))
         for pending in bucket.queue:
-            error = self._drop_reason(pending, now, bucket.batch_seconds)
+            error = self._drop_reason(pending, now, batch_s)
             if error is None:
                 keep.append(pending)
             else:
@@ -260,7 +271,7 @@ class Batcher:
         if self.transport.runs_models:
             self.metrics.record_batch(bucket.modality, result, bucket.policy.max_batch_size)
         if result.batch_size:
-            bucket.batch_seconds += EWMA_ALPHA * (result.inference_s - bucket.batch_seconds)
+            bucket.latency.observe(result.batch_size, result.inference_s)
 
     async def stop(self) -> None:
         self._accepting = False

@@ -1,49 +1,44 @@
-"""The preprocessing pool: modality adapters run in separate spawned processes, each item under a time limit,
-each process under a memory limit, so that a hostile or broken file costs only its own request.
+"""The preprocessing pool: modality adapters run in separate processes, each item under a time limit, each
+process under a memory limit, so that a hostile or broken file costs only its own request, and costs its sender.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: one dead worker breaks that whole pool (BrokenProcessPool),
-and it cannot kill a hung task. Here every process is a slot with its own pipe; a slot whose decoder hangs past
-``timeout_s`` is killed (504), one that dies (segfault, abort, OOM kill) is reported as a crash (422), and either
-way a replacement process is spawned in the background while the other slots keep serving.
+and it cannot kill a hung task. Here every process is a slot with its own pipe (``decoder_process.Slot``).
 
-A request's own deadline is shorter than the per-item limit: when the deadline passes first the request gets its
-504 at once, but the decoder is left to finish (killing it would cost a process start, seconds of torch import),
-and the slot returns to the pool afterwards; the per-item limit still bounds it.
+- Two lanes: inputs that are expensive by their header or size (``DecodeGuard.is_heavy``) decode in their own
+  small lane of niced processes, so a few huge images cannot take every decoder nor the CPU from the others.
+- Each lane keeps ``spares`` started processes: a lost one is replaced from them at once, and the new spare is
+  forked in the background (from a fork server that has torch imported: cheap).
+- Before decoding, ``DecodeGuard.admit`` refuses an input whose hash crashed a decoder (quarantine) and a client
+  over its crash or decode-time budget (429); every decode is charged to its client.
+- A process lost while holding a job is retried once on another process. When the retry is lost too: both crashes
+  in native code (SIGSEGV, ...) blame the input (422 ``decoder_crashed``, and its hash is quarantined); otherwise
+  (SIGKILL from the OOM killer, a broken pipe) the service is at fault: 503 with Retry-After, never 500 nor 422.
+- A decoder that hangs past ``timeout_s`` is killed (504). A request whose own deadline passes first gets its
+  504 at once; the decoder is left to finish and its slot returns to the pool afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib
+import hashlib
 import logging
-import multiprocessing
-import os
-import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from unirep_errors import (
-    DeadlineExceededError,
-    DecoderCrashedError,
-    InputTooLargeError,
-    PreprocessTimeoutError,
-    ServiceUnavailableError,
-    UndecodableInputError,
-    UnirepError,
-)
+from service.runtime.decode_guard import DecodeGuard, GuardPolicy
+from service.runtime.decoder_process import FAULT_PREFIX, DecoderLostError, Slot, context
+from unirep_errors import DeadlineExceededError, DecoderCrashedError, PreprocessTimeoutError, ServiceUnavailableError
 
+__all__ = ["FAULT_PREFIX", "Decoded", "DecoderPool"]
 log = logging.getLogger(__name__)
 
-FAULT_PREFIX = b"UNIREP-FAULT:"
-"""Test hook (only with ``debug_fault_injection``): ``UNIREP-FAULT:hang``, ``:crash`` or ``:oom`` payloads."""
 SPAWN_TIMEOUT_S = 120.0
 
 
@@ -54,130 +49,21 @@ class Decoded:
     """Time the decoder itself took in the child (what the preprocess histogram and header report)."""
 
 
-def _address_space_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def _limit_memory(extra_mb: int) -> None:
-    """RLIMIT_AS = what the process maps now (torch and the decoders are imported) + the per-decoder budget."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Linux
-        return
-    current = _address_space_bytes()
-    if current:
-        limit = current + extra_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _inject_fault(data: bytes, memory_mb: int) -> None:
-    kind = data[len(FAULT_PREFIX) : len(FAULT_PREFIX) + 8].split(b"\n")[0].strip()
-    if kind.startswith(b"hang"):
-        time.sleep(3600)
-    elif kind.startswith(b"crash"):
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif kind.startswith(b"oom"):
-        # One allocation just past the budget: refused at once by RLIMIT_AS (no page is touched, so it is quick
-        # and harmless to the machine), which is what a decoder asking for too much memory sees.
-        hog = bytearray((memory_mb + 256) * 2**20)
-        del hog
-
-
-def _child_main(conn: Connection, adapters: dict[str, Any], memory_mb: int, fault_injection: bool) -> None:
-    """One decoder process: import everything, cap memory, then decode requests until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops us in order.
-    torch.set_num_threads(1)
-    for adapter in adapters.values():  # decoders import their libraries on first use; pay that before the first request
-        for module in getattr(adapter, "heavy_imports", ()):
-            with contextlib.suppress(Exception):
-                importlib.import_module(module)
-    _limit_memory(memory_mb)
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        modality, data, params = job
-        start = time.perf_counter()
-        try:
-            if fault_injection and data.startswith(FAULT_PREFIX):
-                _inject_fault(data, memory_mb)
-            tensor = adapters[modality].decode(data, **params)
-            reply: tuple[Any, ...] = (True, tensor.numpy(), time.perf_counter() - start)
-        except UnirepError as exc:
-            reply = (False, exc, time.perf_counter() - start)
-        except MemoryError:
-            reply = (False, InputTooLargeError(f"decoding needed more than the {memory_mb} MiB memory limit"), 0.0)
-        except Exception as exc:
-            reply = (False, UndecodableInputError(f"the {modality} decoder failed: {type(exc).__name__}: {exc}"), 0.0)
-        conn.send(reply)
-
-
-class _Slot:
-    """One decoder process and the parent's end of its pipe; used by one job at a time."""
-
-    def __init__(self, ctx: Any, adapters: dict[str, Any], memory_mb: int, fault_injection: bool) -> None:
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(
-            target=_child_main, args=(child, adapters, memory_mb, fault_injection), daemon=True, name="unirep-decoder"
-        )
-        self.process.start()
-        child.close()
-
-    def wait_ready(self, timeout: float) -> None:
-        if not self.conn.poll(timeout):
-            self.kill()
-            raise RuntimeError(f"decoder process did not start within {timeout:.0f} s")
-        self.conn.recv()
-
-    def call(self, modality: str, data: bytes, params: dict[str, Any], timeout: float) -> tuple[Any, ...]:
-        """Run one job; raises PreprocessTimeoutError / DecoderCrashedError after which the slot is dead."""
-        self.conn.send((modality, data, params))
-        if not self.conn.poll(timeout):
-            self.kill()
-            raise PreprocessTimeoutError(
-                f"the {modality} decoder ran past its {timeout:g} s limit and was stopped; "
-                "check the file, or send a smaller one",
-                limit_s=timeout,
-            )
-        try:
-            reply: tuple[Any, ...] = self.conn.recv()
-        except (EOFError, OSError):
-            self.process.join(1.0)
-            code = self.process.exitcode
-            why = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-            raise DecoderCrashedError(
-                f"the {modality} decoder crashed on this file ({why}); it is probably corrupt", exit=why
-            ) from None
-        return reply
-
-    @property
-    def alive(self) -> bool:
-        return bool(self.process.is_alive())
-
-    def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5.0)
-        self.conn.close()
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.conn.send(None)
-        self.process.join(2.0)
-        if self.process.is_alive():
-            self.kill()
+@dataclass
+class _Lane:
+    name: str
+    size: int
+    spares: int
+    nice: int
+    idle: asyncio.Queue[Slot] = field(default_factory=asyncio.Queue)
+    spare: deque[Slot] = field(default_factory=deque)
+    active: int = 0
+    starting: int = 0
+    waiting: int = 0
 
 
 class DecoderPool:
-    """``await pool.decode(modality, data, params, deadline=...)`` -> Decoded, on ``size`` spawned processes."""
+    """``await pool.decode(modality, data, params, deadline=..., client=...)`` -> Decoded."""
 
     def __init__(
         self,
@@ -187,42 +73,68 @@ class DecoderPool:
         memory_mb: int,
         fault_injection: bool = False,
         on_failure: Any = None,
+        *,
+        spares: int = 1,
+        heavy_size: int = 1,
+        heavy_nice: int = 10,
+        guard: DecodeGuard | None = None,
     ) -> None:
         self.adapters = adapters
-        self.size = size
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.fault_injection = fault_injection
         self.on_failure = on_failure
         """Called with (modality, reason) when a process is lost: the metrics hook."""
-        self._ctx = multiprocessing.get_context("spawn")
-        self._threads = ThreadPoolExecutor(max_workers=size + 2, thread_name_prefix="unirep-preprocess")
-        self._idle: asyncio.Queue[_Slot] = asyncio.Queue()
-        self._slots: set[_Slot] = set()
+        self.guard = guard or DecodeGuard(GuardPolicy())
+        self.lanes = {
+            "normal": _Lane("normal", size, spares, 0),
+            "heavy": _Lane("heavy", heavy_size, spares, heavy_nice),
+        }
+        self._ctx = context(adapters)
+        self._threads = ThreadPoolExecutor(max_workers=size + heavy_size + 4, thread_name_prefix="unirep-preprocess")
+        self._slots: set[Slot] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._started = False
-        self._replacing = 0
+
+    @property
+    def size(self) -> int:
+        return self.lanes["normal"].size
 
     @property
     def ready(self) -> bool:
-        """Started and serving; a process being replaced after a crash does not make the service unready
-        (requests wait for the replacement), but a pool that gave up on every process does."""
-        return self._started and not self._closed and bool(self._slots or self._replacing)
+        """Started and serving; a process being replaced does not make the service unready (requests wait for it),
+        but a pool that gave up on every process does."""
+        lane = self.lanes["normal"]
+        return self._started and not self._closed and bool(lane.active or lane.starting)
+
+    def wait_estimate(self, decode_s: float) -> float:
+        """Seconds a new job of the normal lane would wait for a decoder, given the typical decode time."""
+        lane = self.lanes["normal"]
+        if lane.idle.qsize() > lane.waiting:
+            return 0.0
+        return (lane.waiting // max(1, lane.active) + 1) * decode_s
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await asyncio.gather(*(self._loop.run_in_executor(self._threads, self._spawn) for _ in range(self.size)))
+        jobs = []
+        for lane in self.lanes.values():
+            lane.starting += lane.size + lane.spares
+            jobs += [
+                self._loop.run_in_executor(self._threads, self._spawn, lane) for _ in range(lane.size + lane.spares)
+            ]
+        await asyncio.gather(*jobs)
         self._started = True
 
-    def _spawn(self) -> None:
-        """Start a process and hand it to the idle queue once it has imported everything (runs in a thread)."""
+    def _spawn(self, lane: _Lane) -> None:
+        """Start a process and adopt it once it has imported everything (runs in a thread)."""
+        assert self._loop is not None
         for attempt in range(3):
             if self._closed:
-                return
+                break
             try:
-                slot = _Slot(self._ctx, self.adapters, self.memory_mb, self.fault_injection)
+                slot = Slot(self._ctx, self.adapters, self.memory_mb, self.fault_injection, lane.nice)
                 slot.wait_ready(SPAWN_TIMEOUT_S)
             except Exception as exc:
                 log.error("decoder process failed to start (attempt %d): %s", attempt + 1, exc)
@@ -230,25 +142,104 @@ class DecoderPool:
                 continue
             with self._lock:
                 self._slots.add(slot)
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._idle.put_nowait, slot)
+            self._loop.call_soon_threadsafe(self._adopt, lane, slot)
             return
-        log.error("giving up on starting a decoder process; the pool runs with fewer processes")
+        else:
+            log.error("giving up on starting a decoder process; the pool runs with fewer processes")
+        self._loop.call_soon_threadsafe(self._adopt, lane, None)
+
+    def _adopt(self, lane: _Lane, slot: Slot | None) -> None:
+        lane.starting -= 1
+        if slot is None:
+            return
+        if lane.active < lane.size:
+            lane.active += 1
+            lane.idle.put_nowait(slot)
+        else:
+            lane.spare.append(slot)
+
+    def _replace(self, lane: _Lane) -> None:
+        """A process of ``lane`` is gone: promote a spare at once, and start a new process in the background."""
+        lane.active -= 1
+        while lane.spare and not lane.spare[0].alive:  # a spare killed while waiting is no spare
+            dead = lane.spare.popleft()
+            with self._lock:
+                self._slots.discard(dead)
+            self._threads.submit(dead.kill)
+            lane.starting += 1
+            self._threads.submit(self._spawn, lane)
+        if lane.spare:
+            lane.active += 1
+            lane.idle.put_nowait(lane.spare.popleft())
+        if not self._closed:
+            lane.starting += 1
+            self._threads.submit(self._spawn, lane)
 
     async def decode(
-        self, modality: str, data: bytes, params: dict[str, Any], *, deadline: float | None = None
+        self,
+        modality: str,
+        data: bytes,
+        params: dict[str, Any],
+        *,
+        deadline: float | None = None,
+        client: str = "anonymous",
     ) -> Decoded:
         """Decode one payload; ``deadline`` is a ``time.monotonic()`` instant (504 when it passes first)."""
         if self._closed:
             raise ServiceUnavailableError("the service is shutting down", retry_after=1)
-        slot = await self._await_deadline(self._idle.get(), deadline, "waiting for a free decoder")
+        digest = hashlib.sha256(data).hexdigest()
+        self.guard.admit(client, digest, modality)
+        lane = self.lanes["heavy" if self.guard.is_heavy(modality, data) else "normal"]
+        losses: list[DecoderLostError] = []
+        while True:
+            try:
+                success, payload, seconds = await self._attempt(lane, modality, data, params, deadline, client)
+            except DecoderLostError as lost:
+                losses.append(lost)
+                self.guard.charge(client, 0.0, crashed=lost.input_like)
+                if len(losses) < 2:
+                    log.info("decoder lost (%s) on a %s input; retrying it once on another decoder", lost, modality)
+                    continue
+                raise self._verdict(losses, digest, modality) from None
+            if not success:
+                raise payload
+            return Decoded(torch.from_numpy(np.asarray(payload)), float(seconds))
+
+    def _verdict(self, losses: list[DecoderLostError], digest: str, modality: str) -> Exception:
+        if all(lost.input_like for lost in losses):
+            self.guard.quarantine(digest, losses[-1].why)
+            return DecoderCrashedError(
+                f"the {modality} decoder crashed on this file twice ({losses[-1].why}); the file is refused",
+                exit=losses[-1].why,
+            )
+        return ServiceUnavailableError(
+            f"a decoder process was lost twice while decoding this {modality} input ({losses[-1].why}); "
+            "this is not a problem with the file: retry",
+            retry_after=2,
+        )
+
+    async def _attempt(
+        self, lane: _Lane, modality: str, data: bytes, params: dict[str, Any], deadline: float | None, client: str
+    ) -> tuple[Any, ...]:
+        lane.waiting += 1
+        try:
+            slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
+            while not slot.alive:  # died while idle (killed from outside): not this request's loss, take another
+                self._discard(lane, slot, modality)
+                slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
+        finally:
+            lane.waiting -= 1
         assert self._loop is not None
+        started = time.monotonic()
         future = self._loop.run_in_executor(self._threads, slot.call, modality, data, params, self.timeout_s)
-        future.add_done_callback(lambda f: self._after_call(slot, f, modality))
-        success, payload, seconds = await self._await_deadline(asyncio.shield(future), deadline, "decoding")
-        if not success:
-            raise payload
-        return Decoded(torch.from_numpy(np.asarray(payload)), float(seconds))
+
+        def settle(f: asyncio.Future[Any]) -> None:
+            self.guard.charge(client, time.monotonic() - started)
+            self._after_call(lane, slot, f, modality)
+
+        future.add_done_callback(settle)
+        reply: tuple[Any, ...] = await self._await_deadline(asyncio.shield(future), deadline, "decoding")
+        return reply
 
     async def _await_deadline(self, awaitable: Any, deadline: float | None, stage: str) -> Any:
         if deadline is None:
@@ -265,30 +256,22 @@ class DecoderPool:
                 f"the request's deadline passed while {stage}; nothing reached the model", stage="preprocess"
             ) from None
 
-    def _after_call(self, slot: _Slot, future: asyncio.Future[Any] | Future[Any], modality: str) -> None:
-        exc = future.exception()
+    def _after_call(self, lane: _Lane, slot: Slot, future: asyncio.Future[Any], modality: str) -> None:
+        exc = None if future.cancelled() else future.exception()
         if exc is None and slot.alive:
-            self._idle.put_nowait(slot)
+            lane.idle.put_nowait(slot)
             return
-        reason = "timeout" if isinstance(exc, PreprocessTimeoutError) else "crash"
-        log.warning("decoder process %s lost (%s); starting a replacement", slot.process.pid, reason)
+        self._discard(lane, slot, modality, "timeout" if isinstance(exc, PreprocessTimeoutError) else "crash")
+
+    def _discard(self, lane: _Lane, slot: Slot, modality: str, reason: str = "crash") -> None:
+        log.warning("decoder process %s lost (%s); replacing it", slot.pid, reason)
         with self._lock:
             self._slots.discard(slot)
-        if not isinstance(exc, PreprocessTimeoutError):
+        if reason != "timeout":  # a timed-out slot was killed by its call already
             self._threads.submit(slot.kill)
         if self.on_failure is not None:
             self.on_failure(modality, reason)
-        if not self._closed:
-            with self._lock:
-                self._replacing += 1
-            self._threads.submit(self._replace)
-
-    def _replace(self) -> None:
-        try:
-            self._spawn()
-        finally:
-            with self._lock:
-                self._replacing -= 1
+        self._replace(lane)
 
     async def close(self) -> None:
         self._closed = True

@@ -98,6 +98,8 @@ class DeviceWorker:
         self.warmup_enabled = warmup_enabled
         self.latency: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a full batch per bucket (seconds): seeds the batcher's estimates."""
+        self.latency_one: dict[tuple[str, tuple[int, ...]], float] = {}
+        """Warm-up latency of a batch of one per bucket: with ``latency``, the two ends of the estimate."""
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -122,6 +124,9 @@ class DeviceWorker:
                     self._sync()
                     timings.append(time.perf_counter() - start)
                 self.latency[(modality, tuple(shape))] = min(timings)
+                self.latency_one[(modality, tuple(shape))] = (
+                    self._best_of(3, modality, shape) if sizes[-1] > 1 else min(timings)
+                )
                 log.info(
                     "warmed %s %s on %s (batch sizes 1..%d, %s): %.1f ms at the largest",
                     modality,
@@ -131,6 +136,15 @@ class DeviceWorker:
                     self.precision.name,
                     self.latency[(modality, tuple(shape))] * 1000,
                 )
+
+    def _best_of(self, runs: int, modality: str, shape: tuple[int, ...]) -> float:
+        timings = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self._forward(modality, torch.zeros((1, *shape)))
+            self._sync()
+            timings.append(time.perf_counter() - start)
+        return min(timings)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

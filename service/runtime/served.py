@@ -55,6 +55,8 @@ class ServedModel:
     embedding_dim: int
     provenance: dict[str, Any] | None = None
     """For a file made by ``unirep train``: when, from which data, by which command, and its validation figures."""
+    weights_digest: str = ""
+    """sha256 of the served state (every tensor, after reparameterization): identifies the actual weights."""
 
     @property
     def modality(self) -> str:
@@ -71,7 +73,7 @@ class ServedModel:
     @property
     def version(self) -> str:
         """Model + weights + preprocessing: part of every cache key, so that a change never serves stale results."""
-        parts: list[Any] = [self.name, self.weights.source, self.params, self.config.multi_label]
+        parts: list[Any] = [self.name, self.weights.source, self.weights_digest, self.params, self.config.multi_label]
         if self.provenance is not None:  # a retrained file at the same path is another model
             parts.append([self.provenance.get("created"), self.provenance.get("data_fingerprint")])
         blob = json.dumps(parts, sort_keys=True, default=str)
@@ -94,7 +96,11 @@ class ServedModel:
             "max_delay_ms": self.config.max_delay_ms,
             "version": self.version,
             "provenance": self.provenance,
-            "weights_detail": {"form": self.weights.form, "in_chans": self.weights.in_chans},
+            "weights_detail": {
+                "form": self.weights.form,
+                "in_chans": self.weights.in_chans,
+                "digest": self.weights_digest,
+            },
         }
 
     @classmethod
@@ -113,7 +119,17 @@ class ServedModel:
         labels = trained.labels if trained is not None else _labels(cfg)
         provenance = trained.provenance() if trained is not None else None
         dims = (shape[0], shape[1], shape[2])
-        model = cls(cfg, None, weights, labels, params, dims, int(desc["embedding_dim"]), provenance)
+        model = cls(
+            cfg,
+            None,
+            weights,
+            labels,
+            params,
+            dims,
+            int(desc["embedding_dim"]),
+            provenance,
+            str(detail.get("digest", "")),
+        )
         if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
             raise ValueError(
                 f"[{cfg.modality}] these settings describe {model.version} with input {list(model.input_shape)}, "
@@ -175,7 +191,34 @@ def _resolve_auto(cfg: ModalityConfig) -> str | None:
         return None
 
 
-def build_served_model(cfg: ModalityConfig, adapter: Any) -> ServedModel:
+def init_seed(seed: int, cfg: ModalityConfig) -> int:
+    """The seed of one model's random initialization: the setting mixed with the model and modality names, so
+    that every process (gateways, workers, restarts) builds the same random model and modalities differ."""
+    digest = hashlib.sha256(f"{seed}:{cfg.model}:{cfg.modality}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 over every tensor of the state (name, dtype, shape, bytes), in name order."""
+    hasher = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        hasher.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        hasher.update(flat.view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def build_served_model(cfg: ModalityConfig, adapter: Any, seed: int = 0) -> ServedModel:
+    """Build one modality's model; random parts are seeded by ``init_seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed(seed, cfg))
+        served = _build(cfg, adapter)
+    assert served.module is not None  # built here, not described from elsewhere
+    served.weights_digest = state_digest(served.module)
+    return served
+
+
+def _build(cfg: ModalityConfig, adapter: Any) -> ServedModel:
     trained = trained_info(cfg)
     if trained is not None:
         cfg = apply_trained(cfg, trained)

@@ -9,6 +9,7 @@ other protocols), and so that scale-out injects its Redis cache and Redis Stream
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -18,12 +19,14 @@ from typing import Any
 
 from modality_adapters import list_adapters
 from service.metrics import Metrics
+from service.runtime.admission import check_feasible, decode_guard, latency_seeds, with_cap_note
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
+from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
 from service.settings import ServiceSettings
@@ -76,6 +79,7 @@ class ServiceRuntime:
         self.state = "starting"
         self.error: str | None = None
         self.in_flight = 0
+        self.decode_times = DecodeTimes()
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class ServiceRuntime:
             s = self.settings
             configs = s.modalities()
             self.adapters = make_adapters(s)
+            self.metrics.initialize(list(self.adapters), redis=bool(s.redis_url))
             loop = asyncio.get_running_loop()
             self.pool = DecoderPool(
                 self.adapters,
@@ -103,6 +108,9 @@ class ServiceRuntime:
                 s.preprocess_memory_mb,
                 fault_injection=s.debug_fault_injection,
                 on_failure=self._on_decoder_lost,
+                spares=s.preprocess_spares,
+                heavy_size=s.heavy_decoders,
+                guard=decode_guard(s),
             )
             pool_started = asyncio.create_task(self.pool.start())
             # A scale-out gateway loads no model: its transport describes the ones its stream workers serve.
@@ -125,8 +133,7 @@ class ServiceRuntime:
             await self.transport.start()
             hints = getattr(self.transport, "device_workers", [])
             for modality, served in self.served.items():
-                seed = max((w.latency.get((modality, served.input_shape), 0.0) for w in hints), default=0.0)
-                self.batcher.add_bucket(modality, served.input_shape, seed or None)
+                self.batcher.add_bucket(modality, served.input_shape, latency_seeds(served, hints, s.warmup))
             await self.batcher.start()
             self.state = "ready"
             self.metrics.ready.set(1)
@@ -190,13 +197,18 @@ class ServiceRuntime:
                 raise ServiceUnavailableError(reason, retry_after=1)
             raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
 
+    def check_client(self, client: str) -> None:
+        """429 at once for a client over its decoder budgets, before its body is read (refusing must be cheap)."""
+        if self.pool is not None:
+            self.pool.guard.admit_client(client)
+
     def resolve_top_k(self, served: ServedModel, top_k: int | None) -> int:
         limit = min(served.num_classes, self.settings.max_top_k)
         if top_k is None:
             return min(5, limit)
-        if not 1 <= top_k <= limit:
+        if top_k < 1:
             raise InvalidParameterError(f"top_k must be between 1 and {limit} for {served.modality}", top_k=top_k)
-        return top_k
+        return min(top_k, limit)  # more than there is: capped, and the answer says so (see ``infer``)
 
     async def infer(
         self,
@@ -208,6 +220,7 @@ class ServiceRuntime:
         timeout_ms: float | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         hints: dict[str, Any] | None = None,
+        client: str = "anonymous",
     ) -> Outcome:
         served = self.served_model(modality)
         self.check_admission()
@@ -227,11 +240,13 @@ class ServiceRuntime:
                 self.metrics.cache_hits.labels(modality).inc()
                 if lease.coalesced:
                     self.metrics.cache_coalesced.labels(modality).inc()
-                return Outcome(lease.result, cache_hit=True)
+                return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
-            outcome = await self._compute(served, task, data, k, params, deadline_wall, deadline_mono, cancelled)
+            outcome = await self._compute(
+                served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client
+            )
             await lease.publish(outcome.result)
-            return outcome
+        return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
 
     async def _compute(
         self,
@@ -243,18 +258,21 @@ class ServiceRuntime:
         deadline_wall: float | None,
         deadline_mono: float | None,
         cancelled: Callable[[], bool],
+        client: str = "anonymous",
     ) -> Outcome:
         """A cache miss: decode in the pool, batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
+        check_feasible(served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics)
         t0 = time.perf_counter()
         try:
-            decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono)
+            decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
         except Exception as exc:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()
             raise
         preprocess_s = time.perf_counter() - t0
+        self.decode_times.observe(modality, preprocess_s)
         self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)
         if tuple(decoded.tensor.shape) != served.input_shape:
             raise UndecodableInputError(

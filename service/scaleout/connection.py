@@ -49,12 +49,31 @@ def sync_client(url: str, timeout_s: float, *, blocking: bool = False) -> redis.
     )
 
 
+_SECRET_PARAMS = ("password", "passwd", "pass", "username", "user", "auth", "token", "secret", "key")
+
+
 def redacted(url: str) -> str:
-    """The URL without its password, for log lines and error messages."""
+    """The URL for operators' log lines: no user name, no password, no credential in the query string.
+
+    Handles ``redis://user:pw@host``, ``redis://:pw@host``, ``rediss://``, ``unix:///path?password=pw&db=0``
+    and malformed URLs (anything after an ``@`` in the authority is kept, anything before it is dropped).
+    Responses never carry even this: they say "Redis" and nothing about where it is.
+    """
     scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
+    if not sep:
+        scheme, rest = "", url
+    rest, qsep, query = rest.partition("?")
+    query = query.partition("#")[0]
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    params = []
+    for pair in query.split("&") if query else []:
+        name, eq, _value = pair.partition("=")
+        secret = any(word in name.lower() for word in _SECRET_PARAMS)
+        params.append(f"{name}=***" if secret and eq else pair)
+    out = f"{scheme}{sep}{authority}{slash}{path}"
+    return out + (qsep + "&".join(params) if qsep else "")
 
 
 class Keys:
@@ -151,4 +170,5 @@ class RedisHealth:
         return 0.0 if self.down_since is None else time.monotonic() - self.down_since
 
     def describe(self) -> str:
-        return f"Redis at {self.url} is unreachable ({self.last_error or 'no answer'})"
+        """Why Redis cannot be used, in words a client may see: no address, no library text."""
+        return f"Redis is unreachable (for {self.outage_s():.0f} s)" if self.down_since else "Redis is unreachable"

@@ -24,6 +24,7 @@ from tests.deploy.helpers import (
     ENV_EXAMPLE,
     ENV_PREFIX,
     MODALITY_PLACEHOLDER,
+    SERVICE_ENV_EXAMPLE,
     compose_tool,
     compose_variables,
     documented_names,
@@ -45,6 +46,7 @@ def render(tmp_path: Path, *args: str, secrets: dict[str, str] | None = None) ->
     for name, value in (secrets or {}).items():
         lines = [f"{name}={value}" if line == f"{name}=" else line for line in lines]
     (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    shutil.copy(SERVICE_ENV_EXAMPLE, tmp_path / "unirep.env")
     env = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith(ENV_PREFIX)}
     return subprocess.run(
         [*tool, "-f", "docker-compose.yml", *args, "config"],
@@ -174,24 +176,24 @@ def test_monitoring_mounts_point_at_files_in_the_repo() -> None:
             assert (COMPOSE_FILE.parent / source).is_dir(), source
 
 
-# --- deploy/env.example ------------------------------------------------------------------------------------------
+# --- deploy/env.example and deploy/unirep.env.example -------------------------------------------------------------
 
 
 def test_env_example_documents_every_setting_and_nothing_else() -> None:
     fields = settings_env_names()
-    documented = {name for name in documented_names(ENV_EXAMPLE.read_text()) if name.startswith(ENV_PREFIX)}
+    documented = {name for name in documented_names(SERVICE_ENV_EXAMPLE.read_text()) if name.startswith(ENV_PREFIX)}
     source = (Path(__file__).resolve().parents[2] / "service" / "settings.py").read_text()
     unknown = {name for name in documented - fields if name not in source}  # UNIREP_CONFIG is read by load()
-    assert not unknown, f"env.example documents variables ServiceSettings does not read: {sorted(unknown)}"
+    assert not unknown, f"unirep.env.example documents variables ServiceSettings does not read: {sorted(unknown)}"
     required = {name for name in fields if MODALITY_PLACEHOLDER in name or "__" not in name or "LIMITS__" in name}
     missing = required - documented
-    assert not missing, f"settings missing from deploy/env.example: {sorted(missing)}"
+    assert not missing, f"settings missing from deploy/unirep.env.example: {sorted(missing)}"
 
 
 def test_env_example_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     values = {
         name: value
-        for name, value in documented_names(ENV_EXAMPLE.read_text()).items()
+        for name, value in documented_names(SERVICE_ENV_EXAMPLE.read_text()).items()
         if name.startswith(ENV_PREFIX) and value and MODALITY_PLACEHOLDER not in name and name != "UNIREP_CONFIG"
     }
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
@@ -201,7 +203,7 @@ def test_env_example_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) 
     try:
         settings = ServiceSettings()
     except ValidationError as exc:  # pragma: no cover - the message is the point
-        pytest.fail(f"deploy/env.example holds values the service rejects:\n{exc}")
+        pytest.fail(f"deploy/unirep.env.example holds values the service rejects:\n{exc}")
     assert settings.image.max_batch_size == int(values["UNIREP_IMAGE__MAX_BATCH_SIZE"])
 
 
@@ -211,3 +213,19 @@ def test_every_compose_variable_is_documented_in_env_example() -> None:
         assert name in documented, f"docker-compose.yml uses ${{{name}}} but deploy/env.example does not mention it"
     for name in SECRETS:
         assert documented[name] == "", f"{name} must ship empty in env.example, so compose refuses to start"
+
+
+def test_secrets_reach_only_the_services_that_use_them(services: dict[str, dict[str, Any]]) -> None:
+    """.env is compose's, not a container's: the Grafana password is Grafana's, the Redis one Redis's (and inside
+    the Redis URL of the services that connect to it); the service settings file holds no secret at all."""
+    for name, service in services.items():
+        env = environment(service)
+        assert "GRAFANA_ADMIN_PASSWORD" not in env and "REDIS_PASSWORD" not in env, name
+        values = " ".join(env.values())
+        if name != "grafana":
+            assert SECRETS["GRAFANA_ADMIN_PASSWORD"] not in values, name
+        if name not in ("redis", "gateway", "worker"):
+            assert SECRETS["REDIS_PASSWORD"] not in values, name
+    assert not any(name in ENV_EXAMPLE.read_text() for name in ("UNIREP_IMAGE", "UNIREP_REDIS_URL="))
+    service_names = documented_names(SERVICE_ENV_EXAMPLE.read_text())
+    assert not any(n in service_names for n in SECRETS)

@@ -111,6 +111,12 @@ def test_the_dashboard_shows_what_operators_asked_for() -> None:
         "unirep_worker_ready",
     ):
         assert needle in queries, needle
+    for stage in ("preprocess", "queue", "inference"):  # the README promises p50/p95/p99 per stage
+        for quantile in ("0.5", "0.95", "0.99"):
+            needle = (
+                f"histogram_quantile({quantile}, sum by (le, modality) (rate(unirep_{stage}_duration_seconds_bucket"
+            )
+            assert needle in queries, needle
 
 
 def test_dashboard_uses_the_provisioned_datasource() -> None:

@@ -59,6 +59,14 @@ def test_convert_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     assert "cannot read checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_convert_refuses_an_out_name_that_is_not_safetensors(tmp_path: Path) -> None:
+    ckpt = tmp_path / "in.pth"
+    torch.save(models.create_model("unireplknet_a").state_dict(), ckpt)
+    result = _unirep("convert", str(ckpt), "--out", str(tmp_path / "a.pth"))
+    assert result.returncode == 2 and ".safetensors" in result.stderr
+    assert not (tmp_path / "a.pth").exists()
+
+
 def test_hub_download_fails_fast_when_the_hub_is_unreachable(tmp_path: Path) -> None:
     """Online mode against a closed port: the resolver gives up quickly and says how to pass a file."""
     with socket.socket() as sock:

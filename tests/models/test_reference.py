@@ -60,7 +60,10 @@ def test_tiny_official_deploy_state_dict_loads_strictly(tiny_ref: dict[str, Any]
 def _shared(name: str) -> Path:
     path = SHARED_REFERENCE / name
     if not path.exists():
-        pytest.skip(f"shared reference data not found at {path} (it sits beside the checkout in CI)")
+        pytest.skip(
+            f"shared reference data not found at {path} "
+            "(it sits beside the checkout in CI; set REFERENCE_DATA_DIR to a copy)"
+        )
     return path
 
 

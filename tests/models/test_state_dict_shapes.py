@@ -18,7 +18,10 @@ VARIANTS = {name: name.removeprefix("unireplknet_") for name in list_models()}
 def official_shapes() -> dict[str, Any]:
     path = SHARED_REFERENCE / "unireplknet_state_dict_shapes.json"
     if not path.exists():
-        pytest.skip(f"shared reference data not found at {path} (it sits beside the checkout in CI)")
+        pytest.skip(
+            f"shared reference data not found at {path} "
+            "(it sits beside the checkout in CI; set REFERENCE_DATA_DIR to a copy)"
+        )
     return json.loads(path.read_text())
 
 

@@ -108,3 +108,15 @@ def test_misbehaving_decoder_fails_only_its_request(server: Server, fault: str, 
     if fault in ("hang", "crash"):
         reason = "timeout" if fault == "hang" else "crash"
         assert server.metric("unirep_preprocess_failures_total", modality="image", reason=reason) >= 1
+
+
+def test_idle_server_meets_a_deadline_a_few_times_its_own_latency(server: Server) -> None:
+    with server.client() as client:
+        for seed in range(3):  # the decode and batch estimates learn from these
+            assert client.post("/classify/image", files={"file": media.jpeg(400 + seed)}).status_code == 200
+        alone = client.post("/classify/image", files={"file": media.jpeg(410)})
+        budget = max(150.0, 4 * alone.json()["timings"]["total_ms"])
+        ok = client.post(
+            "/classify/image", files={"file": media.jpeg(411)}, headers={"X-Request-Timeout-Ms": f"{budget:.0f}"}
+        )
+    assert ok.status_code == 200, ok.text
