@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.http import request_io as io
+from service.http import v2_rest
 from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
 from service.metrics import CONTENT_TYPE, Metrics
 from service.runtime.cache import ResultCache
@@ -76,6 +77,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.auth = auth
     _install_error_handlers(app)
 
     async def infer(request: Request, modality: str, task: Task, top_k: int | None) -> Response:
@@ -199,6 +201,7 @@ def create_app(
                 metrics.gpu_memory_max_allocated.labels(worker.device_name).set(stats[1])
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    app.include_router(v2_rest.router)
     return app
 
 

@@ -22,7 +22,7 @@ from modality_adapters import AdapterLimits, get_adapter
 from service.metrics import Metrics
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
-from service.runtime.decoder_pool import PreprocessPool
+from service.runtime.decoder_pool import Decoded, PreprocessPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.served import ServedModel, build_served_model
 from service.runtime.singleflight import SingleFlight
@@ -226,10 +226,17 @@ class ServiceRuntime:
         timeout_ms: float | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         hints: dict[str, Any] | None = None,
+        decoded_map: torch.Tensor | None = None,
+        all_classes: bool = False,
     ) -> Outcome:
+        """One request through cache, decoder pool, batcher and worker.
+
+        ``decoded_map`` is an already-preprocessed C x H x W map (``data`` then only names it for the cache): it skips
+        the decoder. ``all_classes`` asks for every class's score (an output tensor of scores, not a top-k list).
+        """
         served = self.served_model(modality)
         self.check_admission()
-        k = self.resolve_top_k(served, top_k) if task == "classify" else 0
+        k = (served.num_classes if all_classes else self.resolve_top_k(served, top_k)) if task == "classify" else 0
         if not data:
             raise UndecodableInputError(
                 f"the request has no {modality} payload: send it as multipart field 'file' or as the raw body"
@@ -247,7 +254,9 @@ class ServiceRuntime:
                     self.metrics.cache_coalesced.labels(modality).inc()
                 return Outcome(lease.result, cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
-            outcome = await self._compute(served, task, data, k, params, deadline_wall, deadline_mono, cancelled)
+            outcome = await self._compute(
+                served, task, data, k, params, deadline_wall, deadline_mono, cancelled, decoded_map
+            )
             await lease.publish(outcome.result)
             return outcome
 
@@ -261,13 +270,18 @@ class ServiceRuntime:
         deadline_wall: float | None,
         deadline_mono: float | None,
         cancelled: Callable[[], bool],
+        decoded_map: torch.Tensor | None = None,
     ) -> Outcome:
-        """A cache miss: decode in the pool, batch, run on a worker, postprocess."""
+        """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
         t0 = time.perf_counter()
         try:
-            decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono)
+            decoded = (
+                Decoded(decoded_map, 0.0)
+                if decoded_map is not None
+                else await self.pool.decode(modality, data, params, deadline=deadline_mono)
+            )
         except Exception as exc:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()
