@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.http import request_io as io
-from service.http import v2_rest
+from service.http import v2_core, v2_rest
 from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
 from service.metrics import CONTENT_TYPE, Metrics
 from service.runtime.cache import ResultCache
@@ -58,7 +58,8 @@ def create_app(
         startup = asyncio.create_task(runtime.start(), name="unirep-startup")
         app.state.startup_task = startup
         try:
-            yield
+            async with v2_core.grpc_front(runtime, auth):
+                yield
         finally:
             if not startup.done():
                 startup.cancel()

@@ -12,8 +12,10 @@ with the classification extension (``parameters: {"classification": k}``) BYTES 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,9 +158,11 @@ async def infer(
     outputs = parse_outputs(requested)
     identities, maps = _items(served, inputs)
     hints = _hints(inputs[0], served.modality)
-    jobs: list[tuple[str, int]] = []
-    for out in outputs:
-        jobs.append(("embed", 0) if out.name == EMBEDDING else ("classify", out.classification))
+    # As Triton does, a classification count above the class count returns every class, best first.
+    jobs = [
+        ("embed", 0) if out.name == EMBEDDING else ("classify", min(out.classification, served.num_classes))
+        for out in outputs
+    ]
     calls = [
         runtime.infer(
             served.modality,
@@ -245,3 +249,12 @@ class Tracked:
         self.runtime.in_flight -= 1
         metrics.requests.labels(self.modality, self.endpoint, str(self.status)).inc()
         metrics.request_duration.labels(self.modality, self.endpoint).observe(time.perf_counter() - self.started)
+
+
+def grpc_front(runtime: ServiceRuntime, auth: Any = None) -> AbstractAsyncContextManager[Any]:
+    """The gRPC front for the app's lifetime when ``grpc_port`` is set (grpcio is imported only then)."""
+    if runtime.settings.grpc_port is None:
+        return contextlib.nullcontext()
+    from service.http.v2_grpc import serving
+
+    return serving(runtime, auth)
