@@ -20,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.http import page, preview, v2_core, v2_rest
 from service.http import request_io as io
-from service.http import v2_core, v2_rest
 from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
 from service.metrics import CONTENT_TYPE, Metrics
 from service.runtime.cache import ResultCache
@@ -203,6 +203,8 @@ def create_app(
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.include_router(v2_rest.router)
+    app.include_router(preview.router)
+    app.include_router(page.router)
     return app
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import torch
 from service.http.v2_tensors import Tensor
 from service.runtime.served import ServedModel
 from service.runtime.serving import Outcome, ServiceRuntime
-from unirep_errors import InputError, NotFoundError, UnirepError
+from unirep_errors import InputError, NotFoundError
 
 FILE_INPUT = "FILE"
 MAP_INPUT = "MAP"
@@ -222,33 +221,6 @@ def _parameters(served: ServedModel, outcomes: list[Outcome]) -> dict[str, Any]:
         "batch_size": max(o.batch_size for o in outcomes),
         "cache": "hit" if all(o.cache_hit for o in outcomes) else "miss",
     }
-
-
-class Tracked:
-    """Request accounting shared with the native routes: in-flight gauge, request counter and duration."""
-
-    def __init__(self, runtime: ServiceRuntime, modality: str, endpoint: str) -> None:
-        self.runtime = runtime
-        self.modality = modality if modality in runtime.served else "unknown"
-        self.endpoint = endpoint
-        self.status = 500
-        self.started = time.perf_counter()
-
-    def __enter__(self) -> Tracked:
-        self.runtime.metrics.in_flight.inc()
-        self.runtime.in_flight += 1
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if isinstance(exc, UnirepError):
-            self.status = exc.status_code
-        elif exc is None and self.status == 500:
-            self.status = 200
-        metrics = self.runtime.metrics
-        metrics.in_flight.dec()
-        self.runtime.in_flight -= 1
-        metrics.requests.labels(self.modality, self.endpoint, str(self.status)).inc()
-        metrics.request_duration.labels(self.modality, self.endpoint).observe(time.perf_counter() - self.started)
 
 
 def grpc_front(runtime: ServiceRuntime, auth: Any = None) -> AbstractAsyncContextManager[Any]:

@@ -19,6 +19,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.http import v2_core as core
+from service.http.tracking import Tracked
 from service.http.v2_tensors import DTYPES, Tensor, tensor_bytes, tensor_from_raw
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, UnirepError
@@ -123,7 +124,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        with core.Tracked(self.runtime, request.model_name, "grpc_infer") as tracked:
+        with Tracked(self.runtime, request.model_name, "grpc_infer") as tracked:
             try:
                 answer = await self._infer(request, context)
             except UnirepError as exc:

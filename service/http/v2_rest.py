@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from service.http import request_io as io
 from service.http import v2_core as core
+from service.http.tracking import Tracked
 from service.http.v2_schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -133,7 +134,7 @@ _INFER_ERRORS = error_responses(400, 401, 404, 413, 422, 429, 503, 504)
 async def model_infer(request: Request, model: str, version: str | None = None) -> Response:
     """Classify and/or embed the request's files (BYTES) or maps (FP32), as a batch."""
     runtime = _runtime(request)
-    with core.Tracked(runtime, model, "v2_infer") as tracked:
+    with Tracked(runtime, model, "v2_infer") as tracked:
         try:
             auth = getattr(request.app.state, "auth", None)
             if auth is not None:
