@@ -15,6 +15,7 @@ def add_parser(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve every modality over HTTP (see README: Serving)")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1; 0.0.0.0 in containers)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--grpc-port", type=int, default=None, help="also serve the V2 protocol over gRPC on this port")
     serve.add_argument("--config", default=None, help="TOML settings file (also $UNIREP_CONFIG)")
     serve.add_argument("--device", default=None, help="auto, cpu, cuda, or cuda:0,cuda:1")
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
@@ -37,7 +38,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         overrides = parse_overrides(args.overrides)
-        for name in ("host", "port", "device", "log_level"):
+        for name in ("host", "port", "grpc_port", "device", "log_level"):
             value = getattr(args, name)
             if value is not None:
                 overrides[name] = value
