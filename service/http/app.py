@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.http import page, preview, v2_core, v2_rest
+from service.http import docs_ui, page, preview, v2_core, v2_rest
 from service.http import request_io as io
 from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
 from service.metrics import CONTENT_TYPE, Metrics
@@ -74,6 +74,8 @@ def create_app(
         version="0.1.0",
         description=describe_endpoint(),
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by service.http.docs_ui
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.metrics = metrics
@@ -205,6 +207,7 @@ def create_app(
     app.include_router(v2_rest.router)
     app.include_router(preview.router)
     app.include_router(page.router)
+    app.include_router(docs_ui.router)
     return app
 
 

@@ -86,6 +86,7 @@ INFERENCE_OPENAPI: dict[str, dict[str, Any]] = {
 
 def describe_endpoint() -> str:
     return (
+        "**[Try it in the browser](/)** (a page for uploading a file of any modality) · [ReDoc](/redoc)\n\n"
         "Serves UniRepLKNet for image, audio, video, point cloud and time series, each decoded into a C x H x W map "
         "and run in dynamic, shape-bucketed batches. Every response names the model and the weights that produced "
         "it (`random-init` is never hidden). Errors share one envelope: "

@@ -27,6 +27,7 @@ from service.http.v2_schemas import (
     Ready,
     ServerMetadata,
     error_responses,
+    inline_schema,
 )
 from service.http.v2_tensors import (
     HEADER_LENGTH,
@@ -50,7 +51,7 @@ _INFER_BODY = {
             f"bytes; the `{HEADER_LENGTH}` header gives the JSON's length."
         ),
         "content": {
-            "application/json": {"schema": InferenceRequest.model_json_schema()},
+            "application/json": {"schema": inline_schema(InferenceRequest)},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }

@@ -99,3 +99,23 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         504: "the deadline (X-Request-Timeout-Ms) passed",
     }
     return {code: {"model": V2Error, "description": text.get(code, "error")} for code in codes}
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` inlined, for an OpenAPI ``requestBody`` written by hand (a
+    ``#/$defs/...`` reference would dangle there). The protocol's models are not recursive."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved

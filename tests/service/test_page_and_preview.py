@@ -147,3 +147,34 @@ def test_page_shows_the_service_message_for_an_undecodable_file(server: Server, 
     assert page.is_hidden("#result")
     page.screenshot(path=str(tmp_path / "page-error.png"))
     page.close()
+
+
+def test_docs_and_redoc_render_from_local_assets(server: Server, browser: Any) -> None:
+    with server.client() as client:
+        for path in ("/docs", "/redoc"):
+            html = client.get(path).text
+            assert "cdn" not in html.lower() and "fonts.googleapis" not in html
+            for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/redoc.standalone.js"):
+                if asset in html:
+                    assert client.get(asset).status_code == 200
+    page = browser.new_page()
+    outside: list[str] = []
+    # Everything the docs need comes from the service; ReDoc's own "powered by" logo image is the one outside
+    # request left (its rendering does not depend on it).
+    code = ("script", "stylesheet", "font", "fetch", "xhr", "document")
+    page.on(
+        "request",
+        lambda r: (
+            outside.append(r.url)
+            if r.resource_type in code and not r.url.startswith((server.url, "blob:", "data:"))
+            else None
+        ),
+    )
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert page.locator(".swagger-ui a[href='/']").count() >= 1  # the docs link to the page
+    page.goto(server.url + "/redoc")
+    page.wait_for_selector(".redoc-wrap", timeout=30_000)
+    page.locator("h2", has_text="Classify one image, audio clip").first.wait_for(timeout=30_000)
+    page.close()
+    assert outside == []
