@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.http import docs_ui, page, preview, v2_core, v2_rest
+from service.http import docs_ui, openapi, page, preview, v2_core, v2_rest
 from service.http import request_io as io
 from service.http.docs import INFERENCE_OPENAPI, describe_endpoint
 from service.metrics import CONTENT_TYPE, Metrics
@@ -208,6 +208,7 @@ def create_app(
     app.include_router(preview.router)
     app.include_router(page.router)
     app.include_router(docs_ui.router)
+    openapi.install(app, settings)
     return app
 
 
