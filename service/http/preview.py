@@ -49,26 +49,35 @@ _OPENAPI = {
 }
 
 
-async def render_preview(request: Request, runtime: ServiceRuntime, modality: str) -> tuple[bytes, float]:
-    """Decode the request's upload as classify would and draw it: (PNG bytes, decode + draw milliseconds)."""
-    auth = getattr(request.app.state, "auth", None)
-    if auth is not None:
-        await auth.authorize(request.headers.get("authorization"))
+async def draw(
+    runtime: ServiceRuntime, modality: str, data: bytes, hints: dict[str, Any], timeout_ms: float | None
+) -> tuple[bytes, float]:
+    """Decode ``data`` in the decoder pool as classify would and draw the map: (PNG bytes, milliseconds)."""
     served = runtime.served_model(modality)
-    runtime.check_admission()
-    timeout_ms = io.parse_timeout_ms(request) or runtime.settings.default_timeout_ms
-    body = await io.read_body(request, runtime.settings.max_body_bytes)
-    payload = await io.extract_payload(request, body, modality)
-    params = {**served.params, **io.decoder_hints(modality, payload)}
+    params = {**served.params, **hints}
+    timeout_ms = timeout_ms if timeout_ms is not None else runtime.settings.default_timeout_ms
     started = time.perf_counter()
     deadline = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
     assert runtime.pool is not None
-    decoded = await runtime.pool.decode(modality, payload.data, params, deadline=deadline)
+    decoded = await runtime.pool.decode(modality, data, params, deadline=deadline)
     adapter = runtime.adapters[modality]
     png: bytes = await asyncio.get_running_loop().run_in_executor(
         None, lambda: adapter.preview(decoded.tensor, **params)
     )
     return png, (time.perf_counter() - started) * 1000.0
+
+
+async def render_preview(request: Request, runtime: ServiceRuntime, modality: str) -> tuple[bytes, float]:
+    """The request's upload, read exactly as classify reads it, drawn."""
+    auth = getattr(request.app.state, "auth", None)
+    if auth is not None:
+        await auth.authorize(request.headers.get("authorization"))
+    runtime.served_model(modality)
+    runtime.check_admission()
+    timeout_ms = io.parse_timeout_ms(request)
+    body = await io.read_body(request, runtime.settings.max_body_bytes)
+    payload = await io.extract_payload(request, body, modality)
+    return await draw(runtime, modality, payload.data, io.decoder_hints(modality, payload), timeout_ms)
 
 
 @router.post(

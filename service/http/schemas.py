@@ -50,6 +50,8 @@ class _Result(_Schema):
 
 class ClassifyResponse(_Result):
     predictions: list[Prediction]
+    preview_png: str | None = None
+    """With ``?preview=true``: the PNG of the map the model saw, base64 (as ``POST /preview/{modality}`` draws it)."""
 
 
 class EmbedResponse(_Result):

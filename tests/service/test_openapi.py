@@ -92,6 +92,13 @@ def test_generated_client_models_accept_real_answers(server: Server, spec: dict[
     name, data = media.jpeg(3)
     with server.client() as client:
         answers = {
+            ("/classify/{modality}", "post", "200"): client.post(
+                "/classify/image?preview=true", files={"file": (name, data)}
+            ),
+            ("/embed/{modality}", "post", "200"): client.post("/embed/image", files={"file": (name, data)}),
+            ("/models", "get", "200"): client.get("/models"),
+            ("/healthz", "get", "200"): client.get("/healthz"),
+            ("/readyz", "get", "200"): client.get("/readyz"),
             ("/v2", "get", "200"): client.get("/v2"),
             ("/v2/models/{model}", "get", "200"): client.get("/v2/models/image"),
             ("/v2/models/{model}/infer", "post", "200"): client.post(

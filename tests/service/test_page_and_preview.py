@@ -4,6 +4,7 @@ as test artifacts; an undecodable file shows the service's own message."""
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 from collections.abc import Iterator
@@ -67,6 +68,11 @@ def test_preview_is_the_png_the_model_sees(server: Server, modality: str) -> Non
     assert image.format == "PNG" and min(image.size) >= 32
     if modality != "pointcloud":  # the raw body carries no file name; a PLY is sniffed the same way
         assert raw.status_code == 200 and raw.content == response.content
+    with server.client() as client:
+        inline = client.post(f"/classify/{modality}?preview=true&top_k=1", files={"file": (name, data)})
+    assert inline.status_code == 200, inline.text
+    assert base64.b64decode(inline.json()["preview_png"]) == response.content
+    assert len(inline.json()["predictions"]) == 1
 
 
 def test_preview_errors_use_the_envelope(server: Server) -> None:
