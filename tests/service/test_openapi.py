@@ -153,3 +153,24 @@ def test_fuzzer_finds_no_server_error_and_no_schema_violation(server: Server, tm
     )
     result = subprocess.run(command, capture_output=True, text=True, timeout=FUZZ_SECONDS * 3 + 120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_api_keys_add_401_and_a_bearer_scheme() -> None:
+    from service.http import openapi
+    from service.http.app import create_app
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings(warmup=False)
+    app = create_app(settings)
+    # API keys need Redis; the document only reads the flag, so a copy with it set stands in for such a server.
+    openapi.install(app, settings.model_copy(update={"auth_enabled": True}))
+    spec = app.openapi()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key from `unirep keys create`",
+    }
+    for path in ("/classify/{modality}", "/embed/{modality}", "/preview/{modality}", "/v2/models/{model}/infer"):
+        operation = spec["paths"][path]["post"]
+        assert operation["security"] == [{"bearer": []}] and "401" in operation["responses"], path
+    assert "security" not in spec["paths"]["/healthz"]["get"]
