@@ -48,6 +48,9 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    grpc_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve the Open Inference Protocol over gRPC on this port (off: None)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     device: str = Field(
         default="auto", description="'auto' (every visible CUDA GPU, else CPU), 'cpu', 'cuda', 'cuda:0,cuda:1'"

@@ -16,6 +16,7 @@ from typing import Any
 def add_settings_arguments(parser: argparse.ArgumentParser, *, device: bool = True, redis: bool = False) -> None:
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1; 0.0.0.0 in containers)")
     parser.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    parser.add_argument("--grpc-port", type=int, default=None, help="also serve the V2 protocol over gRPC on this port")
     parser.add_argument("--config", default=None, help="TOML settings file (also $UNIREP_CONFIG)")
     if device:
         parser.add_argument("--device", default=None, help="auto, cpu, cuda, or cuda:0,cuda:1")
@@ -56,7 +57,7 @@ def load_settings(args: argparse.Namespace, command: str) -> Any:
         return None
     try:
         overrides = parse_overrides(args.overrides)
-        for name in ("host", "port", "device", "log_level", "redis_url"):
+        for name in ("host", "port", "grpc_port", "device", "log_level", "redis_url"):
             value = getattr(args, name, None)
             if value is not None:
                 overrides[name] = value

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from service.http import docs_ui, openapi, page, preview, v2_core, v2_rest
 from service.http.docs import describe_endpoint
 from service.http.errors import install_error_handlers
 from service.http.inference import inference_router
@@ -46,7 +47,8 @@ def create_app(
         startup = asyncio.create_task(runtime.start(), name="unirep-startup")
         app.state.startup_task = startup
         try:
-            yield
+            async with v2_core.grpc_front(runtime, app.state.auth):
+                yield
         finally:
             if not startup.done():
                 startup.cancel()
@@ -61,6 +63,8 @@ def create_app(
         version="0.1.0",
         description=describe_endpoint(),
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by service.http.docs_ui
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.metrics = metrics
@@ -70,4 +74,9 @@ def create_app(
 
     app.include_router(inference_router())
     app.include_router(ops_router)
+    app.include_router(v2_rest.router)
+    app.include_router(preview.router)
+    app.include_router(page.router)
+    app.include_router(docs_ui.router)
+    openapi.install(app, settings)
     return app

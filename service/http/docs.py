@@ -97,6 +97,7 @@ def inference_openapi(task: str) -> dict[str, Any]:
 
 def describe_endpoint() -> str:
     return (
+        "**[Try it in the browser](/)** (a page for uploading a file of any modality) · [ReDoc](/redoc)\n\n"
         f"Serves UniRepLKNet for {', '.join(list_adapters())}, each decoded into a C x H x W map "
         "and run in dynamic, shape-bucketed batches. Every response names the model and the weights that produced "
         "it (`random-init` is never hidden). Errors share one envelope: "

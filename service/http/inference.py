@@ -6,6 +6,8 @@ still counted in the request metrics with its status, like every other error.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import time
 from typing import Annotated, Any
@@ -19,6 +21,7 @@ from modality_adapters import list_adapters
 from service.http import deps
 from service.http import request_io as io
 from service.http.docs import inference_openapi
+from service.http.preview import draw
 from service.http.schemas import ClassifyResponse, EmbedResponse, dump
 from service.metrics import Metrics
 from service.runtime.serving import Outcome, ServiceRuntime
@@ -61,8 +64,9 @@ def inference_router() -> APIRouter:
         ctx: Annotated[_Context, Depends()],
         modality: str = Path(description="a registered modality", json_schema_extra=enum),
         top_k: int | None = Query(None, ge=1, description="number of predictions (default 5, at most num_classes)"),
+        preview: bool = Query(False, description="also return the PNG of what the model sees, base64, as preview_png"),
     ) -> Response:
-        return await _infer(ctx, request, modality, "classify", top_k)
+        return await _infer(ctx, request, modality, "classify", top_k, preview)
 
     @router.post(
         "/embed/{modality}",
@@ -80,13 +84,16 @@ def inference_router() -> APIRouter:
     return router
 
 
-async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top_k: int | None) -> Response:
+async def _infer(
+    ctx: _Context, request: Request, modality: str, task: Task, top_k: int | None, preview: bool = False
+) -> Response:
     started = time.perf_counter()
     rid = io.request_id(request)
     runtime, metrics = ctx.runtime, ctx.metrics
     metrics.in_flight.inc()
     runtime.in_flight += 1
     watch: io.DisconnectWatch | None = None
+    drawing: asyncio.Task[tuple[bytes, float]] | None = None
     status = 500
     try:
         client = f"addr:{request.client.host}" if request.client else "anonymous"
@@ -100,6 +107,9 @@ async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top
         body = await io.read_body(request, ctx.settings.max_body_bytes)
         payload = await io.extract_payload(request, body, modality)
         watch = io.DisconnectWatch(request.receive)
+        if preview:  # drawn beside the inference, from its own decode (a cache hit has no map to draw)
+            hints = io.decoder_hints(modality, payload)
+            drawing = asyncio.create_task(draw(runtime, modality, payload.data, hints, timeout_ms))
         outcome = await runtime.infer(
             modality,
             task,
@@ -113,6 +123,8 @@ async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top
         content = {"modality": modality, "model": served.name, "weights": served.weights.source, **outcome.result}
         content["timings"] = _timings(outcome, started)
         content["batch_size"] = outcome.batch_size
+        if drawing is not None:
+            content["preview_png"] = base64.b64encode((await drawing)[0]).decode()
         status = 200
         body_out = dump(_RESPONSE_TYPES[task].model_validate(content))
         return JSONResponse(body_out, headers=_headers(outcome, rid))
@@ -129,6 +141,10 @@ async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top
         log.exception("request %s failed unexpectedly", rid)
         return io.envelope(500, {"code": "internal_error", "message": "internal error; see the server log"}, rid)
     finally:
+        if drawing is not None and not drawing.done():
+            drawing.cancel()
+        elif drawing is not None and not drawing.cancelled():
+            drawing.exception()  # retrieved, so a failed drawing after a failed inference is not logged twice
         if watch is not None:
             status = 499 if watch.gone and status != 200 else status
             watch.close()

@@ -54,6 +54,8 @@ class ClassifyResponse(_Result):
     """Sent only when the asked ``top_k`` was capped: how many predictions came back instead."""
     note: str | None = None
     """Sent only with ``top_k``: why it was capped."""
+    preview_png: str | None = None
+    """With ``?preview=true``: the PNG of the map the model saw, base64 (as ``POST /preview/{modality}`` draws it)."""
 
 
 class EmbedResponse(_Result):

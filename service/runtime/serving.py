@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from modality_adapters import list_adapters
 from service.metrics import Metrics
 from service.runtime.admission import check_feasible, decode_guard, latency_seeds, with_cap_note
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
-from service.runtime.decoder_pool import DecoderPool
+from service.runtime.decoder_pool import Decoded, DecoderPool
 from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
 from service.runtime.stage_times import DecodeTimes
@@ -221,10 +223,17 @@ class ServiceRuntime:
         cancelled: Callable[[], bool] = lambda: False,
         hints: dict[str, Any] | None = None,
         client: str = "anonymous",
+        decoded_map: torch.Tensor | None = None,
+        all_classes: bool = False,
     ) -> Outcome:
+        """One request through cache, decoder pool, batcher and worker.
+
+        ``decoded_map`` is an already-preprocessed C x H x W map (``data`` then only names it for the cache): it skips
+        the decoder. ``all_classes`` asks for every class's score (an output tensor of scores, not a top-k list).
+        """
         served = self.served_model(modality)
         self.check_admission()
-        k = self.resolve_top_k(served, top_k) if task == "classify" else 0
+        k = (served.num_classes if all_classes else self.resolve_top_k(served, top_k)) if task == "classify" else 0
         if not data:
             raise UndecodableInputError(
                 f"the request has no {modality} payload: send it as multipart field 'file' or as the raw body"
@@ -243,7 +252,7 @@ class ServiceRuntime:
                 return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
             outcome = await self._compute(
-                served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client
+                served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client, decoded_map
             )
             await lease.publish(outcome.result)
         return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
@@ -259,14 +268,19 @@ class ServiceRuntime:
         deadline_mono: float | None,
         cancelled: Callable[[], bool],
         client: str = "anonymous",
+        decoded_map: torch.Tensor | None = None,
     ) -> Outcome:
-        """A cache miss: decode in the pool, batch, run on a worker, postprocess."""
+        """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
         check_feasible(served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics)
         t0 = time.perf_counter()
         try:
-            decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
+            decoded = (
+                Decoded(decoded_map, 0.0)
+                if decoded_map is not None
+                else await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
+            )
         except Exception as exc:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()

@@ -1,0 +1,190 @@
+"""The Open Inference Protocol (KServe V2) over gRPC: the standard ``inference.GRPCInferenceService`` on its own
+port (``grpc_port``; off unless set), with the same models and semantics as the REST front (``v2_core``).
+
+The message and service classes are the ones ``tritonclient[grpc]`` ships, generated from the protocol's own
+``grpc_service.proto``: the wire format is the standard's, with no protoc step here. Only the health, metadata and
+infer methods are served; the others answer UNIMPLEMENTED (the servicer base class's default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from service.http import v2_core as core
+from service.http.tracking import Tracked
+from service.http.v2_tensors import DTYPES, Tensor, tensor_bytes, tensor_from_raw
+from service.runtime.serving import ServiceRuntime
+from unirep_errors import InputError, UnirepError
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
+
+
+def _param(value: Any) -> Any:
+    """A protocol ``InferParameter`` as a Python value."""
+    which = value.WhichOneof("parameter_choice")
+    return getattr(value, which) if which else None
+
+
+def _set_param(target: Any, value: Any) -> None:
+    if isinstance(value, bool):
+        target.bool_param = value
+    elif isinstance(value, int):
+        target.int64_param = value
+    elif isinstance(value, float):
+        target.double_param = value
+    else:
+        target.string_param = str(value)
+
+
+def _input(given: Any, raw: bytes | None) -> Tensor:
+    params = {k: _param(v) for k, v in given.parameters.items()}
+    shape = [int(d) for d in given.shape]
+    if raw is not None:
+        return tensor_from_raw(given.name, given.datatype, shape, raw, params)
+    if given.datatype == "BYTES":
+        return Tensor(given.name, "BYTES", shape, list(given.contents.bytes_contents), params)
+    field = _CONTENTS.get(given.datatype)
+    if field is None:
+        raise InputError(f"input {given.name!r}: unknown datatype {given.datatype!r}")
+    values = np.asarray(getattr(given.contents, field), dtype=DTYPES[given.datatype])
+    if values.size != int(np.prod(shape)):
+        raise InputError(f"input {given.name!r}: {values.size} values for shape {shape}")
+    return Tensor(given.name, given.datatype, shape, values.reshape(shape), params)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, runtime: ServiceRuntime, auth: Any = None) -> None:
+        self.runtime = runtime
+        self.auth = auth
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: UnirepError) -> None:
+        await context.abort(_STATUS.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.message)
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return pb.ServerReadyResponse(ready=self.runtime.ready)
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        meta = core.server_metadata()
+        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        try:
+            core.served_for(self.runtime, request.name, request.version)
+        except UnirepError as exc:
+            await self._fail(context, exc)
+        return pb.ModelReadyResponse(ready=self.runtime.ready)
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        try:
+            meta = core.model_metadata(core.served_for(self.runtime, request.name, request.version))
+        except UnirepError as exc:
+            await self._fail(context, exc)
+        tensors = {
+            key: [pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta[key]] for key in ("inputs", "outputs")
+        }
+        return pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"], **tensors
+        )
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        with Tracked(self.runtime, request.model_name, "grpc_infer") as tracked:
+            try:
+                answer = await self._infer(request, context)
+            except UnirepError as exc:
+                tracked.status = exc.status_code
+                await self._fail(context, exc)
+            except Exception:
+                log.exception("gRPC infer on %s failed unexpectedly", request.model_name)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+            tracked.status = 200
+        response = pb.ModelInferResponse(model_name=request.model_name, model_version=core.MODEL_VERSION, id=request.id)
+        for key, value in answer.parameters.items():
+            _set_param(response.parameters[key], value)
+        for tensor in answer.outputs:
+            response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            response.raw_output_contents.append(tensor_bytes(tensor))
+        return response
+
+    async def _infer(self, request: Any, context: grpc.aio.ServicerContext) -> core.V2Answer:
+        if self.auth is not None:
+            metadata = dict(context.invocation_metadata() or ())
+            await self.auth.authorize(metadata.get("authorization"))
+        served = core.served_for(self.runtime, request.model_name, request.model_version)
+        self.runtime.check_admission()
+        raw = list(request.raw_input_contents)
+        if raw and len(raw) != len(request.inputs):
+            raise InputError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+        inputs = [_input(given, raw[i] if raw else None) for i, given in enumerate(request.inputs)]
+        requested = [
+            core.RequestedOutput(
+                out.name,
+                core.classification_k(_param(out.parameters["classification"]))
+                if "classification" in out.parameters
+                else 0,
+            )
+            for out in request.outputs
+        ]
+        remaining = context.time_remaining()
+        timeout_ms = remaining * 1000.0 if remaining is not None else None
+        return await core.infer(
+            self.runtime, served, inputs, requested, timeout_ms=timeout_ms, cancelled=lambda: context.cancelled()
+        )
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: ServiceRuntime, auth: Any = None) -> AsyncIterator[grpc.aio.Server | None]:
+    """Run the gRPC front for the app's lifetime when ``grpc_port`` is set; nothing otherwise."""
+    settings = runtime.settings
+    if settings.grpc_port is None:
+        yield None
+        return
+    limit = settings.max_body_bytes + 2**20
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 256 * 2**20)]
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(runtime, auth), server)
+    address = f"{settings.host}:{settings.grpc_port}"
+    server.add_insecure_port(address)
+    await server.start()
+    log.info("Open Inference Protocol gRPC on %s", address)
+    try:
+        yield server
+    finally:
+        await server.stop(grace=5.0)
