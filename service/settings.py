@@ -45,6 +45,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "max_batch_size": 16,
     "max_delay_ms": 5.0,
     "max_queue_size": 256,
+    "backend": "auto",
 }
 
 
@@ -75,6 +76,9 @@ class ModalitySettings(BaseModel):
     max_batch_size: int | None = Field(default=None, ge=1, le=4096)
     max_delay_ms: float | None = Field(default=None, ge=0.0, le=10_000.0)
     max_queue_size: int | None = Field(default=None, ge=1)
+    backend: Literal["auto", "torch", "cudagraphs", "openvino", "onnxruntime", "tensorrt"] | None = Field(
+        default=None, description="inference backend; auto: openvino > onnxruntime > torch on CPU, tensorrt on CUDA"
+    )
 
     def resolve(self, modality: str) -> ModalityConfig:
         values = {**_COMMON_DEFAULTS, **MODALITY_DEFAULTS[modality]}
@@ -103,6 +107,7 @@ class ModalitySettings(BaseModel):
             max_batch_size=int(values["max_batch_size"]),
             max_delay_ms=float(values["max_delay_ms"]),
             max_queue_size=int(values["max_queue_size"]),
+            backend=str(values["backend"]),
         )
 
 
@@ -124,6 +129,7 @@ class ModalityConfig:
     max_batch_size: int = 16
     max_delay_ms: float = 5.0
     max_queue_size: int = 256
+    backend: str = "auto"
 
 
 class LimitsSettings(BaseModel):
@@ -156,7 +162,12 @@ class ServiceSettings(BaseSettings):
         default="auto", description="auto: bf16 (fp16 without bf16 support) autocast on CUDA, fp32 on CPU"
     )
     torch_threads: int | None = Field(
-        default=None, ge=1, description="intra-op threads of a CPU worker (torch default)"
+        default=None,
+        ge=1,
+        description="intra-op threads of a CPU worker, any backend (default: the cores the decoders leave free)",
+    )
+    backend_cache_dir: str | None = Field(
+        default=None, description="exported graphs kept between starts (default: ~/.cache/unirep/backends)"
     )
     prefetch_batches: int = Field(default=1, ge=0, le=8, description="batches staged per device while one runs")
     warmup: bool = Field(default=True, description="run every bucket at every batch size before reporting ready")
@@ -167,7 +178,8 @@ class ServiceSettings(BaseSettings):
     )
     max_top_k: int = Field(default=100, ge=1)
 
-    preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
+    # Half the cores (at most 4): on a CPU-only host the model's threads take the other half.
+    preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 1) // 2)), ge=1, le=64)
     preprocess_timeout_s: float = Field(
         default=20.0, gt=0, description="per-item decode time limit; the process is killed"
     )

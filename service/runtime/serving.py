@@ -14,14 +14,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from modality_adapters import AdapterLimits, get_adapter
 from service.metrics import Metrics
+from service.runtime.backends import ExportCache, default_cache_dir
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
+from service.runtime.cpu_threads import plan_threads
 from service.runtime.decoder_pool import PreprocessPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.served import ServedModel, build_served_model
@@ -79,6 +82,8 @@ class ServiceRuntime:
         self.state = "starting"
         self.error: str | None = None
         self.in_flight = 0
+        self.backends: dict[str, str] = {}
+        """Modality -> the inference backend its local workers run (empty when the workers are remote)."""
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -120,11 +125,13 @@ class ServiceRuntime:
                     None,
                     lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs},
                 )
-            if s.torch_threads:
-                torch.set_num_threads(s.torch_threads)
             if self.transport is None:
                 devices = resolve_devices(s.device)
-                workers = await loop.run_in_executor(None, self._make_workers, devices)
+                plan = plan_threads(s.preprocess_workers, s.torch_threads, all(d.type == "cpu" for d in devices))
+                if plan.on_cpu or s.torch_threads:
+                    torch.set_num_threads(plan.model_threads)
+                workers = await loop.run_in_executor(None, self._make_workers, devices, plan.model_threads)
+                self._record_backends(workers)
                 self.transport = LocalTransport(workers, self.metrics, prefetch=s.prefetch_batches)
             policies = {
                 m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
@@ -142,19 +149,41 @@ class ServiceRuntime:
             await self.batcher.start()
             self.state = "ready"
             self.metrics.ready.set(1)
-            log.info("ready: %s", ", ".join(f"{m}={sm.name} ({sm.weights.source})" for m, sm in self.served.items()))
+            log.info(
+                "ready: %s",
+                ", ".join(
+                    f"{m}={sm.name} ({sm.weights.source}, backend {self.backends.get(m, 'on the workers')})"
+                    for m, sm in self.served.items()
+                ),
+            )
         except Exception as exc:
             self.state = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("startup failed")
             raise
 
-    def _make_workers(self, devices: list[Any]) -> list[DeviceWorker]:
+    def _make_workers(self, devices: list[Any], threads: int) -> list[DeviceWorker]:
         s = self.settings
+        cache = ExportCache(Path(s.backend_cache_dir) if s.backend_cache_dir else default_cache_dir())
         return [
-            DeviceWorker(device, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
+            DeviceWorker(
+                device,
+                self.served,
+                s.precision,
+                s.debug_inference_delay_ms / 1000.0,
+                warmup_enabled=s.warmup,
+                backend_cache=cache,
+                threads=threads if device.type == "cpu" else None,
+            )
             for device in devices
         ]
+
+    def _record_backends(self, workers: list[DeviceWorker]) -> None:
+        """Which backend serves each modality (``/models``, the log, and the ``backend_info`` metric)."""
+        for worker in workers:
+            for modality, choice in worker.backends.items():
+                self.backends[modality] = choice.name
+                self.metrics.backend_info.labels(modality, worker.device_name, choice.name).set(1)
 
     def _on_decoder_lost(self, modality: str, reason: str) -> None:
         self.metrics.preprocess_failures.labels(modality, reason).inc()
@@ -315,6 +344,7 @@ class ServiceRuntime:
                 "max_batch_size": sm.config.max_batch_size,
                 "max_delay_ms": sm.config.max_delay_ms,
                 "version": sm.version,
+                "backend": self.backends.get(m),
             }
             for m, sm in self.served.items()
         ]

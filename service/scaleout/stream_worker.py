@@ -22,12 +22,14 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from modality_adapters import AdapterLimits, get_adapter
 from service.metrics import Metrics
+from service.runtime.backends import ExportCache, default_cache_dir
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.served import ServedModel, build_served_model
 from service.runtime.work import Batch, BatchResult
@@ -82,8 +84,17 @@ class StreamWorker:
         if not configs:
             raise ValueError("every modality is disabled; enable at least one")
         self.served = {cfg.modality: build_served_model(cfg, get_adapter(cfg.modality, limits)) for cfg in configs}
+        cache = ExportCache(Path(s.backend_cache_dir) if s.backend_cache_dir else default_cache_dir())
         self.devices = [
-            DeviceWorker(d, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
+            DeviceWorker(
+                d,
+                self.served,
+                s.precision,
+                s.debug_inference_delay_ms / 1000.0,
+                warmup_enabled=s.warmup,
+                backend_cache=cache,
+                threads=s.torch_threads,
+            )
             for d in resolve_devices(s.device)
         ]
         threads = [threading.Thread(target=d.warmup) for d in self.devices]
