@@ -28,7 +28,10 @@ open('/tmp/requirements.txt', 'w').write('\n'.join(d for d in deps if not d.star
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('sdk/pyproject.toml', 'rb'))['project']['dependencies']))" \
       >> /tmp/requirements.txt \
  && pip install --upgrade pip \
- && pip install -r /tmp/requirements.txt
+ && pip install -r /tmp/requirements.txt \
+ && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['gpu']))" \
+      > /tmp/requirements-gpu.txt \
+ && pip install -r /tmp/requirements-gpu.txt
 
 # Then the source: the SDK (the CLI's classify/embed use it) and the service, without touching dependencies.
 COPY sdk/ sdk/
