@@ -82,6 +82,8 @@ class ServiceRuntime:
         self.state = "starting"
         self.error: str | None = None
         self.in_flight = 0
+        self.decoding: dict[str, int] = {}
+        """Modality -> requests being decoded right now (the batcher waits for them when a device is idle)."""
         self.backends: dict[str, str] = {}
         """Modality -> the inference backend its local workers run (empty when the workers are remote)."""
 
@@ -137,7 +139,7 @@ class ServiceRuntime:
                 m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
                 for m, sm in self.served.items()
             }
-            self.batcher = Batcher(self.transport, self.metrics, policies)
+            self.batcher = Batcher(self.transport, self.metrics, policies, upstream=lambda m: self.decoding.get(m, 0))
             # Warm up only once the decoder processes have started: their imports would otherwise compete for the
             # CPU and inflate the latencies that seed the batcher's deadline estimates.
             await pool_started
@@ -295,12 +297,15 @@ class ServiceRuntime:
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
         t0 = time.perf_counter()
+        self.decoding[modality] = self.decoding.get(modality, 0) + 1
         try:
             decoded = await self.pool.decode(modality, data, params, deadline=deadline_mono)
         except Exception as exc:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()
             raise
+        finally:
+            self.decoding[modality] -= 1
         preprocess_s = time.perf_counter() - t0
         self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)
         if tuple(decoded.tensor.shape) != served.input_shape:
