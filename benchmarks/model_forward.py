@@ -99,7 +99,7 @@ def measure(model: Any, x: torch.Tensor, min_seconds: float, device: torch.devic
 
 
 def run_variant(args: argparse.Namespace, variant: str, device: torch.device) -> dict[Case, float]:
-    forms = ["train", "deploy-official", "deploy-fast"] + (["deploy-compiled"] if args.compile else [])
+    forms = args.forms + (["deploy-compiled"] if args.compile else [])
     cases = [
         Case(form, fmt, dtype, batch)
         for dtype in args.dtypes
@@ -147,7 +147,8 @@ def make_input(case: Case, size: int, device: torch.device) -> torch.Tensor:
 
 def best(results: dict[Case, float], form: str, like: Case) -> float:
     """The fastest layout of ``form`` at ``like``'s batch and dtype (backends run their own layout)."""
-    return max(r for c, r in results.items() if c.form == form and c.batch == like.batch and c.dtype == like.dtype)
+    rates = [r for c, r in results.items() if c.form == form and c.batch == like.batch and c.dtype == like.dtype]
+    return max(rates, default=float("nan"))
 
 
 def report(variant: str, results: dict[Case, float]) -> None:
@@ -157,7 +158,7 @@ def report(variant: str, results: dict[Case, float]) -> None:
         train = best(results, "train", case)
         official = best(results, "deploy-official", case)
         print(f"{case.label} {rate:>10.1f}  {rate / train:>7.2f}x  {rate / official:>7.2f}x")
-    best_official = max(r for c, r in results.items() if c.form == "deploy-official")
+    best_official = max((r for c, r in results.items() if c.form == "deploy-official"), default=float("nan"))
     for form in ("deploy-fast", "deploy-compiled"):
         rates = [r for c, r in results.items() if c.form == form]
         if rates:
@@ -180,12 +181,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per measurement")
     parser.add_argument("--compile", action="store_true", help="add torch.compile of the deploy form (slow start)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
+    parser.add_argument("--forms", default="train,deploy-official,deploy-fast", help="eager forms to measure")
     parser.add_argument("--backends", default="", help="service backends to add: openvino,onnxruntime,tensorrt,...")
     args = parser.parse_args()
     args.dtypes = args.dtypes.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]
     args.formats = args.formats.split(",")
     args.backends = [b for b in args.backends.split(",") if b]
+    args.forms = [f for f in args.forms.split(",") if f]
     ARGS_SIZE[0] = args.size
     if args.threads:
         torch.set_num_threads(args.threads)
