@@ -90,12 +90,19 @@ def measure(model: Any, x: torch.Tensor, min_seconds: float, device: torch.devic
     clock = timer(device)
     with torch.inference_mode():
         start = clock()
+        cpu_start = time.process_time()
         iterations = 0
         while iterations < 3 or clock() - start < min_seconds:
             model(x)
             iterations += 1
         elapsed = clock() - start
+    CPU_RATES.setdefault(id(model), []).append(iterations * x.shape[0] / max(1e-9, time.process_time() - cpu_start))
     return iterations * x.shape[0] / elapsed
+
+
+CPU_RATES: dict[int, list[float]] = {}
+"""Images per CPU-second of this process (all its threads), per model: on a shared machine the wall-clock rate
+follows whatever share of the cores the neighbours leave, while work per image does not."""
 
 
 def run_variant(args: argparse.Namespace, variant: str, device: torch.device) -> dict[Case, float]:
@@ -125,6 +132,7 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device) ->
         else:
             models[key] = build(variant, case.form, device, DTYPES[case.dtype], case.memory_format)
     samples: dict[Case, list[float]] = {case: [] for case in cases}
+    cpu_samples: dict[Case, list[float]] = {case: [] for case in cases}
     size = args.size
     for case in cases:  # warm-up: allocator, oneDNN/cuDNN algorithm choice
         x = make_input(case, size, device)
@@ -134,7 +142,13 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device) ->
             x = make_input(case, size, device)
             model = models[(case.form, case.memory_format, case.dtype)]
             samples[case].append(measure(model, x, args.seconds, device))
+            cpu_samples[case].append(CPU_RATES[id(model)][-1])
+    for case, values in cpu_samples.items():
+        CPU_MEDIANS[case] = statistics.median(values)
     return {case: statistics.median(values) for case, values in samples.items()}
+
+
+CPU_MEDIANS: dict[Case, float] = {}
 
 
 def make_input(case: Case, size: int, device: torch.device) -> torch.Tensor:
@@ -166,7 +180,11 @@ def report(variant: str, results: dict[Case, float]) -> None:
     for case, rate in results.items():
         if case.form.startswith("backend:"):
             eager = best(results, "deploy-fast", case)
-            print(f"{case.form} bs={case.batch}: {rate:.1f} img/s = {rate / eager:.2f}x the best eager deploy-fast")
+            cpu, cpu_eager = CPU_MEDIANS[case], best(CPU_MEDIANS, "deploy-fast", case)
+            print(
+                f"{case.form} bs={case.batch}: {rate:.1f} img/s = {rate / eager:.2f}x the best eager deploy-fast; "
+                f"per CPU-second {cpu:.1f} img = {cpu / cpu_eager:.2f}x"
+            )
 
 
 def main() -> None:
