@@ -53,6 +53,24 @@ class Level:
     server_preprocess_ms: float
     server_overhead_ms: float
     """Median of total_ms - preprocess_ms - queue_ms - inference_ms from the response bodies: the gateway's own time."""
+    cpu_ms_per_request: float = 0.0
+    """CPU time of the whole server process tree (gateway, decoders, model threads) per answered request: unlike
+    req/s it does not depend on the share of the cores that other jobs on a shared machine leave."""
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live children (the decoder processes)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def make_files(kind: str, n: int) -> list[bytes]:
@@ -102,8 +120,10 @@ async def drive(url: str, files: list[bytes], concurrency: int, seconds: float) 
 def measure_level(server: Server, files: list[bytes], kind: str, batching: bool, c: int, seconds: float) -> Level:
     asyncio.run(drive(server.url, files, c, min(2.0, seconds / 3)))  # warm the connection pool and the path
     start = time.perf_counter()
+    cpu_start = tree_cpu_seconds(server.process.pid)
     latencies, bodies = asyncio.run(drive(server.url, files, c, seconds))
     elapsed = time.perf_counter() - start
+    cpu_used = tree_cpu_seconds(server.process.pid) - cpu_start
     errors = bodies.pop()["errors"]
     ok = [b for b in bodies if "timings" in b]
     lat = sorted(latencies)
@@ -129,6 +149,7 @@ def measure_level(server: Server, files: list[bytes], kind: str, batching: bool,
         )
         if ok
         else 0.0,
+        cpu_ms_per_request=1000.0 * cpu_used / max(1, len(ok)),
     )
 
 
@@ -234,7 +255,7 @@ def main() -> int:
                         print(
                             f"  round {rnd} {label:<15} {kind:<9} c={c:<3} {level.rps:7.1f} req/s  p50 "
                             f"{level.p50_ms:7.1f} ms  p99 {level.p99_ms:7.1f} ms  batch {level.mean_batch:4.1f}  "
-                            f"load {load[-1]:.1f}",
+                            f"cpu/req {level.cpu_ms_per_request:6.1f} ms  load {load[-1]:.1f}",
                             flush=True,
                         )
     finally:
@@ -250,16 +271,22 @@ def main() -> int:
 def print_report(args: argparse.Namespace, samples: dict[tuple[str, str, int], list[Level]], load: list[float]) -> None:
     print(f"\nmodel {args.model} on {args.device}, cpu count {os.cpu_count()}, max_batch_size {args.max_batch_size}")
     print(f"load average (1 min) during the run: min {min(load):.1f}, median {statistics.median(load):.1f}")
-    print("\n| server | input | concurrency | req/s | p50 ms | p99 ms | mean batch | req/s vs first server |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| server | input | concurrency | req/s | p50 ms | p99 ms | mean batch | req/s vs first server "
+        "| server CPU ms per request | CPU per request vs first server |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     first = next(iter(samples))[0]
     for (label, kind, c), levels in samples.items():
         rps = statistics.median(lv.rps for lv in levels)
         ref = statistics.median(lv.rps for lv in samples[(first, kind, c)])
+        cpu = statistics.median(lv.cpu_ms_per_request for lv in levels)
+        ref_cpu = statistics.median(lv.cpu_ms_per_request for lv in samples[(first, kind, c)])
         print(
             f"| {label} | {kind} | {c} | {rps:.1f} | {statistics.median(lv.p50_ms for lv in levels):.1f} | "
             f"{statistics.median(lv.p99_ms for lv in levels):.1f} | "
-            f"{statistics.median(lv.mean_batch for lv in levels):.2f} | {rps / ref:.2f}x |"
+            f"{statistics.median(lv.mean_batch for lv in levels):.2f} | {rps / ref:.2f}x | {cpu:.1f} | "
+            f"{cpu / ref_cpu:.2f}x |"
         )
 
 

@@ -38,9 +38,10 @@ def straight_forward(module: nn.Module) -> Iterator[None]:
 
 
 def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path, dynamic_batch: bool = True) -> Path:
-    """Write ``module`` (deploy form, eval, on CPU) as an ONNX file with weights inline; returns ``path``."""
+    """Write ``module`` (deploy form, eval, on any device) as an ONNX file with weights inline; returns ``path``."""
     wrapper = FeaturesAndLogits(module).eval()
-    example = torch.randn(2 if dynamic_batch else 1, *input_shape)
+    device = next(iter(module.parameters())).device  # TensorRT exports the worker's CUDA copy
+    example = torch.randn(2 if dynamic_batch else 1, *input_shape, device=device)
     axes = {name: {0: "batch"} for name in (INPUT, *OUTPUTS)} if dynamic_batch else None
     try:
         with straight_forward(module), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
