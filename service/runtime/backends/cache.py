@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,8 +70,9 @@ class ExportCache:
     """Entries under ``root`` (None: a fresh temporary directory per process, nothing reused)."""
 
     def __init__(self, root: Path | None) -> None:
-        self._temporary = root is None
         self.root = Path(tempfile.mkdtemp(prefix="unirep-backends-")) if root is None else Path(root)
+        if root is None:  # loaded runners keep no file open: the directory goes with this object
+            weakref.finalize(self, shutil.rmtree, self.root, True)
         self.hits = 0
         self.builds = 0
 
