@@ -79,6 +79,8 @@ class ModelInfo(_Model):
     input_shape: list[int] | None = None
     max_batch_size: int | None = None
     max_delay_ms: float | None = None
+    backend: str | None = None
+    """The inference backend serving it (torch, openvino, onnxruntime, tensorrt, cudagraphs); None when remote."""
 
 
 class Health(_Model):
