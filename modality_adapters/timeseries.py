@@ -28,6 +28,7 @@ import torch
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
+from .serving import ServingDefaults
 from .timeseries_embedding import TIME_FEATURES_PER_FREQ, TimeSeriesEmbedding, embedding_map_size
 
 __all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "time_features"]
@@ -63,6 +64,12 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
 
     name: ClassVar[str] = "timeseries"
     params_type: ClassVar[type[Any]] = TimeSeriesParams
+    # No standard label set exists for series classification; bring a checkpoint and its labels file.
+    serving: ClassVar[ServingDefaults] = ServingDefaults(label_set=None, num_classes=2, in_chans=1)
+    json_example: ClassVar[dict[str, Any] | None] = {
+        "data": [[0.1, 1.2], [0.3, 1.1]],
+        "timestamps": ["2024-01-01T00:00:00", "2024-01-01T01:00:00"],
+    }
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)

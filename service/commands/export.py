@@ -76,6 +76,7 @@ def export(settings: Any, modality: str, fmt: str, output: Path, device: str | N
         raise BackendError(f"cannot build a TensorRT engine here: {reason}")
     cfg = settings.modality(modality)
     served = build_served_model(cfg, get_adapter(modality, AdapterLimits(max_bytes=settings.max_body_bytes)))
+    assert served.module is not None  # built here, not described by remote workers
     module = served.module.to(target)
     request = BuildRequest(
         module, served.input_shape, target, cfg.max_batch_size, settings.torch_threads, None, weights_digest(module)
