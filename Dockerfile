@@ -29,7 +29,10 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 open('/tmp/requirements.txt', 'w').write('\n'.join(d for d in deps if not d.startswith('unirep-client')))" \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('sdk/pyproject.toml', 'rb'))['project']['dependencies']))" \
       >> /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt --no-cache-dir
+ && pip install -r /tmp/requirements.txt --no-cache-dir \
+ && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['gpu']))" \
+      > /tmp/requirements-gpu.txt \
+ && pip install -r /tmp/requirements-gpu.txt --no-cache-dir
 
 # Then the source: the SDK (the CLI's classify/embed use it) and the service, without touching dependencies.
 COPY sdk/ sdk/

@@ -1,17 +1,14 @@
-"""The HTTP path against the raw model: a real ``unirep serve`` driven by an async client.
+"""The HTTP path, backend against backend: real ``unirep serve`` processes driven by an async client.
 
-Run: ``.venv/bin/python benchmarks/serve.py`` (CPU, UniRepLKNet-A at 224) or, on a GPU host,
-``--model unireplknet_t --device cuda --concurrency 1,16,64,256``. It starts two servers (image only, cache off,
-random weights, which are as fast as real ones): one with dynamic batching and one with ``max_batch_size=1`` as
-the no-batching baseline. For each concurrency level and each input kind it sends distinct files for
-``--seconds`` seconds and reports req/s, p50/p99 latency, the mean batch size the server formed (X-Batch-Size),
-and the efficiency ratio: service img/s over the raw model's img/s at that batch size, measured in the same run
-(same process kind, same device, server idle). Input kinds:
+Run: ``.venv/bin/python benchmarks/serve.py --baseline-root ../main`` (CPU, UniRepLKNet-A at 224). It starts one
+server per backend of this tree (``--backends torch,openvino,onnxruntime``; image only, cache off, random weights,
+which are as fast as real ones) and, with ``--baseline-root``, one more from another checkout as it ships (today's
+path), all at once; then it measures every server at every concurrency level in turns, for ``--rounds`` rounds, so
+that a noisy neighbour slows all of them alike. Per level: req/s, p50/p99 latency, and the mean batch the server
+formed (X-Batch-Size); medians over the rounds, with the load average seen during the run. Input kinds:
 
-- ``jpeg``: 640 x 480 JPEG photos (decode, resize, crop in the preprocessing pool);
-- ``presized``: 256 x 256 JPEGs, already at the resize target, so preprocessing is decode + crop only.
-
-Batching gain = req/s at concurrency 16 with batching over req/s at concurrency 16 with max_batch_size=1.
+- ``presized``: 256 x 256 JPEGs, already at the resize target, so preprocessing is decode + crop only;
+- ``jpeg``: 640 x 480 JPEG photos (decode, resize, crop in the preprocessing pool).
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import io
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +28,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.service.server import Server, running  # noqa: E402
+from tests.service.server import Server, free_port, stop  # noqa: E402
 
 N_FILES = 256
 
@@ -56,11 +53,24 @@ class Level:
     server_preprocess_ms: float
     server_overhead_ms: float
     """Median of total_ms - preprocess_ms - queue_ms - inference_ms from the response bodies: the gateway's own time."""
-    raw_ips: float = 0.0
-    efficiency: float = 0.0
-    busy_ips: float = 0.0
-    """Mean batch over the median X-Inference-Time-Ms: the model's rate inside the server, under the same load."""
-    busy_efficiency: float = 0.0
+    cpu_ms_per_request: float = 0.0
+    """CPU time of the whole server process tree (gateway, decoders, model threads) per answered request: unlike
+    req/s it does not depend on the share of the cores that other jobs on a shared machine leave."""
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live children (the decoder processes)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def make_files(kind: str, n: int) -> list[bytes]:
@@ -110,8 +120,10 @@ async def drive(url: str, files: list[bytes], concurrency: int, seconds: float) 
 def measure_level(server: Server, files: list[bytes], kind: str, batching: bool, c: int, seconds: float) -> Level:
     asyncio.run(drive(server.url, files, c, min(2.0, seconds / 3)))  # warm the connection pool and the path
     start = time.perf_counter()
+    cpu_start = tree_cpu_seconds(server.process.pid)
     latencies, bodies = asyncio.run(drive(server.url, files, c, seconds))
     elapsed = time.perf_counter() - start
+    cpu_used = tree_cpu_seconds(server.process.pid) - cpu_start
     errors = bodies.pop()["errors"]
     ok = [b for b in bodies if "timings" in b]
     lat = sorted(latencies)
@@ -137,135 +149,145 @@ def measure_level(server: Server, files: list[bytes], kind: str, batching: bool,
         )
         if ok
         else 0.0,
+        cpu_ms_per_request=1000.0 * cpu_used / max(1, len(ok)),
     )
 
 
-def raw_throughput(model_name: str, device: str, sizes: list[int], rounds: int = 5, steps: int = 4) -> dict[int, float]:
-    """img/s of the deploy-form model alone (no HTTP, no decode) at each batch size, as the worker runs it.
+@dataclass(frozen=True)
+class Config:
+    """One server of the comparison: a backend of this tree, or today's path from another checkout."""
 
-    Sizes are measured in interleaved rounds and the median step time is used, so that a noisy neighbour on a
-    shared machine slows every size alike instead of whichever size it happened to overlap.
-    """
-    from models import load_model
-    from service.runtime.device_worker import choose_precision
+    label: str
+    env: dict[str, str]
+    python: str = sys.executable
+    root: Path = ROOT
 
-    dev = torch.device(device)
-    model, _ = load_model(model_name, None, deploy=True, device=dev)
-    precision = choose_precision(dev.type, "auto", dev.type == "cuda" and torch.cuda.is_bf16_supported())
-    if precision.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    inputs = {}
-    for size in sorted(set(sizes)):
-        x = torch.randn(size, 3, 224, 224, device=dev)
-        inputs[size] = x.contiguous(memory_format=torch.channels_last) if precision.channels_last else x
 
-    def step(x: torch.Tensor) -> float:
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            if precision.autocast_dtype is not None:
-                with torch.autocast(dev.type, dtype=precision.autocast_dtype):
-                    model(x)
-            else:
-                model(x)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+def start_server(workdir: Path, config: Config, base: dict[str, str]) -> Server:
+    """``unirep serve`` from ``config.root`` with ``config.python`` (the baseline runs another checkout's code)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIREP_")}
+    env.update({**base, **config.env, "HF_HUB_OFFLINE": "1", "UNIREP_HOST": "127.0.0.1", "UNIREP_PORT": str(port)})
+    log = workdir / f"{config.label}-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [config.python, "-m", "service.cli", "serve"],
+            cwd=config.root,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{config.label} exited:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop(server)
+    raise RuntimeError(f"{config.label} was not ready in time:\n{server.log_tail()}")
 
-    for x in inputs.values():
-        step(x)
-        step(x)
-    times: dict[int, list[float]] = {size: [] for size in inputs}
-    for _ in range(rounds):
-        for size, x in inputs.items():
-            times[size].extend(step(x) for _ in range(steps))
-    return {size: size / statistics.median(ts) for size, ts in times.items()}
+
+def configs(args: argparse.Namespace) -> list[Config]:
+    out = []
+    if args.baseline_root:
+        root = Path(args.baseline_root).resolve()
+        python = str(root / ".venv" / "bin" / "python") if (root / ".venv").exists() else sys.executable
+        # Today's path as that checkout ships it: eager torch, its own thread and decoder defaults.
+        out.append(Config("baseline-torch", {"UNIREP_PREPROCESS_WORKERS": str(args.baseline_workers)}, python, root))
+    for backend in args.backends.split(","):
+        out.append(Config(backend, {"UNIREP_IMAGE__BACKEND": backend}))
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="unireplknet_a")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--concurrency", default="1,4,16,64")
-    parser.add_argument("--kinds", default="presized,jpeg")
+    parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument("--kinds", default="presized")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over every server and level")
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
-    parser.add_argument("--preprocess-workers", type=int, default=None)
+    parser.add_argument("--backends", default="torch,openvino,onnxruntime", help="this tree's servers, one each")
+    parser.add_argument("--baseline-root", default=None, help="another checkout (e.g. main) served as the baseline")
+    parser.add_argument("--baseline-workers", type=int, default=2, help="the baseline's decoder processes")
     parser.add_argument("--env", action="append", default=[], metavar="UNIREP_X=V", help="extra server settings")
     parser.add_argument("--json", default=None, help="write all figures here")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     kinds = args.kinds.split(",")
     base = {
-        "UNIREP_LOG_LEVEL": "warning",
+        "UNIREP_LOG_LEVEL": "info",
         "UNIREP_DEVICE": args.device,
         "UNIREP_CACHE_ENABLED": "false",
         "UNIREP_IMAGE__MODEL": args.model,
         "UNIREP_IMAGE__PARAMS": json.dumps({"input_size": 224}),
+        "UNIREP_IMAGE__MAX_BATCH_SIZE": str(args.max_batch_size),
         "UNIREP_IMAGE__MAX_DELAY_MS": str(args.max_delay_ms),
         "UNIREP_IMAGE__MAX_QUEUE_SIZE": "4096",
         "UNIREP_DEFAULT_TIMEOUT_MS": "600000",
         **{f"UNIREP_{m}__ENABLED": "false" for m in ("AUDIO", "VIDEO", "POINTCLOUD", "TIMESERIES")},
     }
     base.update(dict(pair.split("=", 1) for pair in args.env))
-    if args.preprocess_workers:
-        base["UNIREP_PREPROCESS_WORKERS"] = str(args.preprocess_workers)
     files = {kind: make_files(kind, N_FILES) for kind in kinds}
-    results: list[Level] = []
     workdir = Path(tempfile.mkdtemp(prefix="unirep-bench-"))
-    for batching in (True, False):
-        settings = {**base, "UNIREP_IMAGE__MAX_BATCH_SIZE": str(args.max_batch_size if batching else 1)}
-        with running(workdir, settings) as server:
+    servers: dict[str, Server] = {}
+    samples: dict[tuple[str, str, int], list[Level]] = {}
+    load: list[float] = []
+    try:
+        for config in configs(args):  # all up at once (idle servers cost nothing), then measured in turns
+            servers[config.label] = start_server(workdir, config, base)
+            print(f"started {config.label}", flush=True)
+        for rnd in range(args.rounds):
             for kind in kinds:
-                for c in levels if batching else [c for c in levels if c == 16] or levels[-1:]:
-                    level = measure_level(server, files[kind], kind, batching, c, args.seconds)
-                    results.append(level)
-                    print(
-                        f"  {kind:<9} batching={batching!s:<5} c={c:<3} {level.rps:7.1f} req/s  "
-                        f"p50 {level.p50_ms:7.1f} ms  p99 {level.p99_ms:7.1f} ms  batch {level.mean_batch:4.1f}",
-                        flush=True,
-                    )
-    sizes = sorted({max(1, round(r.mean_batch)) for r in results} | {1, args.max_batch_size})
-    raw = raw_throughput(args.model, args.device, sizes)
-    for r in results:
-        r.raw_ips = raw[max(1, round(r.mean_batch))]
-        r.efficiency = r.rps / r.raw_ips if r.raw_ips else 0.0
-        r.busy_ips = r.mean_batch * 1000.0 / r.server_inference_ms if r.server_inference_ms else 0.0
-        r.busy_efficiency = r.rps / r.busy_ips if r.busy_ips else 0.0
-    print_report(args, results, raw)
+                for c in levels:
+                    for label, server in servers.items():
+                        level = measure_level(server, files[kind], kind, True, c, args.seconds)
+                        load.append(os.getloadavg()[0])
+                        samples.setdefault((label, kind, c), []).append(level)
+                        print(
+                            f"  round {rnd} {label:<15} {kind:<9} c={c:<3} {level.rps:7.1f} req/s  p50 "
+                            f"{level.p50_ms:7.1f} ms  p99 {level.p99_ms:7.1f} ms  batch {level.mean_batch:4.1f}  "
+                            f"cpu/req {level.cpu_ms_per_request:6.1f} ms  load {load[-1]:.1f}",
+                            flush=True,
+                        )
+    finally:
+        for server in servers.values():
+            stop(server)
+    print_report(args, samples, load)
     if args.json:
-        Path(args.json).write_text(json.dumps({"raw": raw, "levels": [asdict(r) for r in results]}, indent=2))
+        out = {f"{k[0]}/{k[1]}/c{k[2]}": [asdict(v) for v in vs] for k, vs in samples.items()}
+        Path(args.json).write_text(json.dumps({"load": load, "levels": out}, indent=2))
     return 0
 
 
-def print_report(args: argparse.Namespace, results: list[Level], raw: dict[int, float]) -> None:
-    print(f"\nmodel {args.model} on {args.device}, torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}")
-    print("raw model img/s by batch size: " + ", ".join(f"bs{k}={v:.1f}" for k, v in raw.items()))
+def print_report(args: argparse.Namespace, samples: dict[tuple[str, str, int], list[Level]], load: list[float]) -> None:
+    print(f"\nmodel {args.model} on {args.device}, cpu count {os.cpu_count()}, max_batch_size {args.max_batch_size}")
+    print(f"load average (1 min) during the run: min {min(load):.1f}, median {statistics.median(load):.1f}")
     print(
-        "\n| input | batching | concurrency | req/s | p50 ms | p99 ms | mean batch | raw img/s at that batch "
-        "| efficiency | in-server model img/s | efficiency (in-server) |"
+        "\n| server | input | concurrency | req/s | p50 ms | p99 ms | mean batch | req/s vs first server "
+        "| server CPU ms per request | CPU per request vs first server |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    first = next(iter(samples))[0]
+    for (label, kind, c), levels in samples.items():
+        rps = statistics.median(lv.rps for lv in levels)
+        ref = statistics.median(lv.rps for lv in samples[(first, kind, c)])
+        cpu = statistics.median(lv.cpu_ms_per_request for lv in levels)
+        ref_cpu = statistics.median(lv.cpu_ms_per_request for lv in samples[(first, kind, c)])
         print(
-            f"| {r.kind} | {'yes' if r.batching else 'no (bs 1)'} | {r.concurrency} | {r.rps:.1f} | {r.p50_ms:.1f} | "
-            f"{r.p99_ms:.1f} | {r.mean_batch:.2f} | {r.raw_ips:.1f} | {r.efficiency:.2f} | {r.busy_ips:.1f} | "
-            f"{r.busy_efficiency:.2f} |"
+            f"| {label} | {kind} | {c} | {rps:.1f} | {statistics.median(lv.p50_ms for lv in levels):.1f} | "
+            f"{statistics.median(lv.p99_ms for lv in levels):.1f} | "
+            f"{statistics.median(lv.mean_batch for lv in levels):.2f} | {rps / ref:.2f}x | {cpu:.1f} | "
+            f"{cpu / ref_cpu:.2f}x |"
         )
-    for kind in sorted({r.kind for r in results}):
-        c1 = next((r for r in results if r.kind == kind and r.batching and r.concurrency == 1), None)
-        if c1 is not None:
-            overhead = c1.p50_ms - c1.server_inference_ms - c1.server_preprocess_ms
-            print(
-                f"{kind}: concurrency 1: p50 {c1.p50_ms:.1f} ms = model {c1.server_inference_ms:.1f} ms (X-Inference-"
-                f"Time-Ms; raw model alone {1000.0 / raw[1]:.1f} ms) + decode {c1.server_preprocess_ms:.1f} ms + "
-                f"{overhead:.1f} ms other, of which {c1.server_overhead_ms:.2f} ms in the gateway (body, batcher, "
-                "JSON) and the rest HTTP and the client"
-            )
-        on = next((r for r in results if r.kind == kind and r.batching and r.concurrency == 16), None)
-        off = next((r for r in results if r.kind == kind and not r.batching and r.concurrency == 16), None)
-        if on and off and off.rps:
-            print(f"{kind}: batching gain at concurrency 16: {on.rps:.1f} / {off.rps:.1f} = {on.rps / off.rps:.2f}x")
 
 
 if __name__ == "__main__":

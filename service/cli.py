@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "service.commands.scaleout",
     "service.commands.keys",
     "service.commands.train",
+    "service.commands.export",
 ]
 
 

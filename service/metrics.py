@@ -122,6 +122,12 @@ class Metrics:
             ["device"],
             registry=r,
         )
+        self.backend_info = Gauge(
+            f"{PREFIX}_backend_info",
+            "1 for the inference backend each modality runs on, per device (torch, openvino, onnxruntime, ...)",
+            ["modality", "device", "backend"],
+            registry=r,
+        )
         self.ready = Gauge(f"{PREFIX}_ready", "1 when the service reports ready (warm, not draining)", registry=r)
         self.gpu_memory_allocated = Gauge(
             f"{PREFIX}_gpu_memory_allocated_bytes",

@@ -5,7 +5,7 @@ adapter's ``serving`` defaults). ``service.settings`` adds one section per regis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +19,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "reinit_head": False,
     "multi_label": None,
     "max_queue_size": 256,
+    "backend": "auto",
 }
 
 
@@ -58,6 +59,9 @@ class ModalitySettings(BaseModel):
     max_batch_size: int | None = Field(default=None, ge=1, le=4096)
     max_delay_ms: float | None = Field(default=None, ge=0.0, le=10_000.0)
     max_queue_size: int | None = Field(default=None, ge=1)
+    backend: Literal["auto", "torch", "cudagraphs", "openvino", "onnxruntime", "tensorrt"] | None = Field(
+        default=None, description="inference backend; auto: openvino > onnxruntime > torch on CPU, tensorrt on CUDA"
+    )
 
     def resolve(self, modality: str) -> ModalityConfig:
         values = modality_defaults(modality)
@@ -87,6 +91,7 @@ class ModalitySettings(BaseModel):
             max_delay_ms=float(values["max_delay_ms"]),
             max_queue_size=int(values["max_queue_size"]),
             explicit=frozenset(k for k, v in self.model_dump().items() if v is not None),
+            backend=str(values["backend"]),
         )
 
 
@@ -110,3 +115,4 @@ class ModalityConfig:
     max_queue_size: int = 256
     explicit: frozenset[str] = frozenset()
     """The fields this section set itself (not defaults): a trained model file may be contradicted only by these."""
+    backend: str = "auto"

@@ -59,7 +59,12 @@ class ServiceSettings(BaseSettings):
         default="auto", description="auto: bf16 (fp16 without bf16 support) autocast on CUDA, fp32 on CPU"
     )
     torch_threads: int | None = Field(
-        default=None, ge=1, description="intra-op threads of a CPU worker (torch default)"
+        default=None,
+        ge=1,
+        description="intra-op threads of a CPU worker, any backend (default: the cores the decoders leave free)",
+    )
+    backend_cache_dir: str | None = Field(
+        default=None, description="exported graphs kept between starts (default: ~/.cache/unirep/backends)"
     )
     prefetch_batches: int = Field(default=1, ge=0, le=8, description="batches staged per device while one runs")
     warmup: bool = Field(default=True, description="run every bucket at every batch size before reporting ready")
@@ -82,7 +87,8 @@ class ServiceSettings(BaseSettings):
     max_connections: int = Field(default=1024, ge=1, description="open connections; one more is refused with 503")
     keep_alive_timeout_s: int = Field(default=5, ge=1, description="an idle keep-alive connection is closed after")
 
-    preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
+    # Half the cores (at most 4): on a CPU-only host the model's threads take the other half.
+    preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 1) // 2)), ge=1, le=64)
     preprocess_timeout_s: float = Field(
         default=20.0, gt=0, description="per-item decode time limit; the process is killed"
     )

@@ -83,6 +83,8 @@ class ModelInfo(_Model):
     max_delay_ms: float | None = None
     provenance: dict[str, Any] | None = None
     """For a model trained with ``unirep train``: created, data fingerprint, command, validation figures."""
+    backend: str | None = None
+    """The inference backend serving it (torch, openvino, onnxruntime, tensorrt, cudagraphs); None when remote."""
 
 
 class Health(_Model):

@@ -19,8 +19,28 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from service.runtime.cpu_threads import configure_openmp
+
+    configure_openmp()  # before anything imports torch; the decoder processes inherit it
     settings = settings_to_run(args, "serve")
+    warn_oversubscription(settings)
     from service.http.server import run
 
     code: int = run(settings)
     return code
+
+
+def warn_oversubscription(settings: Any) -> None:
+    """Say so when decoder processes + model threads exceed the cores of a CPU-only server."""
+    import logging
+    import sys
+
+    import torch
+
+    from service.runtime.cpu_threads import plan_threads
+
+    on_cpu = settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available())
+    message = plan_threads(settings.preprocess_workers, settings.torch_threads, on_cpu).warning()
+    if message:
+        logging.getLogger("service.commands.serve").warning("oversubscribed: %s", message)
+        print(f"unirep serve: warning: {message}", file=sys.stderr)

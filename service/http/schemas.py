@@ -81,6 +81,8 @@ class ModelInfo(_Schema):
         description="for a model file made by `unirep train`: when, from which data (fingerprint), by which "
         "command, and its validation figures; null for released, converted or random weights",
     )
+    backend: str | None = None
+    """The inference backend: torch, openvino, onnxruntime, tensorrt or cudagraphs."""
 
 
 class ModelsResponse(_Schema):

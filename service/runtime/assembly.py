@@ -3,11 +3,14 @@ scale-out stream worker both do before serving (one definition, so the two never
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from modality_adapters import AdapterLimits, BaseAdapter, get_adapter
+from service.runtime.backends import ExportCache, default_cache_dir
+from service.runtime.cpu_threads import plan_threads
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.served import ServedModel, build_served_model
 from service.settings import ServiceSettings
@@ -28,12 +31,29 @@ def build_models(settings: ServiceSettings, adapters: dict[str, Any]) -> dict[st
     return {cfg.modality: build_served_model(cfg, adapters[cfg.modality], seed) for cfg in settings.modalities()}
 
 
-def make_device_workers(settings: ServiceSettings, served: dict[str, ServedModel]) -> list[DeviceWorker]:
-    """A device worker per configured device, holding every served model (not yet warmed)."""
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+def make_device_workers(
+    settings: ServiceSettings, served: dict[str, ServedModel], decoders: int | None = None
+) -> list[DeviceWorker]:
+    """A device worker per configured device, holding every served model (not yet warmed). ``decoders``: decoder
+    processes sharing this host's cores (default ``preprocess_workers``; a stream worker runs none)."""
+    devices = resolve_devices(settings.device)
+    # On a CPU-only host the model gets the cores the decoder processes leave (any backend), unless configured.
+    decoders = settings.preprocess_workers if decoders is None else decoders
+    plan = plan_threads(decoders, settings.torch_threads, all(d.type == "cpu" for d in devices))
+    if plan.on_cpu or settings.torch_threads:
+        torch.set_num_threads(plan.model_threads)
+    cache_dir = Path(settings.backend_cache_dir) if settings.backend_cache_dir else default_cache_dir()
+    cache = ExportCache(cache_dir)
     delay_s = settings.debug_inference_delay_ms / 1000.0
     return [
-        DeviceWorker(device, served, settings.precision, delay_s, warmup_enabled=settings.warmup)
-        for device in resolve_devices(settings.device)
+        DeviceWorker(
+            device,
+            served,
+            settings.precision,
+            delay_s,
+            warmup_enabled=settings.warmup,
+            backend_cache=cache,
+            threads=plan.model_threads if device.type == "cpu" else None,
+        )
+        for device in devices
     ]

@@ -3,12 +3,15 @@
 No library we know batches by (model, input shape) bucket, so this is ours. Each bucket (one modality's model and
 one C x H x W shape) has its own FIFO queue and its own task that forms batches:
 
-- a batch closes when it is full (``max_batch_size``), when the oldest item has waited ``max_delay_ms``, when the
-  earliest deadline in the queue needs it to start now, or at once when no batch is running anywhere (an idle
-  device should never wait for company: that keeps latency at concurrency 1 at the model's own time);
-- it is then handed to the transport only once a device slot is free: the transport allows ``prefetch`` staged
-  batches per device, so the next batch is ready while the current one runs, and items keep joining the queue
-  (growing the next batch) while every device is busy;
+- a batch closes when it is full (``max_batch_size``), when the earliest deadline in the queue needs it to start
+  now, or when the oldest item has waited ``max_delay_ms`` *and* a device is free to run it at once: while every
+  device is busy a partial batch stays open and keeps growing (closing it early would only stage a small batch
+  that waits anyway, which kept batches near 6 at concurrency 16 with room for 16);
+- an idle device takes the queue at once (latency at concurrency 1 stays the model's own time), unless requests of
+  that modality are still being decoded: then it waits for them up to ``max_delay_ms``, so under load batches do
+  not split into a small one and the rest;
+- it is then handed to the transport, which allows ``prefetch`` staged batches per device (a full batch is staged
+  while the current one runs);
 - when the batch is taken, items whose client disconnected or whose deadline cannot be met any more are dropped
   (counted in ``unirep_dropped_requests_total``) and never reach the model;
 - admission is bounded: a full queue answers 429 with a Retry-After estimated from the bucket's batch latency, and
@@ -83,8 +86,16 @@ class Bucket:
 class Batcher:
     """Admits items into buckets and feeds formed batches to a ``Transport``."""
 
-    def __init__(self, transport: Transport, metrics: Metrics, policies: dict[str, BatchPolicy]) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        metrics: Metrics,
+        policies: dict[str, BatchPolicy],
+        upstream: Callable[[str], int] | None = None,
+    ) -> None:
         self.transport = transport
+        self.upstream = upstream
+        """Requests of a modality admitted but not yet queued (being decoded): lets an idle device wait for them."""
         self.metrics = metrics
         self.policies = policies
         self.buckets: dict[tuple[str, tuple[int, ...]], Bucket] = {}
@@ -185,18 +196,28 @@ class Batcher:
                 bucket.changed.clear()
                 await bucket.changed.wait()
                 continue
-            if len(bucket.queue) >= policy.max_batch_size or self.transport.idle():
+            if len(bucket.queue) >= policy.max_batch_size:
                 return
             now = time.time()
-            close_at = bucket.queue[0].item.enqueued_at + policy.max_delay_ms / 1000.0
+            delay_close = bucket.queue[0].item.enqueued_at + policy.max_delay_ms / 1000.0
             deadlines = [p.item.deadline for p in bucket.queue if p.item.deadline is not None]
-            if deadlines:
-                close_at = min(close_at, min(deadlines) - bucket.latency.at(len(bucket.queue)))
-            if now >= close_at:
+            deadline_close = min(deadlines) - bucket.latency.at(len(bucket.queue)) if deadlines else math.inf
+            if now >= deadline_close:
                 return
+            if self.transport.idle() and (now >= delay_close or not self._more_coming(bucket)):
+                return
+            if now >= delay_close and self.transport.can_start_now():
+                return
+            # Wait for more items, for the delay or deadline, or (past the delay) for a device to come free: a batch
+            # closed while every device is busy would only sit staged while later arrivals could have joined it.
+            wake_at = deadline_close if now >= delay_close else min(delay_close, deadline_close)
             bucket.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(bucket.changed.wait(), close_at - now)
+                await asyncio.wait_for(bucket.changed.wait(), None if math.isinf(wake_at) else max(0.0, wake_at - now))
+
+    def _more_coming(self, bucket: Bucket) -> bool:
+        """Items of this modality still being decoded upstream, which would join a batch closed a little later."""
+        return self.upstream is not None and self.upstream(bucket.modality) > 0
 
     def _purge(self, bucket: Bucket) -> None:
         """Drop items whose client left or whose deadline can no longer be met; they never reach the model."""
@@ -256,6 +277,8 @@ class Batcher:
             return
         finally:
             bucket.running -= 1
+            for other in self.buckets.values():  # a device came free: waiting partial batches may close now
+                other.changed.set()
         self._record(bucket, result)
         by_id = {r.item_id: r for r in result.items}
         for p in pendings:

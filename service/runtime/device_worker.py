@@ -15,12 +15,12 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from service.runtime.backends import BuildRequest, Choice, ExportCache, Runner, build_runner, weights_digest
 from service.runtime.served import ServedModel
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
@@ -79,6 +79,8 @@ class DeviceWorker:
         precision: str = "auto",
         inference_delay_s: float = 0.0,
         warmup_enabled: bool = True,
+        backend_cache: ExportCache | None = None,
+        threads: int | None = None,
     ) -> None:
         self.device = device
         self.device_name = str(device)
@@ -94,6 +96,13 @@ class DeviceWorker:
             if self.precision.channels_last:
                 module = module.to(memory_format=torch.channels_last)
             self.modules[name] = module
+        # Each modality's backend: a compiled view of the module above, built (or loaded from the export cache),
+        # prepared for every batch size and checked against the module before the worker is ready.
+        cache = backend_cache or ExportCache(None)
+        self.runners: dict[str, Runner] = {}
+        self.backends: dict[str, Choice] = {}
+        for name, served in models.items():
+            self.runners[name], self.backends[name] = self._build_runner(served, self.modules[name], cache, threads)
         self.inference_delay_s = inference_delay_s
         self.warmup_enabled = warmup_enabled
         self.latency: dict[tuple[str, tuple[int, ...]], float] = {}
@@ -103,10 +112,23 @@ class DeviceWorker:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-    def _autocast(self) -> AbstractContextManager[object]:
-        if self.precision.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.precision.autocast_dtype)
+    def _build_runner(
+        self, served: ServedModel, module: nn.Module, cache: ExportCache, threads: int | None
+    ) -> tuple[Runner, Choice]:
+        request = BuildRequest(
+            module=module,
+            input_shape=served.input_shape,
+            device=self.device,
+            max_batch_size=served.config.max_batch_size,
+            threads=threads,
+            cache_dir=cache.root,
+            weights_digest=weights_digest(module),
+            autocast_dtype=self.precision.autocast_dtype,
+            channels_last=self.precision.channels_last,
+        )
+        runner, choice = build_runner(served.config.backend, request, cache)
+        log.info("[%s] backend %s on %s (%s)", served.modality, choice.name, self.device_name, choice.reason)
+        return runner, choice
 
     def warmup(self) -> None:
         """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready."""
@@ -128,11 +150,12 @@ class DeviceWorker:
                     self._best_of(3, modality, shape) if sizes[-1] > 1 else min(timings)
                 )
                 log.info(
-                    "warmed %s %s on %s (batch sizes 1..%d, %s): %.1f ms at the largest",
+                    "warmed %s %s on %s (batch sizes 1..%d, %s, %s): %.1f ms at the largest",
                     modality,
                     "x".join(map(str, shape)),
                     self.device_name,
                     max(sizes),
+                    self.backends[modality].name,
                     self.precision.name,
                     self.latency[(modality, tuple(shape))] * 1000,
                 )
@@ -152,13 +175,7 @@ class DeviceWorker:
 
     @torch.inference_mode()
     def _forward(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        module = self.modules[modality]
-        x = x.to(self.device, non_blocking=True)
-        if self.precision.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            features = module.forward_features(x)  # type: ignore[operator]
-            logits = module.forward_head(features)  # type: ignore[operator]
+        features, logits = self.runners[modality].run(x)
         served = self.served[modality]
         scores = torch.sigmoid(logits.float()) if served.config.multi_label else torch.softmax(logits.float(), -1)
         return features.float(), scores

@@ -57,6 +57,8 @@ class ServedModel:
     """For a file made by ``unirep train``: when, from which data, by which command, and its validation figures."""
     weights_digest: str = ""
     """sha256 of the served state (every tensor, after reparameterization): identifies the actual weights."""
+    backend: str | None = None
+    """The inference backend its device workers run (set once they are built; None until then)."""
 
     @property
     def modality(self) -> str:
@@ -95,6 +97,7 @@ class ServedModel:
             "max_batch_size": self.config.max_batch_size,
             "max_delay_ms": self.config.max_delay_ms,
             "version": self.version,
+            "backend": self.backend,
             "provenance": self.provenance,
             "weights_detail": {
                 "form": self.weights.form,
@@ -130,6 +133,7 @@ class ServedModel:
             provenance,
             str(detail.get("digest", "")),
         )
+        model.backend = desc.get("backend")
         if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
             raise ValueError(
                 f"[{cfg.modality}] these settings describe {model.version} with input {list(model.input_shape)}, "

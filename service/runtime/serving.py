@@ -82,6 +82,8 @@ class ServiceRuntime:
         self.error: str | None = None
         self.in_flight = 0
         self.decode_times = DecodeTimes()
+        self.decoding: dict[str, int] = {}
+        """Modality -> requests being decoded right now (the batcher waits for them when a device is idle)."""
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -123,12 +125,13 @@ class ServiceRuntime:
                 self.served = await loop.run_in_executor(None, build_models, s, self.adapters)
             if self.transport is None:
                 workers = await loop.run_in_executor(None, make_device_workers, s, self.served)
+                self._record_backends(workers)
                 self.transport = LocalTransport(workers, self.metrics, prefetch=s.prefetch_batches)
             policies = {
                 m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
                 for m, sm in self.served.items()
             }
-            self.batcher = Batcher(self.transport, self.metrics, policies)
+            self.batcher = Batcher(self.transport, self.metrics, policies, upstream=lambda m: self.decoding.get(m, 0))
             # Warm up only once the decoder processes have started: their imports would otherwise compete for the
             # CPU and inflate the latencies that seed the batcher's deadline estimates.
             await pool_started
@@ -139,12 +142,25 @@ class ServiceRuntime:
             await self.batcher.start()
             self.state = "ready"
             self.metrics.ready.set(1)
-            log.info("ready: %s", ", ".join(f"{m}={sm.name} ({sm.weights.source})" for m, sm in self.served.items()))
+            log.info(
+                "ready: %s",
+                ", ".join(
+                    f"{m}={sm.name} ({sm.weights.source}, backend {sm.backend or 'on the workers'})"
+                    for m, sm in self.served.items()
+                ),
+            )
         except Exception as exc:
             self.state = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("startup failed")
             raise
+
+    def _record_backends(self, workers: list[Any]) -> None:
+        """Which backend serves each modality (``/models``, the log, and the ``backend_info`` metric)."""
+        for worker in workers:
+            for modality, choice in worker.backends.items():
+                self.served[modality].backend = choice.name
+                self.metrics.backend_info.labels(modality, worker.device_name, choice.name).set(1)
 
     def _on_decoder_lost(self, modality: str, reason: str) -> None:
         self.metrics.preprocess_failures.labels(modality, reason).inc()
@@ -275,6 +291,7 @@ class ServiceRuntime:
         assert self.pool is not None and self.batcher is not None
         check_feasible(served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics)
         t0 = time.perf_counter()
+        self.decoding[modality] = self.decoding.get(modality, 0) + 1
         try:
             decoded = (
                 Decoded(decoded_map, 0.0)
@@ -285,6 +302,8 @@ class ServiceRuntime:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()
             raise
+        finally:
+            self.decoding[modality] -= 1
         preprocess_s = time.perf_counter() - t0
         self.decode_times.observe(modality, preprocess_s)
         self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)

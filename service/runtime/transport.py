@@ -11,7 +11,8 @@ Contract:
   ``reserve`` is followed by exactly one ``execute`` (which frees the slot when done) or one ``release``.
 - ``execute(batch)`` returns a ``BatchResult`` with one ``ItemResult`` per item, errors per item; it raises only
   when the whole batch could not be run at all (the batcher then fails those items with that error).
-- ``idle()`` is True when no batch is reserved or running: the batcher then dispatches without waiting.
+- ``idle()`` is True when no batch is reserved or running: the batcher then dispatches without waiting;
+  ``can_start_now()`` is True when a reserved batch would run at once rather than wait staged.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ class Transport(ABC):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    def can_start_now(self) -> bool:
+        """A batch reserved now would start at once (a device is free), not wait staged behind a running one.
+
+        Remote transports answer True: staging hides their round trip, so they keep forming batches ahead.
+        """
+        return True
 
     async def describe_models(
         self, configs: list[ModalityConfig], adapters: dict[str, Any]
@@ -143,6 +151,9 @@ class LocalTransport(Transport):
 
     def idle(self) -> bool:
         return self._reserved == 0
+
+    def can_start_now(self) -> bool:
+        return self._reserved < len(self.device_workers)
 
     async def stop(self) -> None:
         self._stopped = True

@@ -73,7 +73,11 @@ class StreamWorker:
     def build(self) -> None:
         """Load every enabled modality's model and warm it on every device (as ``unirep serve`` does)."""
         self.served = build_models(self.settings, make_adapters(self.settings))
-        self.devices = make_device_workers(self.settings, self.served)
+        self.devices = make_device_workers(self.settings, self.served, decoders=0)  # no decoders run here
+        for device in self.devices:
+            for modality, choice in device.backends.items():
+                self.served[modality].backend = choice.name
+                self.metrics.backend_info.labels(modality, device.device_name, choice.name).set(1)
         threads = [threading.Thread(target=d.warmup) for d in self.devices]
         for thread in threads:
             thread.start()

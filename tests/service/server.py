@@ -1,8 +1,8 @@
 """A real ``unirep serve`` process for the service's end-to-end tests (started once per test module).
 
 Settings are passed as ``UNIREP_*`` environment variables on top of ``SMALL``: tiny input sizes so that a 2-core
-CPU runs every modality quickly, random weights (nothing downloads), and the caller's own ``UNIREP_*`` variables
-removed so a developer's shell cannot change what a test sees.
+CPU runs every modality quickly, random weights (nothing downloads), the eager backend, and the caller's own
+``UNIREP_*`` variables removed so a developer's shell cannot change what a test sees.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ SMALL: dict[str, str] = {
     "UNIREP_POINTCLOUD__PARAMS": json.dumps({"image_size": 64, "num_points": 256}),
     "UNIREP_TIMESERIES__PARAMS": json.dumps({"seq_len": 16, "num_vars": 2, "d_model": 64}),
     "UNIREP_PREPROCESS_WORKERS": "2",
+    # Eager torch: random weights differ on every start, so a compiled backend would export afresh each time
+    # (seconds per modality); tests/service/test_backends_served.py serves through the compiled backends.
+    **{f"UNIREP_{m.upper()}__BACKEND": "torch" for m in ("image", "audio", "video", "pointcloud", "timeseries")},
 }
 START_TIMEOUT_S = 180.0
 

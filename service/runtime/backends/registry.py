@@ -1,0 +1,110 @@
+"""The backends by name, the ``auto`` choice, and building a checked runner for one served model on one device.
+
+``auto`` takes the first backend of the device's preference list that is installed and runs there. The lists are
+ordered by what we measured (see benchmarks/RESULTS.md): on CPU OpenVINO, then ONNX Runtime, then eager torch; on
+CUDA TensorRT, then torch replayed from CUDA graphs, then eager torch. An explicitly requested backend that cannot
+run is an error at start, never a silent fallback.
+
+Every runner other than eager torch is compared with the eager deploy form on a fixed input before it serves
+(``check_against_eager``): past the tolerance the start fails loudly, naming the backend and the error.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from service.runtime.backends.base import BackendError, BackendSpec, BuildRequest, Runner
+from service.runtime.backends.cache import ExportCache
+from service.runtime.backends.onnxruntime_backend import OnnxRuntimeSpec
+from service.runtime.backends.openvino_backend import OpenVinoSpec
+from service.runtime.backends.tensorrt_backend import TensorRtSpec
+from service.runtime.backends.torch_backend import CudaGraphSpec, TorchRunner, TorchSpec
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+SPECS: dict[str, BackendSpec] = {
+    spec.name: spec for spec in (TorchSpec(), CudaGraphSpec(), OpenVinoSpec(), OnnxRuntimeSpec(), TensorRtSpec())
+}
+BACKEND_NAMES: tuple[str, ...] = (AUTO, *SPECS)
+AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("openvino", "onnxruntime", "torch"),
+    "cuda": ("tensorrt", "cudagraphs", "torch"),
+}
+FP32_TOLERANCE = 1e-4
+"""Largest relative difference (max |backend - eager| / max |eager|) of features and logits in fp32."""
+REDUCED_TOLERANCE = 3e-2
+"""The same in fp16/bf16, where the eager reference is fp32 and the backend rounds differently."""
+CHECK_BATCH = 2
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    reason: str
+    """Why this backend: "requested", or for auto which ones were skipped and why."""
+
+
+def resolve_backend(requested: str, device_type: str, specs: dict[str, BackendSpec] | None = None) -> Choice:
+    """The backend to build for ``requested`` ("auto" or a name) on ``device_type``; raises when it cannot run."""
+    specs = SPECS if specs is None else specs
+    requested = requested.strip().lower()
+    if requested != AUTO:
+        spec = specs.get(requested)
+        if spec is None:
+            raise BackendError(f"unknown backend {requested!r}; use one of {', '.join(BACKEND_NAMES)}")
+        reason = spec.unavailable_reason(device_type)
+        if reason is not None:
+            raise BackendError(f"backend {requested!r} cannot run on {device_type}: {reason}")
+        return Choice(requested, "requested")
+    skipped: list[str] = []
+    for name in AUTO_ORDER.get(device_type, ("torch",)):
+        reason = specs[name].unavailable_reason(device_type)
+        if reason is None:
+            note = f"auto on {device_type}: first available of {', '.join(AUTO_ORDER.get(device_type, ()))}"
+            return Choice(name, note + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
+        skipped.append(f"{name}: {reason}")
+    raise BackendError(f"no backend can run on {device_type}: {'; '.join(skipped)}")
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    scale = float(reference.abs().max().clamp_min(1e-12))
+    return float((value.float().cpu() - reference.float().cpu()).abs().max()) / scale
+
+
+def check_against_eager(runner: Runner, request: BuildRequest) -> float:
+    """Run a fixed input through ``runner`` and the eager fp32 deploy form; raise past the tolerance."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((CHECK_BATCH, *request.input_shape), generator=generator)
+    reference = TorchRunner(BuildRequest(**{**request.__dict__, "device": torch.device("cpu"), "autocast_dtype": None}))
+    ref_features, ref_logits = reference.run(x)
+    features, logits = runner.run(x)
+    error = max(relative_error(features, ref_features), relative_error(logits, ref_logits))
+    tolerance = FP32_TOLERANCE if request.autocast_dtype is None else REDUCED_TOLERANCE
+    if not error <= tolerance:
+        raise BackendError(
+            f"backend {runner.name} disagrees with the eager deploy form: relative error {error:.2e} "
+            f"exceeds {tolerance:.0e}; refusing to serve it"
+        )
+    return error
+
+
+def build_runner(requested: str, request: BuildRequest, cache: ExportCache) -> tuple[Runner, Choice]:
+    """Resolve, build (through the export cache), prepare every batch size, and check against eager."""
+    choice = resolve_backend(requested, request.device.type)
+    spec = SPECS[choice.name]
+    try:
+        runner = spec.build(request, cache)
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"backend {choice.name} could not be built: {type(exc).__name__}: {exc}") from exc
+    if not runner.dynamic_batch:
+        runner.prepare(range(1, request.max_batch_size + 1))
+    if choice.name != "torch":
+        error = check_against_eager(runner, request)
+        log.info("backend %s matches the eager deploy form (relative error %.1e)", choice.name, error)
+    return runner, choice

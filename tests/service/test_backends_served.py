@@ -1,0 +1,69 @@
+"""A real ``unirep serve`` on the ``auto`` backend: the choice is reported in ``/models``, the log and the
+``unirep_backend_info`` metric; a restart reuses the exported graph from the cache and answers identically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import create_model
+from service.runtime.backends import AUTO_ORDER, SPECS
+from tests.service.media import jpeg
+from tests.service.server import running
+
+EXPECTED = next(n for n in AUTO_ORDER["cpu"] if SPECS[n].unavailable_reason("cpu") is None)
+pytestmark = pytest.mark.skipif(EXPECTED == "torch", reason="no compiled CPU backend (openvino, onnxruntime) installed")
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("backends-served")
+    torch.manual_seed(11)
+    checkpoint = root / "image_a.pth"
+    torch.save(create_model("unireplknet_a").state_dict(), checkpoint)
+    env = {f"UNIREP_{m.upper()}__ENABLED": "false" for m in ("audio", "video", "pointcloud", "timeseries")}
+    env.update(
+        {
+            "UNIREP_IMAGE__WEIGHTS": str(checkpoint),
+            "UNIREP_IMAGE__BACKEND": "auto",
+            "UNIREP_IMAGE__PARAMS": json.dumps({"input_size": 64}),
+            "UNIREP_IMAGE__MAX_BATCH_SIZE": "4",
+            "UNIREP_BACKEND_CACHE_DIR": str(root / "cache"),
+        }
+    )
+    return env
+
+
+def classify(server_url: str, payload: bytes) -> list[dict[str, object]]:
+    import httpx
+
+    response = httpx.post(
+        f"{server_url}/classify/image?top_k=5", content=payload, headers={"Content-Type": "image/jpeg"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    assert float(response.headers["X-Inference-Time-Ms"]) > 0
+    predictions: list[dict[str, object]] = response.json()["predictions"]
+    return predictions
+
+
+def test_auto_backend_is_reported_and_its_export_survives_a_restart(tmp_path: Path, settings: dict[str, str]) -> None:
+    _, payload = jpeg(5)
+    with running(tmp_path, settings) as server:
+        (model,) = server.client().get("/models").json()["models"]
+        assert model["backend"] == EXPECTED
+        assert server.metric("unirep_backend_info", modality="image", device="cpu", backend=EXPECTED) == 1
+        log = server.log_tail(100_000)
+        assert f"[image] backend {EXPECTED} on cpu (auto on cpu" in log
+        first = classify(server.url, payload)
+    entries = [p for p in Path(settings["UNIREP_BACKEND_CACHE_DIR"]).iterdir() if p.is_dir()]
+    assert len(entries) == 1
+    with running(tmp_path, settings) as server:
+        log = server.log_tail(100_000)
+        assert "export cache hit" in log and f"exported {EXPECTED}" not in log
+        second = classify(server.url, payload)
+    assert [p["index"] for p in second] == [p["index"] for p in first]
+    for a, b in zip(first, second, strict=True):
+        assert abs(float(a["score"]) - float(b["score"])) <= 1e-5  # type: ignore[arg-type]
