@@ -1,11 +1,15 @@
-"""Time-series adapter: CSV or JSON -> the normalized window and its time features, packed for the embedding.
+"""Time-series adapter: CSV or JSON of any number of variables and any length -> the model's input map.
 
-Tensor contract with ``TimeSeriesEmbedding``: ``decode`` returns float32 ``(1, seq_len, num_vars + F)``. Columns
-``[:num_vars]`` hold the last ``seq_len`` steps of each variable, normalized per variable over that window
-(RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm); columns
-``[num_vars:]`` hold the F ``timeF`` calendar features of those steps scaled to [-0.5, 0.5] (F = 4 for the
-official hourly data: hour of day, day of week, day of month, day of year), or zeros when no timestamps were
-given. The model's embedding turns that into the 1 x H x W image (official 1 x 192 x 192).
+A series (T x V) is checked against the model's params (``TimeSeriesParams``: variable count, length rule,
+representation), fitted to its length (resampled, or its last ``seq_len`` steps), normalized per variable over
+that window (RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm),
+and mapped:
+
+- weight-free maps (the default): ``(K * V, S, S)`` (``K`` kinds, ``S = image_size``), or ``(K, S, S)`` averaged
+  over variables when the model takes any count (``num_vars=0``);
+- the learned embedding: float32 ``(1, seq_len, V + F)`` for ``TimeSeriesEmbedding``: columns ``[:V]`` the
+  normalized values, ``[V:]`` the F ``timeF`` calendar features of those steps scaled to [-0.5, 0.5] (F = 4 for
+  hourly data: hour of day, day of week, day of month, day of year), or zeros without timestamps.
 
 Inputs: a JSON array (T numbers, or T rows of V numbers), a JSON object ``{"values": ..., "timestamps": [...]}``
 (ISO 8601 strings or Unix seconds), or CSV with an optional header row and an optional timestamp column.
@@ -18,63 +22,76 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
-from .timeseries_embedding import TIME_FEATURES_PER_FREQ, TimeSeriesEmbedding, embedding_map_size
+from .timeseries_embedding import TimeSeriesEmbedding, embedding_map_size
+from .timeseries_maps import render, resample
+from .timeseries_params import PRESETS, TimeSeriesParams, fit_params
 
-__all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "time_features"]
+__all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "fit_params", "time_features"]
 
 REVIN_EPS = 1e-5
 _TIMESTAMP_NAMES = {"timestamp", "time", "date", "datetime", "ds"}
 
 
-@dataclass(frozen=True)
-class TimeSeriesParams:
-    seq_len: int = 48
-    num_vars: int = 11
-    d_model: int = 768
-    freq: str = "h"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.seq_len, int) or not 2 <= self.seq_len <= 100_000:
-            raise ValueError(f"seq_len must be an int in [2, 100000], got {self.seq_len!r}")
-        if not isinstance(self.num_vars, int) or not 1 <= self.num_vars <= 100_000:
-            raise ValueError(f"num_vars must be an int in [1, 100000], got {self.num_vars!r}")
-        if not isinstance(self.d_model, int) or not 1 <= self.d_model <= 65536:
-            raise ValueError(f"d_model must be an int in [1, 65536], got {self.d_model!r}")
-        if self.freq not in TIME_FEATURES_PER_FREQ:
-            raise ValueError(f"freq must be one of {sorted(TIME_FEATURES_PER_FREQ)}, got {self.freq!r}")
-
-    @property
-    def n_time_features(self) -> int:
-        return TIME_FEATURES_PER_FREQ[self.freq]
-
-
 class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
-    """CSV / JSON series (T x V, optional timestamps) -> 1 x seq_len x (num_vars + F), see the module docstring."""
+    """CSV / JSON series (T x V, optional timestamps) -> the model's input map, see the module docstring."""
 
     name: ClassVar[str] = "timeseries"
     params_type: ClassVar[type[Any]] = TimeSeriesParams
 
+    def resolve_params(self, **params: Any) -> TimeSeriesParams:
+        """As the base class, with a named ``preset``'s values filled in under the explicit params."""
+        preset = params.get("preset")
+        if isinstance(preset, str) and preset in PRESETS:
+            params = {**PRESETS[preset], **params}
+        return super().resolve_params(**params)
+
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)
-        return (1, p.seq_len, p.num_vars + p.n_time_features)
+        if p.is_embedding:
+            return (1, p.seq_len, p.num_vars + p.n_time_features)
+        return (p.backbone_in_chans, p.image_size, p.image_size)
 
     def embedding_shape(self, **params: Any) -> tuple[int, int, int]:
-        """The 1 x H x W image the model's embedding makes of ``decode``'s output."""
+        """The C x H x W image UniRepLKNet sees: what the embedding makes of ``decode``'s output, or that output."""
         p = self.resolve_params(**params)
+        if not p.is_embedding:
+            return self.output_shape(**params)
+        if p.embedding_layout == "time_axis":
+            return (1, p.d_model, p.seq_len)
         return (1, *embedding_map_size(p.seq_len, p.d_model))
+
+    def front_end(self, **params: Any) -> nn.Module:
+        """The model's first stage for these params: the learned embedding, or identity for weight-free maps."""
+        p = self.resolve_params(**params)
+        if not p.is_embedding:
+            return nn.Identity()
+        return TimeSeriesEmbedding(p.num_vars, p.d_model, p.seq_len, p.n_time_features, layout=p.embedding_layout)
 
     def _decode(self, data: bytes, p: TimeSeriesParams) -> torch.Tensor:
         values, stamps = self.parse(data)
+        return self.encode(values, stamps, p)
+
+    def decode_array(self, values: np.ndarray, stamps: list[datetime] | None = None, **params: Any) -> torch.Tensor:
+        """``decode`` for a series already in memory (``(T, V)``), e.g. read from a ``.ts`` file for training."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2 or 0 in values.shape:
+            raise UndecodableInputError(f"a series must be a non-empty T x V array, got shape {values.shape}")
+        return self.encode(values, stamps, self.resolve_params(**params)).to(torch.float32).contiguous()
+
+    def encode(self, values: np.ndarray, stamps: list[datetime] | None, p: TimeSeriesParams) -> torch.Tensor:
+        """Check a T x V series against the limits and the model, fit its length, normalize, and map it."""
         t, v = values.shape
         if t > self.limits.max_series_length:
             raise InputTooLargeError(
@@ -84,19 +101,26 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
             raise InputTooLargeError(
                 f"series has {v} variables; the limit is {self.limits.max_series_variables}", variables=v
             )
-        if v != p.num_vars:
-            raise UndecodableInputError(f"series has {v} variable(s); this model expects {p.num_vars}", variables=v)
-        if t < p.seq_len:
-            raise UndecodableInputError(f"series has {t} time step(s); this model needs at least {p.seq_len}", steps=t)
+        if p.num_vars and v != p.num_vars:
+            raise UndecodableInputError(
+                f"series has {v} variable(s); this model expects {p.num_vars} (and {_length_rule(p)})", variables=v
+            )
+        if t < 2 or (p.length_mode == "window" and t < p.seq_len):
+            raise UndecodableInputError(f"series has {t} time step(s); this model needs {_length_rule(p)}", steps=t)
         check_finite(values, "series")
-        window = values[-p.seq_len :]
+        cut = values[-p.seq_len :] if p.length_mode == "window" else values
+        window = resample(cut, p.length)
         mean = window.mean(axis=0, keepdims=True)
         std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
         normed = (window - mean) / std
+        if not p.is_embedding:
+            return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
         if stamps is None:
-            marks = np.zeros((p.seq_len, p.n_time_features))
+            marks = np.zeros((p.length, p.n_time_features))
         else:
-            marks = time_features(stamps[-p.seq_len :], p.freq)
+            cut_stamps = stamps[-p.seq_len :] if p.length_mode == "window" else stamps
+            picked = [cut_stamps[round(i)] for i in np.linspace(0, len(cut_stamps) - 1, p.length)]
+            marks = time_features(picked, p.freq)
         packed = np.concatenate([normed, marks], axis=1).astype(np.float32)
         return torch.from_numpy(packed).unsqueeze(0)
 
@@ -198,6 +222,12 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         """Any 1 x H x W map (the packed window, or the embedding image a model made of it) as a grey image."""
         chw = as_chw(tensor, "timeseries")
         return encode_png(gray_to_uint8(chw[0]), min_side=192)
+
+
+def _length_rule(p: TimeSeriesParams) -> str:
+    if p.length_mode == "window":
+        return f"at least {p.seq_len} time steps (it reads the last {p.seq_len})"
+    return f"at least 2 time steps (resampled to {p.length})"
 
 
 def _is_number(cell: str) -> bool:
