@@ -36,6 +36,7 @@ COPY unirep_errors/ unirep_errors/
 COPY models/ models/
 COPY modality_adapters/ modality_adapters/
 COPY service/ service/
+COPY training/ training/
 COPY README.md ./
 RUN pip install --no-deps ./sdk . && python -c "import service.cli, unirep_client"
 

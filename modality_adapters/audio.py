@@ -24,6 +24,7 @@ import torch
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
+from .training_augment import spec_augment
 
 __all__ = ["AudioAdapter", "AudioParams", "official_fbank"]
 
@@ -155,6 +156,10 @@ class AudioAdapter(BaseAdapter[AudioParams]):
         """The log-mel spectrogram, low frequencies at the bottom as people read spectrograms."""
         chw = as_chw(tensor, "audio")
         return encode_png(gray_to_uint8(chw[0])[::-1], min_side=256)
+
+    def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
+        """Training only: SpecAugment frequency and time masks (mixup is applied per batch by the recipe)."""
+        return spec_augment(cached, generator)
 
 
 def _has_mpeg_sync(data: bytes) -> bool:

@@ -160,6 +160,21 @@ class BaseAdapter(ABC, Generic[P]):
     def _decode(self, data: bytes, p: P) -> torch.Tensor:
         """The modality's own decoding of validated, size-checked bytes with resolved params."""
 
+    # --- Training hooks: ``unirep train`` caches ``decode_for_training`` once per example, then builds each epoch's
+    # inputs with ``augment`` (training) or ``training_input`` (validation). The service never calls them.
+
+    def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
+        """What training caches for one example; by default exactly what the service decodes."""
+        return self.decode(data, **params)
+
+    def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
+        """The model input of a cached example without augmentation: equal to ``decode`` of the same bytes."""
+        return cached
+
+    def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
+        """A randomly perturbed model input for training; modalities override this (the default perturbs nothing)."""
+        return self.training_input(cached, **params)
+
 
 def check_size(data: bytes, max_bytes: int, what: str) -> None:
     """Refuse empty payloads (422) and oversized ones (413) before any decoder sees them."""

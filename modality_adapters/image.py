@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseAdapter, as_chw, encode_png
+from .training_augment import augment_image
 
 __all__ = ["SUPPORTED_IMAGE_FORMATS", "ImageAdapter", "ImageParams"]
 
@@ -124,6 +125,10 @@ class ImageAdapter(BaseAdapter[ImageParams]):
         std = np.asarray(p.std, dtype=np.float32)[:, None, None]
         rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8)
         return encode_png(rgb.transpose(1, 2, 0))
+
+    def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
+        """Training only: random resized crop and horizontal flip of the decoded crop."""
+        return augment_image(cached, generator)
 
 
 _IMAGE_MAGICS: tuple[bytes, ...] = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")

@@ -25,6 +25,7 @@ from unirep_errors import UndecodableInputError
 
 from .base import BaseAdapter, as_chw, encode_png
 from .pointcloud_io import POINTCLOUD_FORMATS, read_points
+from .training_augment import augment_points
 
 __all__ = ["PointCloudAdapter", "PointCloudParams", "farthest_point_sample", "normalize_points", "project_views"]
 
@@ -77,6 +78,24 @@ class PointCloudAdapter(BaseAdapter[PointCloudParams]):
                 panels.append(gap)
             panels.append(np.clip(np.rint(plane * 255.0), 0, 255).astype(np.uint8))
         return encode_png(np.concatenate(panels, axis=1), min_side=224)
+
+    def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
+        """Training caches the sampled unit-sphere points (N x 3), so that augmentation acts before projection."""
+        p = self.resolve_params(**params)
+        points = read_points(data, p.format, self.limits, mesh_samples=FPS_POOL_FACTOR * p.num_points)
+        points = points[np.isfinite(points).all(axis=1)]
+        if len(points) == 0:
+            raise UndecodableInputError("point cloud has 0 finite points; need at least 1")
+        return torch.from_numpy(sample_points(normalize_points(points), p.num_points, p.sampling))
+
+    def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
+        p = self.resolve_params(**params)
+        return project_views(cached.numpy(), p.image_size)
+
+    def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
+        """Training only: rotation about the up axis, per-axis scale, jitter and thinning, then projection."""
+        p = self.resolve_params(**params)
+        return project_views(augment_points(cached.numpy(), generator), p.image_size)
 
 
 def points_to_views(points: np.ndarray, p: PointCloudParams) -> torch.Tensor:

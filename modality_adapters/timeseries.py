@@ -31,10 +31,11 @@ from torch import nn
 
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
-from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
+from .base import BaseAdapter, as_chw, check_finite, check_size, encode_png, gray_to_uint8
 from .timeseries_embedding import TimeSeriesEmbedding, embedding_map_size
 from .timeseries_maps import render, resample
 from .timeseries_params import PRESETS, TimeSeriesParams, fit_params
+from .training_augment import augment_series
 
 __all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "fit_params", "time_features"]
 
@@ -92,29 +93,9 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
 
     def encode(self, values: np.ndarray, stamps: list[datetime] | None, p: TimeSeriesParams) -> torch.Tensor:
         """Check a T x V series against the limits and the model, fit its length, normalize, and map it."""
-        t, v = values.shape
-        if t > self.limits.max_series_length:
-            raise InputTooLargeError(
-                f"series has {t} time steps; the limit is {self.limits.max_series_length}", steps=t
-            )
-        if v > self.limits.max_series_variables:
-            raise InputTooLargeError(
-                f"series has {v} variables; the limit is {self.limits.max_series_variables}", variables=v
-            )
-        if p.num_vars and v != p.num_vars:
-            raise UndecodableInputError(
-                f"series has {v} variable(s); this model expects {p.num_vars} (and {_length_rule(p)})", variables=v
-            )
-        if t < 2 or (p.length_mode == "window" and t < p.seq_len):
-            raise UndecodableInputError(f"series has {t} time step(s); this model needs {_length_rule(p)}", steps=t)
-        check_finite(values, "series")
-        cut = values[-p.seq_len :] if p.length_mode == "window" else values
-        window = resample(cut, p.length)
-        mean = window.mean(axis=0, keepdims=True)
-        std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
-        normed = (window - mean) / std
+        normed = self._fit(values, p)
         if not p.is_embedding:
-            return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
+            return self._render(normed, p)
         if stamps is None:
             marks = np.zeros((p.length, p.n_time_features))
         else:
@@ -222,6 +203,60 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         """Any 1 x H x W map (the packed window, or the embedding image a model made of it) as a grey image."""
         chw = as_chw(tensor, "timeseries")
         return encode_png(gray_to_uint8(chw[0]), min_side=192)
+
+    def _fit(self, values: np.ndarray, p: TimeSeriesParams) -> np.ndarray:
+        """The checked series, cut or resampled to the model's length and normalized per variable (float64)."""
+        t, v = values.shape
+        if t > self.limits.max_series_length:
+            raise InputTooLargeError(
+                f"series has {t} time steps; the limit is {self.limits.max_series_length}", steps=t
+            )
+        if v > self.limits.max_series_variables:
+            raise InputTooLargeError(
+                f"series has {v} variables; the limit is {self.limits.max_series_variables}", variables=v
+            )
+        if p.num_vars and v != p.num_vars:
+            raise UndecodableInputError(
+                f"series has {v} variable(s); this model expects {p.num_vars} (and {_length_rule(p)})", variables=v
+            )
+        if t < 2 or (p.length_mode == "window" and t < p.seq_len):
+            raise UndecodableInputError(f"series has {t} time step(s); this model needs {_length_rule(p)}", steps=t)
+        check_finite(values, "series")
+        cut = values[-p.seq_len :] if p.length_mode == "window" else values
+        window = resample(cut, p.length)
+        mean = window.mean(axis=0, keepdims=True)
+        std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
+        normed: np.ndarray = (window - mean) / std
+        return normed
+
+    # Training hooks. For weight-free maps the cache holds the fitted, normalized series (1 x length x V, float64)
+    # rather than the maps, so that augmentation perturbs the series and the maps are drawn from the result.
+
+    def _render(self, normed: np.ndarray, p: TimeSeriesParams) -> torch.Tensor:
+        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
+
+    def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
+        p = self.resolve_params(**params)
+        if p.is_embedding:
+            return self.decode(data, **params)
+        data = bytes(data)
+        check_size(data, self.limits.max_bytes, self.name)
+        values, _ = self.parse(data)
+        return torch.from_numpy(self._fit(values, p)).unsqueeze(0)
+
+    def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
+        p = self.resolve_params(**params)
+        if p.is_embedding:
+            return cached
+        return self._render(cached[0].to(torch.float64).numpy(), p).contiguous()
+
+    def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
+        """Training only: window crop stretched back, per-variable scaling and jitter of the series columns."""
+        p = self.resolve_params(**params)
+        if p.is_embedding:
+            return augment_series(cached, p.num_vars, generator)
+        series = augment_series(cached.to(torch.float32).clone(), cached.shape[-1], generator)
+        return self._render(series[0].to(torch.float64).numpy(), p).contiguous()
 
 
 def _length_rule(p: TimeSeriesParams) -> str:

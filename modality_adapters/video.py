@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, BaseAdapter, as_chw, encode_png
+from .training_augment import augment_video_clip
 
 __all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "sample_indices"]
 
@@ -142,6 +143,18 @@ class VideoAdapter(BaseAdapter[VideoParams]):
         std = np.asarray(p.std, dtype=np.float32)[:, None, None]
         rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8)
         return encode_png(rgb.transpose(1, 2, 0))
+
+    def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
+        """Training only: the map back to its clip, temporal jitter, a random crop and flip, and the map again."""
+        p = self.resolve_params(**params)
+        c, side, _ = cached.shape
+        g = math.isqrt(p.num_frames)
+        size = side // g
+        if p.layout == "grid":
+            clip = cached.reshape(c, g, size, g, size).permute(0, 1, 3, 2, 4).reshape(c, g * g, size, size)
+        else:
+            clip = cached.reshape(c, g * g, size, size)
+        return clip_to_map(augment_video_clip(clip, generator), p.layout)
 
 
 def probe_resolution(data: bytes) -> tuple[int, int]:

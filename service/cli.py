@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "service.commands.serve",
     "service.commands.scaleout",
     "service.commands.keys",
+    "service.commands.train",
 ]
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that note how they ran
     code: int = args.func(args)
     return code
 

@@ -103,6 +103,7 @@ class ModalitySettings(BaseModel):
             max_batch_size=int(values["max_batch_size"]),
             max_delay_ms=float(values["max_delay_ms"]),
             max_queue_size=int(values["max_queue_size"]),
+            explicit=frozenset(k for k, v in self.model_dump().items() if v is not None),
         )
 
 
@@ -124,6 +125,8 @@ class ModalityConfig:
     max_batch_size: int = 16
     max_delay_ms: float = 5.0
     max_queue_size: int = 256
+    explicit: frozenset[str] = frozenset()
+    """The fields this section set itself (not defaults): a trained model file may be contradicted only by these."""
 
 
 class LimitsSettings(BaseModel):

@@ -156,3 +156,13 @@ class InvalidParameterError(InputError):
 
     status_code = 422
     code = "invalid_parameter"
+
+
+# --- Training data errors --------------------------------------------------------------------------------
+
+
+class DatasetError(InputError):
+    """A training or evaluation data set cannot be used as given (empty, one class, unknown labels, bad manifest)."""
+
+    status_code = 422
+    code = "bad_dataset"

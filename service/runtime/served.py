@@ -34,6 +34,7 @@ from models import (
 )
 from models.checkpoint import detect_form
 from service.labels import load_labels
+from service.runtime.trained import apply_trained, trained_info
 from service.settings import AUTO_WEIGHTS, ModalityConfig
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class ServedModel:
     input_shape: tuple[int, int, int]
     """What the adapter produces: the batching bucket's shape."""
     embedding_dim: int
+    provenance: dict[str, Any] | None = None
+    """For a file made by ``unirep train``: when, from which data, by which command, and its validation figures."""
 
     @property
     def modality(self) -> str:
@@ -67,9 +70,10 @@ class ServedModel:
     @property
     def version(self) -> str:
         """Model + weights + preprocessing: part of every cache key, so that a change never serves stale results."""
-        blob = json.dumps(
-            [self.name, self.weights.source, self.params, self.config.multi_label], sort_keys=True, default=str
-        )
+        parts: list[Any] = [self.name, self.weights.source, self.params, self.config.multi_label]
+        if self.provenance is not None:  # a retrained file at the same path is another model
+            parts.append([self.provenance.get("created"), self.provenance.get("data_fingerprint")])
+        blob = json.dumps(parts, sort_keys=True, default=str)
         return f"{self.name}@{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -111,9 +115,12 @@ def _resolve_auto(cfg: ModalityConfig) -> str | None:
 
 
 def build_served_model(cfg: ModalityConfig, adapter: Any) -> ServedModel:
+    trained = trained_info(cfg)
+    if trained is not None:
+        cfg = apply_trained(cfg, trained)
     params = adapter_params(cfg, adapter)
     input_shape = tuple(int(v) for v in adapter.output_shape(**params))
-    labels = _labels(cfg)
+    labels = trained.labels if trained is not None else _labels(cfg)
     weights = cfg.weights
     adapt_stem, reinit_head = cfg.adapt_stem, cfg.reinit_head
     if weights == AUTO_WEIGHTS:
@@ -152,9 +159,9 @@ def build_served_model(cfg: ModalityConfig, adapter: Any) -> ServedModel:
             info.source,
             "; ".join(info.notes) or "as released",
         )
-    return ServedModel(
-        cfg, module, info, labels, params, (input_shape[0], input_shape[1], input_shape[2]), embedding_dim
-    )
+    provenance = trained.provenance() if trained is not None else None
+    shape = (input_shape[0], input_shape[1], input_shape[2])
+    return ServedModel(cfg, module, info, labels, params, shape, embedding_dim, provenance)
 
 
 def _build_timeseries(

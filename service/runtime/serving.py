@@ -315,6 +315,7 @@ class ServiceRuntime:
                 "max_batch_size": sm.config.max_batch_size,
                 "max_delay_ms": sm.config.max_delay_ms,
                 "version": sm.version,
+                "provenance": sm.provenance,
             }
             for m, sm in self.served.items()
         ]

@@ -31,6 +31,7 @@ from torch import nn
 from models import LoadedWeights
 from service.metrics import Metrics
 from service.runtime.served import ServedModel, _labels, adapter_params
+from service.runtime.trained import apply_trained, trained_info
 from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import decode_result, encode_batch
@@ -125,6 +126,9 @@ class RedisStreamsTransport(Transport):
         served: dict[str, ServedModel] = {}
         for cfg in configs:
             desc = announced[cfg.modality]
+            trained = trained_info(cfg)  # a file made by `unirep train` configures the modality itself
+            if trained is not None:
+                cfg = apply_trained(cfg, trained)
             params = adapter_params(cfg, adapters[cfg.modality])
             shape = tuple(int(v) for v in adapters[cfg.modality].output_shape(**params))
             w = desc["weights"]
@@ -133,10 +137,11 @@ class RedisStreamsTransport(Transport):
                 cfg,
                 RemoteModel(),
                 weights,
-                _labels(cfg),
+                trained.labels if trained is not None else _labels(cfg),
                 params,
                 (shape[0], shape[1], shape[2]),
                 int(desc["embedding_dim"]),
+                trained.provenance() if trained is not None else None,
             )
             if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
                 raise ValueError(

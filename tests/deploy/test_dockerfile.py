@@ -14,7 +14,7 @@ from service.cli import build_parser
 from tests.conftest import REPO_ROOT
 from tests.deploy.helpers import DOCKERFILE
 
-SOURCE_DIRS = ("unirep_errors/", "models/", "modality_adapters/", "service/", "sdk/")
+SOURCE_DIRS = ("unirep_errors/", "models/", "modality_adapters/", "service/", "training/", "sdk/")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,165 @@
+"""``unirep train`` (labelled data -> a served model file) and ``unirep eval`` (a model file scored on data).
+
+Both are thin: flags become a ``training.TrainConfig`` or ``training.evaluate`` call; torch loads only inside the
+handlers. A problem with the data or the weights is one line on stderr and exit code 2 (data) or 1 (weights,
+model), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from typing import Any
+
+MODALITY_CHOICES = ["image", "audio", "video", "pointcloud", "timeseries"]
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE as JSON when it parses (numbers, lists), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def add_parser(subparsers: Any) -> None:
+    train = subparsers.add_parser("train", help="train a model on your labelled data (see README: Train your own)")
+    train.add_argument("modality", choices=MODALITY_CHOICES)
+    train.add_argument("data", help="folder of class subfolders, a .csv/.jsonl manifest of path,label, or a .ts file")
+    train.add_argument("--val", default=None, help="validation data (same forms); default: hold out --val-fraction")
+    train.add_argument("--val-fraction", type=float, default=0.2, help="stratified, seeded held-out fraction")
+    train.add_argument("--out", required=True, help="output folder (model.safetensors, metrics.json, ...)")
+    train.add_argument("--model", default=None, help="variant (default unireplknet_a); see `unirep models`")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=32, help="per process")
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--weight-decay", type=float, default=0.05)
+    train.add_argument("--warmup-epochs", type=float, default=1.0)
+    train.add_argument("--label-smoothing", type=float, default=0.1)
+    train.add_argument("--drop-path", type=float, default=0.1)
+    train.add_argument("--mixup", type=float, default=None, help="batch mixup probability (default: audio 0.6)")
+    train.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (CUDA)")
+    train.add_argument("--init", default=None, help="start from these weights (stem adapted, new head)")
+    train.add_argument("--freeze-backbone", action="store_true", help="train only the head (fast on a CPU)")
+    train.add_argument(
+        "--resume", nargs="?", const="", default=None, help="continue from a checkpoint.pt (default: --out's)"
+    )
+    train.add_argument("--param", dest="params", type=_param, action="append", default=[], metavar="KEY=VALUE")
+    train.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU)")
+    train.add_argument("--cache-dir", default=None, help="decoded-example cache (default ~/.cache/unirep/decoded)")
+    train.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    train.set_defaults(func=run_train)
+
+    ev = subparsers.add_parser("eval", help="score a model file on labelled data (accuracy, macro-F1, confusion)")
+    ev.add_argument("modality", choices=MODALITY_CHOICES)
+    ev.add_argument("data", help="same forms as for unirep train")
+    ev.add_argument("--weights", required=True, help="model file (e.g. DIR/model.safetensors from unirep train)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--workers", type=int, default=None)
+    ev.add_argument("--cache-dir", default=None)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=run_eval)
+
+
+def _fail(command: str, exc: Exception) -> int:
+    from unirep_errors import InputError
+
+    message = getattr(exc, "message", str(exc))
+    print(f"unirep {command}: {message}", file=sys.stderr)
+    return 2 if isinstance(exc, InputError) else 1
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from training import TrainConfig
+
+    resume = None if args.resume is None else (args.resume or args.out)
+    argv = getattr(args, "argv", None) or sys.argv[1:]
+    return TrainConfig(
+        modality=args.modality,
+        data=args.data,
+        out=args.out,
+        val=args.val,
+        val_fraction=args.val_fraction,
+        model=args.model,
+        params=dict(args.params),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        drop_path=args.drop_path,
+        mixup=args.mixup,
+        augment=not args.no_augment,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        init=args.init,
+        freeze_backbone=args.freeze_backbone,
+        resume=resume,
+        workers=args.workers,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+        command=shlex.join(["unirep", *argv]),
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training import train
+    from unirep_errors import UnirepError
+
+    try:
+        result = train(_config(args))
+    except UnirepError as exc:
+        return _fail("train", exc)
+    except KeyboardInterrupt:
+        print("unirep train: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        return 0
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(
+        f"wrote {result.weights}: {len(result.labels)} classes, validation accuracy {result.val_accuracy:.4f}, "
+        f"macro-F1 {result.val_macro_f1:.4f} on {result.num_val} examples "
+        f"(trained on {result.num_train}; deploy check {result.deploy_max_rel_diff:.2e})"
+    )
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable file(s); see {result.out_dir / 'metrics.json'}")
+    print(f"serve it: unirep serve --set {args.modality}.weights={result.weights}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from training import evaluate
+    from training.metrics import format_report
+    from unirep_errors import UnirepError
+
+    try:
+        rep = evaluate(
+            args.modality,
+            args.data,
+            args.weights,
+            batch_size=args.batch_size,
+            device=args.device,
+            workers=args.workers,
+            cache_dir=args.cache_dir,
+            progress=not args.no_progress and not args.json,
+        )
+    except UnirepError as exc:
+        return _fail("eval", exc)
+    print(json.dumps(rep.to_dict()) if args.json else format_report(rep))
+    return 0

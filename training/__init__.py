@@ -1,0 +1,63 @@
+"""Training and evaluating UniRepLKNet on your own labelled data, for any of the five modalities.
+
+Public API (what ``unirep train`` / ``unirep eval`` call, and what scripts should use)::
+
+    from training import TrainConfig, train, evaluate
+
+    result = train(TrainConfig(modality="audio", data="words/", out="runs/words", epochs=30))
+    result.weights            # runs/words/model.safetensors: deploy form, metadata = everything serving needs
+    result.val_accuracy       # on the held-out (stratified, seeded) or --val set
+    report = evaluate("audio", "test_words/", result.weights)
+    report.accuracy, report.macro_f1, report.per_class, report.confusion
+
+``train`` reads DATA (a folder of class subfolders, a CSV/JSONL ``path,label`` manifest, or for time series a
+UCR/UEA ``.ts`` file) through the service's own adapter, caches the decoded examples, trains with the official
+recipe (AdamW, warmup + cosine, label smoothing, drop path, train-only augmentations defined on each adapter),
+and writes ``model.safetensors``, ``metrics.json``, ``confusion.png``, ``curves.png`` and ``checkpoint.pt``
+(train form + optimizer, for ``TrainConfig(resume=...)``). Under ``torchrun`` it trains data-parallel.
+Problems with the data raise ``unirep_errors.DatasetError`` (a ``UnirepError``) with a message for the user.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from training.config import EvalReport, TrainConfig, TrainResult
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["EvalReport", "TrainConfig", "TrainResult", "evaluate", "train"]
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run one training (see the module docstring); returns where the outputs went and the validation figures."""
+    from training.loop import train as _train
+
+    return _train(cfg)
+
+
+def evaluate(
+    modality: str,
+    data: str | Path,
+    weights: str | Path,
+    *,
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    """Accuracy, macro-F1, per-class figures and confusion of a served model file on a labelled data set."""
+    from training.scoring import evaluate as _evaluate
+
+    return _evaluate(
+        modality,
+        data,
+        weights,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        cache_dir=cache_dir,
+        progress=progress,
+    )

@@ -1,0 +1,106 @@
+"""What a training run is asked to do (``TrainConfig``) and what it produced (``TrainResult``, ``EvalReport``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL: dict[str, str] = {
+    # The smallest registered variant everywhere: it trains on a laptop CPU, and bigger ones are one flag away.
+    "image": "unireplknet_a",
+    "audio": "unireplknet_a",
+    "video": "unireplknet_a",
+    "pointcloud": "unireplknet_a",
+    "timeseries": "unireplknet_a",
+}
+
+MIXUP_MODALITIES = frozenset({"audio"})
+"""Modalities whose recipe mixes pairs of examples (the official speech-commands script uses mixup)."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Fields mirror ``unirep train``'s flags; None means "the modality's default"."""
+
+    modality: str
+    data: str | Path
+    out: str | Path
+    val: str | Path | None = None
+    val_fraction: float = 0.2
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    """Adapter params (e.g. image ``input_size``); unset ones follow the served defaults or the data."""
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    drop_path: float = 0.1
+    mixup: float | None = None
+    """Probability that a batch is mixed (None: 0.6 for audio as in the speech-commands recipe, else 0)."""
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None
+    """bf16 autocast; None means on CUDA only."""
+    channels_last: bool | None = None
+    """channels_last memory format; None means on CUDA only."""
+    init: str | None = None
+    freeze_backbone: bool = False
+    resume: str | Path | None = None
+    workers: int | None = None
+    """Decoding processes (None: one per CPU)."""
+    cache_dir: str | Path | None = None
+    progress: bool = True
+    command: str = ""
+    """The command line that started the run, recorded in the model file."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    """Where the outputs went and how good the model is on its validation set."""
+
+    out_dir: Path
+    weights: Path
+    checkpoint: Path
+    labels: list[str]
+    val_accuracy: float
+    val_macro_f1: float
+    deploy_max_rel_diff: float
+    epochs_run: int
+    num_train: int
+    num_val: int
+    skipped: list[tuple[str, str]]
+    seconds: float
+    examples_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(out_dir=str(self.out_dir), weights=str(self.weights), checkpoint=str(self.checkpoint))
+        out["skipped"] = [{"source": s, "reason": r} for s, r in self.skipped]
+        return out
+
+
+@dataclass
+class EvalReport:
+    """``unirep eval``'s answer: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""
+
+    accuracy: float
+    macro_f1: float
+    num_examples: int
+    labels: list[str]
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    """Rows: true class, columns: predicted class, in ``labels`` order."""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["skipped"] = [{"source": s, "reason": r} for s, r in self.skipped]
+        return out

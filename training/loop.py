@@ -1,0 +1,266 @@
+"""The training loop: build, (resume,) train epochs, validate, checkpoint; rank 0 writes the outputs at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training import distributed as dist_utils
+from training.config import DEFAULT_MODEL, MIXUP_MODALITIES, TrainConfig, TrainResult
+from training.distributed import Dist
+from training.modeling import build_model, freeze_backbone, install_drop_path, load_init
+from training.prepare import PreparedData, prepare
+from training.recipe import make_optimizer, make_scheduler, mixup, soft_cross_entropy, soft_targets
+from unirep_errors import CheckpointError, UnirepError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    d: Dist
+    variant: str
+    data: PreparedData
+    model: nn.Module
+    """What the step calls: the network, or its DistributedDataParallel wrapper."""
+    net: nn.Module
+    """The network itself (what is validated, checkpointed and reparameterized)."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+    amp: bool
+    channels_last: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def adapter(self) -> Any:
+        from modality_adapters import get_adapter
+
+        return get_adapter(self.cfg.modality)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast (CUDA by default; on CPU when asked, which is how the path is tested without a GPU)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def to_device(x: torch.Tensor, run_device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(run_device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def batches(order: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Batches of ``order``; a trailing batch of one is dropped when there are others (BatchNorm needs two)."""
+    chunks = [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    if len(chunks) > 1 and len(chunks[-1]) < 2:
+        chunks.pop()
+    yield from chunks
+
+
+def predict(run: Run, tensors: Sequence[torch.Tensor], *, amp: bool | None = None) -> torch.Tensor:
+    """Logits (float32, CPU) of the network in eval mode on un-augmented inputs, in order."""
+    amp = run.amp if amp is None else amp
+    net, adapter, params = run.net, run.adapter, run.data.params
+    was_training = net.training
+    net.eval()
+    out = []
+    with torch.no_grad(), autocast(run.d.device, amp):
+        for start in range(0, len(tensors), run.cfg.batch_size):
+            chunk = tensors[start : start + run.cfg.batch_size]
+            x = torch.stack([adapter.training_input(t, **params) for t in chunk])
+            out.append(net(to_device(x, run.d.device, run.channels_last)).float().cpu())
+    net.train(was_training)
+    return torch.cat(out)
+
+
+def _set_train_mode(run: Run) -> None:
+    # A frozen backbone keeps its BatchNorm statistics (and no drop path): the whole net runs in eval mode.
+    run.model.train(not run.cfg.freeze_backbone)
+
+
+def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
+    cfg, d, adapter, params = run.cfg, run.d, run.adapter, run.data.params
+    index = {label: i for i, label in enumerate(run.data.labels)}
+    targets = torch.tensor([index[label] for label in run.data.train.labels])
+    generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + d.rank)
+    mix = cfg.mixup if cfg.mixup is not None else (0.6 if cfg.modality in MIXUP_MODALITIES else 0.0)
+    _set_train_mode(run)
+    order = dist_utils.shard_order(len(run.data.train.tensors), epoch, cfg.seed, d)
+    loss_sum = correct = count = 0.0
+    started = time.monotonic()
+    chunks = list(batches(order, cfg.batch_size))
+    bar = tqdm(chunks, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=not (cfg.progress and d.is_main))
+    for idx in bar:
+        cached = [run.data.train.tensors[i] for i in idx]
+        if cfg.augment:
+            x = torch.stack([adapter.augment(t, generator, **params) for t in cached])
+        else:
+            x = torch.stack([adapter.training_input(t, **params) for t in cached])
+        y = targets[idx]
+        soft = soft_targets(y, len(run.data.labels), cfg.label_smoothing)
+        x, soft = mixup(x, soft, mix if cfg.augment else 0.0, generator)
+        x, soft, y = to_device(x, d.device, run.channels_last), soft.to(d.device), y.to(d.device)
+        with autocast(d.device, run.amp):
+            logits = run.model(x)
+        loss = soft_cross_entropy(logits, soft)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        loss_sum += loss.item() * len(idx)
+        correct += (logits.detach().argmax(-1) == y).sum().item()
+        count += len(idx)
+    loss_sum, correct, count = dist_utils.all_sum([loss_sum, correct, count], d)
+    seconds = time.monotonic() - started
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / max(count, 1),
+        "train_acc": correct / max(count, 1),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+        "examples_per_second": count / max(seconds, 1e-9),
+    }
+
+
+def validate(run: Run) -> dict[str, Any]:
+    """Validation loss and accuracy (rank 0 computes them; every rank gets them)."""
+    result: dict[str, Any] | None = None
+    if run.d.is_main:
+        logits = predict(run, run.data.val.tensors)
+        index = {label: i for i, label in enumerate(run.data.labels)}
+        y = torch.tensor([index[label] for label in run.data.val.labels])
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        result = {"val_loss": float(loss), "val_acc": float((logits.argmax(-1) == y).float().mean())}
+    return dict(dist_utils.broadcast(result, run.d))
+
+
+def checkpoint_path(resume: str | Path) -> Path:
+    path = Path(resume)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def save_checkpoint(run: Run, epochs_done: int) -> None:
+    """The train form with optimizer and schedule state, written atomically, for ``--resume``."""
+    out = Path(run.cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": run.net.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "epoch": epochs_done,
+        "history": run.history,
+        "modality": run.cfg.modality,
+        "variant": run.variant,
+        "labels": run.data.labels,
+        "params": run.data.params,
+        "config": run.cfg.to_dict(),
+    }
+    tmp = out / f".{CHECKPOINT_NAME}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / CHECKPOINT_NAME)
+
+
+def load_resume(run: Run) -> None:
+    path = checkpoint_path(run.cfg.resume or "")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"--resume: no checkpoint at {path}") from None
+    except Exception as exc:
+        raise CheckpointError(f"--resume: cannot read {path}: {type(exc).__name__}: {exc}") from None
+    for key, ours in (("modality", run.cfg.modality), ("variant", run.variant), ("labels", run.data.labels)):
+        if state.get(key) != ours:
+            raise CheckpointError(f"--resume: {path} was trained with {key} {state.get(key)!r}, this run has {ours!r}")
+    run.net.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.start_epoch = int(state["epoch"])
+    run.history = list(state["history"])
+    run.notes.append(f"resumed from {path} after epoch {run.start_epoch}")
+
+
+def build_run(cfg: TrainConfig, d: Dist) -> Run:
+    variant = cfg.model or DEFAULT_MODEL[cfg.modality]
+    data = prepare(cfg, variant, d.rank)
+    torch.manual_seed(cfg.seed)
+    net = build_model(cfg.modality, variant, data.in_chans, len(data.labels), data.params)
+    notes = load_init(net, cfg.init) if cfg.init and not cfg.resume else []
+    if cfg.freeze_backbone:
+        freeze_backbone(net)
+    elif cfg.drop_path > 0:
+        install_drop_path(net, cfg.drop_path)
+    cuda = d.device.type == "cuda"
+    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    net = net.to(d.device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    per_rank = -(-len(data.train.tensors) // d.world)
+    steps = max(1, len(list(batches(range(per_rank), cfg.batch_size))))
+    optimizer = make_optimizer(net, cfg.lr, cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, steps * cfg.epochs, round(cfg.warmup_epochs * steps))
+    model: nn.Module = net
+    if d.enabled:
+        ids = [d.device.index] if cuda else None
+        model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    amp = cuda if cfg.amp is None else cfg.amp
+    run = Run(cfg, d, variant, data, model, net, optimizer, scheduler, steps, amp, channels_last, notes=notes)
+    if cfg.resume:
+        load_resume(run)
+    return run
+
+
+def log_epoch(run: Run, entry: dict[str, Any]) -> None:
+    if run.d.is_main and run.cfg.progress:
+        print(
+            f"epoch {entry['epoch']}/{run.cfg.epochs}  loss {entry['train_loss']:.4f}  acc {entry['train_acc']:.3f}  "
+            f"val_loss {entry['val_loss']:.4f}  val_acc {entry['val_acc']:.3f}  lr {entry['lr']:.2e}  "
+            f"{entry['examples_per_second']:.1f} ex/s",
+            file=sys.stderr,
+        )
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train, validate every epoch, checkpoint, and write the deploy-form model and its reports (rank 0)."""
+    from training.outputs import finalize
+
+    started = time.monotonic()
+    d = dist_utils.setup(cfg.device)
+    try:
+        run = build_run(cfg, d)
+        for epoch in range(run.start_epoch, cfg.epochs):
+            entry = train_epoch(run, epoch)
+            entry.update(validate(run))
+            run.history.append(entry)
+            log_epoch(run, entry)
+            if d.is_main:
+                save_checkpoint(run, epoch + 1)
+        dist_utils.barrier(d)
+        result: TrainResult | UnirepError | None = None
+        if d.is_main:
+            try:
+                result = finalize(run, time.monotonic() - started)
+            except UnirepError as exc:  # every process reports it, none waits forever for rank 0
+                result = exc
+        result = dist_utils.broadcast(result, d)
+        dist_utils.barrier(d)
+    finally:
+        dist_utils.teardown(d)
+    if isinstance(result, UnirepError):
+        raise result
+    assert isinstance(result, TrainResult)
+    return result

@@ -1,0 +1,123 @@
+"""From a ``TrainConfig`` to decoded training and validation sets: discovery, split, params, decoding, checks."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainConfig
+from training.data import (
+    Example,
+    check_classes,
+    check_val_labels,
+    discover,
+    fingerprint,
+    stratified_split,
+)
+from training.decoding import DecodedSet, decode_all, default_cache_dir
+from unirep_errors import DatasetError, UnirepError
+
+
+@dataclass
+class PreparedData:
+    labels: list[str]
+    params: dict[str, Any]
+    in_chans: int
+    train: DecodedSet
+    val: DecodedSet
+    fingerprint: str
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.train.skipped + self.val.skipped
+
+
+def served_params(modality: str, model: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The adapter params the service would use for this model, then the run's overrides (validated)."""
+    from modality_adapters import get_adapter
+    from models import get_model_config
+
+    adapter = get_adapter(modality)
+    params: dict[str, Any] = dict(adapter.default_params())
+    if modality == "image":
+        mc = get_model_config(model)
+        params.update(input_size=mc.input_size[-1], crop_pct=mc.crop_pct, mean=list(mc.mean), std=list(mc.std))
+    params.update(overrides)
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    adapter.resolve_params(**params)
+    return params
+
+
+def infer_series_params(examples: list[Example], params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A series model takes its variable count (the most common one) and length (the shortest series for a window,
+    the median for resampling) from the data, unless the run fixed them; series that cannot be parsed are left for
+    the decoder to report."""
+    from modality_adapters import TimeSeriesAdapter
+
+    adapter = TimeSeriesAdapter()
+    shapes: list[tuple[int, int]] = []
+    for example in examples:
+        try:
+            values, _ = adapter.parse(example.read())
+        except (UnirepError, OSError):
+            continue
+        shapes.append((int(values.shape[0]), int(values.shape[1])))
+    if not shapes:
+        return params
+    out = dict(params)
+    if "num_vars" not in given:
+        out["num_vars"] = Counter(v for _, v in shapes).most_common(1)[0][0]
+    if "seq_len" not in given:  # a window fits every series; resampling goes to the typical (median) length
+        lengths = sorted(t for t, v in shapes if v == out["num_vars"])
+        fitted = lengths[0] if out.get("length_mode") == "window" else min(lengths[len(lengths) // 2], 512)
+        out["seq_len"] = max(2, fitted)
+    return out
+
+
+def _split(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
+    examples = discover(cfg.data, cfg.modality)
+    if cfg.val is None:
+        check_classes(examples)
+        return stratified_split(examples, cfg.val_fraction, cfg.seed)
+    val = discover(cfg.val, cfg.modality)
+    check_val_labels(check_classes(examples), val)
+    return examples, val
+
+
+def _check_decoded(train: DecodedSet, val: DecodedSet, labels: list[str]) -> None:
+    if not train.tensors:
+        first = "; ".join(f"{s}: {r}" for s, r in train.skipped[:3])
+        raise DatasetError(f"none of the {len(train.skipped)} training files could be decoded ({first})")
+    lost = sorted(set(labels) - set(train.labels))
+    if lost:
+        raise DatasetError(f"every training file of class(es) {lost} was unreadable; nothing left to learn them from")
+    if not val.tensors:
+        raise DatasetError("no validation file could be decoded; pass --val with readable files")
+
+
+def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
+    """Discover, split, decode (rank 0 fills the cache first in a distributed run), and check what is left."""
+    from modality_adapters import get_adapter
+
+    train_examples, val_examples = _split(cfg)
+    labels = check_classes(train_examples)
+    params = served_params(cfg.modality, model, cfg.params)
+    if cfg.modality == "timeseries":
+        params = infer_series_params(train_examples, params, cfg.params)
+    adapter: Any = get_adapter(cfg.modality)
+    in_chans = int(adapter.output_shape(**params)[0])
+    cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
+    progress = cfg.progress and rank == 0
+    kwargs: dict[str, Any] = {"cache_dir": cache, "workers": cfg.workers, "progress": progress}
+    train = decode_all(cfg.modality, train_examples, params, desc="decoding train", **kwargs)
+    val = decode_all(cfg.modality, val_examples, params, desc="decoding val", **kwargs)
+    _check_decoded(train, val, labels)
+    if rank == 0 and (train.skipped or val.skipped):
+        skipped = train.skipped + val.skipped
+        print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for source, reason in skipped[:5]:
+            print(f"  {source}: {reason}", file=sys.stderr)
+    return PreparedData(labels, params, in_chans, train, val, fingerprint(train.digests + val.digests))
