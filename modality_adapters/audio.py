@@ -24,6 +24,7 @@ import torch
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
+from .serving import ServingDefaults
 from .training_augment import spec_augment
 
 __all__ = ["AudioAdapter", "AudioParams", "official_fbank"]
@@ -69,6 +70,7 @@ class AudioAdapter(BaseAdapter[AudioParams]):
     name: ClassVar[str] = "audio"
     params_type: ClassVar[type[Any]] = AudioParams
     heavy_imports: ClassVar[tuple[str, ...]] = ("soundfile", "torchaudio", "torchaudio.compliance.kaldi")
+    serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="speech-commands-v2", in_chans=1)
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)

@@ -19,7 +19,10 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import torch
 
+from models.registry import IMAGENET_MEAN, IMAGENET_STD
 from unirep_errors import InputError, InputTooLargeError, InvalidParameterError, UndecodableInputError
+
+from .serving import ServingDefaults
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -33,9 +36,6 @@ __all__ = [
     "encode_png",
     "gray_to_uint8",
 ]
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -102,12 +102,28 @@ class BaseAdapter(ABC, Generic[P]):
     """Shared plumbing: parameter resolution against a frozen params dataclass, and the byte-size check.
 
     Subclasses set ``name``, ``params_type`` (a frozen dataclass whose defaults are the official constants and
-    whose ``__post_init__`` validates values) and implement ``_decode`` and ``preview``.
+    whose ``__post_init__`` validates values) and implement ``_decode`` and ``preview``. The class attributes
+    below are the rest of what the service knows about a modality, so that one file describes it whole.
     """
 
     name: ClassVar[str] = ""
     params_type: ClassVar[type[Any]]
     heavy_imports: ClassVar[tuple[str, ...]] = ()
+    """Decoder libraries a decoder process imports before capping its memory."""
+    serving: ClassVar[ServingDefaults] = ServingDefaults()
+    """Defaults of the modality's settings section (label set, channels, weights policy, batching)."""
+    json_example: ClassVar[dict[str, Any] | None] = None
+    """An example JSON body when the modality accepts ``application/json`` (None: it does not)."""
+
+    @classmethod
+    def request_hints(cls, filename: str | None, content_type: str) -> dict[str, Any]:
+        """Decoder params implied by the upload itself (file name, content type), merged per request."""
+        return {}
+
+    @classmethod
+    def model_params(cls, model_config: Any) -> dict[str, Any]:
+        """Params the model variant dictates (its ``models.ModelConfig``); the settings' params override them."""
+        return {}
 
     def __init__(self, limits: AdapterLimits | None = None) -> None:
         self.limits = limits if limits is not None else AdapterLimits()

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseAdapter, as_chw, encode_png
+from .serving import AUTO_WEIGHTS, ServingDefaults
 from .training_augment import augment_image
 
 __all__ = ["SUPPORTED_IMAGE_FORMATS", "ImageAdapter", "ImageParams"]
@@ -55,6 +56,14 @@ class ImageAdapter(BaseAdapter[ImageParams]):
 
     name: ClassVar[str] = "image"
     params_type: ClassVar[type[Any]] = ImageParams
+    heavy_imports: ClassVar[tuple[str, ...]] = ("PIL.Image",)
+    serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="imagenet-1k", weights=AUTO_WEIGHTS)
+
+    @classmethod
+    def model_params(cls, model_config: Any) -> dict[str, Any]:
+        """Each variant is evaluated at its own input size, crop and normalization."""
+        mc = model_config
+        return {"input_size": mc.input_size[-1], "crop_pct": mc.crop_pct, "mean": mc.mean, "std": mc.std}
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)

@@ -1,7 +1,7 @@
 """Point-cloud adapter: a cloud (or mesh) -> three orthogonal depth maps (front, side, top) -> 3 x S x S.
 
-The official point model (P2P-style) projects with a *learned* network and ships no weights; DESIGN.md section 4
-fixes a parameter-free stand-in that keeps the same contract (C' = 3 images of S x S): the cloud is cleaned
+The official point model (P2P-style) projects with a *learned* network and ships no weights; this adapter
+uses a parameter-free stand-in that keeps the same contract (C' = 3 images of S x S): the cloud is cleaned
 (NaN/inf dropped), centred on its centroid and scaled into the unit sphere (the official ``pc_normalize``), a
 fixed number of points is sampled (farthest point sampling, as the official test set is prepared), and each
 view renders the nearest point per pixel. Everything after reading is invariant to point order, translation and
@@ -25,6 +25,7 @@ from unirep_errors import UndecodableInputError
 
 from .base import BaseAdapter, as_chw, encode_png
 from .pointcloud_io import POINTCLOUD_FORMATS, read_points
+from .serving import ServingDefaults
 from .training_augment import augment_points
 
 __all__ = ["PointCloudAdapter", "PointCloudParams", "farthest_point_sample", "normalize_points", "project_views"]
@@ -59,6 +60,19 @@ class PointCloudAdapter(BaseAdapter[PointCloudParams]):
     name: ClassVar[str] = "pointcloud"
     params_type: ClassVar[type[Any]] = PointCloudParams
     heavy_imports: ClassVar[tuple[str, ...]] = ("open3d",)
+    serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="modelnet40")
+    json_example: ClassVar[dict[str, Any] | None] = {"points": [[0.0, 0.1, 0.2], [0.5, -0.3, 0.9]]}
+
+    @classmethod
+    def request_hints(cls, filename: str | None, content_type: str) -> dict[str, Any]:
+        """The file format from the upload's extension or JSON content type; otherwise the decoder sniffs it."""
+        if filename and "." in filename:
+            ext = filename.rsplit(".", 1)[-1].lower()
+            if ext in POINTCLOUD_FORMATS:
+                return {"format": ext}
+        if content_type == "application/json":
+            return {"format": "json"}
+        return {}
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)

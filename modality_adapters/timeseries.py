@@ -32,6 +32,7 @@ from torch import nn
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import BaseAdapter, as_chw, check_finite, check_size, encode_png, gray_to_uint8
+from .serving import ServingDefaults
 from .timeseries_embedding import TimeSeriesEmbedding, embedding_map_size
 from .timeseries_maps import render, resample
 from .timeseries_params import PRESETS, TimeSeriesParams, fit_params
@@ -48,6 +49,12 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
 
     name: ClassVar[str] = "timeseries"
     params_type: ClassVar[type[Any]] = TimeSeriesParams
+    # No standard label set exists for series classification; bring a checkpoint and its labels file.
+    serving: ClassVar[ServingDefaults] = ServingDefaults(label_set=None, num_classes=2, in_chans=1)
+    json_example: ClassVar[dict[str, Any] | None] = {
+        "data": [[0.1, 1.2], [0.3, 1.1]],
+        "timestamps": ["2024-01-01T00:00:00", "2024-01-01T01:00:00"],
+    }
 
     def resolve_params(self, **params: Any) -> TimeSeriesParams:
         """As the base class, with a named ``preset``'s values filled in under the explicit params."""

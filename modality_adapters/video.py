@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, BaseAdapter, as_chw, encode_png
+from .serving import ServingDefaults
 from .training_augment import augment_video_clip
 
 __all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "sample_indices"]
@@ -70,6 +71,7 @@ class VideoAdapter(BaseAdapter[VideoParams]):
     name: ClassVar[str] = "video"
     params_type: ClassVar[type[Any]] = VideoParams
     heavy_imports: ClassVar[tuple[str, ...]] = ("av", "decord")
+    serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="kinetics-400", max_batch_size=4, max_delay_ms=10.0)
 
     def __init__(self, limits: AdapterLimits | None = None, num_threads: int = 1) -> None:
         super().__init__(limits)

@@ -10,33 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from models.unireplknet import KernelSizes, UniRepLKNet
-from unirep_errors import ModelError, UnknownModelError
+from models.kernels import KernelSizes, default_kernel_sizes
+from models.unireplknet import UniRepLKNet
+from unirep_errors import UnknownModelError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 HUB_REPO = "DingXiaoH/UniRepLKNet"
-
-_A_F_P_KERNELS: KernelSizes = ((3, 3), (13, 13), (13,) * 6, (13, 13))
-_N_KERNELS: KernelSizes = ((3, 3), (13, 13), (13,) * 8, (13, 13))
-_T_KERNELS: KernelSizes = ((3, 3, 3), (13, 13, 13), (13, 3) * 9, (13, 13, 13))
-_S_B_L_XL_KERNELS: KernelSizes = ((3, 3, 3), (13, 13, 13), (13, 3, 3) * 9, (13, 13, 13))
-_DEFAULT_KERNELS_BY_DEPTHS: dict[tuple[int, ...], KernelSizes] = {
-    (2, 2, 6, 2): _A_F_P_KERNELS,
-    (2, 2, 8, 2): _N_KERNELS,
-    (3, 3, 18, 3): _T_KERNELS,
-    (3, 3, 27, 3): _S_B_L_XL_KERNELS,
-}
-
-
-def default_kernel_sizes(depths: Sequence[int]) -> KernelSizes:
-    """The official per-block kernel layout for a depth configuration; custom depths need explicit kernel sizes."""
-    try:
-        return _DEFAULT_KERNELS_BY_DEPTHS[tuple(depths)]
-    except KeyError:
-        raise ModelError(
-            f"no default kernel layout for depths {tuple(depths)}; pass kernel_sizes (one tuple per stage)"
-        ) from None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ What differs from the official file, on purpose:
 - the deploy form has a fast forward (see ``UniRepLKNetBlock._deploy_forward``) that gives the same outputs with
   fewer passes over the large activations; ``set_fast_forward(False)`` restores the straight transcription;
 - no iGEMM CUDA extension, no gradient checkpointing, no MMDet/MMSeg backbone mode: this is an inference service;
-- ``forward_features`` / ``forward_stages`` expose the pooled embedding and the four stage maps for ``/embed``.
+- ``forward_features`` / ``forward_stages`` expose the pooled embedding and the four stage maps.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.kernels import KernelSizes, default_kernel_sizes
 from models.layers import (
     DILATED_BRANCHES,
     DilatedReparamBlock,
@@ -32,7 +33,6 @@ from models.layers import (
 )
 from unirep_errors import ModelError
 
-KernelSizes = tuple[tuple[int, ...], ...]
 SMALL_KERNELS = (3, 5)
 
 
@@ -183,8 +183,6 @@ class UniRepLKNet(nn.Module):
         if len(depths) != 4 or len(dims) != 4:
             raise ModelError(f"UniRepLKNet needs 4 depths and 4 dims, got depths={depths} dims={dims}")
         if kernel_sizes is None:
-            from models.registry import default_kernel_sizes
-
             kernel_sizes = default_kernel_sizes(depths)
         kernel_sizes = tuple(tuple(stage) for stage in kernel_sizes)
         if [len(stage) for stage in kernel_sizes] != list(depths):

@@ -7,11 +7,16 @@ renaming one is a breaking change.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "unirep"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from service.runtime.work import BatchResult
 
 # Latency buckets from 1 ms to 60 s: CPU video batches take seconds, GPU image batches a few milliseconds.
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -131,7 +136,7 @@ class Metrics:
             registry=r,
         )
 
-        # Redis (issue 5): shared cache, API keys, scale-out over Redis Streams.
+        # Redis: shared cache, API keys, scale-out over Redis Streams.
         self.redis_up = Gauge(f"{PREFIX}_redis_up", "1 while Redis answers (0 after a failed call)", registry=r)
         self.redis_errors = Counter(
             f"{PREFIX}_redis_errors",
@@ -174,33 +179,26 @@ class Metrics:
             registry=r,
         )
 
+    def record_batch(self, modality: str, result: BatchResult, max_batch_size: int) -> None:
+        """One forward pass (a ``BatchResult``), recorded by the process that ran it and nowhere else.
+
+        Items the device worker skipped (deadline passed, client gone) are counted as dropped; the rest are the
+        batch's model items.
+        """
+        for r in result.items:
+            code = getattr(r.error, "code", None)
+            if code in ("deadline_exceeded", "client_disconnected"):
+                self.dropped.labels(modality, "deadline" if code == "deadline_exceeded" else "disconnected").inc()
+        if result.batch_size:
+            self.batches.labels(modality).inc()
+            self.model_items.labels(modality).inc(result.batch_size)
+            self.batch_size.labels(modality).observe(result.batch_size)
+            self.batch_fill_ratio.labels(modality).observe(min(1.0, result.batch_size / max_batch_size))
+            self.inference_duration.labels(modality, result.device).observe(result.inference_s)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-
-METRIC_NAMES: tuple[str, ...] = (
-    f"{PREFIX}_requests",
-    f"{PREFIX}_request_duration_seconds",
-    f"{PREFIX}_preprocess_duration_seconds",
-    f"{PREFIX}_queue_duration_seconds",
-    f"{PREFIX}_inference_duration_seconds",
-    f"{PREFIX}_batch_size",
-    f"{PREFIX}_batch_fill_ratio",
-    f"{PREFIX}_model_items",
-    f"{PREFIX}_batches",
-    f"{PREFIX}_queue_depth",
-    f"{PREFIX}_in_flight_requests",
-    f"{PREFIX}_cache_hits",
-    f"{PREFIX}_cache_misses",
-    f"{PREFIX}_dropped_requests",
-    f"{PREFIX}_rejected_requests",
-    f"{PREFIX}_preprocess_failures",
-    f"{PREFIX}_worker_ready",
-    f"{PREFIX}_ready",
-    f"{PREFIX}_gpu_memory_allocated_bytes",
-    f"{PREFIX}_gpu_memory_max_allocated_bytes",
-)
-"""Family names as the text parser reports them (counters without ``_total``), for tests and dashboards."""
 
 REDIS_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_redis_up",
@@ -213,3 +211,9 @@ REDIS_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_stream_reclaimed_batches",
 )
 """Families that matter only with Redis configured (labelled ones have no samples until used)."""
+
+METRIC_NAMES: tuple[str, ...] = tuple(
+    family.name for family in Metrics().registry.collect() if family.name not in REDIS_METRIC_NAMES
+)
+"""Family names as the text parser reports them (counters without ``_total``), for tests and dashboards: read off
+a fresh ``Metrics``, so a metric defined above is listed without being named twice."""

@@ -2,18 +2,20 @@
 into ``service.http.app.create_app``. Nothing else in the service reads the environment.
 
 Each modality has its own section (``[image]``, ``[audio]``, ... in TOML; ``UNIREP_IMAGE__MAX_BATCH_SIZE=8`` in the
-environment). Section fields default to None meaning "this modality's default" (see ``MODALITY_DEFAULTS``), so that
-overriding one field of a section from any source never resets the others to another modality's values.
+environment). The sections are made from the adapter registry (``modality_adapters.list_adapters``): one per
+registered modality, added to the class the first time settings are built, so this module imports no torch until
+then. Section fields default to None meaning "this modality's default" (the adapter's ``serving`` defaults), so
+that overriding one field of a section from any source never resets the others to another modality's values.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,112 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-MODALITIES: tuple[str, ...] = ("image", "audio", "video", "pointcloud", "timeseries")
-AUTO_WEIGHTS = "auto"
-"""Weights value meaning: the variant's released ImageNet checkpoint from the hub when reachable, else random init."""
-
-MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The embedded default: UniRepLKNet-A everywhere, CPU-friendly batch sizes, official preprocessing constants.
-    "image": {"label_set": "imagenet-1k", "in_chans": 3, "weights": AUTO_WEIGHTS, "max_batch_size": 16},
-    "audio": {"label_set": "speech-commands-v2", "in_chans": 1, "weights": None, "max_batch_size": 16},
-    "video": {"label_set": "kinetics-400", "in_chans": 3, "weights": None, "max_batch_size": 4, "max_delay_ms": 10.0},
-    "pointcloud": {"label_set": "modelnet40", "in_chans": 3, "weights": None, "max_batch_size": 16},
-    # No standard label set exists for series classification; bring a checkpoint and its labels file.
-    "timeseries": {"label_set": None, "num_classes": 2, "in_chans": 1, "weights": None, "max_batch_size": 16},
-}
-_COMMON_DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "model": "unireplknet_a",
-    "num_classes": None,
-    "params": {},
-    "adapt_stem": False,
-    "reinit_head": False,
-    "multi_label": None,
-    "max_batch_size": 16,
-    "max_delay_ms": 5.0,
-    "max_queue_size": 256,
-}
-
-
-class ModalitySettings(BaseModel):
-    """One modality's model section; None means "the modality's default" (resolved by ``resolve``)."""
-
-    enabled: bool | None = None
-    model: str | None = Field(default=None, description="UniRepLKNet variant, e.g. unireplknet_a .. unireplknet_xl")
-    weights: str | None = Field(
-        default=None,
-        description="checkpoint path or hub ref; 'auto' = released ImageNet weights if reachable; 'none' = random",
-    )
-    label_set: str | None = Field(
-        default=None, description="shipped label set name or a path to a labels .txt (one a line)"
-    )
-    num_classes: int | None = Field(default=None, ge=1, description="head size when there is no label set")
-    in_chans: int | None = Field(default=None, ge=1)
-    params: dict[str, Any] | None = Field(default=None, description="preprocessing params for the modality adapter")
-    adapt_stem: bool | None = Field(
-        default=None, description="sum an RGB checkpoint's stem over channels for 1-channel input"
-    )
-    reinit_head: bool | None = Field(
-        default=None, description="drop a checkpoint head of another size (it needs training)"
-    )
-    multi_label: bool | None = Field(
-        default=None, description="sigmoid scores instead of softmax (AudioSet is multi-label)"
-    )
-    max_batch_size: int | None = Field(default=None, ge=1, le=4096)
-    max_delay_ms: float | None = Field(default=None, ge=0.0, le=10_000.0)
-    max_queue_size: int | None = Field(default=None, ge=1)
-
-    def resolve(self, modality: str) -> ModalityConfig:
-        values = {**_COMMON_DEFAULTS, **MODALITY_DEFAULTS[modality]}
-        values.update({k: v for k, v in self.model_dump().items() if v is not None})
-        weights = values["weights"]
-        if isinstance(weights, str) and weights.strip().lower() in ("", "none", "random", "random-init"):
-            weights = None
-        label_set = values["label_set"]
-        if isinstance(label_set, str) and label_set.strip().lower() in ("", "none"):
-            label_set = None
-        multi_label = values["multi_label"]
-        if multi_label is None:
-            multi_label = label_set == "audioset-527"
-        return ModalityConfig(
-            modality=modality,
-            enabled=bool(values["enabled"]),
-            model=values["model"],
-            weights=weights,
-            label_set=label_set,
-            num_classes=values["num_classes"],
-            in_chans=int(values["in_chans"]),
-            params=dict(values["params"]),
-            adapt_stem=bool(values["adapt_stem"]),
-            reinit_head=bool(values["reinit_head"]),
-            multi_label=bool(multi_label),
-            max_batch_size=int(values["max_batch_size"]),
-            max_delay_ms=float(values["max_delay_ms"]),
-            max_queue_size=int(values["max_queue_size"]),
-            explicit=frozenset(k for k, v in self.model_dump().items() if v is not None),
-        )
-
-
-@dataclass(frozen=True)
-class ModalityConfig:
-    """A modality section with every default filled in: what the runtime builds from."""
-
-    modality: str
-    enabled: bool
-    model: str
-    weights: str | None
-    label_set: str | None
-    num_classes: int | None
-    in_chans: int
-    params: dict[str, Any] = field(default_factory=dict)
-    adapt_stem: bool = False
-    reinit_head: bool = False
-    multi_label: bool = False
-    max_batch_size: int = 16
-    max_delay_ms: float = 5.0
-    max_queue_size: int = 256
-    explicit: frozenset[str] = frozenset()
-    """The fields this section set itself (not defaults): a trained model file may be contradicted only by these."""
+from service.modality_settings import ModalityConfig, ModalitySettings
 
 
 class LimitsSettings(BaseModel):
@@ -181,7 +78,7 @@ class ServiceSettings(BaseSettings):
     cache_max_entries: int = Field(default=4096, ge=1)
     cache_ttl_s: float | None = Field(default=3600.0, gt=0)
 
-    # Redis (issue 5): shared cache, API keys and rate limits, scale-out (`unirep gateway` / `unirep worker`).
+    # Redis: shared cache, API keys and rate limits, scale-out (`unirep gateway` / `unirep worker`).
     redis_url: str | None = Field(
         default=None,
         description="redis://[:password@]host:6379/0; enables the shared result cache, API keys and scale-out",
@@ -212,11 +109,13 @@ class ServiceSettings(BaseSettings):
     )
     debug_inference_delay_ms: float = Field(default=0.0, ge=0, description="test hook: sleep this long in every batch")
 
-    image: ModalitySettings = ModalitySettings()
-    audio: ModalitySettings = ModalitySettings()
-    video: ModalitySettings = ModalitySettings()
-    pointcloud: ModalitySettings = ModalitySettings()
-    timeseries: ModalitySettings = ModalitySettings()
+    def __init__(self, **values: Any) -> None:
+        add_modality_sections(type(self))
+        super().__init__(**values)
+
+    def __getattr__(self, name: str) -> Any:
+        # Modality sections are fields added at run time; this keeps attribute access to them typed as Any.
+        return super().__getattr__(name)  # type: ignore[misc]
 
     @model_validator(mode="after")
     def _check_redis(self) -> ServiceSettings:
@@ -248,6 +147,7 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> ServiceSettings:
         """Build the settings once: ``config_file`` (or ``$UNIREP_CONFIG``) is a TOML file; overrides are flags."""
+        add_modality_sections(cls)
         path = config_file or os.environ.get("UNIREP_CONFIG")
         if not path:
             return cls(**overrides)
@@ -262,10 +162,35 @@ class ServiceSettings(BaseSettings):
 
     def modalities(self) -> list[ModalityConfig]:
         """The enabled modalities' resolved sections, in the canonical order."""
-        return [cfg for cfg in (self.modality(m) for m in MODALITIES) if cfg.enabled]
+        return [cfg for cfg in (self.modality(m) for m in modality_names()) if cfg.enabled]
 
     def adapter_limits(self) -> dict[str, Any]:
         return {k: v for k, v in self.limits.model_dump().items() if v is not None}
+
+
+def modality_names() -> tuple[str, ...]:
+    """The registered modalities, in the adapter registry's order (imports the adapters, hence torch)."""
+    from modality_adapters import list_adapters
+
+    return tuple(list_adapters())
+
+
+def add_modality_sections(cls: type[ServiceSettings]) -> None:
+    """Give ``cls`` a ``ModalitySettings`` field per registered modality it lacks (e.g. one registered late)."""
+    missing = [name for name in modality_names() if name not in cls.__pydantic_fields__]
+    if not missing:
+        return
+    for name in missing:
+        cls.__pydantic_fields__[name] = FieldInfo.from_annotated_attribute(ModalitySettings, ModalitySettings())
+    cls.model_rebuild(force=True)
+
+
+def __getattr__(name: str) -> Any:
+    """``MODALITIES`` is computed from the adapter registry when asked for (not at import: no torch then)."""
+    if name == "MODALITIES":
+        add_modality_sections(ServiceSettings)
+        return modality_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def evaluate(
         first = "; ".join(f"{s}: {r}" for s, r in decoded.skipped[:3])
         raise DatasetError(f"none of the {len(decoded.skipped)} files could be decoded ({first})")
     dev = pick_device(device)
+    assert served.module is not None  # built here, not described by a remote worker
     module = served.module.to(dev).eval()
     predictions: list[int] = []
     with torch.no_grad():

@@ -14,41 +14,14 @@ import argparse
 import sys
 from typing import Any
 
-
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1; 0.0.0.0 in containers)")
-    parser.add_argument("--port", type=int, default=None, help="port (default 8000)")
-    parser.add_argument("--config", default=None, help="TOML settings file (also $UNIREP_CONFIG)")
-    parser.add_argument("--redis-url", default=None, help="redis://[:password@]host:6379/0 (also $UNIREP_REDIS_URL)")
-    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting, dotted for sections: --set image.max_batch_size=32 (repeatable)",
-    )
-    parser.add_argument("--print-settings", action="store_true", help="print the resolved settings as JSON and exit")
+from service.commands.settings_args import add_settings_arguments
+from service.commands.settings_args import load_settings as load_common
 
 
-def load_settings(args: argparse.Namespace, command: str, extra: tuple[str, ...] = ()) -> Any:
-    """The settings, or None after printing why they are invalid (exit code 2)."""
-    from pydantic import ValidationError
-
-    from service.settings import ServiceSettings, parse_overrides
-
-    try:
-        overrides = parse_overrides(args.overrides)
-        for name in ("host", "port", "log_level", "redis_url", *extra):
-            value = getattr(args, name, None)
-            if value is not None:
-                overrides[name] = value
-        settings = ServiceSettings.load(args.config, **overrides)
-    except (ValueError, ValidationError, FileNotFoundError) as exc:
-        print(f"unirep {command}: invalid settings: {exc}", file=sys.stderr)
-        return None
-    if not settings.redis_url:
+def load_settings(args: argparse.Namespace, command: str) -> Any:
+    """The settings, or None after printing why they are invalid or lack the Redis URL (exit code 2)."""
+    settings = load_common(args, command)
+    if settings is not None and not settings.redis_url:
         print(f"unirep {command}: set UNIREP_REDIS_URL (or --redis-url): it runs through Redis", file=sys.stderr)
         return None
     return settings
@@ -58,14 +31,13 @@ def add_parser(subparsers: Any) -> None:
     gateway = subparsers.add_parser(
         "gateway", help="HTTP gateway of a scale-out deployment: batches go to workers through Redis Streams"
     )
-    add_settings_arguments(gateway)
+    add_settings_arguments(gateway, device=False, redis=True)
     gateway.set_defaults(func=run_gateway)
 
     worker = subparsers.add_parser(
         "worker", help="scale-out worker: runs the models on this host's devices, reads batches from Redis Streams"
     )
-    add_settings_arguments(worker)
-    worker.add_argument("--device", default=None, help="auto, cpu, cuda, or cuda:0,cuda:1")
+    add_settings_arguments(worker, redis=True)
     worker.set_defaults(func=run_worker)
 
 
@@ -85,7 +57,7 @@ def run_gateway(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    settings = load_settings(args, "worker", extra=("device",))
+    settings = load_settings(args, "worker")
     if settings is None:
         return 2
     if args.print_settings:

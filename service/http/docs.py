@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modality_adapters import adapter_class, list_adapters
+
 _CLASSIFY_EXAMPLE = {
     "modality": "image",
     "model": "unireplknet_a",
@@ -47,13 +49,9 @@ def _body() -> dict[str, Any]:
             "application/json": {
                 "schema": {"type": "object"},
                 "examples": {
-                    "timeseries": {
-                        "value": {
-                            "data": [[0.1, 1.2], [0.3, 1.1]],
-                            "timestamps": ["2024-01-01T00:00:00", "2024-01-01T01:00:00"],
-                        }
-                    },
-                    "pointcloud": {"value": {"points": [[0.0, 0.1, 0.2], [0.5, -0.3, 0.9]]}},
+                    name: {"value": adapter_class(name).json_example}
+                    for name in list_adapters()
+                    if adapter_class(name).json_example is not None
                 },
             },
         },
@@ -78,15 +76,15 @@ def _responses(example: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-INFERENCE_OPENAPI: dict[str, dict[str, Any]] = {
-    "classify": {"requestBody": _body(), "responses": _responses(_CLASSIFY_EXAMPLE)},
-    "embed": {"requestBody": _body(), "responses": _responses(_EMBED_EXAMPLE)},
-}
+def inference_openapi(task: str) -> dict[str, Any]:
+    """The request body and responses of ``/classify`` or ``/embed``, for the modalities registered now."""
+    example = _CLASSIFY_EXAMPLE if task == "classify" else _EMBED_EXAMPLE
+    return {"requestBody": _body(), "responses": _responses(example)}
 
 
 def describe_endpoint() -> str:
     return (
-        "Serves UniRepLKNet for image, audio, video, point cloud and time series, each decoded into a C x H x W map "
+        f"Serves UniRepLKNet for {', '.join(list_adapters())}, each decoded into a C x H x W map "
         "and run in dynamic, shape-bucketed batches. Every response names the model and the weights that produced "
         "it (`random-init` is never hidden). Errors share one envelope: "
         '`{"error": {"code": ..., "message": ..., "details": ...}}`.\n\n'

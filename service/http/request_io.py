@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive
 
+from modality_adapters import adapter_class, list_adapters
 from unirep_errors import (
     InputTooLargeError,
     InvalidParameterError,
@@ -26,8 +27,6 @@ from unirep_errors import (
     UnsupportedMediaTypeError,
 )
 
-JSON_MODALITIES = ("timeseries", "pointcloud")
-POINTCLOUD_EXTENSIONS = ("ply", "pcd", "xyz", "pts", "off", "obj", "npy", "json")
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
@@ -62,7 +61,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def extract_payload(request: Request, body: bytes, modality: str) -> Payload:
-    """Multipart (field ``file``), JSON (time series and point clouds), or the raw body with its content type."""
+    """Multipart (field ``file``), JSON (for adapters with a ``json_example``), or the raw body with its type."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         replayed = Request(request.scope, _replay(body))
@@ -78,24 +77,17 @@ async def extract_payload(request: Request, body: bytes, modality: str) -> Paylo
         data = await upload.read()
         await form.close()
         return Payload(data, upload.filename, (upload.content_type or "application/octet-stream").lower())
-    if content_type == "application/json" and modality not in JSON_MODALITIES:
+    if content_type == "application/json" and adapter_class(modality).json_example is None:
+        takes_json = " and ".join(n for n in list_adapters() if adapter_class(n).json_example is not None)
         raise UnsupportedMediaTypeError(
-            f"JSON bodies are for time series and point clouds; send the {modality} file as multipart or raw bytes"
+            f"JSON bodies are for {takes_json}; send the {modality} file as multipart or raw bytes"
         )
     return Payload(body, None, content_type or "application/octet-stream")
 
 
 def decoder_hints(modality: str, payload: Payload) -> dict[str, Any]:
-    """Per-request decoder hints: the point cloud format from the file name or content type (else sniffed)."""
-    if modality != "pointcloud":
-        return {}
-    if payload.filename and "." in payload.filename:
-        ext = payload.filename.rsplit(".", 1)[-1].lower()
-        if ext in POINTCLOUD_EXTENSIONS:
-            return {"format": ext}
-    if payload.content_type == "application/json":
-        return {"format": "json"}
-    return {}
+    """Per-request decoder params the adapter reads off the upload (e.g. a point cloud's format from its name)."""
+    return adapter_class(modality).request_hints(payload.filename, payload.content_type)
 
 
 def parse_timeout_ms(request: Request) -> float | None:

@@ -257,31 +257,10 @@ class Batcher:
                 p.future.set_result((item_result, result))
 
     def _record(self, bucket: Bucket, result: BatchResult) -> None:
-        m, modality = self.metrics, bucket.modality
-        skipped = [r for r in result.items if r.error is not None]
-        for r in skipped:
-            if isinstance(r.error, ClientDisconnectedError | DeadlineExceededError):
-                m.dropped.labels(
-                    modality, "disconnected" if isinstance(r.error, ClientDisconnectedError) else "deadline"
-                ).inc()
+        if self.transport.runs_models:
+            self.metrics.record_batch(bucket.modality, result, bucket.policy.max_batch_size)
         if result.batch_size:
-            m.batches.labels(modality).inc()
-            m.model_items.labels(modality).inc(result.batch_size)
-            m.batch_size.labels(modality).observe(result.batch_size)
-            m.batch_fill_ratio.labels(modality).observe(result.batch_size / bucket.policy.max_batch_size)
-            m.inference_duration.labels(modality, result.device).observe(result.inference_s)
             bucket.batch_seconds += EWMA_ALPHA * (result.inference_s - bucket.batch_seconds)
-
-    async def drain(self, timeout: float) -> bool:
-        """Stop admitting, then wait until every queued and running item has its answer (True) or time is up.
-
-        For a batcher of its own (a worker process); the gateway's drain refuses new requests upstream instead.
-        """
-        self._accepting = False
-        end = time.monotonic() + timeout
-        while self.busy() and time.monotonic() < end:
-            await asyncio.sleep(0.02)
-        return not self.busy()
 
     async def stop(self) -> None:
         self._accepting = False

@@ -3,7 +3,7 @@
 Key = sha256(payload bytes) + modality + task + request params + model version (``ServedModel.version``, which
 covers the weights and preprocessing), so a new checkpoint or preprocessing change never serves a stale result.
 Values are the JSON-ready result parts (predictions or embedding), without timings. The interface is async so
-that a Redis implementation (issue 5: TTL, shared across gateways) drops in without changing the gateway.
+that a Redis implementation (TTL, shared across gateways) drops in without changing the gateway.
 """
 
 from __future__ import annotations

@@ -45,12 +45,6 @@ log = logging.getLogger(__name__)
 FAULT_PREFIX = b"UNIREP-FAULT:"
 """Test hook (only with ``debug_fault_injection``): ``UNIREP-FAULT:hang``, ``:crash`` or ``:oom`` payloads."""
 SPAWN_TIMEOUT_S = 120.0
-_DECODER_MODULES: dict[str, tuple[str, ...]] = {
-    "image": ("PIL.Image",),
-    "audio": ("soundfile", "torchaudio.compliance.kaldi"),
-    "video": ("decord", "av"),
-    "pointcloud": ("open3d",),
-}
 
 
 @dataclass(frozen=True)
@@ -97,8 +91,8 @@ def _child_main(conn: Connection, adapters: dict[str, Any], memory_mb: int, faul
     """One decoder process: import everything, cap memory, then decode requests until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops us in order.
     torch.set_num_threads(1)
-    for modality in adapters:  # decoders import their libraries on first use; pay that before the first request
-        for module in _DECODER_MODULES.get(modality, ()):
+    for adapter in adapters.values():  # decoders import their libraries on first use; pay that before the first request
+        for module in getattr(adapter, "heavy_imports", ()):
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
     _limit_memory(memory_mb)
@@ -182,7 +176,7 @@ class _Slot:
             self.kill()
 
 
-class PreprocessPool:
+class DecoderPool:
     """``await pool.decode(modality, data, params, deadline=...)`` -> Decoded, on ``size`` spawned processes."""
 
     def __init__(

@@ -1,7 +1,7 @@
 """A device worker: deploy-form copies of every served model on one device, running batches synchronously.
 
 It is transport-agnostic on purpose: ``LocalTransport`` calls ``execute`` from a thread, and a Redis Streams
-worker process (issue 5) calls the same method on batches it read from a stream. On CUDA the worker uses
+worker process calls the same method on batches it read from a stream. On CUDA the worker uses
 channels_last and bf16 autocast (fp16 where bf16 is unsupported); ``choose_precision`` holds that decision so it
 is testable without a GPU. Every (model, shape) bucket is run at every batch size during ``warmup`` (cuDNN picks
 its algorithms per shape), and the measured latencies seed the batcher's deadline estimates.
@@ -78,7 +78,6 @@ class DeviceWorker:
         models: dict[str, ServedModel],
         precision: str = "auto",
         inference_delay_s: float = 0.0,
-        warmup_shapes: dict[str, list[tuple[int, ...]]] | None = None,
         warmup_enabled: bool = True,
     ) -> None:
         self.device = device
@@ -88,13 +87,14 @@ class DeviceWorker:
         self.served = models
         self.modules: dict[str, nn.Module] = {}
         for name, served in models.items():
+            if served.module is None:
+                raise ValueError(f"{name} is served elsewhere (no module here): a device worker needs the model")
             module = served.module if device.type == "cpu" else copy.deepcopy(served.module)
             module = module.to(device).eval()
             if self.precision.channels_last:
                 module = module.to(memory_format=torch.channels_last)
             self.modules[name] = module
         self.inference_delay_s = inference_delay_s
-        self.warmup_shapes = warmup_shapes or {m: [s.input_shape] for m, s in models.items()}
         self.warmup_enabled = warmup_enabled
         self.latency: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a full batch per bucket (seconds): seeds the batcher's estimates."""
@@ -108,18 +108,17 @@ class DeviceWorker:
 
     def warmup(self) -> None:
         """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready."""
-        for modality, shapes in self.warmup_shapes.items():
-            served = self.served[modality]
-            for shape in shapes:
+        for modality, served in self.served.items():
+            for shape in (served.input_shape,):
                 sizes = list(range(1, served.config.max_batch_size + 1)) if self.warmup_enabled else [1]
                 for size in sizes:
-                    self._forward(modality, torch.zeros((size, *shape)), need_features=True)
+                    self._forward(modality, torch.zeros((size, *shape)))
                 # The estimate that seeds the batcher: best of 3 at the largest size, so one-time initialization
                 # and the decoder processes starting beside us do not inflate it.
                 timings = []
                 for _ in range(3):
                     start = time.perf_counter()
-                    self._forward(modality, torch.zeros((sizes[-1], *shape)), need_features=True)
+                    self._forward(modality, torch.zeros((sizes[-1], *shape)))
                     self._sync()
                     timings.append(time.perf_counter() - start)
                 self.latency[(modality, tuple(shape))] = min(timings)
@@ -138,7 +137,7 @@ class DeviceWorker:
             torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
-    def _forward(self, modality: str, x: torch.Tensor, need_features: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         module = self.modules[modality]
         x = x.to(self.device, non_blocking=True)
         if self.precision.channels_last and x.ndim == 4:
@@ -197,7 +196,7 @@ class DeviceWorker:
         x = torch.stack([item.tensor for item in items])
         if self.device.type == "cuda":
             x = x.pin_memory()
-        features, scores = self._forward(modality, x, need_features=True)
+        features, scores = self._forward(modality, x)
         kmax = max((item.top_k for item in items if item.task == "classify"), default=0)
         top_values: list[list[float]] = []
         top_indices: list[list[int]] = []

@@ -1,6 +1,6 @@
 """The models the service serves, built once from the settings: one per enabled modality.
 
-Weights policy (DESIGN.md section 3, issue 4): ``weights = "auto"`` means the variant's released ImageNet-1K
+Weights policy: ``weights = "auto"`` means the variant's released ImageNet-1K
 checkpoint through the hub when it is reachable (``HF_HUB_OFFLINE=1`` skips the attempt) and random
 initialization otherwise; no weights means random initialization; a path or hub reference is loaded strictly.
 Whatever happened is logged loudly and carried in ``ServedModel.weights``, which every response and ``GET /models``
@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from modality_adapters import AUTO_WEIGHTS
 from modality_adapters.timeseries_embedding import TimeSeriesModel
 from models import (
     CheckpointError,
@@ -35,7 +36,7 @@ from models import (
 from models.checkpoint import detect_form
 from service.labels import load_labels
 from service.runtime.trained import apply_trained, trained_info
-from service.settings import AUTO_WEIGHTS, ModalityConfig
+from service.settings import ModalityConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class ServedModel:
     config: ModalityConfig
-    module: nn.Module
-    """Has ``forward_features`` (pooled embedding) and ``forward_head`` (logits), in eval and deploy form."""
+    module: nn.Module | None
+    """Has ``forward_features`` (pooled embedding) and ``forward_head`` (logits), in eval and deploy form; None on
+    a scale-out gateway, whose batches run on stream workers."""
     weights: LoadedWeights
     labels: tuple[str, ...]
     params: dict[str, Any]
@@ -76,13 +78,55 @@ class ServedModel:
         blob = json.dumps(parts, sort_keys=True, default=str)
         return f"{self.name}@{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
+    def describe(self) -> dict[str, Any]:
+        """The one description of a served model: ``GET /models`` lists it, a stream worker announces it, and a
+        scale-out gateway rebuilds its own ``ServedModel`` from it (``from_description``)."""
+        return {
+            "modality": self.modality,
+            "model": self.name,
+            "weights": self.weights.source,
+            "weights_random": self.weights.is_random,
+            "num_classes": self.num_classes,
+            "label_set": self.config.label_set,
+            "input_shape": list(self.input_shape),
+            "embedding_dim": self.embedding_dim,
+            "multi_label": self.config.multi_label,
+            "max_batch_size": self.config.max_batch_size,
+            "max_delay_ms": self.config.max_delay_ms,
+            "version": self.version,
+            "provenance": self.provenance,
+            "weights_detail": {"form": self.weights.form, "in_chans": self.weights.in_chans},
+        }
+
+    @classmethod
+    def from_description(cls, cfg: ModalityConfig, adapter: Any, desc: dict[str, Any]) -> ServedModel:
+        """A model served elsewhere, as this process's settings describe it: no module. Settings that disagree
+        with the description (another version or input shape) are refused, so the cache never mixes them."""
+        trained = trained_info(cfg)  # a file made by `unirep train` configures the modality itself
+        if trained is not None:
+            cfg = apply_trained(cfg, trained)
+        params = adapter_params(cfg, adapter)
+        shape = tuple(int(v) for v in adapter.output_shape(**params))
+        detail = desc.get("weights_detail") or {}
+        weights = LoadedWeights(
+            desc["weights"], detail.get("form"), int(desc["num_classes"]), detail.get("in_chans", 0)
+        )
+        labels = trained.labels if trained is not None else _labels(cfg)
+        provenance = trained.provenance() if trained is not None else None
+        shape3 = (shape[0], shape[1], shape[2])
+        model = cls(cfg, None, weights, labels, params, shape3, int(desc["embedding_dim"]), provenance)
+        if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
+            raise ValueError(
+                f"[{cfg.modality}] these settings describe {model.version} with input {list(model.input_shape)}, "
+                f"but the workers serve {desc['version']} with input {desc['input_shape']}: give gateways and "
+                "workers the same model settings"
+            )
+        return model
+
 
 def adapter_params(cfg: ModalityConfig, adapter: Any) -> dict[str, Any]:
     """The decoder's params: the model config's constants (image: size, crop, mean, std), then the overrides."""
-    params: dict[str, Any] = {}
-    if cfg.modality == "image":
-        mc = get_model_config(cfg.model)
-        params = {"input_size": mc.input_size[-1], "crop_pct": mc.crop_pct, "mean": mc.mean, "std": mc.std}
+    params = dict(adapter.model_params(get_model_config(cfg.model)))
     params.update(cfg.params)
     adapter.resolve_params(**params)  # fail at startup, not on the first request
     return params

@@ -1,8 +1,8 @@
 """The serving runtime: built from the settings, it owns the served models, the preprocessing pool, the batcher,
 the transport (with its device workers) and the result cache, and walks one request through them.
 
-Kept apart from the HTTP layer (``service.http.app``) so that the request path can be driven without HTTP (benchmarks,
-a future gRPC front) and so that issue 5 can inject a Redis cache and a Redis Streams transport:
+Kept apart from the HTTP layer (``service.http``) so that the request path can be driven without HTTP (benchmarks,
+other protocols), and so that scale-out injects its Redis cache and Redis Streams transport:
 ``ServiceRuntime(settings, metrics, cache=..., transport=...)``.
 """
 
@@ -13,22 +13,20 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from modality_adapters import AdapterLimits, get_adapter
+from modality_adapters import list_adapters
 from service.metrics import Metrics
+from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
-from service.runtime.decoder_pool import PreprocessPool
-from service.runtime.device_worker import DeviceWorker, resolve_devices
-from service.runtime.served import ServedModel, build_served_model
+from service.runtime.decoder_pool import DecoderPool
+from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
-from service.settings import MODALITIES, ServiceSettings
+from service.settings import ServiceSettings
 from unirep_errors import (
     InvalidParameterError,
     NotFoundError,
@@ -49,7 +47,6 @@ class Outcome:
     inference_ms: float = 0.0
     batch_size: int = 0
     cache_hit: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ServiceRuntime:
@@ -74,7 +71,7 @@ class ServiceRuntime:
         self.transport: Transport | None = transport
         self.served: dict[str, ServedModel] = {}
         self.adapters: dict[str, Any] = {}
-        self.pool: PreprocessPool | None = None
+        self.pool: DecoderPool | None = None
         self.batcher: Batcher | None = None
         self.state = "starting"
         self.error: str | None = None
@@ -93,16 +90,13 @@ class ServiceRuntime:
         )
 
     async def start(self) -> None:
-        """Start the decoder processes while the models load, warm the workers, then report ready."""
+        """Start the decoder processes while the models load, warm the device workers, then report ready."""
         try:
             s = self.settings
-            limits = AdapterLimits(max_bytes=s.max_body_bytes, **s.adapter_limits())
             configs = s.modalities()
-            if not configs:
-                raise ValueError("every modality is disabled; enable at least one")
-            self.adapters = {cfg.modality: get_adapter(cfg.modality, limits) for cfg in configs}
+            self.adapters = make_adapters(s)
             loop = asyncio.get_running_loop()
-            self.pool = PreprocessPool(
+            self.pool = DecoderPool(
                 self.adapters,
                 s.preprocess_workers,
                 s.preprocess_timeout_s,
@@ -111,20 +105,14 @@ class ServiceRuntime:
                 on_failure=self._on_decoder_lost,
             )
             pool_started = asyncio.create_task(self.pool.start())
-            # A scale-out gateway loads no model: its transport describes the ones its workers serve.
+            # A scale-out gateway loads no model: its transport describes the ones its stream workers serve.
             remote = await self.transport.describe_models(configs, self.adapters) if self.transport else None
             if remote is not None:
                 self.served = remote
             else:
-                self.served = await loop.run_in_executor(
-                    None,
-                    lambda: {cfg.modality: build_served_model(cfg, self.adapters[cfg.modality]) for cfg in configs},
-                )
-            if s.torch_threads:
-                torch.set_num_threads(s.torch_threads)
+                self.served = await loop.run_in_executor(None, build_models, s, self.adapters)
             if self.transport is None:
-                devices = resolve_devices(s.device)
-                workers = await loop.run_in_executor(None, self._make_workers, devices)
+                workers = await loop.run_in_executor(None, make_device_workers, s, self.served)
                 self.transport = LocalTransport(workers, self.metrics, prefetch=s.prefetch_batches)
             policies = {
                 m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
@@ -135,7 +123,7 @@ class ServiceRuntime:
             # CPU and inflate the latencies that seed the batcher's deadline estimates.
             await pool_started
             await self.transport.start()
-            hints = getattr(self.transport, "workers", [])
+            hints = getattr(self.transport, "device_workers", [])
             for modality, served in self.served.items():
                 seed = max((w.latency.get((modality, served.input_shape), 0.0) for w in hints), default=0.0)
                 self.batcher.add_bucket(modality, served.input_shape, seed or None)
@@ -148,13 +136,6 @@ class ServiceRuntime:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("startup failed")
             raise
-
-    def _make_workers(self, devices: list[Any]) -> list[DeviceWorker]:
-        s = self.settings
-        return [
-            DeviceWorker(device, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
-            for device in devices
-        ]
 
     def _on_decoder_lost(self, modality: str, reason: str) -> None:
         self.metrics.preprocess_failures.labels(modality, reason).inc()
@@ -189,8 +170,9 @@ class ServiceRuntime:
     # --- the request path --------------------------------------------------------------------------------------
 
     def served_model(self, modality: str) -> ServedModel:
-        if modality not in MODALITIES:
-            raise NotFoundError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}", modality=modality)
+        known = list_adapters()
+        if modality not in known:
+            raise NotFoundError(f"unknown modality {modality!r}; use one of {', '.join(known)}", modality=modality)
         served = self.served.get(modality)
         if served is None:
             if self.state == "starting":
@@ -204,7 +186,7 @@ class ServiceRuntime:
             raise ServiceUnavailableError("the service is shutting down; retry on another instance", retry_after=1)
         if not self.ready:
             reason = self.transport.unavailable_reason() if self.transport is not None else None
-            if self.state == "ready" and reason is not None:  # scale-out: Redis or the workers are gone
+            if self.state == "ready" and reason is not None:  # scale-out: Redis or the stream workers are gone
                 raise ServiceUnavailableError(reason, retry_after=1)
             raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
 
@@ -301,21 +283,10 @@ class ServiceRuntime:
         )
 
     def describe_models(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "modality": m,
-                "model": sm.name,
-                "weights": sm.weights.source,
-                "weights_random": sm.weights.is_random,
-                "num_classes": sm.num_classes,
-                "label_set": sm.config.label_set,
-                "input_shape": list(sm.input_shape),
-                "embedding_dim": sm.embedding_dim,
-                "multi_label": sm.config.multi_label,
-                "max_batch_size": sm.config.max_batch_size,
-                "max_delay_ms": sm.config.max_delay_ms,
-                "version": sm.version,
-                "provenance": sm.provenance,
-            }
-            for m, sm in self.served.items()
-        ]
+        """``GET /models``: each served model's description, without the wire-only weights detail."""
+        out = []
+        for sm in self.served.values():
+            desc = sm.describe()
+            desc.pop("weights_detail")
+            out.append(desc)
+        return out

@@ -1,4 +1,4 @@
-"""Identical requests in flight at the same time are computed once (issue 5), here and across gateways.
+"""Identical requests in flight at the same time are computed once, here and across gateways.
 
 ``SingleFlight.lead(key, deadline)`` is an async context manager around the cache lookup and the computation:
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from modality_adapters import AUTO_WEIGHTS
 from models.trained import TrainedModelInfo, read_trained_info
-from service.settings import AUTO_WEIGHTS, ModalityConfig
+from service.settings import ModalityConfig
 from unirep_errors import CheckpointError
 
 

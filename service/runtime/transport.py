@@ -1,10 +1,10 @@
 """How formed batches reach the device workers: an interface, and the in-process implementation.
 
-The batcher only talks to ``Transport``. The default, ``LocalTransport``, runs one worker thread per device inside
-the gateway process (torch releases the GIL while it computes, so the event loop keeps serving). Scale-out mode
-(issue 5) implements the same interface over Redis Streams: ``execute`` XADDs the serialized batch to the model's
-stream and awaits the reply on the gateway's own stream; ``reserve`` bounds the batches in flight per gateway;
-``ready`` reflects whether live workers have announced themselves warm.
+The batcher only talks to ``Transport``. The default, ``LocalTransport``, runs one device-worker thread per device
+inside the gateway process (torch releases the GIL while it computes, so the event loop keeps serving).
+``service.scaleout.stream_transport`` implements the same interface over Redis Streams: ``execute`` XADDs the
+serialized batch to the model's stream and awaits the reply on the gateway's own stream; ``reserve`` bounds the
+batches in flight per gateway; ``ready`` reflects whether live workers have announced themselves warm.
 
 Contract:
 - ``reserve()`` waits until a device slot is free (running + staged batches below the limit); every successful
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 
 class Transport(ABC):
+    runs_models: bool = True
+    """Whether ``execute`` runs the forward pass in this process (then this process records the batch metrics).
+    A remote transport's batches are recorded by the stream workers that run them, so no batch counts twice."""
+
     @property
     @abstractmethod
     def ready(self) -> bool:
@@ -76,7 +80,7 @@ class LocalTransport(Transport):
     def __init__(self, workers: list[DeviceWorker], metrics: Metrics, prefetch: int = 1) -> None:
         if not workers:
             raise ValueError("LocalTransport needs at least one device worker")
-        self.workers = workers
+        self.device_workers = workers
         self.metrics = metrics
         self.slots = len(workers) * (1 + prefetch)
         self._slots = asyncio.Semaphore(self.slots)
@@ -95,8 +99,8 @@ class LocalTransport(Transport):
     async def start(self) -> None:
         """Warm every worker (concurrently, one thread each), then start their batch loops."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, w.warmup) for w in self.workers))
-        for worker in self.workers:
+        await asyncio.gather(*(loop.run_in_executor(None, w.warmup) for w in self.device_workers))
+        for worker in self.device_workers:
             self.metrics.worker_ready.labels(worker.device_name).set(1)
             thread = threading.Thread(target=self._loop, args=(worker,), name=f"unirep-worker-{worker.device_name}")
             thread.daemon = True
@@ -147,7 +151,7 @@ class LocalTransport(Transport):
         loop = asyncio.get_running_loop()
         for thread in self._threads:
             await loop.run_in_executor(None, thread.join, 30.0)
-        for worker in self.workers:
+        for worker in self.device_workers:
             self.metrics.worker_ready.labels(worker.device_name).set(0)
 
 

@@ -1,6 +1,6 @@
 """The units of work that cross the batcher -> transport -> worker boundary.
 
-They are plain dataclasses of tensors, strings and numbers so that a remote transport (Redis Streams, issue 5)
+They are plain dataclasses of tensors, strings and numbers so that a remote transport (Redis Streams)
 can serialize them: the one field that cannot cross a process, ``BatchItem.is_cancelled``, is a local-only
 courtesy that lets an in-process worker skip an item whose client left while its batch was staged; remote
 transports drop it and rely on the batcher's check when the batch was formed.

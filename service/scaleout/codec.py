@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,23 @@ def decode_result(fields: dict[bytes, bytes]) -> tuple[BatchResult, str]:
         items,
     )
     return result, str(meta.get("worker", ""))
+
+
+def pack_requests(
+    requests: list[tuple[str, bytes, BatchRequest]], max_batch_size: dict[str, int]
+) -> list[list[tuple[str, bytes, BatchRequest]]]:
+    """Batches of one bucket (as read by a stream worker, with their stream and entry id) packed whole into forward
+    passes of at most the model's ``max_batch_size``: gateways form batches, a stream worker only packs them."""
+    buckets: dict[tuple[str, tuple[int, ...]], list[list[tuple[str, bytes, BatchRequest]]]] = defaultdict(list)
+    for entry in requests:
+        batch = entry[2].batch
+        groups = buckets[(batch.modality, tuple(batch.shape))]
+        limit = max_batch_size[batch.modality]
+        if groups and sum(len(e[2].batch.items) for e in groups[-1]) + len(batch.items) <= limit:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    return [group for groups in buckets.values() for group in groups]
 
 
 def _to_bytes(x: torch.Tensor) -> bytes:

@@ -26,12 +26,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
-from models import LoadedWeights
 from service.metrics import Metrics
-from service.runtime.served import ServedModel, _labels, adapter_params
-from service.runtime.trained import apply_trained, trained_info
+from service.runtime.served import ServedModel
 from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import decode_result, encode_batch
@@ -48,13 +44,6 @@ DEADLINE_MARGIN_S = 0.05
 READ_BLOCK_MS = 1000
 
 
-class RemoteModel(nn.Module):
-    """Stands in for a model that runs on the workers: a gateway never computes."""
-
-    def forward(self, x: Any) -> Any:
-        raise RuntimeError("this gateway holds no model; its batches run on `unirep worker` processes")
-
-
 @dataclass
 class _Waiting:
     modality: str
@@ -63,6 +52,8 @@ class _Waiting:
 
 
 class RedisStreamsTransport(Transport):
+    runs_models = False  # the stream workers record each forward pass; a reply's merged size is not re-counted
+
     def __init__(self, settings: ServiceSettings, metrics: Metrics) -> None:
         if not settings.redis_url:
             raise ValueError("the scale-out gateway needs redis_url (UNIREP_REDIS_URL)")
@@ -125,30 +116,7 @@ class RedisStreamsTransport(Transport):
             await asyncio.sleep(0.25)
         served: dict[str, ServedModel] = {}
         for cfg in configs:
-            desc = announced[cfg.modality]
-            trained = trained_info(cfg)  # a file made by `unirep train` configures the modality itself
-            if trained is not None:
-                cfg = apply_trained(cfg, trained)
-            params = adapter_params(cfg, adapters[cfg.modality])
-            shape = tuple(int(v) for v in adapters[cfg.modality].output_shape(**params))
-            w = desc["weights"]
-            weights = LoadedWeights(w["source"], w.get("form"), int(w["num_classes"]), int(w["in_chans"]), ())
-            model = ServedModel(
-                cfg,
-                RemoteModel(),
-                weights,
-                trained.labels if trained is not None else _labels(cfg),
-                params,
-                (shape[0], shape[1], shape[2]),
-                int(desc["embedding_dim"]),
-                trained.provenance() if trained is not None else None,
-            )
-            if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
-                raise ValueError(
-                    f"[{cfg.modality}] this gateway's settings describe {model.version} with input "
-                    f"{list(model.input_shape)}, but the workers serve {desc['version']} with input "
-                    f"{desc['input_shape']}: give gateways and workers the same model settings"
-                )
+            model = ServedModel.from_description(cfg, adapters[cfg.modality], announced[cfg.modality])
             served[cfg.modality] = model
             self.versions[cfg.modality] = model.version
         return served

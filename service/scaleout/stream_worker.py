@@ -26,12 +26,12 @@ from typing import Any
 
 import redis
 
-from modality_adapters import AdapterLimits, get_adapter
 from service.metrics import Metrics
-from service.runtime.device_worker import DeviceWorker, resolve_devices
-from service.runtime.served import ServedModel, build_served_model
+from service.runtime.assembly import build_models, make_adapters, make_device_workers
+from service.runtime.device_worker import DeviceWorker
+from service.runtime.served import ServedModel
 from service.runtime.work import Batch, BatchResult
-from service.scaleout.codec import BatchRequest, decode_batch, encode_failure, encode_result
+from service.scaleout.codec import BatchRequest, decode_batch, encode_failure, encode_result, pack_requests
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client
 from service.settings import ServiceSettings
 
@@ -72,20 +72,8 @@ class StreamWorker:
 
     def build(self) -> None:
         """Load every enabled modality's model and warm it on every device (as ``unirep serve`` does)."""
-        s = self.settings
-        if s.torch_threads:
-            import torch
-
-            torch.set_num_threads(s.torch_threads)
-        limits = AdapterLimits(max_bytes=s.max_body_bytes, **s.adapter_limits())
-        configs = s.modalities()
-        if not configs:
-            raise ValueError("every modality is disabled; enable at least one")
-        self.served = {cfg.modality: build_served_model(cfg, get_adapter(cfg.modality, limits)) for cfg in configs}
-        self.devices = [
-            DeviceWorker(d, self.served, s.precision, s.debug_inference_delay_ms / 1000.0, warmup_enabled=s.warmup)
-            for d in resolve_devices(s.device)
-        ]
+        self.served = build_models(self.settings, make_adapters(self.settings))
+        self.devices = make_device_workers(self.settings, self.served)
         threads = [threading.Thread(target=d.warmup) for d in self.devices]
         for thread in threads:
             thread.start()
@@ -96,21 +84,7 @@ class StreamWorker:
 
     def description(self) -> dict[str, Any]:
         """What the gateways read: the models (version, weights, shapes) and devices of this worker."""
-        models = {}
-        for modality, sm in self.served.items():
-            models[modality] = {
-                "model": sm.name,
-                "version": sm.version,
-                "weights": {
-                    "source": sm.weights.source,
-                    "form": sm.weights.form,
-                    "num_classes": sm.weights.num_classes,
-                    "in_chans": sm.weights.in_chans,
-                },
-                "num_classes": sm.num_classes,
-                "input_shape": list(sm.input_shape),
-                "embedding_dim": sm.embedding_dim,
-            }
+        models = {modality: sm.describe() for modality, sm in self.served.items()}
         return {
             "id": self.worker_id,
             "host": socket.gethostname(),
@@ -229,7 +203,7 @@ class StreamWorker:
                     replies.append((request.reply_to, encode_failure(request.batch.batch_id, refusal, consumer, ids)))
                 else:
                     requests.append((stream, entry_id, request))
-            for group in _merge(requests, self.served):
+            for group in pack_requests(requests, {m: sm.config.max_batch_size for m, sm in self.served.items()}):
                 replies.extend(self._run(device, consumer, group))
             pipe = client.pipeline(transaction=False)
             for reply_to, fields in replies:
@@ -275,7 +249,7 @@ class StreamWorker:
         items = [item for _, _, req in group for item in req.batch.items]
         merged = Batch(first.modality, first.shape, items, first.max_batch_size)
         result = device.execute(merged)
-        self._record(first.modality, result)
+        self.metrics.record_batch(first.modality, result, self.served[first.modality].config.max_batch_size)
         by_id = {r.item_id: r for r in result.items}
         out = []
         for _, _, req in group:
@@ -289,19 +263,6 @@ class StreamWorker:
             )
             out.append((req.reply_to, encode_result(part, consumer)))
         return out
-
-    def _record(self, modality: str, result: BatchResult) -> None:
-        m = self.metrics
-        for r in result.items:
-            if r.error is not None and r.error.code == "deadline_exceeded":
-                m.dropped.labels(modality, "deadline").inc()
-        if result.batch_size:
-            max_size = self.served[modality].config.max_batch_size
-            m.batches.labels(modality).inc()
-            m.model_items.labels(modality).inc(result.batch_size)
-            m.batch_size.labels(modality).observe(result.batch_size)
-            m.batch_fill_ratio.labels(modality).observe(min(1.0, result.batch_size / max_size))
-            m.inference_duration.labels(modality, result.device).observe(result.inference_s)
 
     # --- heartbeat ------------------------------------------------------------------------------------------------
 
@@ -326,19 +287,3 @@ class StreamWorker:
                 by_stream[stream].append(entry_id)
             for stream, ids in by_stream.items():
                 self.client.xclaim(stream, self.keys.group, consumer, 0, list[Any](ids), justid=True)
-
-
-def _merge(
-    requests: list[tuple[str, bytes, BatchRequest]], served: dict[str, ServedModel]
-) -> list[list[tuple[str, bytes, BatchRequest]]]:
-    """Batches of one bucket packed (whole) into forward passes of at most the model's ``max_batch_size``."""
-    buckets: dict[tuple[str, tuple[int, ...]], list[list[tuple[str, bytes, BatchRequest]]]] = defaultdict(list)
-    for entry in requests:
-        batch = entry[2].batch
-        groups = buckets[(batch.modality, tuple(batch.shape))]
-        limit = served[batch.modality].config.max_batch_size
-        if groups and sum(len(e[2].batch.items) for e in groups[-1]) + len(batch.items) <= limit:
-            groups[-1].append(entry)
-        else:
-            groups.append([entry])
-    return [group for groups in buckets.values() for group in groups]

@@ -76,7 +76,7 @@ def free_port() -> int:
         return port
 
 
-def start(workdir: Path, settings: dict[str, str], base: dict[str, str] = SMALL) -> Server:
+def start(workdir: Path, settings: dict[str, str], base: dict[str, str] = SMALL, args: tuple[str, ...] = ()) -> Server:
     """Start ``unirep serve`` with ``base`` then ``settings`` (env names) and wait until /readyz says 200."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNIREP_")}
@@ -86,7 +86,7 @@ def start(workdir: Path, settings: dict[str, str], base: dict[str, str] = SMALL)
     log = workdir / f"unirep-serve-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"],
+            [sys.executable, "-m", "service.cli", "serve", *args],
             cwd=REPO_ROOT,
             env=env,
             stdout=sink,

@@ -1,0 +1,66 @@
+"""The settings flags ``serve``, ``gateway`` and ``worker`` share, and how they become one ``ServiceSettings``.
+
+Flags beat ``UNIREP_*`` variables, which beat the TOML file; ``--set section.field=value`` reaches any field.
+``--adapters MODULE`` imports a module that registers more modalities (``modality_adapters.register_adapter``)
+before the settings are built, so each gets its settings section, route and decoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, *, device: bool = True, redis: bool = False) -> None:
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1; 0.0.0.0 in containers)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    parser.add_argument("--config", default=None, help="TOML settings file (also $UNIREP_CONFIG)")
+    if device:
+        parser.add_argument("--device", default=None, help="auto, cpu, cuda, or cuda:0,cuda:1")
+    if redis:
+        parser.add_argument(
+            "--redis-url", default=None, help="redis://[:password@]host:6379/0 (also $UNIREP_REDIS_URL)"
+        )
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting, dotted for sections: --set image.weights=path/to/ckpt.pth (repeatable)",
+    )
+    parser.add_argument(
+        "--adapters",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first: it registers more modalities with modality_adapters.register_adapter (repeatable)",
+    )
+    parser.add_argument("--print-settings", action="store_true", help="print the resolved settings as JSON and exit")
+
+
+def load_settings(args: argparse.Namespace, command: str) -> Any:
+    """The settings, or None after printing why they are invalid (the command exits 2)."""
+    from pydantic import ValidationError
+
+    from service.settings import ServiceSettings, parse_overrides
+
+    try:
+        for module in args.adapters:
+            importlib.import_module(module)
+    except ImportError as exc:
+        print(f"unirep {command}: cannot import adapter module: {exc}", file=sys.stderr)
+        return None
+    try:
+        overrides = parse_overrides(args.overrides)
+        for name in ("host", "port", "device", "log_level", "redis_url"):
+            value = getattr(args, name, None)
+            if value is not None:
+                overrides[name] = value
+        return ServiceSettings.load(args.config, **overrides)
+    except (ValueError, ValidationError, FileNotFoundError) as exc:
+        print(f"unirep {command}: invalid settings: {exc}", file=sys.stderr)
+        return None

@@ -1,0 +1,149 @@
+"""``POST /classify/{modality}`` and ``POST /embed/{modality}``: one router, one request path for both tasks.
+
+The API-key check runs inside the request path rather than as a route dependency so that a refused request is
+still counted in the request metrics with its status, like every other error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from modality_adapters import list_adapters
+from service.http import deps
+from service.http import request_io as io
+from service.http.docs import inference_openapi
+from service.http.schemas import ClassifyResponse, EmbedResponse, dump
+from service.metrics import Metrics
+from service.runtime.serving import Outcome, ServiceRuntime
+from service.runtime.work import Task
+from service.settings import ServiceSettings
+from unirep_errors import UnirepError
+
+log = logging.getLogger(__name__)
+
+_RESPONSE_TYPES: dict[str, type[BaseModel]] = {"classify": ClassifyResponse, "embed": EmbedResponse}
+
+
+class _Context:
+    """The dependencies one inference request uses, resolved by FastAPI."""
+
+    def __init__(
+        self,
+        runtime: Annotated[ServiceRuntime, Depends(deps.runtime)],
+        metrics: Annotated[Metrics, Depends(deps.metrics)],
+        settings: Annotated[ServiceSettings, Depends(deps.settings)],
+        auth: Annotated[Any, Depends(deps.auth)],
+    ) -> None:
+        self.runtime, self.metrics, self.settings, self.auth = runtime, metrics, settings, auth
+
+
+def inference_router() -> APIRouter:
+    """The inference routes; built per app so that the docs list the modalities registered at that time."""
+    router = APIRouter(tags=["inference"])
+    names = ", ".join(list_adapters())
+    enum = {"enum": list_adapters()}
+
+    @router.post(
+        "/classify/{modality}",
+        openapi_extra=inference_openapi("classify"),
+        response_model=ClassifyResponse,
+        summary=f"Classify one input ({names})",
+    )
+    async def classify(
+        request: Request,
+        ctx: Annotated[_Context, Depends()],
+        modality: str = Path(description="a registered modality", json_schema_extra=enum),
+        top_k: int | None = Query(None, ge=1, description="number of predictions (default 5, at most num_classes)"),
+    ) -> Response:
+        return await _infer(ctx, request, modality, "classify", top_k)
+
+    @router.post(
+        "/embed/{modality}",
+        openapi_extra=inference_openapi("embed"),
+        response_model=EmbedResponse,
+        summary=f"The pooled, normalized UniRepLKNet embedding of one input ({names})",
+    )
+    async def embed(
+        request: Request,
+        ctx: Annotated[_Context, Depends()],
+        modality: str = Path(description="a registered modality", json_schema_extra=enum),
+    ) -> Response:
+        return await _infer(ctx, request, modality, "embed", None)
+
+    return router
+
+
+async def _infer(ctx: _Context, request: Request, modality: str, task: Task, top_k: int | None) -> Response:
+    started = time.perf_counter()
+    rid = io.request_id(request)
+    runtime, metrics = ctx.runtime, ctx.metrics
+    metrics.in_flight.inc()
+    runtime.in_flight += 1
+    watch: io.DisconnectWatch | None = None
+    status = 500
+    try:
+        if ctx.auth is not None:
+            await ctx.auth.authorize(request.headers.get("authorization"))
+        served = runtime.served_model(modality)
+        runtime.check_admission()
+        timeout_ms = io.parse_timeout_ms(request)
+        body = await io.read_body(request, ctx.settings.max_body_bytes)
+        payload = await io.extract_payload(request, body, modality)
+        watch = io.DisconnectWatch(request.receive)
+        outcome = await runtime.infer(
+            modality,
+            task,
+            payload.data,
+            top_k=top_k,
+            timeout_ms=timeout_ms,
+            cancelled=watch,
+            hints=io.decoder_hints(modality, payload),
+        )
+        content = {"modality": modality, "model": served.name, "weights": served.weights.source, **outcome.result}
+        content["timings"] = _timings(outcome, started)
+        content["batch_size"] = outcome.batch_size
+        status = 200
+        body_out = dump(_RESPONSE_TYPES[task].model_validate(content))
+        return JSONResponse(body_out, headers=_headers(outcome, rid))
+    except UnirepError as exc:
+        status = exc.status_code
+        if status >= 500 and exc.code == "internal_error":
+            log.error("request %s failed: %s", rid, exc.message)
+        return io.error_response(exc, rid)
+    except Exception:
+        log.exception("request %s failed unexpectedly", rid)
+        return io.envelope(500, {"code": "internal_error", "message": "internal error; see the server log"}, rid)
+    finally:
+        if watch is not None:
+            watch.close()
+        metrics.in_flight.dec()
+        runtime.in_flight -= 1
+        label = modality if modality in list_adapters() else "unknown"
+        metrics.requests.labels(label, task, str(status)).inc()
+        metrics.request_duration.labels(label, task).observe(time.perf_counter() - started)
+
+
+def _timings(outcome: Outcome, started: float) -> dict[str, float]:
+    return {
+        "queue_ms": round(outcome.queue_ms, 3),
+        "preprocess_ms": round(outcome.preprocess_ms, 3),
+        "inference_ms": round(outcome.inference_ms, 3),
+        "total_ms": round((time.perf_counter() - started) * 1000.0, 3),
+    }
+
+
+def _headers(outcome: Outcome, rid: str) -> dict[str, str]:
+    return {
+        "X-Queue-Time-Ms": f"{outcome.queue_ms:.3f}",
+        "X-Preprocess-Time-Ms": f"{outcome.preprocess_ms:.3f}",
+        "X-Inference-Time-Ms": f"{outcome.inference_ms:.3f}",
+        "X-Batch-Size": str(outcome.batch_size),
+        "X-Cache": "hit" if outcome.cache_hit else "miss",
+        io.REQUEST_ID_HEADER: rid,
+    }

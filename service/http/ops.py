@@ -1,0 +1,60 @@
+"""The service routes: ``/models``, ``/healthz``, ``/readyz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from service.http import deps
+from service.http.schemas import Health, ModelInfo, ModelsResponse, Readiness, dump
+from service.metrics import CONTENT_TYPE, Metrics
+from service.runtime.serving import ServiceRuntime
+
+router = APIRouter(tags=["service"])
+Runtime = Annotated[ServiceRuntime, Depends(deps.runtime)]
+
+
+@router.get("/models", response_model=ModelsResponse, summary="What each modality is served by, with which weights")
+async def list_models(runtime: Runtime) -> Response:
+    models = [ModelInfo.model_validate(m) for m in runtime.describe_models()]
+    return JSONResponse(dump(ModelsResponse(models=models)))
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process is up and its event loop answers")
+async def healthz() -> Response:
+    return JSONResponse(dump(Health(status="ok")))
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: every bucket is warm and the service is not draining",
+)
+async def readyz(runtime: Runtime) -> Response:
+    if runtime.ready:
+        return JSONResponse(dump(Readiness(status="ready")))
+    state = runtime.state if runtime.state != "ready" else "starting"
+    reason = runtime.transport.unavailable_reason() if runtime.transport is not None else None
+    if runtime.state == "ready" and reason is not None:
+        state = "unavailable"
+    message = {
+        "starting": "loading and warming models",
+        "draining": "draining: finishing admitted requests before exit",
+        "failed": f"startup failed: {runtime.error}",
+        "stopped": "stopped",
+        "unavailable": reason,
+    }.get(state, state)
+    body = Readiness(status=state, error={"code": "service_unavailable", "message": message})
+    return JSONResponse(dump(body), status_code=503, headers={"Retry-After": "5"})
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)")
+async def prometheus_metrics(runtime: Runtime, metrics: Annotated[Metrics, Depends(deps.metrics)]) -> Response:
+    for worker in getattr(runtime.transport, "device_workers", []):
+        stats = worker.memory_stats()
+        if stats is not None:
+            metrics.gpu_memory_allocated.labels(worker.device_name).set(stats[0])
+            metrics.gpu_memory_max_allocated.labels(worker.device_name).set(stats[1])
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,90 @@
+"""The JSON bodies the service answers with, as pydantic models: one definition for the routes, the OpenAPI
+schema at ``/openapi.json`` and (checked by a test) the SDK's result types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "ClassifyResponse",
+    "EmbedResponse",
+    "Health",
+    "ModelInfo",
+    "ModelsResponse",
+    "Prediction",
+    "Readiness",
+    "Timings",
+]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class Prediction(_Schema):
+    label: str
+    index: int
+    score: float
+
+
+class Timings(_Schema):
+    """Where the request's time went, in milliseconds (also sent as ``X-*-Time-Ms`` headers)."""
+
+    queue_ms: float
+    preprocess_ms: float
+    inference_ms: float
+    total_ms: float
+
+
+class _Result(_Schema):
+    modality: str
+    model: str
+    weights: str
+    """A checkpoint tag, or ``random-init``: random weights are never hidden."""
+    timings: Timings
+    batch_size: int
+    """How many requests shared this one's forward pass (0 for a cache hit)."""
+
+
+class ClassifyResponse(_Result):
+    predictions: list[Prediction]
+
+
+class EmbedResponse(_Result):
+    embedding: list[float]
+    dim: int
+
+
+class ModelInfo(_Schema):
+    modality: str
+    model: str
+    weights: str
+    weights_random: bool
+    num_classes: int
+    label_set: str | None
+    input_shape: list[int]
+    embedding_dim: int
+    multi_label: bool
+    max_batch_size: int
+    max_delay_ms: float
+    version: str
+
+
+class ModelsResponse(_Schema):
+    models: list[ModelInfo]
+
+
+class Health(_Schema):
+    status: str
+
+
+class Readiness(_Schema):
+    status: str
+    error: dict[str, Any] | None = None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """The JSON-ready dict of a response model, without optional fields left unset."""
+    return model.model_dump(mode="json", exclude_unset=True)
