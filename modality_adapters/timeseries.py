@@ -17,12 +17,10 @@ Inputs: a JSON array (T numbers, or T rows of V numbers), a JSON object ``{"valu
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,12 +34,12 @@ from .serving import ServingDefaults
 from .timeseries_embedding import TimeSeriesEmbedding, embedding_map_size
 from .timeseries_maps import render, resample
 from .timeseries_params import PRESETS, TimeSeriesParams, fit_params
+from .timeseries_text import find_stamp_column, is_number, maybe_stamp, parse_stamp, time_features
 from .training_augment import augment_series
 
 __all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "fit_params", "time_features"]
 
 REVIN_EPS = 1e-5
-_TIMESTAMP_NAMES = {"timestamp", "time", "date", "datetime", "ds"}
 
 
 class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
@@ -160,7 +158,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         if raw_stamps is not None:
             if not isinstance(raw_stamps, list) or len(raw_stamps) != len(rows):
                 raise UndecodableInputError(f"timestamps must be an array with one entry per row ({len(rows)})")
-            stamps = [_parse_stamp(s, f"timestamp {i}") for i, s in enumerate(raw_stamps)]
+            stamps = [parse_stamp(s, f"timestamp {i}") for i, s in enumerate(raw_stamps)]
         return values, stamps
 
     def _parse_csv(self, text: str) -> tuple[np.ndarray, list[datetime] | None]:
@@ -175,7 +173,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
             raise UndecodableInputError("series CSV has no rows")
         width = len(rows[0])
         header: list[str] | None = None
-        if not all(_is_number(c) or _maybe_stamp(c) for c in rows[0]):
+        if not all(is_number(c) or maybe_stamp(c) for c in rows[0]):
             header, rows = [c.strip() for c in rows[0]], rows[1:]
         if not rows:
             raise UndecodableInputError("series CSV has a header but no data rows")
@@ -184,7 +182,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
                 raise UndecodableInputError(
                     f"CSV line {i + 1 + (header is not None)} has {len(row)} fields; expected {width}"
                 )
-        stamp_col = _find_stamp_column(rows[0], header)
+        stamp_col = find_stamp_column(rows[0], header)
         names = header or [str(j) for j in range(width)]
         value_cols = [j for j in range(width) if j != stamp_col]
         if not value_cols:
@@ -195,7 +193,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         except ValueError:
             for i, row in enumerate(rows):
                 for j in value_cols:
-                    if not _is_number(row[j]):
+                    if not is_number(row[j]):
                         line = i + 1 + (header is not None)
                         raise UndecodableInputError(
                             f"CSV line {line}, column {names[j]!r}: {row[j][:40]!r} is not a number"
@@ -203,7 +201,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
             raise
         stamps = None
         if stamp_col is not None:
-            stamps = [_parse_stamp(row[stamp_col], f"CSV timestamp on line {i + 1}") for i, row in enumerate(rows)]
+            stamps = [parse_stamp(row[stamp_col], f"CSV timestamp on line {i + 1}") for i, row in enumerate(rows)]
         return values, stamps
 
     def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
@@ -270,65 +268,3 @@ def _length_rule(p: TimeSeriesParams) -> str:
     if p.length_mode == "window":
         return f"at least {p.seq_len} time steps (it reads the last {p.seq_len})"
     return f"at least 2 time steps (resampled to {p.length})"
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _maybe_stamp(cell: str) -> bool:
-    try:
-        datetime.fromisoformat(cell.strip())
-    except ValueError:
-        return False
-    return True
-
-
-def _find_stamp_column(row: list[str], header: list[str] | None) -> int | None:
-    """The timestamp column: one named like a time, or the first whose cell is an ISO date and not a number."""
-    if header is not None:
-        for j, name in enumerate(header):
-            if name.lower() in _TIMESTAMP_NAMES:
-                return j
-    for j, cell in enumerate(row):
-        if not _is_number(cell) and _maybe_stamp(cell):
-            return j
-    return None
-
-
-def _parse_stamp(value: Any, what: str) -> datetime:
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(value.strip())  # the common case first
-    try:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a time")
-        if isinstance(value, int | float):
-            if not math.isfinite(value):
-                raise ValueError("not finite")
-            return datetime.fromtimestamp(float(value), tz=UTC)
-        if isinstance(value, str) and _is_number(value):
-            return _parse_stamp(float(value), what)  # a named timestamp column may hold Unix seconds
-        if isinstance(value, str):
-            return datetime.fromisoformat(value.strip())
-    except (ValueError, OverflowError, OSError) as exc:
-        raise UndecodableInputError(f"{what} {str(value)[:40]!r} is not a valid time: {exc}") from exc
-    raise UndecodableInputError(f"{what} must be an ISO 8601 string or Unix seconds, got {type(value).__name__}")
-
-
-def time_features(stamps: list[datetime], freq: str) -> np.ndarray:
-    """The official ``timeF`` features (Time-Series-Library ``time_features``), each scaled to [-0.5, 0.5]."""
-    cols: dict[str, list[float]] = {"s": [], "t": [], "h": [], "dow": [], "dom": [], "doy": []}
-    for s in stamps:
-        cols["s"].append(s.second / 59.0 - 0.5)
-        cols["t"].append(s.minute / 59.0 - 0.5)
-        cols["h"].append(s.hour / 23.0 - 0.5)
-        cols["dow"].append(s.weekday() / 6.0 - 0.5)
-        cols["dom"].append((s.day - 1) / 30.0 - 0.5)
-        cols["doy"].append((s.timetuple().tm_yday - 1) / 365.0 - 0.5)
-    order = {"s": ["s", "t", "h"], "t": ["t", "h"], "h": ["h"], "d": []}[freq] + ["dow", "dom", "doy"]
-    return np.asarray([cols[k] for k in order], dtype=np.float64).T.reshape(len(stamps), len(order))
