@@ -7,14 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL: dict[str, str] = {
-    # The smallest registered variant everywhere: it trains on a laptop CPU, and bigger ones are one flag away.
-    "image": "unireplknet_a",
-    "audio": "unireplknet_a",
-    "video": "unireplknet_a",
-    "pointcloud": "unireplknet_a",
-    "timeseries": "unireplknet_a",
-}
+from unirep_errors import InvalidParameterError
+
+DEFAULT_MODEL = "unireplknet_a"
+"""The smallest registered variant: it trains on a laptop CPU, and bigger ones are one flag away."""
 
 MIXUP_MODALITIES = frozenset({"audio"})
 """Modalities whose recipe mixes pairs of examples (the official speech-commands script uses mixup)."""
@@ -60,6 +56,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def check(self) -> None:
+        """Refuse values no run can use, before any data is read."""
+        problems = []
+        from modality_adapters import list_adapters
+
+        if self.modality not in list_adapters():
+            problems.append(f"modality must be one of {list_adapters()}, got {self.modality!r}")
+        if self.epochs < 1:
+            problems.append(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            problems.append(f"--batch-size must be at least 2 (BatchNorm needs two examples), got {self.batch_size}")
+        if not self.lr > 0:
+            problems.append(f"--lr must be positive, got {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.drop_path < 1.0:
+            problems.append("--label-smoothing and --drop-path must be in [0, 1)")
+        if self.mixup is not None and not 0.0 <= self.mixup <= 1.0:
+            problems.append(f"--mixup is a probability in [0, 1], got {self.mixup}")
+        if problems:
+            raise InvalidParameterError("; ".join(problems))
 
 
 @dataclass

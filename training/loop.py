@@ -178,7 +178,7 @@ def save_checkpoint(run: Run, epochs_done: int) -> None:
 def load_resume(run: Run) -> None:
     path = checkpoint_path(run.cfg.resume or "")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"--resume: no checkpoint at {path}") from None
     except Exception as exc:
@@ -195,7 +195,8 @@ def load_resume(run: Run) -> None:
 
 
 def build_run(cfg: TrainConfig, d: Dist) -> Run:
-    variant = cfg.model or DEFAULT_MODEL[cfg.modality]
+    cfg.check()
+    variant = cfg.model or DEFAULT_MODEL
     data = prepare(cfg, variant, d.rank)
     torch.manual_seed(cfg.seed)
     net = build_model(cfg.modality, variant, data.in_chans, len(data.labels), data.params)

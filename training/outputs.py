@@ -54,7 +54,7 @@ def deploy_check(run: Run, weights: Path) -> float:
     train_form = copy.deepcopy(run.net).float().to("cpu").to(memory_format=torch.contiguous_format)
     reference = _cpu_logits(train_form, inputs)
     served = build_served_model(ModalitySettings(weights=str(weights)).resolve(run.cfg.modality), adapter)
-    assert served.module is not None  # built here, not described by a remote worker
+    assert served.module is not None
     return max_relative_diff(reference, _cpu_logits(served.module, inputs))
 
 

@@ -42,9 +42,7 @@ def served_params(modality: str, model: str, overrides: dict[str, Any]) -> dict[
 
     adapter = get_adapter(modality)
     params: dict[str, Any] = dict(adapter.default_params())
-    if modality == "image":
-        mc = get_model_config(model)
-        params.update(input_size=mc.input_size[-1], crop_pct=mc.crop_pct, mean=list(mc.mean), std=list(mc.std))
+    params.update(adapter.model_params(get_model_config(model)))
     params.update(overrides)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
     adapter.resolve_params(**params)

@@ -7,6 +7,8 @@ marks as essential are required; the rest default to ``None`` so that an older o
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ClassifyResult", "EmbedResult", "Health", "ModelInfo", "Prediction", "Timings"]
@@ -79,6 +81,8 @@ class ModelInfo(_Model):
     input_shape: list[int] | None = None
     max_batch_size: int | None = None
     max_delay_ms: float | None = None
+    provenance: dict[str, Any] | None = None
+    """For a model trained with ``unirep train``: created, data fingerprint, command, validation figures."""
 
 
 class Health(_Model):

@@ -14,8 +14,6 @@ import shlex
 import sys
 from typing import Any
 
-MODALITY_CHOICES = ["image", "audio", "video", "pointcloud", "timeseries"]
-
 
 def _param(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE as JSON when it parses (numbers, lists), else as a string."""
@@ -30,7 +28,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 def add_parser(subparsers: Any) -> None:
     train = subparsers.add_parser("train", help="train a model on your labelled data (see README: Train your own)")
-    train.add_argument("modality", choices=MODALITY_CHOICES)
+    train.add_argument("modality", help="the modality to train, e.g. audio")
     train.add_argument("data", help="folder of class subfolders, a .csv/.jsonl manifest of path,label, or a .ts file")
     train.add_argument("--val", default=None, help="validation data (same forms); default: hold out --val-fraction")
     train.add_argument("--val-fraction", type=float, default=0.2, help="stratified, seeded held-out fraction")
@@ -61,7 +59,7 @@ def add_parser(subparsers: Any) -> None:
     train.set_defaults(func=run_train)
 
     ev = subparsers.add_parser("eval", help="score a model file on labelled data (accuracy, macro-F1, confusion)")
-    ev.add_argument("modality", choices=MODALITY_CHOICES)
+    ev.add_argument("modality", help="the modality the model serves")
     ev.add_argument("data", help="same forms as for unirep train")
     ev.add_argument("--weights", required=True, help="model file (e.g. DIR/model.safetensors from unirep train)")
     ev.add_argument("--batch-size", type=int, default=32)
@@ -124,6 +122,8 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(_config(args))
     except UnirepError as exc:
         return _fail("train", exc)
+    except OSError as exc:  # e.g. the output folder cannot be written
+        return _fail("train", UnirepError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
     except KeyboardInterrupt:
         print("unirep train: interrupted; continue with --resume", file=sys.stderr)
         return 130

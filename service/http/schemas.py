@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ClassifyResponse",
@@ -70,6 +70,11 @@ class ModelInfo(_Schema):
     max_batch_size: int
     max_delay_ms: float
     version: str
+    provenance: dict[str, Any] | None = Field(
+        default=None,
+        description="for a model file made by `unirep train`: when, from which data (fingerprint), by which "
+        "command, and its validation figures; null for released, converted or random weights",
+    )
 
 
 class ModelsResponse(_Schema):

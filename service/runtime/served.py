@@ -113,8 +113,8 @@ class ServedModel:
         )
         labels = trained.labels if trained is not None else _labels(cfg)
         provenance = trained.provenance() if trained is not None else None
-        shape3 = (shape[0], shape[1], shape[2])
-        model = cls(cfg, None, weights, labels, params, shape3, int(desc["embedding_dim"]), provenance)
+        dims = (shape[0], shape[1], shape[2])
+        model = cls(cfg, None, weights, labels, params, dims, int(desc["embedding_dim"]), provenance)
         if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
             raise ValueError(
                 f"[{cfg.modality}] these settings describe {model.version} with input {list(model.input_shape)}, "

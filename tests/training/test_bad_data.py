@@ -116,3 +116,12 @@ def test_eval_refuses_unknown_classes_and_missing_weights(capsys: pytest.Capture
     _write(tmp_path / "data", "cats", 2)
     code, _, err = _run(capsys, "eval", "image", str(tmp_path / "data"), "--weights", str(tmp_path / "none.pt"))
     assert code == 1 and "not found" in err
+
+
+def test_unusable_flags_are_refused_before_reading_data(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _write(tmp_path / "data", "cats", 2)
+    _write(tmp_path / "data", "dogs", 2)
+    code, _, err = _train(capsys, tmp_path, tmp_path / "data", "--batch-size", "1")
+    assert code == 2 and "--batch-size must be at least 2" in err
+    code, _, err = _train(capsys, tmp_path, tmp_path / "data", "--param", "colour=1")
+    assert code == 2 and "unknown image parameter" in err and "colour" in err
