@@ -1,11 +1,15 @@
-"""Time-series adapter: CSV or JSON -> the normalized window and its time features, packed for the embedding.
+"""Time-series adapter: CSV or JSON of any number of variables and any length -> the model's input map.
 
-Tensor contract with ``TimeSeriesEmbedding``: ``decode`` returns float32 ``(1, seq_len, num_vars + F)``. Columns
-``[:num_vars]`` hold the last ``seq_len`` steps of each variable, normalized per variable over that window
-(RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm); columns
-``[num_vars:]`` hold the F ``timeF`` calendar features of those steps scaled to [-0.5, 0.5] (F = 4 for the
-official hourly data: hour of day, day of week, day of month, day of year), or zeros when no timestamps were
-given. The model's embedding turns that into the 1 x H x W image (official 1 x 192 x 192).
+A series (T x V) is checked against the model's params (``TimeSeriesParams``: variable count, length rule,
+representation), fitted to its length (resampled, or its last ``seq_len`` steps), normalized per variable over
+that window (RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm),
+and mapped:
+
+- weight-free maps (the default): ``(K * V, S, S)`` (``K`` kinds, ``S = image_size``), or ``(K, S, S)`` averaged
+  over variables when the model takes any count (``num_vars=0``);
+- the learned embedding: float32 ``(1, seq_len, V + F)`` for ``TimeSeriesEmbedding``: columns ``[:V]`` the
+  normalized values, ``[V:]`` the F ``timeF`` calendar features of those steps scaled to [-0.5, 0.5] (F = 4 for
+  hourly data: hour of day, day of week, day of month, day of year), or zeros without timestamps.
 
 Inputs: a JSON array (T numbers, or T rows of V numbers), a JSON object ``{"values": ..., "timestamps": [...]}``
 (ISO 8601 strings or Unix seconds), or CSV with an optional header row and an optional timestamp column.
@@ -13,55 +17,33 @@ Inputs: a JSON array (T numbers, or T rows of V numbers), a JSON object ``{"valu
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import math
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
-from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
+from .base import BaseAdapter, as_chw, check_finite, check_size, encode_png, gray_to_uint8
 from .serving import ServingDefaults
-from .timeseries_embedding import TIME_FEATURES_PER_FREQ, TimeSeriesEmbedding, embedding_map_size
+from .timeseries_embedding import TimeSeriesEmbedding, embedding_map_size
+from .timeseries_maps import render, resample
+from .timeseries_params import PRESETS, TimeSeriesParams, fit_params
+from .timeseries_text import find_stamp_column, is_number, maybe_stamp, parse_stamp, time_features
 from .training_augment import augment_series
 
-__all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "time_features"]
+__all__ = ["TimeSeriesAdapter", "TimeSeriesEmbedding", "TimeSeriesParams", "fit_params", "time_features"]
 
 REVIN_EPS = 1e-5
-_TIMESTAMP_NAMES = {"timestamp", "time", "date", "datetime", "ds"}
-
-
-@dataclass(frozen=True)
-class TimeSeriesParams:
-    seq_len: int = 48
-    num_vars: int = 11
-    d_model: int = 768
-    freq: str = "h"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.seq_len, int) or not 2 <= self.seq_len <= 100_000:
-            raise ValueError(f"seq_len must be an int in [2, 100000], got {self.seq_len!r}")
-        if not isinstance(self.num_vars, int) or not 1 <= self.num_vars <= 100_000:
-            raise ValueError(f"num_vars must be an int in [1, 100000], got {self.num_vars!r}")
-        if not isinstance(self.d_model, int) or not 1 <= self.d_model <= 65536:
-            raise ValueError(f"d_model must be an int in [1, 65536], got {self.d_model!r}")
-        if self.freq not in TIME_FEATURES_PER_FREQ:
-            raise ValueError(f"freq must be one of {sorted(TIME_FEATURES_PER_FREQ)}, got {self.freq!r}")
-
-    @property
-    def n_time_features(self) -> int:
-        return TIME_FEATURES_PER_FREQ[self.freq]
 
 
 class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
-    """CSV / JSON series (T x V, optional timestamps) -> 1 x seq_len x (num_vars + F), see the module docstring."""
+    """CSV / JSON series (T x V, optional timestamps) -> the model's input map, see the module docstring."""
 
     name: ClassVar[str] = "timeseries"
     params_type: ClassVar[type[Any]] = TimeSeriesParams
@@ -72,39 +54,59 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         "timestamps": ["2024-01-01T00:00:00", "2024-01-01T01:00:00"],
     }
 
+    def resolve_params(self, **params: Any) -> TimeSeriesParams:
+        """As the base class, with a named ``preset``'s values filled in under the explicit params."""
+        preset = params.get("preset")
+        if isinstance(preset, str) and preset in PRESETS:
+            params = {**PRESETS[preset], **params}
+        return super().resolve_params(**params)
+
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)
-        return (1, p.seq_len, p.num_vars + p.n_time_features)
+        if p.is_embedding:
+            return (1, p.seq_len, p.num_vars + p.n_time_features)
+        return (p.backbone_in_chans, p.image_size, p.image_size)
 
     def embedding_shape(self, **params: Any) -> tuple[int, int, int]:
-        """The 1 x H x W image the model's embedding makes of ``decode``'s output."""
+        """The C x H x W image UniRepLKNet sees: what the embedding makes of ``decode``'s output, or that output."""
         p = self.resolve_params(**params)
+        if not p.is_embedding:
+            return self.output_shape(**params)
+        if p.embedding_layout == "time_axis":
+            return (1, p.d_model, p.seq_len)
         return (1, *embedding_map_size(p.seq_len, p.d_model))
+
+    def front_end(self, **params: Any) -> nn.Module:
+        """The model's first stage for these params: the learned embedding, or identity for weight-free maps."""
+        p = self.resolve_params(**params)
+        if not p.is_embedding:
+            return nn.Identity()
+        return TimeSeriesEmbedding(p.num_vars, p.d_model, p.seq_len, p.n_time_features, layout=p.embedding_layout)
 
     def _decode(self, data: bytes, p: TimeSeriesParams) -> torch.Tensor:
         values, stamps = self.parse(data)
-        t, v = values.shape
-        if t > self.limits.max_series_length:
-            raise InputTooLargeError(
-                f"series has {t} time steps; the limit is {self.limits.max_series_length}", steps=t
-            )
-        if v > self.limits.max_series_variables:
-            raise InputTooLargeError(
-                f"series has {v} variables; the limit is {self.limits.max_series_variables}", variables=v
-            )
-        if v != p.num_vars:
-            raise UndecodableInputError(f"series has {v} variable(s); this model expects {p.num_vars}", variables=v)
-        if t < p.seq_len:
-            raise UndecodableInputError(f"series has {t} time step(s); this model needs at least {p.seq_len}", steps=t)
-        check_finite(values, "series")
-        window = values[-p.seq_len :]
-        mean = window.mean(axis=0, keepdims=True)
-        std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
-        normed = (window - mean) / std
+        return self.encode(values, stamps, p)
+
+    def decode_array(self, values: np.ndarray, stamps: list[datetime] | None = None, **params: Any) -> torch.Tensor:
+        """``decode`` for a series already in memory (``(T, V)``), e.g. read from a ``.ts`` file for training."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2 or 0 in values.shape:
+            raise UndecodableInputError(f"a series must be a non-empty T x V array, got shape {values.shape}")
+        return self.encode(values, stamps, self.resolve_params(**params)).to(torch.float32).contiguous()
+
+    def encode(self, values: np.ndarray, stamps: list[datetime] | None, p: TimeSeriesParams) -> torch.Tensor:
+        """Check a T x V series against the limits and the model, fit its length, normalize, and map it."""
+        normed = self._fit(values, p)
+        if not p.is_embedding:
+            return self._render(normed, p)
         if stamps is None:
-            marks = np.zeros((p.seq_len, p.n_time_features))
+            marks = np.zeros((p.length, p.n_time_features))
         else:
-            marks = time_features(stamps[-p.seq_len :], p.freq)
+            cut_stamps = stamps[-p.seq_len :] if p.length_mode == "window" else stamps
+            picked = [cut_stamps[round(i)] for i in np.linspace(0, len(cut_stamps) - 1, p.length)]
+            marks = time_features(picked, p.freq)
         packed = np.concatenate([normed, marks], axis=1).astype(np.float32)
         return torch.from_numpy(packed).unsqueeze(0)
 
@@ -156,7 +158,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         if raw_stamps is not None:
             if not isinstance(raw_stamps, list) or len(raw_stamps) != len(rows):
                 raise UndecodableInputError(f"timestamps must be an array with one entry per row ({len(rows)})")
-            stamps = [_parse_stamp(s, f"timestamp {i}") for i, s in enumerate(raw_stamps)]
+            stamps = [parse_stamp(s, f"timestamp {i}") for i, s in enumerate(raw_stamps)]
         return values, stamps
 
     def _parse_csv(self, text: str) -> tuple[np.ndarray, list[datetime] | None]:
@@ -171,7 +173,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
             raise UndecodableInputError("series CSV has no rows")
         width = len(rows[0])
         header: list[str] | None = None
-        if not all(_is_number(c) or _maybe_stamp(c) for c in rows[0]):
+        if not all(is_number(c) or maybe_stamp(c) for c in rows[0]):
             header, rows = [c.strip() for c in rows[0]], rows[1:]
         if not rows:
             raise UndecodableInputError("series CSV has a header but no data rows")
@@ -180,7 +182,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
                 raise UndecodableInputError(
                     f"CSV line {i + 1 + (header is not None)} has {len(row)} fields; expected {width}"
                 )
-        stamp_col = _find_stamp_column(rows[0], header)
+        stamp_col = find_stamp_column(rows[0], header)
         names = header or [str(j) for j in range(width)]
         value_cols = [j for j in range(width) if j != stamp_col]
         if not value_cols:
@@ -191,7 +193,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         except ValueError:
             for i, row in enumerate(rows):
                 for j in value_cols:
-                    if not _is_number(row[j]):
+                    if not is_number(row[j]):
                         line = i + 1 + (header is not None)
                         raise UndecodableInputError(
                             f"CSV line {line}, column {names[j]!r}: {row[j][:40]!r} is not a number"
@@ -199,7 +201,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
             raise
         stamps = None
         if stamp_col is not None:
-            stamps = [_parse_stamp(row[stamp_col], f"CSV timestamp on line {i + 1}") for i, row in enumerate(rows)]
+            stamps = [parse_stamp(row[stamp_col], f"CSV timestamp on line {i + 1}") for i, row in enumerate(rows)]
         return values, stamps
 
     def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
@@ -207,69 +209,62 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         chw = as_chw(tensor, "timeseries")
         return encode_png(gray_to_uint8(chw[0]), min_side=192)
 
+    def _fit(self, values: np.ndarray, p: TimeSeriesParams) -> np.ndarray:
+        """The checked series, cut or resampled to the model's length and normalized per variable (float64)."""
+        t, v = values.shape
+        if t > self.limits.max_series_length:
+            raise InputTooLargeError(
+                f"series has {t} time steps; the limit is {self.limits.max_series_length}", steps=t
+            )
+        if v > self.limits.max_series_variables:
+            raise InputTooLargeError(
+                f"series has {v} variables; the limit is {self.limits.max_series_variables}", variables=v
+            )
+        if p.num_vars and v != p.num_vars:
+            raise UndecodableInputError(
+                f"series has {v} variable(s); this model expects {p.num_vars} (and {_length_rule(p)})", variables=v
+            )
+        if t < 2 or (p.length_mode == "window" and t < p.seq_len):
+            raise UndecodableInputError(f"series has {t} time step(s); this model needs {_length_rule(p)}", steps=t)
+        check_finite(values, "series")
+        cut = values[-p.seq_len :] if p.length_mode == "window" else values
+        window = resample(cut, p.length)
+        mean = window.mean(axis=0, keepdims=True)
+        std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
+        normed: np.ndarray = (window - mean) / std
+        return normed
+
+    # Training hooks. For weight-free maps the cache holds the fitted, normalized series (1 x length x V, float64)
+    # rather than the maps, so that augmentation perturbs the series and the maps are drawn from the result.
+
+    def _render(self, normed: np.ndarray, p: TimeSeriesParams) -> torch.Tensor:
+        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
+
+    def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
+        p = self.resolve_params(**params)
+        if p.is_embedding:
+            return self.decode(data, **params)
+        data = bytes(data)
+        check_size(data, self.limits.max_bytes, self.name)
+        values, _ = self.parse(data)
+        return torch.from_numpy(self._fit(values, p)).unsqueeze(0)
+
+    def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
+        p = self.resolve_params(**params)
+        if p.is_embedding:
+            return cached
+        return self._render(cached[0].to(torch.float64).numpy(), p).contiguous()
+
     def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
         """Training only: window crop stretched back, per-variable scaling and jitter of the series columns."""
         p = self.resolve_params(**params)
-        return augment_series(cached, p.num_vars, generator)
+        if p.is_embedding:
+            return augment_series(cached, p.num_vars, generator)
+        series = augment_series(cached.to(torch.float32).clone(), cached.shape[-1], generator)
+        return self._render(series[0].to(torch.float64).numpy(), p).contiguous()
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _maybe_stamp(cell: str) -> bool:
-    try:
-        datetime.fromisoformat(cell.strip())
-    except ValueError:
-        return False
-    return True
-
-
-def _find_stamp_column(row: list[str], header: list[str] | None) -> int | None:
-    """The timestamp column: one named like a time, or the first whose cell is an ISO date and not a number."""
-    if header is not None:
-        for j, name in enumerate(header):
-            if name.lower() in _TIMESTAMP_NAMES:
-                return j
-    for j, cell in enumerate(row):
-        if not _is_number(cell) and _maybe_stamp(cell):
-            return j
-    return None
-
-
-def _parse_stamp(value: Any, what: str) -> datetime:
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(value.strip())  # the common case first
-    try:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a time")
-        if isinstance(value, int | float):
-            if not math.isfinite(value):
-                raise ValueError("not finite")
-            return datetime.fromtimestamp(float(value), tz=UTC)
-        if isinstance(value, str) and _is_number(value):
-            return _parse_stamp(float(value), what)  # a named timestamp column may hold Unix seconds
-        if isinstance(value, str):
-            return datetime.fromisoformat(value.strip())
-    except (ValueError, OverflowError, OSError) as exc:
-        raise UndecodableInputError(f"{what} {str(value)[:40]!r} is not a valid time: {exc}") from exc
-    raise UndecodableInputError(f"{what} must be an ISO 8601 string or Unix seconds, got {type(value).__name__}")
-
-
-def time_features(stamps: list[datetime], freq: str) -> np.ndarray:
-    """The official ``timeF`` features (Time-Series-Library ``time_features``), each scaled to [-0.5, 0.5]."""
-    cols: dict[str, list[float]] = {"s": [], "t": [], "h": [], "dow": [], "dom": [], "doy": []}
-    for s in stamps:
-        cols["s"].append(s.second / 59.0 - 0.5)
-        cols["t"].append(s.minute / 59.0 - 0.5)
-        cols["h"].append(s.hour / 23.0 - 0.5)
-        cols["dow"].append(s.weekday() / 6.0 - 0.5)
-        cols["dom"].append((s.day - 1) / 30.0 - 0.5)
-        cols["doy"].append((s.timetuple().tm_yday - 1) / 365.0 - 0.5)
-    order = {"s": ["s", "t", "h"], "t": ["t", "h"], "h": ["h"], "d": []}[freq] + ["dow", "dom", "doy"]
-    return np.asarray([cols[k] for k in order], dtype=np.float64).T.reshape(len(stamps), len(order))
+def _length_rule(p: TimeSeriesParams) -> str:
+    if p.length_mode == "window":
+        return f"at least {p.seq_len} time steps (it reads the last {p.seq_len})"
+    return f"at least 2 time steps (resampled to {p.length})"

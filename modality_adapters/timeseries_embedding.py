@@ -7,6 +7,10 @@ variables, ``d_model`` 768, value ``Conv1d(11, 768, 3, circular padding, no bias
 row-major order (48 * 768 = 192^2). The official geo embedding (station positions) is not an input a request
 can carry, so it is left out. Parameter names follow the official module: ``value_embedding.tokenConv`` and
 ``temporal_embedding.embed``.
+
+``layout="time_axis"`` keeps time as an image axis instead: ``(T, d) -> (1, d, T)``, embedding features down the
+rows and time across the columns, so the backbone's convolutions slide along time (the row-major reshape folds
+several time steps into one image row). ``TimeSeriesModel`` is the served composite: front end + UniRepLKNet.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["TIME_FEATURES_PER_FREQ", "TimeSeriesEmbedding", "embedding_map_size"]
+__all__ = [
+    "EMBEDDING_LAYOUTS",
+    "TIME_FEATURES_PER_FREQ",
+    "TimeSeriesEmbedding",
+    "TimeSeriesModel",
+    "embedding_map_size",
+]
+
+EMBEDDING_LAYOUTS = ("reshape", "time_axis")
 
 TIME_FEATURES_PER_FREQ: dict[str, int] = {"s": 6, "t": 5, "h": 4, "d": 3}
 """Number of ``timeF`` features per frequency code (seconds, minutes, hours, days), as in the official code."""
@@ -75,14 +87,20 @@ class TimeSeriesEmbedding(nn.Module):
         height: int | None = None,
         width: int | None = None,
         dropout: float = 0.05,
+        layout: str = "reshape",
     ) -> None:
         super().__init__()
-        if height is None or width is None:
+        if layout not in EMBEDDING_LAYOUTS:
+            raise ValueError(f"layout must be one of {EMBEDDING_LAYOUTS}, got {layout!r}")
+        if layout == "time_axis":
+            height, width = d_model, seq_len
+        elif height is None or width is None:
             height, width = embedding_map_size(seq_len, d_model)
-        if height * width != seq_len * d_model:
+        if layout == "reshape" and height * width != seq_len * d_model:
             raise ValueError(f"height * width ({height} * {width}) must equal seq_len * d_model ({seq_len * d_model})")
         self.num_vars, self.d_model, self.seq_len = num_vars, d_model, seq_len
         self.n_time_features, self.height, self.width = n_time_features, height, width
+        self.layout = layout
         self.value_embedding = TokenEmbedding(num_vars, d_model)
         self.temporal_embedding = TimeFeatureEmbedding(n_time_features, d_model)
         self.dropout = nn.Dropout(dropout)
@@ -97,4 +115,29 @@ class TimeSeriesEmbedding(nn.Module):
         return self.dropout(self.value_embedding(values) + self.temporal_embedding(marks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(x).reshape(x.shape[0], 1, self.height, self.width)
+        embedded = self.embed(x)
+        if self.layout == "time_axis":
+            return embedded.transpose(1, 2).unsqueeze(1)
+        return embedded.reshape(x.shape[0], 1, self.height, self.width)
+
+
+class TimeSeriesModel(nn.Module):
+    """Front end (the learned embedding, or ``nn.Identity`` for weight-free maps) + UniRepLKNet.
+
+    Exposes the backbone's features/head split; the checkpoint holds ``embedding.*`` (when the front end has
+    weights) beside ``backbone.*``.
+    """
+
+    def __init__(self, embedding: nn.Module, backbone: nn.Module) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.backbone = backbone
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(self.embedding(x))  # type: ignore[operator]
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_head(features)  # type: ignore[operator]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg libsndfile1 libusb-1.0-0 libgl1 libgomp1 redis-server prometheus docker-compose chromium)
+APT_PACKAGES=(ffmpeg libsndfile1 libusb-1.0-0 libgl1 libgomp1 redis-server prometheus docker-compose chromium espeak-ng)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

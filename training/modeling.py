@@ -1,8 +1,8 @@
 """The train-form network for a modality, its optional starting weights, drop path, freezing, and the deploy form.
 
 The network is the one the service builds: UniRepLKNet for image, audio, video and point clouds; for time series
-the learned embedding followed by UniRepLKNet (``TimeSeriesModel``), with the embedding saved as ``embedding.*``
-beside the backbone's keys, as the service loads it.
+the adapter's front end (the learned embedding, or identity for weight-free maps) followed by UniRepLKNet
+(``TimeSeriesModel``), with a learned embedding saved as ``embedding.*`` beside the backbone's keys.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ def build_model(modality: str, variant: str, in_chans: int, num_classes: int, pa
     backbone = create_model(variant, in_chans=in_chans, num_classes=num_classes)
     if modality != "timeseries":
         return backbone
-    from modality_adapters import TimeSeriesAdapter, TimeSeriesEmbedding
-    from service.runtime.served import TimeSeriesModel
+    from modality_adapters import TimeSeriesAdapter
+    from modality_adapters.timeseries_embedding import TimeSeriesModel
 
-    p = TimeSeriesAdapter().resolve_params(**params)
-    embedding = TimeSeriesEmbedding(p.num_vars, p.d_model, p.seq_len, p.n_time_features)
+    embedding = TimeSeriesAdapter().front_end(**params)
     return TimeSeriesModel(embedding, backbone)
 
 

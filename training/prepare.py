@@ -50,8 +50,9 @@ def served_params(modality: str, model: str, overrides: dict[str, Any]) -> dict[
 
 
 def infer_series_params(examples: list[Example], params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """A series model takes its variable count (the most common one) and window (the shortest series) from the
-    data, unless the run fixed them; series that cannot be parsed are left for the decoder to report."""
+    """A series model takes its variable count (the most common one) and length (the shortest series for a window,
+    the median for resampling) from the data, unless the run fixed them; series that cannot be parsed are left for
+    the decoder to report."""
     from modality_adapters import TimeSeriesAdapter
 
     adapter = TimeSeriesAdapter()
@@ -67,8 +68,10 @@ def infer_series_params(examples: list[Example], params: dict[str, Any], given: 
     out = dict(params)
     if "num_vars" not in given:
         out["num_vars"] = Counter(v for _, v in shapes).most_common(1)[0][0]
-    if "seq_len" not in given:
-        out["seq_len"] = max(2, min(t for t, v in shapes if v == out["num_vars"]))
+    if "seq_len" not in given:  # a window fits every series; resampling goes to the typical (median) length
+        lengths = sorted(t for t, v in shapes if v == out["num_vars"])
+        fitted = lengths[0] if out.get("length_mode") == "window" else min(lengths[len(lengths) // 2], 512)
+        out["seq_len"] = max(2, fitted)
     return out
 
 

@@ -6,8 +6,9 @@ initialization otherwise; no weights means random initialization; a path or hub 
 Whatever happened is logged loudly and carried in ``ServedModel.weights``, which every response and ``GET /models``
 report, so random weights are never hidden.
 
-Time series is the one composite model: the learned ``TimeSeriesEmbedding`` (adapter output -> 1 x H x W image)
-followed by UniRepLKNet; its checkpoint holds both (``embedding.*`` keys beside the backbone's).
+Time series is the one composite model: its front end (the learned ``TimeSeriesEmbedding``, adapter output ->
+1 x H x W image, or identity for weight-free maps) followed by UniRepLKNet with as many input channels as the
+params give; a checkpoint holds both (``embedding.*`` keys, when the front end has weights, beside the backbone's).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from modality_adapters import AUTO_WEIGHTS, TimeSeriesEmbedding
+from modality_adapters import AUTO_WEIGHTS
+from modality_adapters.timeseries_embedding import TimeSeriesModel
 from models import (
     CheckpointError,
     LoadedWeights,
@@ -141,24 +143,6 @@ class ServedModel:
                 "workers the same model settings"
             )
         return model
-
-
-class TimeSeriesModel(nn.Module):
-    """TimeSeriesEmbedding + UniRepLKNet, with the backbone's features/head split."""
-
-    def __init__(self, embedding: TimeSeriesEmbedding, backbone: nn.Module) -> None:
-        super().__init__()
-        self.embedding = embedding
-        self.backbone = backbone
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(self.embedding(x))  # type: ignore[operator]
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_head(features)  # type: ignore[operator]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def adapter_params(cfg: ModalityConfig, adapter: Any) -> dict[str, Any]:
@@ -282,25 +266,32 @@ def _build_timeseries(
 ) -> tuple[TimeSeriesModel, LoadedWeights]:
     from modality_adapters import TimeSeriesAdapter
 
-    p = TimeSeriesAdapter().resolve_params(**params)
-    embedding = TimeSeriesEmbedding(p.num_vars, p.d_model, p.seq_len, p.n_time_features)
+    adapter = TimeSeriesAdapter()
+    in_chans = adapter.resolve_params(**params).backbone_in_chans
+    embedding = adapter.front_end(**params)
     if weights is None:
-        backbone, info = load_model(cfg.model, None, in_chans=1, num_classes=num_classes, deploy=True)
+        backbone, info = load_model(cfg.model, None, in_chans=in_chans, num_classes=num_classes, deploy=True)
         return TimeSeriesModel(embedding, backbone), info
     path = resolve_weights(weights)
     state = read_state_dict(path)
     emb_state = {k[len("embedding.") :]: v for k, v in state.items() if k.startswith("embedding.")}
     rest = {k: v for k, v in state.items() if not k.startswith("embedding.")}
-    if not emb_state:
+    learned = any(True for _ in embedding.parameters())
+    if learned and not emb_state:
         raise CheckpointError(f"{path} has no 'embedding.*' weights: a time-series checkpoint holds the embedding too")
+    if emb_state and not learned:
+        raise CheckpointError(
+            f"{path} holds a learned embedding, but the params say representation "
+            f"{params.get('representation')!r}: set the representation the checkpoint was trained with"
+        )
     try:
         embedding.load_state_dict(emb_state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: the time-series embedding does not fit: {exc}") from None
     form = detect_form(rest)
-    backbone = create_model(cfg.model, in_chans=1, num_classes=num_classes, deploy=form == "deploy")
+    backbone = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, deploy=form == "deploy")
     notes = load_checkpoint(backbone, rest, reinit_head=reinit_head, adapt_stem_channels=adapt_stem, origin=str(path))
     backbone.eval()
     if form == "train":
         backbone.reparameterize()
-    return TimeSeriesModel(embedding, backbone), LoadedWeights(str(weights), form, num_classes, 1, tuple(notes))
+    return TimeSeriesModel(embedding, backbone), LoadedWeights(str(weights), form, num_classes, in_chans, tuple(notes))

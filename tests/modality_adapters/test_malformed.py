@@ -208,7 +208,7 @@ POINTCLOUD: list[Case] = [
     ("bad sampling", "pointcloud", lambda m: m.npy(m.cloud(300)), {"sampling": "best"}, IP),
 ]
 
-TS = {"seq_len": 8, "num_vars": 2}
+TS = {"seq_len": 8, "num_vars": 2, "length_mode": "window"}
 TIMESERIES: list[Case] = [
     ("empty", "timeseries", lambda m: b"", TS, U),
     ("whitespace", "timeseries", lambda m: b"  \n\n ", TS, U),

@@ -158,7 +158,7 @@ def test_timeseries_checkpoint_holds_embedding_and_backbone(tmp_path: Path) -> N
     from modality_adapters import TimeSeriesEmbedding
     from models import create_model
 
-    params = {"seq_len": 8, "num_vars": 3, "d_model": 32}
+    params = {"representation": "embedding", "embedding_layout": "reshape", "seq_len": 8, "num_vars": 3, "d_model": 32}
     embedding = TimeSeriesEmbedding(num_vars=3, d_model=32, seq_len=8, n_time_features=4)
     backbone = create_model("unireplknet_a", in_chans=1, num_classes=2)
     state = {f"embedding.{k}": v for k, v in embedding.state_dict().items()}
@@ -176,3 +176,21 @@ def test_timeseries_checkpoint_holds_embedding_and_backbone(tmp_path: Path) -> N
     torch.save({k: v for k, v in state.items() if not k.startswith("embedding.")}, path)
     with pytest.raises(Exception, match="embedding"):
         build_served_model(cfg, get_adapter("timeseries"))
+
+
+@pytest.mark.parametrize(("params", "shape"), [({}, (3, 64, 64)), ({"num_vars": 5, "image_size": 32}, (15, 32, 32))])
+def test_timeseries_model_for_any_variable_count(params: dict[str, object], shape: tuple[int, ...]) -> None:
+    """The default takes any variable count (maps pooled); a trained-like config takes its own count as channels."""
+    import json as json_
+
+    import numpy as np
+
+    cfg = ServiceSettings(timeseries={"params": params}).modality("timeseries")
+    adapter = get_adapter("timeseries")
+    served = build_served_model(cfg, adapter)
+    assert served.input_shape == shape
+    v = int(params.get("num_vars", 0)) or 9  # type: ignore[call-overload]
+    x = adapter.decode(json_.dumps(np.random.default_rng(0).normal(size=(30, v)).tolist()).encode(), **served.params)
+    with torch.inference_mode():
+        logits = served.module(x.unsqueeze(0))
+    assert logits.shape == (1, served.num_classes) and torch.isfinite(logits).all()

@@ -40,6 +40,12 @@ def test_unreadable_paths_and_in_memory_payloads(tmp_path: Path) -> None:
         Example(label="a", path=tmp_path / "missing.csv"),
         Example(label="b", payload=b"x,y\n1,2\n3,4\n5,6\n", name="memory#0"),
     ]
-    out = decode_all("timeseries", examples, {"num_vars": 2, "seq_len": 3, "d_model": 8}, workers=1, progress=False)
+    out = decode_all(
+        "timeseries",
+        examples,
+        {"representation": "embedding", "num_vars": 2, "seq_len": 3, "d_model": 8},
+        workers=1,
+        progress=False,
+    )
     assert out.labels == ["b"] and out.tensors[0].shape == (1, 3, 6)
     assert out.skipped[0][0].endswith("missing.csv") and "cannot read" in out.skipped[0][1]

@@ -1,0 +1,187 @@
+"""Faithfully generated labelled data for the training benchmark: spoken words, point-cloud shapes, motion videos.
+
+Each ``make_*`` writes ``ROOT/train/<label>/<file>`` and ``ROOT/test/<label>/<file>`` (the class-folder layout
+``unirep train`` reads) and returns the raw arrays of both splits for the baselines. Test sets differ from
+training sets in what matters for generalisation: unseen voices for words; fresh poses, scales, densities, noise
+and cut-away views for shapes; fresh backgrounds, objects and speeds for motion.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MOTIONS", "SHAPES", "WORDS", "make_motion_videos", "make_shapes", "make_spoken_words"]
+
+WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "zero", "one"]
+TRAIN_VOICES = [f"{a}+{v}" for a in ("en-gb", "en-us", "en-gb-x-rp", "en-029") for v in ("m1", "m3", "f1", "f3")]
+TEST_VOICES = [f"{a}+{v}" for a in ("en-gb-scotland", "en-gb-x-gbclan") for v in ("m2", "f2", "m5")]
+"""Test voices share neither accent nor voice variant with the training voices."""
+
+
+def make_spoken_words(root: Path, per_voice: int = 1, seed: int = 0) -> dict[str, list[tuple[Path, str]]]:
+    """espeak-ng WAVs of WORDS: every voice at random speed (110-220 wpm) and pitch (20-80), ``per_voice`` each."""
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is not installed (apt-get install espeak-ng)")
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[tuple[Path, str]]] = {"train": [], "test": []}
+    for split, voices in (("train", TRAIN_VOICES), ("test", TEST_VOICES)):
+        for word in WORDS:
+            folder = root / split / word
+            folder.mkdir(parents=True, exist_ok=True)
+            for voice in voices:
+                for k in range(per_voice):
+                    path = folder / f"{voice.replace('+', '_')}_{k}.wav"
+                    speed, pitch = int(rng.integers(110, 221)), int(rng.integers(20, 81))
+                    cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), word]
+                    subprocess.run(cmd, check=True, capture_output=True)
+                    out[split].append((path, word))
+    return out
+
+
+SHAPES = ["sphere", "cube", "cylinder", "cone", "torus", "plane", "dumbbell", "snowman", "ring_of_cubes"]
+
+
+def _sphere(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _cube(rng: np.random.Generator, n: int) -> np.ndarray:
+    p = rng.uniform(-1, 1, size=(n, 3))
+    axis = rng.integers(0, 3, n)
+    p[np.arange(n), axis] = rng.choice([-1.0, 1.0], n)
+    return p
+
+
+def _shape(name: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Surface samples of one primitive or composition, in a canonical pose."""
+    if name == "sphere":
+        return _sphere(rng, n)
+    if name == "cube":
+        return _cube(rng, n)
+    t = rng.uniform(0, 2 * np.pi, n)
+    if name == "cylinder":
+        return np.stack([np.cos(t), np.sin(t), rng.uniform(-1.5, 1.5, n)], 1)
+    if name == "cone":
+        h = np.sqrt(rng.uniform(0, 1, n))
+        return np.stack([h * np.cos(t), h * np.sin(t), 1.5 - 2 * h], 1)
+    if name == "torus":
+        s = rng.uniform(0, 2 * np.pi, n)
+        return np.stack([(1 + 0.35 * np.cos(s)) * np.cos(t), (1 + 0.35 * np.cos(s)) * np.sin(t), 0.35 * np.sin(s)], 1)
+    if name == "plane":
+        return np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), 0.02 * rng.normal(size=n)], 1)
+    if name == "dumbbell":
+        half = n // 2
+        bar = np.stack(
+            [rng.uniform(-1, 1, n - 2 * half), 0.08 * np.cos(t[: n - 2 * half]), 0.08 * np.sin(t[: n - 2 * half])], 1
+        )
+        return np.concatenate([_sphere(rng, half) * 0.5 + [-1.4, 0, 0], _sphere(rng, half) * 0.5 + [1.4, 0, 0], bar])
+    if name == "snowman":
+        a = n * 2 // 3
+        low, high = np.array([0.0, 0.0, -0.6]), np.array([0.0, 0.0, 1.0])
+        return np.concatenate([_sphere(rng, a) + low, _sphere(rng, n - a) * 0.6 + high])
+    if name == "ring_of_cubes":
+        parts = [_cube(rng, n // 6) * 0.25 + [1.2 * np.cos(a), 1.2 * np.sin(a), 0] for a in np.arange(6) * np.pi / 3]
+        return np.concatenate(parts)
+    raise ValueError(name)
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    return q * np.sign(np.diag(r))
+
+
+def make_shapes(root: Path, train_per_class: int = 24, test_per_class: int = 10, seed: int = 0) -> dict:
+    """NPY clouds: random rotation, anisotropic scale (0.6-1.4), 300-2000 points, noise, and 30 % cut-away views."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[tuple[np.ndarray, str]]] = {"train": [], "test": []}
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for name in SHAPES:
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                pts = _shape(name, rng, int(rng.integers(300, 2001)))
+                pts = pts * rng.uniform(0.6, 1.4, 3) @ _random_rotation(rng).T
+                pts = pts + rng.normal(scale=rng.uniform(0.0, 0.03), size=pts.shape)
+                if rng.uniform() < 0.3:  # a partial view: what one side of a sensor sees
+                    keep = pts @ _sphere(rng, 1)[0] < np.quantile(pts @ _sphere(rng, 1)[0], rng.uniform(0.6, 0.9))
+                    pts = pts[keep] if keep.sum() > 50 else pts
+                pts = (pts * rng.uniform(0.5, 5.0) + rng.normal(size=3)).astype(np.float32)
+                np.save(folder / f"{k}.npy", pts)
+                out[split].append((pts, name))
+    return out
+
+
+MOTIONS = ["right", "left", "up", "down", "rotate", "zoom_in", "static"]
+
+
+def _frames(motion: str, rng: np.random.Generator, n: int = 16, size: int = 64) -> np.ndarray:
+    """``n`` RGB frames: a textured object moving over a random background (noise, gradient or stripes)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    kind = rng.integers(0, 3)
+    if kind == 0:
+        bg = rng.uniform(0, 255, (size, size, 3)) * 0.5
+    elif kind == 1:
+        bg = (xx[..., None] * rng.uniform(0, 4, 3) + yy[..., None] * rng.uniform(0, 4, 3)) % 255
+    else:
+        bg = 127 + 100 * np.sin(xx[..., None] * rng.uniform(0.1, 0.5) + rng.uniform(0, 6, 3))
+    colour = rng.uniform(0, 255, 3)
+    half = rng.uniform(6, 12)
+    speed = rng.uniform(1.0, 2.5)
+    cx, cy = rng.uniform(size * 0.35, size * 0.65, 2)
+    frames = []
+    for i in range(n):
+        step = i - n / 2
+        x, y, angle, scale = cx, cy, 0.0, 1.0
+        if motion == "right":
+            x = cx + speed * step
+        elif motion == "left":
+            x = cx - speed * step
+        elif motion == "up":
+            y = cy - speed * step
+        elif motion == "down":
+            y = cy + speed * step
+        elif motion == "rotate":
+            angle = 0.15 * speed * i
+        elif motion == "zoom_in":
+            scale = 0.6 + 0.07 * speed * i
+        u = ((xx - x) * np.cos(angle) + (yy - y) * np.sin(angle)) / scale
+        v = (-(xx - x) * np.sin(angle) + (yy - y) * np.cos(angle)) / scale
+        inside = (np.abs(u) < half) & (np.abs(v) < half * 0.6)
+        stripes = ((u // 3) % 2)[..., None] * 60
+        frame = np.where(inside[..., None], np.clip(colour - stripes, 0, 255), bg)
+        frames.append(frame + rng.normal(scale=4, size=frame.shape))
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+def _mp4(frames: np.ndarray) -> bytes:
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as box:
+        stream = box.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            box.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        box.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def make_motion_videos(root: Path, train_per_class: int = 16, test_per_class: int = 8, seed: int = 0) -> dict:
+    """MP4 clips (16 frames, 64 x 64) of MOTIONS over varied backgrounds; the raw frames for the baseline."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[tuple[np.ndarray, str]]] = {"train": [], "test": []}
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for motion in MOTIONS:
+            folder = root / split / motion
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                frames = _frames(motion, rng)
+                (folder / f"{k}.mp4").write_bytes(_mp4(frames))
+                out[split].append((frames, motion))
+    return out

@@ -1,0 +1,123 @@
+"""UCR/UEA sets from aeon's shipped data folder, the 1-NN Euclidean baseline, and a small from-scratch trainer.
+
+Shared by ``ts_representations.py`` (which series-to-image map is best) and ``train_accuracy.py``. The sets are
+read with ``training.tsfile.read_ts`` from the folder aeon installs (found without importing aeon, whose numba
+pins numpy); splits are the archive's standard TRAIN/TEST files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from modality_adapters import get_adapter
+from modality_adapters.timeseries import fit_params
+from models import create_model
+from training.tsfile import fill_missing, read_ts
+
+PUBLISHED_1NN_ED = {"GunPoint": 0.913, "ItalyPowerDemand": 0.955, "BasicMotions": 0.676}
+"""Published 1-NN Euclidean test accuracy: UCR archive table (Dau et al. 2019) for the univariate sets, the UEA
+archive paper (Bagnall et al. 2018) for BasicMotions. The floor a trained model must clear."""
+
+
+@dataclass
+class Split:
+    name: str
+    train_x: list[np.ndarray]
+    train_y: np.ndarray
+    test_x: list[np.ndarray]
+    test_y: np.ndarray
+    labels: list[str]
+
+
+def aeon_data_dir() -> Path:
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("aeon is not installed: pip install aeon (the test extra) to get the UCR/UEA files")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+def load_split(name: str) -> Split:
+    folder = aeon_data_dir() / name
+    train_x, train_l = read_ts(folder / f"{name}_TRAIN.ts")
+    test_x, test_l = read_ts(folder / f"{name}_TEST.ts")
+    labels = sorted(set(train_l))
+    index = {label: i for i, label in enumerate(labels)}
+    return Split(
+        name,
+        [fill_missing(x) for x in train_x],
+        np.asarray([index[v] for v in train_l]),
+        [fill_missing(x) for x in test_x],
+        np.asarray([index[v] for v in test_l]),
+        labels,
+    )
+
+
+def one_nn_euclidean(split: Split) -> float:
+    """1-NN with Euclidean distance on the z-normalized series (per variable), the archive's reference baseline."""
+
+    def flat(xs: Sequence[np.ndarray]) -> np.ndarray:
+        z = [(x - x.mean(0)) / (x.std(0) + 1e-8) for x in xs]
+        return np.stack([v.T.ravel() for v in z])
+
+    a, b = flat(split.train_x), flat(split.test_x)
+    d = (b**2).sum(1)[:, None] - 2 * b @ a.T + (a**2).sum(1)[None, :]
+    return float((split.train_y[d.argmin(1)] == split.test_y).mean())
+
+
+def encode_all(xs: Sequence[np.ndarray], params: dict) -> torch.Tensor:
+    adapter = get_adapter("timeseries")
+    return torch.stack([adapter.decode_array(x, **params) for x in xs])
+
+
+@dataclass
+class RunResult:
+    accuracy: float
+    train_seconds: float
+    examples_per_second: float
+    input_shape: tuple[int, ...]
+
+
+def train_and_test(split: Split, representation: dict, steps: int = 300, batch: int = 16, seed: int = 0) -> RunResult:
+    """UniRepLKNet-A from scratch, one recipe for every map: AdamW, warmup + cosine, label smoothing."""
+    torch.manual_seed(seed)
+    params = fit_params(split.train_x, **representation)
+    adapter = get_adapter("timeseries")
+    xtr, xte = encode_all(split.train_x, params), encode_all(split.test_x, params)
+    ytr = torch.as_tensor(split.train_y)
+    backbone = create_model(
+        "unireplknet_a", in_chans=adapter.resolve_params(**params).backbone_in_chans, num_classes=len(split.labels)
+    )
+    from modality_adapters.timeseries_embedding import TimeSeriesModel
+
+    model = TimeSeriesModel(adapter.front_end(**params), backbone)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    warm = max(steps // 10, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - warm)))
+    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(0, len(xtr), (min(batch, len(xtr)),), generator=gen)
+        loss = loss_fn(model(xtr[idx]), ytr[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    seconds = time.perf_counter() - start
+    model.eval()
+    with torch.inference_mode():
+        pred = torch.cat([model(xte[i : i + 64]).argmax(1) for i in range(0, len(xte), 64)])
+    acc = float((pred.numpy() == split.test_y).mean())
+    return RunResult(acc, seconds, steps * min(batch, len(xtr)) / seconds, tuple(xtr.shape[1:]))

@@ -1,0 +1,138 @@
+"""What a time-series model takes: its representation, variable count and window, and how a series is fitted to it.
+
+Real series come with any number of variables and any length, so these are parameters, not constants:
+
+- ``representation``: ``"embedding"`` (the learned Corrformer-style embedding, the official map) or weight-free
+  image maps joined by ``+`` and stacked as channels (``gasf``, ``gadf``, ``rp``, ``cwt``; see ``timeseries_maps``).
+- ``num_vars``: the variables the model was trained on; 0 means "any": the maps are averaged over variables,
+  which is how the embedded default takes whatever a client sends.
+- ``length_mode``: ``"resample"`` (linear interpolation of the whole series to the model's length, any T >= 2) or
+  ``"window"`` (the last ``seq_len`` steps, as the official forecaster reads its input; shorter series are refused).
+- ``seq_len``: the window (``window``) or the embedding's length (``embedding`` + ``resample``); ``image_size``:
+  the side of a weight-free map, to which the series is resampled.
+
+A trained model's params come from its data (``fit_params``) and travel in its checkpoint. ``preset="corrformer"``
+names the official configuration (48 hourly steps of 11 variables, d_model 768, reshaped to 1 x 192 x 192).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .timeseries_embedding import EMBEDDING_LAYOUTS, TIME_FEATURES_PER_FREQ
+from .timeseries_maps import IMAGE_KINDS
+
+__all__ = ["DEFAULT_REPRESENTATION", "LENGTH_MODES", "PRESETS", "TimeSeriesParams", "fit_params"]
+
+DEFAULT_REPRESENTATION = "gasf+gadf+rp"
+"""Chosen by accuracy on UCR/UEA sets (benchmarks/ts_representations.py, figures in benchmarks/RESULTS.md)."""
+LENGTH_MODES = ("resample", "window")
+MAX_FITTED_LENGTH = 512
+"""``fit_params`` caps the learned embedding's length: longer series are resampled down to it."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "corrformer": {
+        "representation": "embedding",
+        "embedding_layout": "reshape",
+        "seq_len": 48,
+        "num_vars": 11,
+        "d_model": 768,
+        "freq": "h",
+        "length_mode": "window",
+    },
+}
+"""Named configurations; explicit params override a preset's values."""
+
+
+@dataclass(frozen=True)
+class TimeSeriesParams:
+    preset: str = ""
+    representation: str = DEFAULT_REPRESENTATION
+    num_vars: int = 0
+    seq_len: int = 64
+    length_mode: str = "resample"
+    image_size: int = 64
+    d_model: int = 64
+    embedding_layout: str = "time_axis"
+    freq: str = "h"
+
+    def __post_init__(self) -> None:
+        _check_int("seq_len", self.seq_len, 2, 100_000)
+        _check_int("num_vars", self.num_vars, 0, 100_000)
+        _check_int("image_size", self.image_size, 4, 1024)
+        _check_int("d_model", self.d_model, 1, 65536)
+        if self.preset and self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        kinds = self.kinds
+        known = {"embedding", *IMAGE_KINDS}
+        if not kinds or not set(kinds) <= known or len(set(kinds)) != len(kinds):
+            raise ValueError(f"representation must be 'embedding' or '+'-joined {sorted(IMAGE_KINDS)}, got {kinds}")
+        if "embedding" in kinds and (len(kinds) > 1 or self.num_vars == 0):
+            raise ValueError("the learned embedding stands alone and needs a fixed num_vars (>= 1)")
+        if self.length_mode not in LENGTH_MODES:
+            raise ValueError(f"length_mode must be one of {LENGTH_MODES}, got {self.length_mode!r}")
+        if self.embedding_layout not in EMBEDDING_LAYOUTS:
+            raise ValueError(f"embedding_layout must be one of {EMBEDDING_LAYOUTS}, got {self.embedding_layout!r}")
+        if self.freq not in TIME_FEATURES_PER_FREQ:
+            raise ValueError(f"freq must be one of {sorted(TIME_FEATURES_PER_FREQ)}, got {self.freq!r}")
+
+    @classmethod
+    def build(cls, **params: Any) -> TimeSeriesParams:
+        """Params with a named preset's values filled in under the explicit ones."""
+        name = params.get("preset") or ""
+        base = PRESETS.get(name, {}) if isinstance(name, str) else {}
+        return cls(**{**base, **params})
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in str(self.representation).split("+"))
+
+    @property
+    def is_embedding(self) -> bool:
+        return self.kinds == ("embedding",)
+
+    @property
+    def n_time_features(self) -> int:
+        return TIME_FEATURES_PER_FREQ[self.freq]
+
+    @property
+    def length(self) -> int:
+        """Steps after fitting (the window or whole series resampled): what the embedding or the map is made of."""
+        return self.seq_len if self.is_embedding else self.image_size
+
+    @property
+    def backbone_in_chans(self) -> int:
+        """Channels of the image UniRepLKNet sees: 1 after the embedding, else one per map kind (and variable)."""
+        return 1 if self.is_embedding else len(self.kinds) * max(self.num_vars, 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {value!r}")
+
+
+def fit_params(series: Sequence[np.ndarray], **params: Any) -> dict[str, Any]:
+    """A trained model's params from its training series (each ``(T, V)``): their variable count and length.
+
+    All series must have the same number of variables. ``window`` takes the shortest length (every series then
+    yields a full window); ``resample`` takes the median length, capped at ``MAX_FITTED_LENGTH``. Explicit
+    ``params`` (representation, image_size, ...) are kept; ``num_vars``/``seq_len`` given explicitly win too.
+    """
+    if not series:
+        raise ValueError("no series to fit the time-series params to")
+    widths = sorted({int(np.shape(s)[1]) for s in series})
+    if len(widths) != 1:
+        raise ValueError(f"the series have different numbers of variables {widths}; a model takes one count")
+    lengths = np.asarray([np.shape(s)[0] for s in series])
+    mode = params.get("length_mode", TimeSeriesParams.length_mode)
+    fitted = int(lengths.min()) if mode == "window" else int(min(np.median(lengths), MAX_FITTED_LENGTH))
+    out = {"num_vars": widths[0], "seq_len": max(fitted, 2), **params}
+    return TimeSeriesParams.build(**out).as_dict()
