@@ -24,7 +24,8 @@ from service.http.docs import inference_openapi
 from service.http.preview import draw
 from service.http.schemas import ClassifyResponse, EmbedResponse, dump
 from service.metrics import Metrics
-from service.runtime.serving import Outcome, ServiceRuntime
+from service.runtime.outcome import Outcome
+from service.runtime.serving import ServiceRuntime
 from service.runtime.work import Task
 from service.settings import ServiceSettings
 from unirep_errors import UnirepError

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from service.http.v2_tensors import Tensor
+from service.runtime.outcome import Outcome
 from service.runtime.served import ServedModel
-from service.runtime.serving import Outcome, ServiceRuntime
+from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, NotFoundError
 
 FILE_INPUT = "FILE"

@@ -16,7 +16,7 @@ from service.runtime.decoder_pool import DecoderPool
 from service.runtime.served import ServedModel
 from service.runtime.stage_times import DecodeTimes
 from service.settings import ServiceSettings
-from unirep_errors import DeadlineExceededError
+from unirep_errors import DeadlineExceededError, InvalidParameterError
 
 
 def decode_guard(s: ServiceSettings) -> DecodeGuard:
@@ -75,3 +75,13 @@ def with_cap_note(result: dict[str, Any], asked: int | None, k: int) -> dict[str
         return result
     note = f"top_k={asked} was capped to {k}, the most this model answers (its class count, or max_top_k)"
     return {**result, "top_k": k, "note": note}
+
+
+def resolve_top_k(served: ServedModel, top_k: int | None, max_top_k: int) -> int:
+    """How many predictions to return: 5 by default; more than the classes is capped (and the answer says so)."""
+    limit = min(served.num_classes, max_top_k)
+    if top_k is None:
+        return min(5, limit)
+    if top_k < 1:
+        raise InvalidParameterError(f"top_k must be between 1 and {limit} for {served.modality}", top_k=top_k)
+    return min(top_k, limit)

@@ -3,14 +3,17 @@ scale-out stream worker both do before serving (one definition, so the two never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from modality_adapters import AdapterLimits, BaseAdapter, get_adapter
+from service.runtime.admission import decode_guard
 from service.runtime.backends import ExportCache, default_cache_dir
 from service.runtime.cpu_threads import plan_threads
+from service.runtime.decoder_pool import DecoderPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.served import ServedModel, build_served_model
 from service.settings import ServiceSettings
@@ -57,3 +60,21 @@ def make_device_workers(
         )
         for device in devices
     ]
+
+
+def make_decoder_pool(
+    settings: ServiceSettings, adapters: dict[str, BaseAdapter], on_failure: Callable[[str, str], None]
+) -> DecoderPool:
+    """The decoder processes with their limits, spares, heavy-input lane and per-client guard."""
+    s = settings
+    return DecoderPool(
+        adapters,
+        s.preprocess_workers,
+        s.preprocess_timeout_s,
+        s.preprocess_memory_mb,
+        fault_injection=s.debug_fault_injection,
+        on_failure=on_failure,
+        spares=s.preprocess_spares,
+        heavy_size=s.heavy_decoders,
+        guard=decode_guard(s),
+    )

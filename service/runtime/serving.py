@@ -14,18 +14,18 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from modality_adapters import list_adapters
 from service.metrics import Metrics
-from service.runtime.admission import check_feasible, decode_guard, latency_seeds, with_cap_note
-from service.runtime.assembly import build_models, make_adapters, make_device_workers
+from service.runtime.admission import check_feasible, latency_seeds, resolve_top_k, with_cap_note
+from service.runtime.assembly import build_models, make_adapters, make_decoder_pool, make_device_workers
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
 from service.runtime.decoder_pool import Decoded, DecoderPool
+from service.runtime.outcome import Outcome, result_body
 from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
 from service.runtime.stage_times import DecodeTimes
@@ -33,25 +33,12 @@ from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
 from service.settings import ServiceSettings
 from unirep_errors import (
-    InvalidParameterError,
     NotFoundError,
     ServiceUnavailableError,
     UndecodableInputError,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Outcome:
-    """One answered request: the JSON body's result part and the timings (milliseconds)."""
-
-    result: dict[str, Any]
-    preprocess_ms: float = 0.0
-    queue_ms: float = 0.0
-    inference_ms: float = 0.0
-    batch_size: int = 0
-    cache_hit: bool = False
 
 
 class ServiceRuntime:
@@ -105,17 +92,7 @@ class ServiceRuntime:
             self.adapters = make_adapters(s)
             self.metrics.initialize(list(self.adapters), redis=bool(s.redis_url))
             loop = asyncio.get_running_loop()
-            self.pool = DecoderPool(
-                self.adapters,
-                s.preprocess_workers,
-                s.preprocess_timeout_s,
-                s.preprocess_memory_mb,
-                fault_injection=s.debug_fault_injection,
-                on_failure=self._on_decoder_lost,
-                spares=s.preprocess_spares,
-                heavy_size=s.heavy_decoders,
-                guard=decode_guard(s),
-            )
+            self.pool = make_decoder_pool(s, self.adapters, on_failure=self._on_decoder_lost)
             pool_started = asyncio.create_task(self.pool.start())
             # A scale-out gateway loads no model: its transport describes the ones its stream workers serve.
             remote = await self.transport.describe_models(configs, self.adapters) if self.transport else None
@@ -220,14 +197,6 @@ class ServiceRuntime:
         if self.pool is not None:
             self.pool.guard.admit_client(client)
 
-    def resolve_top_k(self, served: ServedModel, top_k: int | None) -> int:
-        limit = min(served.num_classes, self.settings.max_top_k)
-        if top_k is None:
-            return min(5, limit)
-        if top_k < 1:
-            raise InvalidParameterError(f"top_k must be between 1 and {limit} for {served.modality}", top_k=top_k)
-        return min(top_k, limit)  # more than there is: capped, and the answer says so (see ``infer``)
-
     async def infer(
         self,
         modality: str,
@@ -249,7 +218,11 @@ class ServiceRuntime:
         """
         served = self.served_model(modality)
         self.check_admission()
-        k = (served.num_classes if all_classes else self.resolve_top_k(served, top_k)) if task == "classify" else 0
+        k = (
+            (served.num_classes if all_classes else resolve_top_k(served, top_k, self.settings.max_top_k))
+            if task == "classify"
+            else 0
+        )
         if not data:
             raise UndecodableInputError(
                 f"the request has no {modality} payload: send it as multipart field 'file' or as the raw body"
@@ -316,17 +289,8 @@ class ServiceRuntime:
         item_result, batch_result = await pending.future
         queue_s = max(0.0, batch_result.started_at - item.enqueued_at)
         self.metrics.queue_duration.labels(modality).observe(queue_s)
-        if item_result.scores is not None:
-            result: dict[str, Any] = {
-                "predictions": [
-                    {"label": served.labels[i], "index": i, "score": score} for i, score in item_result.scores
-                ]
-            }
-        else:
-            embedding = item_result.embedding or []
-            result = {"embedding": embedding, "dim": len(embedding)}
         return Outcome(
-            result,
+            result_body(served, item_result),
             preprocess_ms=preprocess_s * 1000.0,
             queue_ms=queue_s * 1000.0,
             inference_ms=batch_result.inference_s * 1000.0,
