@@ -25,6 +25,7 @@ from service.http.preview import draw
 from service.http.schemas import ClassifyResponse, EmbedResponse, dump
 from service.metrics import Metrics
 from service.runtime.outcome import Outcome
+from service.runtime.served import ServedModel
 from service.runtime.serving import ServiceRuntime
 from service.runtime.work import Task
 from service.settings import ServiceSettings
@@ -97,9 +98,7 @@ async def _infer(
     drawing: asyncio.Task[tuple[bytes, float]] | None = None
     status = 500
     try:
-        client = f"addr:{request.client.host}" if request.client else "anonymous"
-        if ctx.auth is not None:
-            client = "key:" + await ctx.auth.authorize(request.headers.get("authorization"))
+        client = await _client_identity(ctx, request)
         served = runtime.served_model(modality)
         runtime.check_admission()
         runtime.check_client(client)
@@ -121,11 +120,8 @@ async def _infer(
             hints=io.decoder_hints(modality, payload),
             client=client,
         )
-        content = {"modality": modality, "model": served.name, "weights": served.weights.source, **outcome.result}
-        content["timings"] = _timings(outcome, started)
-        content["batch_size"] = outcome.batch_size
-        if drawing is not None:
-            content["preview_png"] = base64.b64encode((await drawing)[0]).decode()
+        preview_png = (await drawing)[0] if drawing is not None else None
+        content = _content(served, outcome, started, preview_png)
         status = 200
         body_out = dump(_RESPONSE_TYPES[task].model_validate(content))
         return JSONResponse(body_out, headers=_headers(outcome, rid))
@@ -142,10 +138,7 @@ async def _infer(
         log.exception("request %s failed unexpectedly", rid)
         return io.envelope(500, {"code": "internal_error", "message": "internal error; see the server log"}, rid)
     finally:
-        if drawing is not None and not drawing.done():
-            drawing.cancel()
-        elif drawing is not None and not drawing.cancelled():
-            drawing.exception()  # retrieved, so a failed drawing after a failed inference is not logged twice
+        _settle(drawing)
         if watch is not None:
             status = 499 if watch.gone and status != 200 else status
             watch.close()
@@ -154,6 +147,31 @@ async def _infer(
         label = modality if modality in list_adapters() else "unknown"
         metrics.requests.labels(label, task, str(status)).inc()
         metrics.request_duration.labels(label, task).observe(time.perf_counter() - started)
+
+
+async def _client_identity(ctx: _Context, request: Request) -> str:
+    """Whom the per-client decoder budgets charge: the API key when keys are on (checked here), else the address."""
+    if ctx.auth is not None:
+        return "key:" + await ctx.auth.authorize(request.headers.get("authorization"))
+    return f"addr:{request.client.host}" if request.client else "anonymous"
+
+
+def _content(served: ServedModel, outcome: Outcome, started: float, preview_png: bytes | None) -> dict[str, Any]:
+    """The answer's body: which model and weights answered, the result, timings and batch size (and the preview)."""
+    content = {"modality": served.modality, "model": served.name, "weights": served.weights.source, **outcome.result}
+    content["timings"] = _timings(outcome, started)
+    content["batch_size"] = outcome.batch_size
+    if preview_png is not None:
+        content["preview_png"] = base64.b64encode(preview_png).decode()
+    return content
+
+
+def _settle(drawing: asyncio.Task[tuple[bytes, float]] | None) -> None:
+    """Cancel a preview still drawing, or retrieve its error so that a failed drawing is not logged twice."""
+    if drawing is not None and not drawing.done():
+        drawing.cancel()
+    elif drawing is not None and not drawing.cancelled():
+        drawing.exception()
 
 
 def _timings(outcome: Outcome, started: float) -> dict[str, float]:
