@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.redis.helpers import Proc, RedisServer, launch, stop, unirep_cli, wait_ready
@@ -82,6 +83,31 @@ def test_a_created_key_works_on_every_gateway_and_is_listed_without_its_token(
     assert token not in listing.stdout
     dump = b"".join(redis_server.client().dump(k) or b"" for k in redis_server.client().scan_iter("authsuite:*"))
     assert token[4:].encode() not in dump  # only the hash is stored
+
+
+def test_the_open_inference_protocol_and_previews_need_the_key_too(gateways: list[Proc], env: dict[str, str]) -> None:
+    """The V2 route (through the real tritonclient) and /preview guard the model exactly as /classify does."""
+    httpclient = pytest.importorskip("tritonclient.http")
+    from tritonclient.utils import InferenceServerException
+
+    token = str(create_key(env, "v2-user")["token"])
+    _, data = jpeg(seed=7)
+    url = gateways[0].url.removeprefix("http://")
+    with httpclient.InferenceServerClient(url) as client:
+        tensor = httpclient.InferInput("FILE", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([data], dtype=np.object_))
+        wanted = [httpclient.InferRequestedOutput("PROBABILITIES", class_count=1)]
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("image", [tensor], outputs=wanted)
+        assert refused.value.status() == "401"
+        answer = client.infer("image", [tensor], outputs=wanted, headers={"Authorization": f"Bearer {token}"})
+        assert answer.as_numpy("PROBABILITIES").shape == (1, 1)
+        assert client.is_server_ready()  # health stays open without a key
+    preview = f"{gateways[0].url}/preview/image"
+    assert httpx.post(preview, files={"file": ("p.jpg", data)}, timeout=60).status_code == 401
+    keyed = {"Authorization": f"Bearer {token}"}
+    shown = httpx.post(preview, files={"file": ("p.jpg", data)}, headers=keyed, timeout=60)
+    assert shown.status_code == 200 and shown.content.startswith(b"\x89PNG")
 
 
 def test_a_keys_rate_limit_is_shared_by_both_gateways(gateways: list[Proc], env: dict[str, str]) -> None:
