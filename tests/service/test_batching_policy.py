@@ -24,12 +24,10 @@ from service.runtime.transport import LocalTransport
 from service.runtime.work import BatchItem, new_id
 from service.settings import ServiceSettings
 
-SHAPE = (1, 16, 6)
-
 
 @pytest.fixture(scope="module")
 def served() -> ServedModel:
-    params = {"seq_len": 16, "num_vars": 2, "d_model": 64}
+    params = {"representation": "gasf", "seq_len": 16, "image_size": 16, "num_vars": 2}
     settings = ServiceSettings(timeseries={"params": params, "max_batch_size": 16, "backend": "torch"})
     return build_served_model(settings.modality("timeseries"), get_adapter("timeseries"))
 
@@ -45,7 +43,7 @@ async def with_batcher(served: ServedModel, delay_s: float, max_delay_ms: float,
         {"timeseries": BatchPolicy(16, max_delay_ms, 256)},
         upstream=lambda m: upstream.get(m, 0),
     )
-    batcher.add_bucket("timeseries", SHAPE)
+    batcher.add_bucket("timeseries", served.input_shape)
     await batcher.start()
     try:
         return await body(batcher)
@@ -54,18 +52,18 @@ async def with_batcher(served: ServedModel, delay_s: float, max_delay_ms: float,
         await transport.stop()
 
 
-def submit(batcher: Batcher):
-    item = BatchItem(new_id(), torch.randn(SHAPE), "classify", 1, time.time())
+def submit(batcher: Batcher, served: ServedModel):
+    item = BatchItem(new_id(), torch.randn(served.input_shape), "classify", 1, time.time())
     return batcher.submit(item, "timeseries", lambda: False).future
 
 
 def test_a_partial_batch_keeps_growing_while_the_device_is_busy(served: ServedModel) -> None:
     async def body(batcher: Batcher) -> list[int]:
-        first = submit(batcher)  # the device is idle: runs at once, for 0.4 s
+        first = submit(batcher, served)  # the device is idle: runs at once, for 0.4 s
         await asyncio.sleep(0.05)
-        early = [submit(batcher) for _ in range(3)]
+        early = [submit(batcher, served) for _ in range(3)]
         await asyncio.sleep(0.1)  # far past max_delay_ms, device still busy
-        late = [submit(batcher) for _ in range(3)]
+        late = [submit(batcher, served) for _ in range(3)]
         results = await asyncio.gather(first, *early, *late)
         return [batch.batch_size for _, batch in results]
 
@@ -81,10 +79,10 @@ def test_an_idle_device_waits_only_for_requests_still_being_decoded(
     upstream = {"timeseries": decoding}
 
     async def body(batcher: Batcher) -> list[int]:
-        first = submit(batcher)
+        first = submit(batcher, served)
         await asyncio.sleep(0.05)  # well inside max_delay_ms (0.5 s)
         upstream["timeseries"] = 0
-        second = submit(batcher)
+        second = submit(batcher, served)
         results = await asyncio.gather(first, second)
         return [batch.batch_size for _, batch in results]
 
