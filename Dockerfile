@@ -66,7 +66,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     UNIREP_HOST=0.0.0.0 \
     UNIREP_PORT=${PORT}
 WORKDIR /home/unirep
-USER unirep
+USER 10001:10001
 EXPOSE ${PORT}
 VOLUME ["/data/hf"]
 
