@@ -131,15 +131,13 @@ def augment_waveform(
 
 
 def augment_video_clip(clip: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(C, T, H, W) clip: temporal jitter (shift by up to a quarter of the clip, edges repeated), one random
-    resized crop (area 50-100 %) shared by every frame, and a horizontal flip half of the time."""
+    """(C, T, H, W) clip: temporal jitter (shift by up to a quarter of the clip, edges repeated) and one random
+    resized crop (area 50-100 %) shared by every frame. No flip: in video the direction of a motion is often the
+    label (left vs right), and a mirrored clip would teach the model the opposite class."""
     t = clip.shape[1]
     shift = _randint(generator, -(t // 4), t // 4)
     index = torch.clamp(torch.arange(t) + shift, 0, t - 1)
-    out = random_resized_crop(clip[:, index], generator, scale=(0.5, 1.0))
-    if float(torch.rand((), generator=generator)) < 0.5:
-        out = out.flip(-1)
-    return out.contiguous()
+    return random_resized_crop(clip[:, index], generator, scale=(0.5, 1.0)).contiguous()
 
 
 def augment_points(unit: np.ndarray, generator: torch.Generator) -> np.ndarray:
