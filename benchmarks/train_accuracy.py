@@ -154,9 +154,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="train_accuracy_") as tmp:
         for name in args.only.split(","):
-            start = time.perf_counter()
+            start, load = time.perf_counter(), os.getloadavg()[0]
             row = ucr_row(name, Path(tmp), args) if name in UCR_SETS else generated_row(name, Path(tmp), args)
-            row["wall_s"] = round(time.perf_counter() - start, 1)
+            row["wall_s"], row["loadavg_before"] = round(time.perf_counter() - start, 1), round(load, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:
