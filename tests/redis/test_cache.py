@@ -17,12 +17,10 @@ import pytest
 
 from tests.redis.helpers import Proc, RedisServer, launch, stop, wait_ready
 from tests.service.media import jpeg
+from tests.service.server import IMAGE_ONLY
 
 IMAGE_ONLY = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
+    **IMAGE_ONLY,
     "UNIREP_REDIS_RETRY_S": "0.5",
     # One fixed weights file for both processes: random-init weights would differ between them.
 }

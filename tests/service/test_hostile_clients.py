@@ -13,13 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.service import media
-from tests.service.server import Server, running
+from tests.service.server import IMAGE_ONLY, Server, running
 
 SETTINGS = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
+    **IMAGE_ONLY,
     "UNIREP_WARMUP": "false",
     "UNIREP_PREPROCESS_WORKERS": "1",
     "UNIREP_MAX_HEADER_BYTES": "8192",
