@@ -85,15 +85,17 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
     cfg = TrainConfig(
         modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
         min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=SMALL_PARAMS.get(modality, {}),
-        device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"),
+        device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"), augment=not args.no_augment,
     )  # fmt: skip
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1)
+    metrics = json.loads((out / "metrics.json").read_text())
     return {
         "accuracy": report.accuracy, "macro_f1": report.macro_f1, "train_s": round(result.seconds, 1),
         "examples_per_s": round(result.examples_per_second, 1), "num_train": result.num_train,
         "num_test": report.num_examples, "deploy_max_rel_diff": result.deploy_max_rel_diff,
-        "optimizer_steps": json.loads((out / "metrics.json").read_text())["schedule"]["optimizer_steps"],
+        "optimizer_steps": metrics["schedule"]["optimizer_steps"],
+        "test_acc_by_epoch": [round(e["val_acc"], 3) for e in metrics["epochs"]],
         "loadavg_after": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
@@ -146,6 +148,7 @@ def main() -> None:
     ap.add_argument("--min-steps", type=int, default=TrainConfig.min_steps, help="as unirep train --min-steps")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
