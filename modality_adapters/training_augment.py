@@ -3,7 +3,8 @@
 Each adapter exposes its augmentation as a method (``adapter.augment``) that calls the function here, so that
 the transformations sit beside the decoding they perturb while the arithmetic stays in one place. Every function
 takes a ``torch.Generator`` so that a seeded run augments identically, and returns a new tensor of the shape the
-model expects (the input is never modified in place).
+model expects (the input is never modified in place); the waveform helpers return waveforms, which the audio
+adapter then turns into its map.
 """
 
 from __future__ import annotations
