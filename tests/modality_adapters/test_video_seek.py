@@ -90,6 +90,7 @@ PARAMS = [
     {"frame_size": 32, "num_frames": 4, "sampling_rate": 2},
     {"frame_size": 32, "sampling": "uniform"},
     {"frame_size": 32, "sampling": "dense_keyframe", "num_frames": 4},
+    {"frame_size": 32, "sampling_rate": 12},  # longer than every clip: the last frame (held back by B-frames)
 ]
 
 
@@ -115,6 +116,8 @@ def test_seeking_reader_picks_the_same_frames_as_the_general_reader(clips: dict[
         assert fast is not None, (clip, params)  # the seeking path itself, not its fallback
         general = adapter.read_frames_general(data, p)
         assert np.array_equal(fast, general), (clip, params)
+        threaded = read_sampled_frames(data, choose_for(p), adapter.limits, threads=2)
+        assert threaded is not None and np.array_equal(threaded, general), (clip, params)
         expected = sample_indices(len(table.pts), p.num_frames, p.sampling, p.sampling_rate, table.keyframes)
         assert numbers_of(fast) == [int(i) for i in expected], (clip, params)
         assert np.array_equal(adapter.read_frames(data, p), general)
