@@ -47,6 +47,16 @@ def test_fast_has_the_exact_shape(input_size: int, size: tuple[int, int]) -> Non
     assert out.dtype == torch.float32 and out.is_contiguous() and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize(("mode", "save"), [("L", {}), ("CMYK", {}), ("RGB", {"progressive": True})])
+def test_fast_handles_grey_cmyk_and_progressive_jpegs(mode: str, save: dict[str, object]) -> None:
+    adapter = get_adapter("image")
+    data = jpeg(scene(1600, 1200).convert(mode), **save)
+    assert draft_for_target(Image.open(io.BytesIO(data)), 224, 0.875) == (400, 300)  # 1/4 of 1600 x 1200
+    exact = adapter.decode(data)
+    fast = adapter.decode(data, decode_mode="fast")
+    assert 0 < float((fast - exact).abs().mean()) < 0.05
+
+
 def test_fast_decodes_a_large_jpeg_at_reduced_size() -> None:
     data = jpeg(scene(1920, 1080))
     image = Image.open(io.BytesIO(data))
