@@ -1,7 +1,8 @@
 """How far the image adapter's ``decode_mode="fast"`` map is from the exact one, and whether a model's top-1 moves.
 
 Photos: ``benchmarks/photos.py`` (scikit-learn's and, with the ``benchmark`` extra, scikit-image's), each saved
-as JPEG (quality 90) and decoded both ways, under three conditions:
+as JPEG (quality 90) and decoded both ways, under three conditions. For scale, each condition also compares the
+exact maps of the same photo saved at quality 75 and 90: a perturbation every JPEG pipeline already lives with.
 
 - ``native@224``: the photo at its own size, model input 224 (the reduced decode applies only to photos at least
   twice the 256-pixel resize target on both sides, i.e. short side >= 512);
@@ -49,13 +50,14 @@ def reduced(data: bytes, input_size: int) -> int:
     return 1 if size is None else round(full / size[0])
 
 
-def measure(model: torch.nn.Module, files: dict[str, bytes], input_size: int) -> dict[str, Any]:
+def measure(model: torch.nn.Module, pairs: list[tuple[bytes, bytes]], input_size: int, mode: str) -> dict[str, Any]:
+    """The exact map of each pair's first file against the ``mode`` map of its second file."""
     adapter = get_adapter("image")
     std = adapter.default_params()["std"]
     diffs, greys, top1, top5, classes, scales = [], [], [], [], set(), []
-    for data in files.values():
+    for data, other in pairs:
         exact = adapter.decode(data, input_size=input_size)
-        fast = adapter.decode(data, input_size=input_size, decode_mode="fast")
+        fast = adapter.decode(other, input_size=input_size, decode_mode=mode)
         diff = (fast - exact).abs().numpy()
         diffs.append(float(diff.mean()))
         greys.append(grey_levels(diff, std))
@@ -65,10 +67,10 @@ def measure(model: torch.nn.Module, files: dict[str, bytes], input_size: int) ->
         top1.append(bool(order[0, 0] == order[1, 0]))
         top5.append(len(set(order[0].tolist()) & set(order[1].tolist())) / 5)
         classes.add(int(order[0, 0]))
-        scales.append(reduced(data, input_size))
+        scales.append(reduced(other, input_size) if mode == "fast" else 1)
     all_grey = np.concatenate([g.ravel() for g in greys])
     return {
-        "images": len(files),
+        "images": len(pairs),
         "reduced": sum(s > 1 for s in scales),
         "scales": sorted(set(scales)),
         "mean_abs_diff": round(float(np.mean(diffs)), 4),
@@ -90,24 +92,35 @@ def main() -> None:
     torch.set_num_threads(2)
     model, info = load_model("unireplknet_a", args.weights)
     photos = load_photos()
-    native = {name: jpeg_bytes(photo) for name, photo in photos.items()}
-    big = {name: jpeg_bytes(enlarged(photo)) for name, photo in photos.items()}
+    native = [jpeg_bytes(photo) for photo in photos.values()]
+    big = [jpeg_bytes(enlarged(photo)) for photo in photos.values()]
+    native_q75 = [jpeg_bytes(photo, quality=75) for photo in photos.values()]
+    big_q75 = [jpeg_bytes(enlarged(photo), quality=75) for photo in photos.values()]
     weights = info.source if args.weights else f"random (seed {args.seed})"
     print(f"# UniRepLKNet-A, weights: {weights}; {len(photos)} photos: {', '.join(photos)}")
-    header = "condition           images reduced scales  mean|d|  grey-levels mean  p99   top-1   top-5  distinct"
-    print(header)
+    print(f"{'condition':<19} {'compared':<24} images reduced scales  mean|d|  grey mean", end="")
+    print("   p99   top-1   top-5 distinct")
     results = {}
     for label, (input_size, use_big) in CONDITIONS.items():
-        r = measure(model, big if use_big else native, input_size)
-        results[label] = r
-        scales = "/".join(map(str, r["scales"]))
-        print(
-            f"{label:<19} {r['images']:>6} {r['reduced']:>7} {scales:<7} {r['mean_abs_diff']:>7.4f} "
-            f"{r['mean_abs_diff_grey_levels']:>17.2f} {r['p99_abs_diff_grey_levels']:>5.1f} "
-            f"{r['top1_agreement']:>7.3f} {r['top5_overlap']:>7.3f} {r['distinct_exact_top1']:>9}"
-        )
+        files, requality = (big, big_q75) if use_big else (native, native_q75)
+        for what, pairs, mode in (
+            ("fast vs exact", list(zip(files, files, strict=True)), "fast"),
+            ("q75 vs q90, both exact", list(zip(files, requality, strict=True)), "exact"),
+        ):
+            r = measure(model, pairs, input_size, mode)
+            results[f"{label} {what}"] = r
+            print_row(label, what, r)
     if args.json:
         args.json.write_text(json.dumps({"weights": weights, "photos": list(photos), "results": results}, indent=2))
+
+
+def print_row(label: str, what: str, r: dict[str, Any]) -> None:
+    scales = "/".join(map(str, r["scales"]))
+    print(
+        f"{label:<19} {what:<24} {r['images']:>6} {r['reduced']:>7} {scales:<7} {r['mean_abs_diff']:>7.4f} "
+        f"{r['mean_abs_diff_grey_levels']:>10.2f} {r['p99_abs_diff_grey_levels']:>5.1f} "
+        f"{r['top1_agreement']:>7.3f} {r['top5_overlap']:>7.3f} {r['distinct_exact_top1']:>8}"
+    )
 
 
 if __name__ == "__main__":
