@@ -17,6 +17,10 @@ What uvicorn enforces on its own, and what it does not (checked against uvicorn 
   (and their buffers) are held anyway. Here: ``max_connections`` is checked when the connection is accepted; one
   over it gets a 503 at once and is closed, without reading.
 - uvicorn's own "Invalid HTTP request" 400 is plain text; here it is the JSON envelope like every other error.
+- refusals close lingeringly: the answer is written, the sending side is shut (FIN), and whatever the client is
+  still sending is read and discarded for up to ``LINGER_S`` / ``LINGER_BYTES`` before the socket closes. Closing
+  a socket with unread input makes the kernel send a reset, which can destroy the answer before the client reads
+  it: a client still uploading its oversized head or body would see "connection reset" instead of the 431/408.
 
 h11 is pure Python and a little slower than httptools per request; for a model service whose requests cost
 milliseconds of decoding and inference that is noise, and it is the parser that can be bounded.
@@ -41,6 +45,11 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
+LINGER_S = 2.0
+"""How long a refused connection's late input is drained before the socket closes."""
+LINGER_BYTES = 1024 * 1024
+"""How much late input a refused connection drains at most (then it closes at once)."""
+
 _CODES = {400: "bad_request", 408: "request_timeout", 431: "headers_too_large", 503: "service_unavailable"}
 
 
@@ -105,6 +114,8 @@ class GuardedH11Protocol(H11Protocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._drained = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -116,7 +127,10 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused:  # lingering after a refusal: late input is counted and dropped, never parsed
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES:
+                self.transport.close()
             return
         if self._between_requests() and self._head_timer is None:
             self._arm_head_timer()
@@ -131,7 +145,15 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel(head=True, body=True)
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        if self._refused:  # already answered; h11 is in an error state and has nothing more to send
+            self.transport.close()
+            return
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         status, message = self._bounded.refusal
@@ -193,9 +215,16 @@ class GuardedH11Protocol(H11Protocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._cancel(head=True, body=True)
-        if not self.transport.is_closing():
-            self.transport.write(raw_error(status, message))
+        if self.transport.is_closing():
+            return
+        self._refused = True
+        self.transport.write(raw_error(status, message))
+        if not self.transport.can_write_eof():
             self.transport.close()
+            return
+        self.transport.write_eof()  # the answer, then FIN; reading goes on (see the module docstring)
+        self.transport.resume_reading()
+        self._linger_timer = self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[GuardedH11Protocol]:

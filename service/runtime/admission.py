@@ -50,19 +50,25 @@ def check_feasible(
     pool: DecoderPool | None,
     batcher: Batcher | None,
     metrics: Metrics,
+    decoding: bool = True,
 ) -> None:
-    """Refuse (504) before decoding when measured decode, wait and batch times say the deadline cannot be met."""
+    """Refuse (504) before decoding when measured decode, wait and batch times say the deadline cannot be met.
+
+    ``decoding`` is False for a map that arrived preprocessed (the V2 protocol's tensors): it is charged the batch
+    time only, since it never queues for a decoder.
+    """
     if deadline is None or batcher is None:
         return
     modality = served.modality
-    decode_s = decode_times.estimate(modality)
-    waiting_s = pool.wait_estimate(decode_s) if pool is not None else 0.0
+    decode_s = decode_times.estimate(modality) if decoding else 0.0
+    waiting_s = pool.wait_estimate(decode_s) if pool is not None and decoding else 0.0
     expected = waiting_s + decode_s + batcher.estimate(modality, served.input_shape)
     left = deadline - time.monotonic()
     if expected > left:
         metrics.dropped.labels(modality, "deadline").inc()
+        stages = "decoding and the" if decoding else "the"
         raise DeadlineExceededError(
-            f"the deadline ({max(0.0, left) * 1000:.0f} ms left) cannot be met: decoding and the {modality} "
+            f"the deadline ({max(0.0, left) * 1000:.0f} ms left) cannot be met: {stages} {modality} "
             f"work ahead of it take about {expected * 1000:.0f} ms; nothing was decoded",
             stage="admission",
             estimated_ms=round(expected * 1000, 1),

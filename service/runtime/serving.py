@@ -262,7 +262,10 @@ class ServiceRuntime:
         """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
-        check_feasible(served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics)
+        preprocessed = decoded_map is not None
+        check_feasible(
+            served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics, decoding=not preprocessed
+        )
         t0 = time.perf_counter()
         self.decoding[modality] = self.decoding.get(modality, 0) + 1
         try:
@@ -278,7 +281,8 @@ class ServiceRuntime:
         finally:
             self.decoding[modality] -= 1
         preprocess_s = time.perf_counter() - t0
-        self.decode_times.observe(modality, preprocess_s)
+        if not preprocessed:  # a preprocessed map took no decoding: it must not pull the decode estimate down
+            self.decode_times.observe(modality, preprocess_s)
         self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)
         if tuple(decoded.tensor.shape) != served.input_shape:
             raise UndecodableInputError(

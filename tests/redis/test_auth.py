@@ -16,12 +16,10 @@ import pytest
 
 from tests.redis.helpers import Proc, RedisServer, launch, stop, unirep_cli, wait_ready
 from tests.service.media import jpeg
+from tests.service.server import IMAGE_ONLY
 
 SETTINGS = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
+    **IMAGE_ONLY,
     "UNIREP_AUTH_ENABLED": "true",
     "UNIREP_RATE_LIMIT_PER_MINUTE": "6000",
     "UNIREP_REDIS_NAMESPACE": "authsuite",

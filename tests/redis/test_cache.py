@@ -17,24 +17,19 @@ import pytest
 
 from tests.redis.helpers import Proc, RedisServer, launch, stop, wait_ready
 from tests.service.media import jpeg
+from tests.service.server import IMAGE_ONLY
 
-IMAGE_ONLY = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
-    "UNIREP_REDIS_RETRY_S": "0.5",
-    # One fixed weights file for both processes: random-init weights would differ between them.
-}
+BASE = {**IMAGE_ONLY, "UNIREP_REDIS_RETRY_S": "0.5"}
 
 
 @pytest.fixture(scope="module")
 def settings(redis_server: RedisServer, workdir: Path) -> dict[str, str]:
     from tests.redis.helpers import write_checkpoints
 
-    weights = write_checkpoints(workdir, IMAGE_ONLY, ("image",))
+    # One fixed weights file for both processes: random-init weights would differ between them.
+    weights = write_checkpoints(workdir, BASE, ("image",))
     # A slow model makes "in flight at the same time" certain on any machine.
-    return {**IMAGE_ONLY, **weights, "UNIREP_REDIS_URL": redis_server.url, "UNIREP_DEBUG_INFERENCE_DELAY_MS": "300"}
+    return {**BASE, **weights, "UNIREP_REDIS_URL": redis_server.url, "UNIREP_DEBUG_INFERENCE_DELAY_MS": "1000"}
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,12 @@ import httpx
 from tests.redis.helpers import RedisServer, kill9, launch, stop, wait_ready
 from tests.redis.test_scaleout import holds_a_batch
 from tests.service import media
+from tests.service.server import IMAGE_ONLY
 
 CLAIM_IDLE_MS = 2000
 DELAY_MS = 1500
 SETTINGS = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
+    **IMAGE_ONLY,
     "UNIREP_IMAGE__WEIGHTS": "none",
     "UNIREP_CACHE_ENABLED": "false",
     "UNIREP_STREAM_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),

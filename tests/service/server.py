@@ -37,6 +37,10 @@ SMALL: dict[str, str] = {
     # (seconds per modality); tests/service/test_backends_served.py serves through the compiled backends.
     **{f"UNIREP_{m.upper()}__BACKEND": "torch" for m in ("image", "audio", "video", "pointcloud", "timeseries")},
 }
+IMAGE_ONLY: dict[str, str] = {
+    f"UNIREP_{m.upper()}__ENABLED": "false" for m in ("audio", "video", "pointcloud", "timeseries")
+}
+"""Settings that serve the image modality alone: what tests of the serving machinery (not of a modality) start."""
 START_TIMEOUT_S = 180.0
 
 

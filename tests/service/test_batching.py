@@ -13,13 +13,10 @@ import httpx
 import pytest
 
 from tests.service import media
-from tests.service.server import Server, running
+from tests.service.server import IMAGE_ONLY, Server, running
 
 SETTINGS = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
+    **IMAGE_ONLY,
     "UNIREP_CACHE_ENABLED": "false",
     "UNIREP_IMAGE__MAX_BATCH_SIZE": "8",
     "UNIREP_IMAGE__MAX_DELAY_MS": "20",

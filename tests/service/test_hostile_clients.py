@@ -13,13 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.service import media
-from tests.service.server import Server, running
+from tests.service.server import IMAGE_ONLY, Server, running
 
 SETTINGS = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
+    **IMAGE_ONLY,
     "UNIREP_WARMUP": "false",
     "UNIREP_PREPROCESS_WORKERS": "1",
     "UNIREP_MAX_HEADER_BYTES": "8192",
@@ -81,6 +78,33 @@ def test_unfinished_head_past_the_limit_is_431_before_it_ends(server: Server) ->
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 12_000)
         status, _, body = _read_response(sock)
     assert status == 431 and _error_code(body) == "headers_too_large"
+
+
+def test_client_still_sending_after_the_431_reads_it_without_a_reset(server: Server) -> None:
+    """The refusal is written, the server's side is shut (FIN), and late input is drained for a while (a lingering
+    close): a client still uploading reads the 431 and is not answered with a reset, which on many TCP stacks
+    destroys an answer that has not been read yet."""
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"d" * 12_000)
+        status, _, body = _read_response(sock)  # ends at the server's FIN
+        for _ in range(3):  # the upload goes on: a closed socket would answer these with a reset
+            time.sleep(0.1)
+            sock.sendall(b"d" * 16_384)
+    assert status == 431 and _error_code(body) == "headers_too_large"
+
+
+def test_refused_client_cannot_hold_the_socket_by_streaming(server: Server) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"e" * 12_000)
+        started, closed = time.monotonic(), False
+        while time.monotonic() - started < 15:
+            try:
+                sock.sendall(b"e" * 65_536)
+            except OSError:  # reset or broken pipe: the server has closed
+                closed = True
+                break
+            time.sleep(0.01)
+    assert closed, "the server kept draining a refused connection for 15 s"
 
 
 def test_head_just_under_the_limit_is_served(server: Server) -> None:

@@ -17,13 +17,10 @@ import httpx
 import pytest
 
 from tests.service import media
-from tests.service.server import Server, running
+from tests.service.server import IMAGE_ONLY, Server, running
 
 SETTINGS = {
-    "UNIREP_AUDIO__ENABLED": "false",
-    "UNIREP_VIDEO__ENABLED": "false",
-    "UNIREP_POINTCLOUD__ENABLED": "false",
-    "UNIREP_TIMESERIES__ENABLED": "false",
+    **IMAGE_ONLY,
     "UNIREP_CACHE_ENABLED": "false",
     "UNIREP_WARMUP": "false",
     "UNIREP_PREFETCH_BATCHES": "0",
@@ -44,13 +41,21 @@ async def _post(client: httpx.AsyncClient, seed: int, **headers: str) -> httpx.R
     return await client.post("/classify/image", files={"file": media.jpeg(seed)}, headers=headers)
 
 
+async def _until_queued(server: Server, depth: int, timeout_s: float = 20.0) -> None:
+    """Wait until ``depth`` image items wait in the queue (a sleep would guess, and lose under load)."""
+    deadline = time.monotonic() + timeout_s
+    while server.metric("unirep_queue_depth", modality="image") < depth:
+        assert time.monotonic() < deadline, f"fewer than {depth} items were queued in {timeout_s:g} s"
+        await asyncio.sleep(0.02)
+
+
 def test_deadline_that_passes_in_the_queue_is_dropped_before_compute(server: Server) -> None:
     before_items = server.metric("unirep_model_items_total", modality="image")
 
     async def scenario() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             ahead = [asyncio.create_task(_post(client, seed)) for seed in (1, 2)]
-            await asyncio.sleep(0.1)
+            await _until_queued(server, 1)  # one running, one waiting: the late request is third in line
             # its turn comes after ~2 s of batches; the estimate at admission (from warm-up) says it fits in 1.5 s
             late = await _post(client, 3, **{"X-Request-Timeout-Ms": "1500"})
             return [late, *await asyncio.gather(*ahead)]
