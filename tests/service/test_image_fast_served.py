@@ -17,10 +17,9 @@ from PIL import Image
 
 from modality_adapters import get_adapter
 from tests.conftest import REPO_ROOT
-from tests.service.server import SMALL, Server, running
+from tests.service.server import IMAGE_ONLY, SMALL, Server, running
 
 SIZE = 64
-OTHERS_OFF = {f"UNIREP_{m.upper()}__ENABLED": "false" for m in ("audio", "video", "pointcloud", "timeseries")}
 
 
 def large_jpeg() -> bytes:
@@ -35,7 +34,7 @@ def large_jpeg() -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    settings = {**OTHERS_OFF, "UNIREP_IMAGE__PARAMS": json.dumps({"input_size": SIZE, "decode_mode": "fast"})}
+    settings = {**IMAGE_ONLY, "UNIREP_IMAGE__PARAMS": json.dumps({"input_size": SIZE, "decode_mode": "fast"})}
     with running(tmp_path_factory.mktemp("fast"), settings) as srv:
         yield srv
 
@@ -58,7 +57,7 @@ def test_the_served_map_is_the_fast_decode(server: Server) -> None:
 def test_an_unknown_decode_mode_stops_the_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNIREP_")}
     env.update(SMALL)
-    env.update(OTHERS_OFF)
+    env.update(IMAGE_ONLY)
     env.update({"HF_HUB_OFFLINE": "1", "UNIREP_PORT": "0"})
     env["UNIREP_IMAGE__PARAMS"] = json.dumps({"decode_mode": "turbo"})
     done = subprocess.run(
