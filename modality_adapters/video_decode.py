@@ -6,10 +6,13 @@ the ``i``-th smallest timestamp, exactly as an indexing reader numbers frames. F
 the last keyframe at or before it when that keyframe lies beyond what has been decoded, and decode forward from
 there; frames are identified by timestamp, so B-frames and variable frame rates change nothing.
 
-This path vouches only for what it can check: anything unusual (a packet without a timestamp, duplicate
-timestamps, fewer packets than the container's index lists, a decoder that skips a wanted frame, a stream over a
-limit, any library error) returns None and
-the caller takes its general path, which also produces the user-facing errors.
+Frames that nothing references and nobody wants are not decoded at all. Threads are optional (one by default:
+the service runs one decoder process per core instead).
+
+This path vouches only for what it can check: anything unusual (a packet without a timestamp, one an edit list
+hides or the demuxer marks corrupt, duplicate timestamps, fewer packets than the container's index lists, a
+decoder that skips a wanted frame, a stream over a limit, any library error) returns None and the caller takes
+its general path, which also produces the user-facing errors.
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ def frame_table(container: Any, stream: Any) -> FrameTable | None:
     for packet in container.demux(stream):
         if packet.size == 0:
             continue  # the demuxer's end-of-stream marker
-        if packet.pts is None:
-            return None
+        if packet.pts is None or packet.is_discard or packet.is_corrupt:
+            return None  # unnumbered, hidden by an edit list, or damaged: numbering is the general reader's call
         stamps.append(int(packet.pts))
         if packet.is_keyframe:
             key_stamps.append(int(packet.pts))
