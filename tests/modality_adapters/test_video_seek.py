@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -161,6 +163,26 @@ def faststart(data: bytes, tmp_path: Path) -> bytes:
                 packet.stream = stream
                 dst.mux(packet)
     return path.read_bytes()
+
+
+def cut_by_stream_copy(data: bytes, tmp_path: Path) -> bytes:
+    """``ffmpeg -ss 1.3 -c copy``: starts at the keyframe before 1.3 s, an edit list hides the frames up to it."""
+    source, cut = tmp_path / "source.mp4", tmp_path / "cut.mp4"
+    source.write_bytes(data)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", "1.3", "-i", str(source), "-c", "copy", str(cut)], check=True)
+    return cut.read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_an_edit_list_that_hides_frames_is_left_to_the_general_reader(clips: dict[str, bytes], tmp_path: Path) -> None:
+    data = cut_by_stream_copy(clips["h264-gop12-bframes"], tmp_path)
+    with av.open(io.BytesIO(data)) as container:
+        assert any(packet.is_discard for packet in container.demux(video=0))
+    adapter = get_adapter("video")
+    for params in PARAMS:
+        p = VideoParams(**params)  # type: ignore[arg-type]
+        assert read_sampled_frames(data, choose_for(p), adapter.limits, threads=1) is None
+        assert np.array_equal(adapter.read_frames(data, p), adapter.read_frames_general(data, p))
 
 
 def hostile(clips: dict[str, bytes], tmp_path: Path) -> dict[str, bytes]:
