@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -225,9 +226,19 @@ def _looks_like_video(data: bytes) -> bool:
     return data[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or data.startswith(_VIDEO_MAGICS)
 
 
+_LOG_PREFIX = re.compile(r"\[\d{2}:\d{2}:\d{2}\]\s*\S+:\d+:\s*")
+"""decord's log prefix: the wall-clock time and its source file and line (``[09:40:16] /src/video_reader.cc:83: ``)."""
+_ADDRESS = re.compile(r"\s*@\s*0x[0-9a-fA-F]+")
+
+
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
+    """The library's reason for a client message: first non-empty line, without decord's timestamp and source path
+    or FFmpeg's object addresses, which say nothing to the client and would make equal failures differ."""
+    for line in str(exc).strip().splitlines():
+        clean = _ADDRESS.sub("", _LOG_PREFIX.sub("", line)).strip()
+        if clean:
+            return clean[:200]
+    return type(exc).__name__
 
 
 def sample_indices(
