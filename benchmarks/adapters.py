@@ -6,6 +6,9 @@ default params (time series: seq_len 48, num_vars 8). One warm-up call first (la
 many calls as fit in ``--seconds`` (at least ``--min-iters``).
 
 Usage: ``python benchmarks/adapters.py [--seconds 5] [--only image,audio] [--json out.json]``
+
+``--compare`` instead measures the preprocessing fast paths against the paths they replace (image ``exact`` vs
+``fast``, video general vs seeking reader) in ``--rounds`` interleaved rounds; see ``adapter_fast_paths.py``.
 """
 
 from __future__ import annotations
@@ -137,10 +140,15 @@ def main() -> None:
     parser.add_argument("--min-iters", type=int, default=5)
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated modalities")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--compare", action="store_true", help="fast paths vs the paths they replace")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of --compare")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if hasattr(os, "sched_setaffinity"):  # one core for everything, decoder threads included
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    if args.compare:
+        compare(args)
+        return
     results = [bench(m, args.seconds, args.min_iters) for m in args.only.split(",")]
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, pinned to 1 core, torch threads = 1")
     print(f"{'modality':<11} {'input':<29} {'output':<15} {'iters':>5} {'median ms':>10} {'items/s':>8}")
@@ -150,6 +158,20 @@ def main() -> None:
             f"{r['modality']:<11} {r['input']:<29} {shape:<15} {r['iterations']:>5} "
             f"{r['median_ms']:>10.2f} {r['items_per_s']:>8.2f}"
         )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def compare(args: argparse.Namespace) -> None:
+    from benchmarks import adapter_fast_paths as fp
+
+    load_before = os.getloadavg()
+    only = args.only.split(",")
+    cases = (fp.image_cases(make_jpeg()) if "image" in only else []) + (
+        fp.video_cases(make_video()) if "video" in only else []
+    )
+    results = fp.run_interleaved(cases, args.rounds, args.seconds)
+    fp.report(results, load_before)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -101,6 +102,17 @@ def test_uniform_sampling_sees_the_whole_clip(media) -> None:
 def test_one_frame_video_is_refused_clearly(media) -> None:
     with pytest.raises(UndecodableInputError, match="1 decodable frame; need at least 2"):
         get_adapter("video").decode(media.video(n=1))
+
+
+def test_library_log_prefixes_stay_out_of_the_message() -> None:
+    """decord reports some failures as a log line (wall-clock time, its source path and line): the client gets
+    the reason alone, so equal failures give equal messages."""
+    avi_without_a_stream = b"RIFF\x00\x10\x00\x00AVI LIST" + b"\x02" * 3000
+    with pytest.raises(UndecodableInputError) as caught:
+        get_adapter("video").decode(avi_without_a_stream)
+    message = str(caught.value)
+    assert message.startswith("video cannot be opened (truncated or corrupt): ")
+    assert not re.search(r"\[\d{2}:\d{2}:\d{2}\]|\.cc:\d+|/github/|0x[0-9a-f]{6,}", message), message
 
 
 def test_resolution_and_duration_limits(media) -> None:

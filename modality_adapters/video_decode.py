@@ -1,0 +1,142 @@
+"""Decoding only what a sample needs: a frame table read from the packets, seeks to keyframes, threaded decoding.
+
+Reading every frame from the start up to the last sampled one costs most of a video request. The packets alone
+(no decoding) give each frame's presentation timestamp and which frames are keyframes, so frame number ``i`` is
+the ``i``-th smallest timestamp, exactly as an indexing reader numbers frames. For each wanted frame we seek to
+the last keyframe at or before it when that keyframe lies beyond what has been decoded, and decode forward from
+there; frames are identified by timestamp, so B-frames and variable frame rates change nothing.
+
+Frames that nothing references and nobody wants are not decoded at all. Threads are optional (one by default:
+the service runs one decoder process per core instead).
+
+This path vouches only for what it can check: anything unusual (a packet without a timestamp, one an edit list
+hides or the demuxer marks corrupt, duplicate timestamps, fewer packets than the container's index lists, a
+decoder that skips a wanted frame, a stream over a limit, any library error) returns None and the caller takes
+its general path, which also produces the user-facing errors.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import AdapterLimits
+
+__all__ = ["FrameTable", "frame_table", "read_sampled_frames", "seek_plan"]
+
+ChooseFrames = Callable[[int, Sequence[int]], np.ndarray]
+"""(frame count, keyframe numbers) -> frame numbers to decode."""
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Presentation timestamps of every frame in display order (index = frame number) and the keyframes' numbers."""
+
+    pts: list[int]
+    keyframes: list[int]
+
+
+def frame_table(container: Any, stream: Any) -> FrameTable | None:
+    """Demux (not decode) the whole stream; None when frames cannot be numbered by timestamp unambiguously."""
+    stamps: list[int] = []
+    key_stamps: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue  # the demuxer's end-of-stream marker
+        if packet.pts is None or packet.is_discard or packet.is_corrupt:
+            return None  # unnumbered, hidden by an edit list, or damaged: numbering is the general reader's call
+        stamps.append(int(packet.pts))
+        if packet.is_keyframe:
+            key_stamps.append(int(packet.pts))
+    ordered = sorted(stamps)
+    if len(set(ordered)) != len(ordered):
+        return None
+    number = {pts: i for i, pts in enumerate(ordered)}
+    return FrameTable(ordered, sorted(number[pts] for pts in key_stamps))
+
+
+def read_sampled_frames(data: bytes, choose: ChooseFrames, limits: AdapterLimits, threads: int) -> np.ndarray | None:
+    """The chosen frames as (T, H, W, 3) uint8 RGB, or None when this path cannot vouch for them (see above)."""
+    try:
+        import av
+
+        with av.open(io.BytesIO(data), mode="r") as container:
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            if not _within(int(ctx.width), int(ctx.height), limits):
+                return None
+            table = frame_table(container, stream)
+            if table is None or len(table.pts) < 2 or (stream.frames and stream.frames != len(table.pts)):
+                return None  # a count unlike the container's own (e.g. a truncated file) is the general path's call
+            fps = float(stream.average_rate or 0)
+            if not fps > 0 or len(table.pts) / fps > limits.max_video_seconds:
+                return None
+            indices = choose(len(table.pts), table.keyframes)
+            stream.thread_type = "AUTO" if threads > 1 else "NONE"
+            ctx.thread_count = max(1, threads)
+            found = _decode_at(container, stream, table, [table.pts[int(i)] for i in indices], limits)
+            if found is None:
+                return None
+            return np.stack([found[table.pts[int(i)]] for i in indices])
+    except Exception:
+        return None
+
+
+def seek_plan(key_pts: Sequence[int], wanted: Sequence[int]) -> list[tuple[int, list[int]]] | None:
+    """Where to seek and which wanted timestamps to decode from there, in order; None if one has no keyframe before.
+
+    Decoding forward stops at each wanted frame, so a new seek pays only when the keyframe before the next wanted
+    frame lies after the last one decoded; otherwise decoding simply goes on.
+    """
+    plan: list[tuple[int, list[int]]] = []
+    last = None
+    for target in sorted(set(wanted)):
+        k = bisect.bisect_right(key_pts, target) - 1
+        if k < 0:
+            return None  # only a sequential decode from the start could say what this frame is
+        if last is None or key_pts[k] > last:
+            plan.append((key_pts[k], []))
+        plan[-1][1].append(target)
+        last = target
+    return plan
+
+
+def _decode_at(
+    container: Any, stream: Any, table: FrameTable, wanted: list[int], limits: AdapterLimits
+) -> dict[int, np.ndarray] | None:
+    """Decode the frames stamped ``wanted`` following ``seek_plan``; None if the decoder did not produce one.
+
+    A frame that nothing references and nobody wants is not decoded at all (``skip_frame = NONREF`` for its
+    packet): that changes no other frame, and in H.264 with B-frames it is a third or more of the frames.
+    """
+    plan = seek_plan([table.pts[k] for k in table.keyframes], wanted)
+    if plan is None:
+        return None
+    ctx = stream.codec_context
+    found: dict[int, np.ndarray] = {}
+    for keyframe, targets in plan:
+        container.seek(keyframe, stream=stream, backward=True, any_frame=False)
+        pending = set(targets)
+        for packet in container.demux(stream):
+            ctx.skip_frame = "DEFAULT" if packet.pts in pending or packet.size == 0 else "NONREF"
+            for frame in ctx.decode(None if packet.size == 0 else packet):  # an empty packet: flush at the end
+                if frame.pts is None or not _within(frame.width, frame.height, limits):
+                    return None
+                if frame.pts >= keyframe and frame.pts in pending:  # earlier: an open GOP's leading pictures
+                    found[int(frame.pts)] = frame.to_ndarray(format="rgb24")
+                    pending.discard(int(frame.pts))
+            if not pending:
+                break
+        ctx.skip_frame = "DEFAULT"
+        if pending:
+            return None
+    return found
+
+
+def _within(width: int, height: int, limits: AdapterLimits) -> bool:
+    return 0 < width <= limits.max_video_width and 0 < height <= limits.max_video_height
