@@ -8,7 +8,7 @@ statistics (``benchmarks/generated_data.py``). The trained model never sees the 
 train split (no epoch is selected on the test split; it is only reported), then ``training.evaluate`` scores the
 saved deploy-form file on the test split.
 
-Usage: ``python benchmarks/train_accuracy.py [--only GunPoint,words] [--epochs 20] [--json out.json]``
+Usage: ``python benchmarks/train_accuracy.py [--only GunPoint,words] [--epochs 10] [--min-steps 300] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -84,15 +84,19 @@ def frame_diff_stats(frames: np.ndarray) -> np.ndarray:
 def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args: argparse.Namespace) -> dict:
     cfg = TrainConfig(
         modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, params=SMALL_PARAMS.get(modality, {}), device="cpu",
-        progress=False, workers=1, cache_dir=str(out / "cache"),
+        min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=SMALL_PARAMS.get(modality, {}),
+        device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"), augment=not args.no_augment,
     )  # fmt: skip
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1)
+    metrics = json.loads((out / "metrics.json").read_text())
     return {
         "accuracy": report.accuracy, "macro_f1": report.macro_f1, "train_s": round(result.seconds, 1),
         "examples_per_s": round(result.examples_per_second, 1), "num_train": result.num_train,
         "num_test": report.num_examples, "deploy_max_rel_diff": result.deploy_max_rel_diff,
+        "optimizer_steps": metrics["schedule"]["optimizer_steps"],
+        "test_acc_by_epoch": [round(e["val_acc"], 3) for e in metrics["epochs"]],
+        "loadavg_after": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
 
@@ -140,9 +144,11 @@ def generated_row(name: str, work: Path, args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=",".join([*UCR_SETS, "words", "shapes", "motion"]))
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--min-steps", type=int, default=TrainConfig.min_steps, help="as unirep train --min-steps")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -151,9 +157,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="train_accuracy_") as tmp:
         for name in args.only.split(","):
-            start = time.perf_counter()
+            start, load = time.perf_counter(), os.getloadavg()[0]
             row = ucr_row(name, Path(tmp), args) if name in UCR_SETS else generated_row(name, Path(tmp), args)
-            row["wall_s"] = round(time.perf_counter() - start, 1)
+            row["wall_s"], row["loadavg_before"] = round(time.perf_counter() - start, 1), round(load, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -23,11 +23,11 @@ import torch
 
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
-from .base import BaseAdapter, as_chw, check_finite, encode_png, gray_to_uint8
+from .base import BaseAdapter, as_chw, check_finite, check_size, encode_png, gray_to_uint8
 from .serving import ServingDefaults
-from .training_augment import spec_augment
+from .training_augment import augment_waveform, spec_augment
 
-__all__ = ["AudioAdapter", "AudioParams", "official_fbank"]
+__all__ = ["AudioAdapter", "AudioParams", "fbank_map", "official_fbank", "resampled_waveform"]
 
 FFMPEG_TIMEOUT_S = 30.0
 """A decoder stuck on a hostile file is killed after this long (the service's pool limit applies as well)."""
@@ -159,9 +159,24 @@ class AudioAdapter(BaseAdapter[AudioParams]):
         chw = as_chw(tensor, "audio")
         return encode_png(gray_to_uint8(chw[0])[::-1], min_side=256)
 
+    # Training caches the waveform (resampled to the model's rate), not the map, so that augmentation can change
+    # pitch and tempo before the filter bank; the un-augmented input runs the very code ``decode`` runs.
+
+    def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
+        p = self.resolve_params(**params)
+        check_size(bytes(data), self.limits.max_bytes, self.name)
+        wave, rate = self.read_waveform(bytes(data))
+        return resampled_waveform(wave, rate, p)
+
+    def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
+        return fbank_map(cached, self.resolve_params(**params)).to(torch.float32).contiguous()
+
     def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
-        """Training only: SpecAugment frequency and time masks (mixup is applied per batch by the recipe)."""
-        return spec_augment(cached, generator)
+        """Training only: pitch shift and time stretch of the waveform (each half of the time), the served filter
+        bank, then SpecAugment frequency and time masks (mixup is applied per batch by the recipe)."""
+        p = self.resolve_params(**params)
+        wave = augment_waveform(cached, p.sample_rate, generator)
+        return spec_augment(fbank_map(wave, p).to(torch.float32).contiguous(), generator)
 
 
 def _has_mpeg_sync(data: bytes) -> bool:
@@ -170,6 +185,11 @@ def _has_mpeg_sync(data: bytes) -> bool:
 
 def official_fbank(wave: np.ndarray, rate: int, p: AudioParams) -> torch.Tensor:
     """Mono waveform -> normalized 1 x mel x frames map, exactly as the official dataloader computes it."""
+    return fbank_map(resampled_waveform(wave, rate, p), p)
+
+
+def resampled_waveform(wave: np.ndarray, rate: int, p: AudioParams) -> torch.Tensor:
+    """The 1 x samples float32 waveform at the model's sample rate, at least one 25 ms analysis frame long."""
     import torchaudio
 
     waveform = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0)
@@ -179,6 +199,13 @@ def official_fbank(wave: np.ndarray, rate: int, p: AudioParams) -> torch.Tensor:
     if waveform.shape[1] < window:
         ms = 1000.0 * waveform.shape[1] / p.sample_rate
         raise UndecodableInputError(f"audio is {ms:.1f} ms long; need at least 25 ms (one analysis frame)")
+    return waveform
+
+
+def fbank_map(waveform: torch.Tensor, p: AudioParams) -> torch.Tensor:
+    """1 x samples waveform at ``p.sample_rate`` -> the official kaldi filter bank, padded or cut, normalized."""
+    import torchaudio
+
     waveform = waveform - waveform.mean()
     fbank = torchaudio.compliance.kaldi.fbank(
         waveform,

@@ -3,7 +3,8 @@
 Each adapter exposes its augmentation as a method (``adapter.augment``) that calls the function here, so that
 the transformations sit beside the decoding they perturb while the arithmetic stays in one place. Every function
 takes a ``torch.Generator`` so that a seeded run augments identically, and returns a new tensor of the shape the
-model expects (the input is never modified in place).
+model expects (the input is never modified in place); the waveform helpers return waveforms, which the audio
+adapter then turns into its map.
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ __all__ = [
     "augment_points",
     "augment_series",
     "augment_video_clip",
+    "augment_waveform",
+    "pitch_shift",
     "spec_augment",
+    "time_stretch",
 ]
+
+STFT_SIZE, STFT_HOP = 512, 128
+"""The phase vocoder's frame (32 ms at 16 kHz) and hop, librosa's defaults for speech-rate audio."""
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -82,16 +89,56 @@ def spec_augment(x: torch.Tensor, generator: torch.Generator, max_fraction: floa
     return out
 
 
+def time_stretch(wave: torch.Tensor, rate: float) -> torch.Tensor:
+    """1 x samples -> 1 x round(samples / rate): faster (rate > 1) or slower, pitch unchanged. The algorithm of
+    ``librosa.effects.time_stretch``: STFT, phase vocoder, inverse STFT."""
+    import torchaudio
+
+    window = torch.hann_window(STFT_SIZE)
+    spec = torch.stft(wave, STFT_SIZE, STFT_HOP, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * STFT_HOP, spec.shape[-2])[..., None]
+    stretched = torchaudio.functional.phase_vocoder(spec, rate, advance)
+    length = max(1, round(wave.shape[-1] / rate))
+    return torch.istft(stretched, STFT_SIZE, STFT_HOP, window=window, length=length)
+
+
+def pitch_shift(wave: torch.Tensor, sample_rate: int, semitones: float) -> torch.Tensor:
+    """1 x samples, pitch moved by ``semitones``, length and tempo kept. The algorithm of
+    ``librosa.effects.pitch_shift``: stretch in time by the pitch ratio, then resample back to the original
+    duration. The resampling ratio is rounded to 50 Hz steps so that the resampling kernel stays small."""
+    import torchaudio
+
+    ratio = 2.0 ** (semitones / 12.0)
+    source_rate = max(50, round(sample_rate * ratio / 50) * 50)
+    stretched = time_stretch(wave, sample_rate / source_rate)
+    out = torchaudio.functional.resample(stretched, source_rate, sample_rate)
+    n = wave.shape[-1]
+    return out[..., :n] if out.shape[-1] >= n else F.pad(out, (0, n - out.shape[-1]))
+
+
+def augment_waveform(
+    wave: torch.Tensor, sample_rate: int, generator: torch.Generator, probability: float = 0.5
+) -> torch.Tensor:
+    """1 x samples waveform: with ``probability`` each, a pitch shift of up to 3 semitones either way and a
+    time stretch by 0.8-1.25; clips shorter than one vocoder frame are left as they are."""
+    out = wave
+    if wave.shape[-1] < STFT_SIZE:
+        return out
+    if float(torch.rand((), generator=generator)) < probability:
+        out = pitch_shift(out, sample_rate, _uniform(generator, -3.0, 3.0))
+    if float(torch.rand((), generator=generator)) < probability:
+        out = time_stretch(out, math.exp(_uniform(generator, math.log(0.8), math.log(1.25))))
+    return out
+
+
 def augment_video_clip(clip: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(C, T, H, W) clip: temporal jitter (shift by up to a quarter of the clip, edges repeated), one random
-    resized crop (area 50-100 %) shared by every frame, and a horizontal flip half of the time."""
+    """(C, T, H, W) clip: temporal jitter (shift by up to a quarter of the clip, edges repeated) and one random
+    resized crop (area 50-100 %) shared by every frame. No flip: in video the direction of a motion is often the
+    label (left vs right), and a mirrored clip would teach the model the opposite class."""
     t = clip.shape[1]
     shift = _randint(generator, -(t // 4), t // 4)
     index = torch.clamp(torch.arange(t) + shift, 0, t - 1)
-    out = random_resized_crop(clip[:, index], generator, scale=(0.5, 1.0))
-    if float(torch.rand((), generator=generator)) < 0.5:
-        out = out.flip(-1)
-    return out.contiguous()
+    return random_resized_crop(clip[:, index], generator, scale=(0.5, 1.0)).contiguous()
 
 
 def augment_points(unit: np.ndarray, generator: torch.Generator) -> np.ndarray:

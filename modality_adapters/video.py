@@ -166,7 +166,7 @@ class VideoAdapter(BaseAdapter[VideoParams]):
         return encode_png(rgb.transpose(1, 2, 0))
 
     def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
-        """Training only: the map back to its clip, temporal jitter, a random crop and flip, and the map again."""
+        """Training only: the map back to its clip, temporal jitter, a random crop, and the map again."""
         p = self.resolve_params(**params)
         c, side, _ = cached.shape
         g = math.isqrt(p.num_frames)

@@ -30,6 +30,8 @@ class TrainConfig:
     """Adapter params (e.g. image ``input_size``); unset ones follow the served defaults or the data."""
     epochs: int = 30
     batch_size: int = 32
+    min_steps: int = 300
+    """At least this many optimizer steps: each epoch repeats passes over a small data set (``passes_per_epoch``)."""
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -66,6 +68,8 @@ class TrainConfig:
             problems.append(f"modality must be one of {list_adapters()}, got {self.modality!r}")
         if self.epochs < 1:
             problems.append(f"--epochs must be at least 1, got {self.epochs}")
+        if self.min_steps < 0:
+            problems.append(f"--min-steps must be 0 or more, got {self.min_steps}")
         if self.batch_size < 2:
             problems.append(f"--batch-size must be at least 2 (BatchNorm needs two examples), got {self.batch_size}")
         if not self.lr > 0:

@@ -25,7 +25,8 @@ import torch
 from training.data import Example
 from unirep_errors import DatasetError, UnirepError
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
+"""Bumped whenever a training cache form changes (2: audio caches the resampled waveform, not the map)."""
 MIN_FILES_PER_WORKER = 32
 
 

@@ -20,7 +20,14 @@ from training.config import DEFAULT_MODEL, MIXUP_MODALITIES, TrainConfig, TrainR
 from training.distributed import Dist
 from training.modeling import build_model, freeze_backbone, install_drop_path, load_init
 from training.prepare import PreparedData, prepare
-from training.recipe import make_optimizer, make_scheduler, mixup, soft_cross_entropy, soft_targets
+from training.recipe import (
+    make_optimizer,
+    make_scheduler,
+    mixup,
+    passes_per_epoch,
+    soft_cross_entropy,
+    soft_targets,
+)
 from unirep_errors import CheckpointError, UnirepError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -39,6 +46,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     steps_per_epoch: int
+    passes: int
+    """Shuffled passes over the training data per epoch (more than one when ``min_steps`` asks for it)."""
     amp: bool
     channels_last: bool
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -100,10 +109,12 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + d.rank)
     mix = cfg.mixup if cfg.mixup is not None else (0.6 if cfg.modality in MIXUP_MODALITIES else 0.0)
     _set_train_mode(run)
-    order = dist_utils.shard_order(len(run.data.train.tensors), epoch, cfg.seed, d)
+    n = len(run.data.train.tensors)
+    chunks = []
+    for p in range(run.passes):  # each pass its own permutation; one pass per epoch keeps the historical order
+        chunks += list(batches(dist_utils.shard_order(n, epoch * run.passes + p, cfg.seed, d), cfg.batch_size))
     loss_sum = correct = count = 0.0
     started = time.monotonic()
-    chunks = list(batches(order, cfg.batch_size))
     bar = tqdm(chunks, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=not (cfg.progress and d.is_main))
     for idx in bar:
         cached = [run.data.train.tensors[i] for i in idx]
@@ -132,6 +143,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         "train_loss": loss_sum / max(count, 1),
         "train_acc": correct / max(count, 1),
         "lr": run.optimizer.param_groups[0]["lr"],
+        "steps": len(chunks),
         "seconds": seconds,
         "examples_per_second": count / max(seconds, 1e-9),
     }
@@ -211,7 +223,8 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     per_rank = -(-len(data.train.tensors) // d.world)
-    steps = max(1, len(list(batches(range(per_rank), cfg.batch_size))))
+    passes = passes_per_epoch(len(list(batches(range(per_rank), cfg.batch_size))), cfg.epochs, cfg.min_steps)
+    steps = max(1, len(list(batches(range(per_rank), cfg.batch_size)))) * passes
     optimizer = make_optimizer(net, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, steps * cfg.epochs, round(cfg.warmup_epochs * steps))
     model: nn.Module = net
@@ -219,7 +232,9 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
         ids = [d.device.index] if cuda else None
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     amp = cuda if cfg.amp is None else cfg.amp
-    run = Run(cfg, d, variant, data, model, net, optimizer, scheduler, steps, amp, channels_last, notes=notes)
+    run = Run(cfg, d, variant, data, model, net, optimizer, scheduler, steps, passes, amp, channels_last, notes=notes)
+    if passes > 1:
+        notes.append(f"{passes} passes per epoch to reach --min-steps {cfg.min_steps} ({steps * cfg.epochs} steps)")
     if cfg.resume:
         load_resume(run)
     return run

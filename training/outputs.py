@@ -58,6 +58,17 @@ def deploy_check(run: Run, weights: Path) -> float:
     return max_relative_diff(reference, _cpu_logits(served.module, inputs))
 
 
+def schedule(run: Run) -> dict[str, Any]:
+    """How long the run trained, in the units that decide it: optimizer steps (and how they were reached)."""
+    return {
+        "epochs": run.cfg.epochs,
+        "batch_size": run.cfg.batch_size,
+        "min_steps": run.cfg.min_steps,
+        "passes_per_epoch": run.passes,
+        "optimizer_steps": sum(int(e.get("steps", run.steps_per_epoch)) for e in run.history),
+    }
+
+
 def _info(run: Run, validation: dict[str, Any]) -> TrainedModelInfo:
     return TrainedModelInfo(
         modality=run.cfg.modality,
@@ -66,7 +77,7 @@ def _info(run: Run, validation: dict[str, Any]) -> TrainedModelInfo:
         labels=tuple(run.data.labels),
         params=run.data.params,
         multi_label=False,
-        metrics=validation,
+        metrics={**validation, "schedule": schedule(run)},
         data_fingerprint=run.data.fingerprint,
         command=run.cfg.command,
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -84,6 +95,7 @@ def _metrics(run: Run, validation: dict[str, Any], diff: float, seconds: float) 
         "num_train": len(run.data.train.tensors),
         "num_val": len(run.data.val.tensors),
         "world_size": run.d.world,
+        "schedule": schedule(run),
         "epochs": run.history,
         "validation": validation,
         "deploy_check": {"max_rel_logit_diff": diff, "tolerance": DEPLOY_TOLERANCE, "passed": diff <= DEPLOY_TOLERANCE},

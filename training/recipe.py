@@ -40,6 +40,15 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
+    """How many shuffled passes over the data one epoch makes, so that the run takes at least ``min_steps``
+    optimizer steps. A small data set at the usual batch size gives a handful of steps per pass, too few for a
+    network trained from scratch to leave its initialization; repeating passes (each freshly shuffled and
+    augmented) gives it the steps while the schedule, checkpoints and validation stay per epoch."""
+    total = max(1, steps_per_pass) * max(1, epochs)
+    return max(1, math.ceil(min_steps / total))
+
+
 def soft_targets(targets: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
     """One-hot rows with ``smoothing`` spread uniformly over all classes (as ``label_smoothing`` does)."""
     hot = F.one_hot(targets, num_classes).to(torch.float32)

@@ -36,6 +36,9 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--model", default=None, help="variant (default unireplknet_a); see `unirep models`")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--batch-size", type=int, default=32, help="per process")
+    train.add_argument(
+        "--min-steps", type=int, default=300, help="at least this many optimizer steps (small sets repeat passes)"
+    )
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--weight-decay", type=float, default=0.05)
     train.add_argument("--warmup-epochs", type=float, default=1.0)
@@ -94,6 +97,7 @@ def _config(args: argparse.Namespace) -> Any:
         params=dict(args.params),
         epochs=args.epochs,
         batch_size=args.batch_size,
+        min_steps=args.min_steps,
         lr=args.lr,
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,

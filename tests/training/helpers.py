@@ -108,13 +108,14 @@ def make_dataset(root: Path, modality: str, per_class: int = 4, seed: int = 0) -
 
 
 def small_config(modality: str, data: Path, out: Path, cache: Path, **overrides: Any) -> TrainConfig:
-    """One quick epoch on CPU with the tiny params, no progress bars, inline decoding."""
+    """One quick epoch (no minimum step count) on CPU with the tiny params, no progress bars, inline decoding."""
     values: dict[str, Any] = {
         "modality": modality,
         "data": data,
         "out": out,
         "params": dict(SMALL[modality]),
         "epochs": 1,
+        "min_steps": 0,
         "batch_size": 4,
         "lr": 2e-3,
         "device": "cpu",

@@ -19,8 +19,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def _train(capsys: pytest.CaptureFixture[str], tmp_path: Path, data: Path, *extra: str) -> tuple[int, str, str]:
-    argv = ["train", "image", str(data), "--out", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "4"]
-    argv += ["--param", "input_size=32", "--device", "cpu", "--workers", "1", "--cache-dir", str(tmp_path / "cache")]
+    argv = ["train", "image", str(data), "--out", str(tmp_path / "out"), "--epochs", "1", "--min-steps", "0"]
+    argv += ["--batch-size", "4", "--param", "input_size=32", "--device", "cpu", "--workers", "1"]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
     return _run(capsys, *argv, "--no-progress", *extra)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.trained import read_trained_info
 from service.cli import main
 from tests.conftest import REPO_ROOT
 from tests.training.helpers import make_dataset, small_config
@@ -39,6 +40,20 @@ def test_resume_continues_where_it_stopped(data: Path, tmp_path: Path) -> None:
     steps = [s["step"] for s in final["optimizer"]["state"].values()]
     first_steps = [s["step"] for s in state_after_one["optimizer"]["state"].values()]
     assert all(float(a) == 2 * float(b) for a, b in zip(steps, first_steps, strict=True))
+
+
+def test_min_steps_repeats_passes_and_is_recorded(data: Path, tmp_path: Path) -> None:
+    # 10 images, a quarter held out: 8 to train on, two batches of 4 per pass; 11 steps over 2 epochs need 3 passes.
+    out = tmp_path / "out"
+    result = train(small_config("image", data, out, tmp_path / "cache", epochs=2, min_steps=11))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["steps"] for e in metrics["epochs"]] == [6, 6]
+    expected = {"epochs": 2, "batch_size": 4, "min_steps": 11, "passes_per_epoch": 3, "optimizer_steps": 12}
+    assert metrics["schedule"] == expected
+    info = read_trained_info(result.weights)
+    assert info is not None and info.metrics["schedule"] == expected
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert all(float(s["step"]) == 12 for s in state["optimizer"]["state"].values())
 
 
 def test_resume_refuses_another_run(data: Path, tmp_path: Path) -> None:
@@ -133,6 +148,8 @@ def test_two_process_ddp_on_cpu(data: Path, tmp_path: Path) -> None:
         str(tmp_path / "out"),
         "--epochs",
         "1",
+        "--min-steps",
+        "0",
         "--batch-size",
         "2",
         "--param",

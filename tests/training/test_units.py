@@ -16,7 +16,7 @@ from training.distributed import Dist, shard_order
 from training.loop import batches
 from training.metrics import report
 from training.outputs import max_relative_diff
-from training.recipe import make_scheduler, mixup, soft_targets
+from training.recipe import make_scheduler, mixup, passes_per_epoch, soft_targets
 from unirep_errors import DatasetError
 
 
@@ -97,6 +97,14 @@ def test_schedule_warms_up_then_decays() -> None:
         sched.step()
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert all(a >= b for a, b in itertools.pairwise(lrs[3:])) and lrs[-1] < 0.05
+
+
+@settings(max_examples=200, deadline=None)
+@given(per_pass=st.integers(1, 50), epochs=st.integers(1, 40), min_steps=st.integers(0, 2000))
+def test_passes_reach_min_steps_and_no_more_than_needed(per_pass: int, epochs: int, min_steps: int) -> None:
+    passes = passes_per_epoch(per_pass, epochs, min_steps)
+    assert passes >= 1 and passes * per_pass * epochs >= min_steps
+    assert passes == 1 or (passes - 1) * per_pass * epochs < min_steps
 
 
 def test_soft_targets_and_mixup_keep_distributions() -> None:
