@@ -4,7 +4,10 @@ Official pipeline (``Video/``, VideoMAE-derived): decord reads the clip, 16 fram
 sampling rate of 4, the short side is resized to 224 (bilinear), centre-cropped to 224, ImageNet-normalized into
 (C, T, H, W), and the model input is ``reshape(C, 4H, 4W)``. That reshape is raw memory order, not a mosaic
 (frame t lands in rows [56t, 56t + 56)), so both layouts exist: ``official_reshape`` to run official-style
-checkpoints, ``grid`` (frame t at tile (t // 4, t % 4)) for models trained on a visual mosaic.
+checkpoints, ``grid`` (frame t at tile (t // 4, t % 4)) for models trained on a visual mosaic, and ``channels``
+(frames stacked as channels, 3T x H x W: frame t is channels 3t..3t+2) for models trained here: a motion is then a
+change across channels at the same pixels, which the first convolution sees directly, where the image layouts put
+the frames of one motion far apart.
 
 Validation uses the centre window (the official validation draws it at random; a service must be
 deterministic). ``uniform`` sampling takes the centres of T equal segments of the whole clip instead.
@@ -35,7 +38,7 @@ from .video_decode import read_sampled_frames
 
 __all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "sample_indices"]
 
-LAYOUTS = ("grid", "official_reshape")
+LAYOUTS = ("grid", "official_reshape", "channels")
 SAMPLINGS = ("dense", "uniform", "dense_keyframe")
 _VIDEO_MAGICS: tuple[bytes, ...] = (b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"\x47")
 
@@ -84,6 +87,8 @@ class VideoAdapter(BaseAdapter[VideoParams]):
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)
+        if p.layout == "channels":
+            return (3 * p.num_frames, p.frame_size, p.frame_size)
         side = math.isqrt(p.num_frames) * p.frame_size
         return (3, side, side)
 
@@ -159,6 +164,8 @@ class VideoAdapter(BaseAdapter[VideoParams]):
     def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
         """The map as the model sees it, de-normalized to RGB (an ``official_reshape`` map shows its strips)."""
         p = self.resolve_params(**params)
+        if p.layout == "channels":  # shown as the mosaic of its frames
+            tensor = clip_to_map(map_to_clip(torch.as_tensor(tensor), p), "grid")
         chw = as_chw(tensor, "video")
         mean = np.asarray(p.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(p.std, dtype=np.float32)[:, None, None]
@@ -168,14 +175,7 @@ class VideoAdapter(BaseAdapter[VideoParams]):
     def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
         """Training only: the map back to its clip, temporal jitter, a random crop, and the map again."""
         p = self.resolve_params(**params)
-        c, side, _ = cached.shape
-        g = math.isqrt(p.num_frames)
-        size = side // g
-        if p.layout == "grid":
-            clip = cached.reshape(c, g, size, g, size).permute(0, 1, 3, 2, 4).reshape(c, g * g, size, size)
-        else:
-            clip = cached.reshape(c, g * g, size, size)
-        return clip_to_map(augment_video_clip(clip, generator), p.layout)
+        return clip_to_map(augment_video_clip(map_to_clip(cached, p), generator), p.layout)
 
 
 def probe_resolution(data: bytes) -> tuple[int, int]:
@@ -287,8 +287,11 @@ def frames_to_clip(frames: np.ndarray, p: VideoParams) -> torch.Tensor:
 
 
 def clip_to_map(clip: torch.Tensor, layout: str) -> torch.Tensor:
-    """(C, T, H, W) -> (C, g*H, g*W) with T = g^2, in one of the two layouts (see the module docstring)."""
+    """(C, T, H, W) -> the model's map: (C, g*H, g*W) with T = g^2 for the image layouts, (T*C, H, W) for
+    ``channels`` (see the module docstring)."""
     c, t, h, w = clip.shape
+    if layout == "channels":
+        return clip.permute(1, 0, 2, 3).reshape(t * c, h, w).contiguous()
     g = math.isqrt(t)
     if g * g != t:
         raise ValueError(f"the number of frames must be a square number, got {t}")
@@ -298,3 +301,17 @@ def clip_to_map(clip: torch.Tensor, layout: str) -> torch.Tensor:
         # (C, gr, gc, H, W) -> (C, gr, H, gc, W): tile (r, col) holds frame r * g + col.
         return clip.reshape(c, g, g, h, w).permute(0, 1, 3, 2, 4).reshape(c, g * h, g * w).contiguous()
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+
+
+def map_to_clip(chw: torch.Tensor, p: VideoParams) -> torch.Tensor:
+    """The inverse of ``clip_to_map``: the model's map back to its (3, T, H, W) clip."""
+    t = p.num_frames
+    if p.layout == "channels":
+        _, h, w = chw.shape
+        return chw.reshape(t, 3, h, w).permute(1, 0, 2, 3).contiguous()
+    c, side, _ = chw.shape
+    g = math.isqrt(t)
+    size = side // g
+    if p.layout == "grid":
+        return chw.reshape(c, g, size, g, size).permute(0, 1, 3, 2, 4).reshape(c, t, size, size).contiguous()
+    return chw.reshape(c, t, size, size)

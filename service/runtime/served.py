@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ from models.checkpoint import detect_form
 from service.labels import load_labels
 from service.runtime.trained import apply_trained, trained_info
 from service.settings import ModalityConfig
+from unirep_errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,8 @@ def _build(cfg: ModalityConfig, adapter: Any) -> ServedModel:
         cfg = apply_trained(cfg, trained)
     params = adapter_params(cfg, adapter)
     input_shape = tuple(int(v) for v in adapter.output_shape(**params))
+    if cfg.modality != "timeseries":
+        cfg = _with_map_channels(cfg, input_shape[0])
     labels = trained.labels if trained is not None else _labels(cfg)
     weights = cfg.weights
     adapt_stem, reinit_head = cfg.adapt_stem, cfg.reinit_head
@@ -254,6 +257,19 @@ def _build(cfg: ModalityConfig, adapter: Any) -> ServedModel:
     provenance = trained.provenance() if trained is not None else None
     shape = (input_shape[0], input_shape[1], input_shape[2])
     return ServedModel(cfg, module, info, labels, params, shape, embedding_dim, provenance)
+
+
+def _with_map_channels(cfg: ModalityConfig, channels: int) -> ModalityConfig:
+    """The model takes as many channels as the adapter's map has (a params choice such as video's ``channels``
+    layout changes them); an explicit ``in_chans`` that disagrees is a start-up error, not a failed warm-up."""
+    if cfg.in_chans == channels:
+        return cfg
+    if "in_chans" in cfg.explicit:
+        raise ModelError(
+            f"[{cfg.modality}] in_chans is {cfg.in_chans}, but the {cfg.modality} params make {channels}-channel "
+            f"maps; remove in_chans or set it to {channels}"
+        )
+    return replace(cfg, in_chans=channels)
 
 
 def _build_timeseries(

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from modality_adapters import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, get_adapter
-from modality_adapters.video import clip_to_map, sample_indices
+from modality_adapters.video import VideoParams, clip_to_map, map_to_clip, sample_indices
 from unirep_errors import InputTooLargeError, UndecodableInputError
 
 # Distinct grey levels, far enough apart that codec noise (a few levels) cannot confuse two frames.
@@ -73,6 +73,28 @@ def test_layouts_exactly_on_constant_clips() -> None:
     for k in range(t):
         for ch in range(c):
             assert torch.all(official[ch, k * rows : (k + 1) * rows] == k + 100 * ch)
+
+
+def test_channels_layout_stacks_frames_as_channels(media) -> None:
+    clip = torch.randn(3, 9, 6, 10)
+    stacked = clip_to_map(clip, "channels")
+    assert stacked.shape == (27, 6, 10)
+    for t in range(9):
+        assert torch.equal(stacked[3 * t : 3 * t + 3], clip[:, t])  # frame t is channels 3t..3t+2
+    adapter = get_adapter("video")
+    params = {"frame_size": 16, "num_frames": 4, "layout": "channels"}
+    assert adapter.output_shape(**params) == (12, 16, 16)
+    out = adapter.decode(media.video(values=LEVELS[:4], size=(32, 32)), sampling_rate=1, **params)
+    assert out.shape == (12, 16, 16)
+    assert [round(grey_of(out[3 * t : 3 * t + 3])) for t in range(4)] == pytest.approx(LEVELS[:4], abs=4)
+    assert adapter.preview(out, **params).startswith(b"\x89PNG")  # shown as the mosaic of its frames
+
+
+@pytest.mark.parametrize("layout", ["grid", "official_reshape", "channels"])
+def test_map_to_clip_inverts_every_layout(layout: str) -> None:
+    clip = torch.randn(3, 4, 16, 16)
+    params = VideoParams(num_frames=4, frame_size=16, layout=layout)
+    assert torch.equal(map_to_clip(clip_to_map(clip, layout), params), clip)
 
 
 def test_official_reshape_on_random_clip_matches_reference() -> None:

@@ -14,9 +14,9 @@ from modality_adapters import get_adapter
 from service.runtime.served import build_served_model
 from service.settings import ModalitySettings
 from tests.service import server as live
-from tests.training.helpers import CLASSES, make_dataset, small_config
+from tests.training.helpers import CLASSES, SMALL, make_dataset, small_config
 from training import TrainResult, train
-from unirep_errors import CheckpointError
+from unirep_errors import CheckpointError, ModelError
 
 ONLY = {f"UNIREP_{m.upper()}__ENABLED": "false" for m in CLASSES}
 BASE = {"UNIREP_LOG_LEVEL": "info", "UNIREP_PREPROCESS_WORKERS": "1", "UNIREP_CACHE_ENABLED": "false"}
@@ -36,9 +36,12 @@ def serving(workdir: Path, env: dict[str, str]) -> Iterator[live.Server]:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, TrainResult]]:
     root = tmp_path_factory.mktemp("trained")
     out = {}
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "video"):
         data = make_dataset(root / f"{modality}-data", modality)
-        out[modality] = (data, train(small_config(modality, data, root / f"{modality}-out", root / "cache")))
+        # video in the frames-as-channels layout: the file's params and its 12-channel stem must travel together
+        extra = {"params": {**SMALL[modality], "layout": "channels"}} if modality == "video" else {}
+        config = small_config(modality, data, root / f"{modality}-out", root / "cache", **extra)
+        out[modality] = (data, train(config))
     return out
 
 
@@ -110,3 +113,17 @@ def test_other_weights_have_no_provenance() -> None:
     served = build_served_model(ModalitySettings(weights="none").resolve("pointcloud"), get_adapter("pointcloud"))
     assert served.provenance is None and served.weights.is_random
     assert len(served.labels) == 40
+
+
+def test_map_channels_set_the_model_channels(trained: dict[str, tuple[Path, TrainResult]]) -> None:
+    video = build_served_model(
+        ModalitySettings(weights=str(trained["video"][1].weights)).resolve("video"), get_adapter("video")
+    )
+    assert video.input_shape == (12, 16, 16) and video.weights.in_chans == 12
+    params = {**SMALL["video"], "layout": "channels"}
+    random = build_served_model(ModalitySettings(weights="none", params=params).resolve("video"), get_adapter("video"))
+    assert random.input_shape[0] == 12 and random.weights.in_chans == 12  # no in_chans setting needed
+    with pytest.raises(ModelError, match="in_chans is 3, but the video params make 12-channel maps"):
+        build_served_model(
+            ModalitySettings(weights="none", params=params, in_chans=3).resolve("video"), get_adapter("video")
+        )
