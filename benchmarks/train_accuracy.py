@@ -35,7 +35,7 @@ UCR_SETS = ("GunPoint", "ItalyPowerDemand", "BasicMotions")
 SMALL_PARAMS: dict[str, dict[str, Any]] = {
     "audio": {"target_frames": 96, "num_mel_bins": 64},
     "pointcloud": {"image_size": 64, "num_points": 512},
-    "video": {"frame_size": 32, "num_frames": 4, "sampling_rate": 4},
+    "video": {"frame_size": 32, "num_frames": 4, "sampling_rate": 4, "layout": "channels"},
     "timeseries": {"image_size": 32},
 }
 """Smaller maps than the served defaults, so that each set trains in minutes on a shared 2-core CPU."""

@@ -89,6 +89,11 @@ def spec_augment(x: torch.Tensor, generator: torch.Generator, max_fraction: floa
     return out
 
 
+# Pitch shift and time stretch are librosa's algorithms built from torchaudio's phase vocoder and resampler rather
+# than librosa itself: torchaudio is already a dependency of every install, and librosa would add numba and
+# llvmlite (and numba's numpy ceiling) to the service's runtime dependencies for two functions.
+
+
 def time_stretch(wave: torch.Tensor, rate: float) -> torch.Tensor:
     """1 x samples -> 1 x round(samples / rate): faster (rate > 1) or slower, pitch unchanged. The algorithm of
     ``librosa.effects.time_stretch``: STFT, phase vocoder, inverse STFT."""
