@@ -35,7 +35,7 @@ UCR_SETS = ("GunPoint", "ItalyPowerDemand", "BasicMotions")
 SMALL_PARAMS: dict[str, dict[str, Any]] = {
     "audio": {"target_frames": 96, "num_mel_bins": 64},
     "pointcloud": {"image_size": 64, "num_points": 512},
-    "video": {"frame_size": 32, "num_frames": 4, "sampling_rate": 4, "layout": "channels"},
+    "video": {"frame_size": 32, "num_frames": 4, "sampling_rate": 4},
     "timeseries": {"image_size": 32},
 }
 """Smaller maps than the served defaults, so that each set trains in minutes on a shared 2-core CPU."""
@@ -150,9 +150,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--video-layout", default="official_reshape", help="official_reshape, grid or channels")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    SMALL_PARAMS["video"]["layout"] = args.video_layout
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     rows = []
     with tempfile.TemporaryDirectory(prefix="train_accuracy_") as tmp:
