@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import av
-import numpy as np
 import torch
 
 from benchmarks.photos import jpeg_bytes, load_photos, photo_mosaic
@@ -29,27 +27,6 @@ from modality_adapters.video import VideoAdapter, VideoParams, clip_to_map, fram
 
 Case = tuple[str, str, Callable[[], Any]]
 """(group, variant, one call)."""
-
-
-def make_video_gop(gop: int) -> bytes:
-    """``adapters.make_video`` with an explicit keyframe interval (same content, size, rate and quality)."""
-    import io
-
-    w, h, fps, seconds = 1280, 720, 30, 10
-    buf = io.BytesIO()
-    out = av.open(buf, mode="w", format="mp4")
-    stream = out.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
-    yy, xx = np.mgrid[0:h, 0:w]
-    for i in range(fps * seconds):
-        frame = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, ((xx + yy) // 4 + i) % 256], -1).astype(np.uint8)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
-    out.close()
-    return buf.getvalue()
 
 
 def image_cases(synthetic_jpeg: bytes) -> list[Case]:
@@ -62,7 +39,7 @@ def image_cases(synthetic_jpeg: bytes) -> list[Case]:
     return cases
 
 
-def video_cases(default_gop_clip: bytes) -> list[Case]:
+def video_cases(make_video: Callable[[int | None], bytes]) -> list[Case]:
     adapter = VideoAdapter()
     p = VideoParams()
 
@@ -73,7 +50,7 @@ def video_cases(default_gop_clip: bytes) -> list[Case]:
         return adapter.decode(data, **params)
 
     cases: list[Case] = []
-    for gop, data in ((250, default_gop_clip), (60, make_video_gop(60))):
+    for gop, data in ((250, make_video(None)), (60, make_video(60))):
         group = f"10 s 720p H.264, keyint {gop}"
         cases.append((group, "general (decord)", functools.partial(general, data)))
         cases.append((group, "seeking (same frames)", functools.partial(seeking, data)))
