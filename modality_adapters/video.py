@@ -20,8 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,7 +33,7 @@ from unirep_errors import InputTooLargeError, UndecodableInputError, Unsupported
 from .base import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, BaseAdapter, as_chw, encode_png
 from .serving import ServingDefaults
 from .training_augment import augment_video_clip
-from .video_decode import read_sampled_frames
+from .video_decode import library_reason, probe_resolution, read_frames_pyav, read_sampled_frames
 
 __all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "sample_indices"]
 
@@ -124,7 +123,9 @@ class VideoAdapter(BaseAdapter[VideoParams]):
                     "not a recognised video container; send MP4, WebM, MKV or AVI",
                     supported=["mp4", "webm", "mkv", "avi"],
                 ) from exc
-            raise UndecodableInputError(f"video cannot be opened (truncated or corrupt): {_first_line(exc)}") from exc
+            raise UndecodableInputError(
+                f"video cannot be opened (truncated or corrupt): {library_reason(exc)}"
+            ) from exc
         n = len(reader)
         if n < 2:
             raise UndecodableInputError(f"video has {n} decodable frame{'s' * (n != 1)}; need at least 2", frames=n)
@@ -178,67 +179,8 @@ class VideoAdapter(BaseAdapter[VideoParams]):
         return clip_to_map(augment_video_clip(map_to_clip(cached, p), generator), p.layout)
 
 
-def probe_resolution(data: bytes) -> tuple[int, int]:
-    """(width, height) from the container header via PyAV, before any frame is decoded (decord has no probe)."""
-    try:
-        import av
-
-        with av.open(io.BytesIO(data), mode="r") as container:
-            ctx = container.streams.video[0].codec_context
-            return int(ctx.width), int(ctx.height)
-    except Exception:
-        return 0, 0  # unknown here: checked again on the decoded frames
-
-
-def read_frames_pyav(
-    data: bytes, indices: np.ndarray, cause: Exception, check_resolution: Callable[[int, int], None]
-) -> np.ndarray:
-    """Decode the frames at ``indices`` (in decode order) with PyAV, keeping only those in memory."""
-    try:
-        import av
-    except ImportError:  # pragma: no cover - av is a runtime dependency
-        raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(cause)}") from cause
-    wanted = {int(i) for i in indices}
-    last = max(wanted)
-    found: dict[int, np.ndarray] = {}
-    try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "NONE"
-            check_resolution(int(stream.codec_context.width), int(stream.codec_context.height))
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
-                    found[i] = frame.to_ndarray(format="rgb24")
-                if i >= last:
-                    break
-    except InputTooLargeError:
-        raise
-    except Exception as exc:
-        raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(exc)}") from exc
-    if not found:
-        raise UndecodableInputError(f"video frames cannot be decoded: {_first_line(cause)}") from cause
-    # A container that over-reports its length: repeat the last decoded frame, as for short clips.
-    fallback = found[max(found)]
-    return np.stack([found.get(int(i), fallback) for i in indices])
-
-
 def _looks_like_video(data: bytes) -> bool:
     return data[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or data.startswith(_VIDEO_MAGICS)
-
-
-_LOG_PREFIX = re.compile(r"\[\d{2}:\d{2}:\d{2}\]\s*\S+:\d+:\s*")
-"""decord's log prefix: the wall-clock time and its source file and line (``[09:40:16] /src/video_reader.cc:83: ``)."""
-_ADDRESS = re.compile(r"\s*@\s*0x[0-9a-fA-F]+")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The library's reason for a client message: first non-empty line, without decord's timestamp and source path
-    or FFmpeg's object addresses, which say nothing to the client and would make equal failures differ."""
-    for line in str(exc).strip().splitlines():
-        clean = _ADDRESS.sub("", _LOG_PREFIX.sub("", line)).strip()
-        if clean:
-            return clean[:200]
-    return type(exc).__name__
 
 
 def sample_indices(

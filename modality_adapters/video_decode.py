@@ -13,21 +13,35 @@ This path vouches only for what it can check: anything unusual (a packet without
 hides or the demuxer marks corrupt, duplicate timestamps, fewer packets than the container's index lists, a
 decoder that skips a wanted frame, a stream over a limit, any library error) returns None and the caller takes
 its general path, which also produces the user-facing errors.
+
+Also here: the header probe and the PyAV reader that the general path falls back on, and ``library_reason``, which
+turns a decoding library's exception into the reason a client reads.
 """
 
 from __future__ import annotations
 
 import bisect
 import io
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from unirep_errors import InputTooLargeError, UndecodableInputError
+
 from .base import AdapterLimits
 
-__all__ = ["FrameTable", "frame_table", "read_sampled_frames", "seek_plan"]
+__all__ = [
+    "FrameTable",
+    "frame_table",
+    "library_reason",
+    "probe_resolution",
+    "read_frames_pyav",
+    "read_sampled_frames",
+    "seek_plan",
+]
 
 ChooseFrames = Callable[[int, Sequence[int]], np.ndarray]
 """(frame count, keyframe numbers) -> frame numbers to decode."""
@@ -140,3 +154,62 @@ def _decode_at(
 
 def _within(width: int, height: int, limits: AdapterLimits) -> bool:
     return 0 < width <= limits.max_video_width and 0 < height <= limits.max_video_height
+
+
+def probe_resolution(data: bytes) -> tuple[int, int]:
+    """(width, height) from the container header via PyAV, before any frame is decoded (decord has no probe)."""
+    try:
+        import av
+
+        with av.open(io.BytesIO(data), mode="r") as container:
+            ctx = container.streams.video[0].codec_context
+            return int(ctx.width), int(ctx.height)
+    except Exception:
+        return 0, 0  # unknown here: checked again on the decoded frames
+
+
+def read_frames_pyav(
+    data: bytes, indices: np.ndarray, cause: Exception, check_resolution: Callable[[int, int], None]
+) -> np.ndarray:
+    """Decode the frames at ``indices`` (in decode order) with PyAV, keeping only those in memory."""
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a runtime dependency
+        raise UndecodableInputError(f"video frames cannot be decoded: {library_reason(cause)}") from cause
+    wanted = {int(i) for i in indices}
+    last = max(wanted)
+    found: dict[int, np.ndarray] = {}
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"
+            check_resolution(int(stream.codec_context.width), int(stream.codec_context.height))
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    found[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+    except InputTooLargeError:
+        raise
+    except Exception as exc:
+        raise UndecodableInputError(f"video frames cannot be decoded: {library_reason(exc)}") from exc
+    if not found:
+        raise UndecodableInputError(f"video frames cannot be decoded: {library_reason(cause)}") from cause
+    # A container that over-reports its length: repeat the last decoded frame, as for short clips.
+    fallback = found[max(found)]
+    return np.stack([found.get(int(i), fallback) for i in indices])
+
+
+_LOG_PREFIX = re.compile(r"\[\d{2}:\d{2}:\d{2}\]\s*\S+:\d+:\s*")
+"""decord's log prefix: the wall-clock time and its source file and line (``[09:40:16] /src/video_reader.cc:83: ``)."""
+_ADDRESS = re.compile(r"\s*@\s*0x[0-9a-fA-F]+")
+
+
+def library_reason(exc: BaseException) -> str:
+    """The library's reason for a client message: first non-empty line, without decord's timestamp and source path
+    or FFmpeg's object addresses, which say nothing to the client and would make equal failures differ."""
+    for line in str(exc).strip().splitlines():
+        clean = _ADDRESS.sub("", _LOG_PREFIX.sub("", line)).strip()
+        if clean:
+            return clean[:200]
+    return type(exc).__name__
