@@ -45,7 +45,7 @@ def _cpu_logits(module: torch.nn.Module, inputs: list[torch.Tensor]) -> torch.Te
 def deploy_check(run: Run, weights: Path) -> float:
     """Max relative logit difference between the train form and the file as the service serves it."""
     from modality_adapters import get_adapter
-    from service.runtime.served import build_served_model
+    from service.runtime.model_build import build_served_model
     from service.settings import ModalitySettings
 
     adapter = get_adapter(run.cfg.modality)

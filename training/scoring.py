@@ -27,7 +27,7 @@ def evaluate(
 ) -> EvalReport:
     """Decode ``data`` with the served decoder and params of ``weights``, predict, and report."""
     from modality_adapters import get_adapter
-    from service.runtime.served import build_served_model
+    from service.runtime.model_build import build_served_model
     from service.settings import ModalitySettings
 
     adapter = get_adapter(modality)

@@ -67,7 +67,7 @@ def export(settings: Any, modality: str, fmt: str, output: Path, device: str | N
     from service.runtime.backends.onnxruntime_backend import OnnxRuntimeRunner
     from service.runtime.backends.openvino_backend import OpenVinoRunner, write_ir
     from service.runtime.backends.tensorrt_backend import TensorRtRunner, TensorRtSpec
-    from service.runtime.served import build_served_model
+    from service.runtime.model_build import build_served_model
 
     target = torch.device(device or ("cuda:0" if fmt == "tensorrt" else "cpu"))
     spec = TensorRtSpec()

@@ -15,7 +15,8 @@ from service.runtime.backends import ExportCache, default_cache_dir
 from service.runtime.cpu_threads import plan_threads
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
-from service.runtime.served import ServedModel, build_served_model
+from service.runtime.model_build import build_served_model
+from service.runtime.served import ServedModel
 from service.settings import ServiceSettings
 
 

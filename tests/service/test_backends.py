@@ -31,7 +31,8 @@ from service.runtime.backends import (
 )
 from service.runtime.backends.tensorrt_backend import unavailable_reason as tensorrt_unavailable
 from service.runtime.backends.torch_backend import TorchRunner
-from service.runtime.served import ServedModel, build_served_model
+from service.runtime.model_build import build_served_model
+from service.runtime.served import ServedModel
 from service.settings import MODALITIES, ModalitySettings, ServiceSettings
 from tests.service.server import SMALL
 

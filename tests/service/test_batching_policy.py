@@ -19,7 +19,8 @@ from modality_adapters import get_adapter
 from service.metrics import Metrics
 from service.runtime.batching import Batcher, BatchPolicy
 from service.runtime.device_worker import DeviceWorker
-from service.runtime.served import ServedModel, build_served_model
+from service.runtime.model_build import build_served_model
+from service.runtime.served import ServedModel
 from service.runtime.transport import LocalTransport
 from service.runtime.work import BatchItem, new_id
 from service.settings import ServiceSettings
