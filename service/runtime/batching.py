@@ -29,9 +29,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from service.metrics import Metrics
+from service.runtime.bucket import BatchPolicy, Bucket, Pending, drop_reason
 from service.runtime.stage_times import BatchLatency
 from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
@@ -44,43 +44,6 @@ from unirep_errors import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    max_batch_size: int
-    max_delay_ms: float
-    max_queue_size: int
-
-
-@dataclass
-class Pending:
-    """An admitted item waiting for its result; the gateway awaits ``future``."""
-
-    item: BatchItem
-    cancelled: Callable[[], bool]
-    future: asyncio.Future[tuple[ItemResult, BatchResult]]
-
-
-@dataclass
-class Bucket:
-    modality: str
-    shape: tuple[int, ...]
-    policy: BatchPolicy
-    queue: deque[Pending] = field(default_factory=deque)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    latency: BatchLatency = field(default_factory=lambda: BatchLatency(1))
-    """Batch latency per batch size (seeded by warm-up, updated online): drives deadline checks and Retry-After."""
-    running: int = 0
-    task: asyncio.Task[None] | None = None
-
-    def until_done(self) -> float:
-        """Seconds until an item admitted now would have its result."""
-        return self.latency.until_done(len(self.queue), self.running, self.policy.max_delay_ms / 1000.0)
-
-    @property
-    def label(self) -> str:
-        return "x".join(str(s) for s in self.shape)
 
 
 class Batcher:
@@ -227,7 +190,7 @@ class Batcher:
         keep: deque[Pending] = deque()
         batch_s = bucket.latency.at(len(bucket.queue))
         for pending in bucket.queue:
-            error = self._drop_reason(pending, now, batch_s)
+            error = drop_reason(pending, now, batch_s)
             if error is None:
                 keep.append(pending)
             else:
@@ -238,20 +201,6 @@ class Batcher:
         if len(keep) != len(bucket.queue):
             bucket.queue = keep
             self.metrics.queue_depth.labels(bucket.modality, bucket.label).set(len(keep))
-
-    @staticmethod
-    def _drop_reason(pending: Pending, now: float, batch_seconds: float) -> UnirepError | None:
-        if pending.future.done():
-            return ClientDisconnectedError("the request was abandoned")
-        if pending.cancelled():
-            return ClientDisconnectedError("the client disconnected before its item was computed")
-        deadline = pending.item.deadline
-        if deadline is not None and now + batch_seconds > deadline:
-            return DeadlineExceededError(
-                "the request's deadline passed (or could not be met) while it was queued; it never reached the model",
-                stage="queue",
-            )
-        return None
 
     def _take(self, bucket: Bucket) -> list[Pending]:
         self._purge(bucket)

@@ -22,7 +22,8 @@ from modality_adapters import list_adapters
 from service.metrics import Metrics
 from service.runtime.admission import check_feasible, latency_seeds, resolve_top_k, with_cap_note
 from service.runtime.assembly import build_models, make_adapters, make_decoder_pool, make_device_workers
-from service.runtime.batching import Batcher, BatchPolicy
+from service.runtime.batching import Batcher
+from service.runtime.bucket import BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
 from service.runtime.decoder_pool import Decoded, DecoderPool
 from service.runtime.outcome import Outcome, result_body

@@ -17,7 +17,8 @@ import torch
 
 from modality_adapters import get_adapter
 from service.metrics import Metrics
-from service.runtime.batching import Batcher, BatchPolicy
+from service.runtime.batching import Batcher
+from service.runtime.bucket import BatchPolicy
 from service.runtime.device_worker import DeviceWorker
 from service.runtime.model_build import build_served_model
 from service.runtime.served import ServedModel
