@@ -10,13 +10,18 @@ from typing import Any
 import torch
 
 from modality_adapters import AdapterLimits, BaseAdapter, get_adapter
+from service.metrics import Metrics
 from service.runtime.admission import decode_guard
 from service.runtime.backends import ExportCache, default_cache_dir
+from service.runtime.batching import Batcher
+from service.runtime.bucket import BatchPolicy
+from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache
 from service.runtime.cpu_threads import plan_threads
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
 from service.runtime.model_build import build_served_model
 from service.runtime.served import ServedModel
+from service.runtime.transport import Transport
 from service.settings import ServiceSettings
 
 
@@ -79,3 +84,21 @@ def make_decoder_pool(
         heavy_size=s.heavy_decoders,
         guard=decode_guard(s),
     )
+
+
+def local_cache(settings: ServiceSettings) -> ResultCache:
+    """The result cache of a single-process service: an in-memory LRU, or none when caching is off."""
+    if not settings.cache_enabled:
+        return NullCache()
+    return MemoryLRUCache(settings.cache_max_entries, settings.cache_ttl_s)
+
+
+def make_batcher(
+    served: dict[str, ServedModel], transport: Transport, metrics: Metrics, upstream: Callable[[str], int]
+) -> Batcher:
+    """One bucket policy per served model, from its batching settings."""
+    policies = {
+        m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
+        for m, sm in served.items()
+    }
+    return Batcher(transport, metrics, policies, upstream=upstream)

@@ -66,6 +66,10 @@ class ServedModel:
         blob = json.dumps(parts, sort_keys=True, default=str)
         return f"{self.name}@{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
+    def summary(self) -> str:
+        """One line for the start-up log: modality, model, weights and backend."""
+        return f"{self.modality}={self.name} ({self.weights.source}, backend {self.backend or 'on the workers'})"
+
     def describe(self) -> dict[str, Any]:
         """The one description of a served model: ``GET /models`` lists it, a stream worker announces it, and a
         scale-out gateway rebuilds its own ``ServedModel`` from it (``from_description``)."""

@@ -21,10 +21,16 @@ import torch
 from modality_adapters import list_adapters
 from service.metrics import Metrics
 from service.runtime.admission import check_feasible, latency_seeds, resolve_top_k, with_cap_note
-from service.runtime.assembly import build_models, make_adapters, make_decoder_pool, make_device_workers
+from service.runtime.assembly import (
+    build_models,
+    local_cache,
+    make_adapters,
+    make_batcher,
+    make_decoder_pool,
+    make_device_workers,
+)
 from service.runtime.batching import Batcher
-from service.runtime.bucket import BatchPolicy
-from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache, cache_key
+from service.runtime.cache import ResultCache, cache_key
 from service.runtime.decoder_pool import Decoded, DecoderPool
 from service.runtime.outcome import Outcome, result_body
 from service.runtime.served import ServedModel
@@ -33,11 +39,7 @@ from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
 from service.settings import ServiceSettings
-from unirep_errors import (
-    NotFoundError,
-    ServiceUnavailableError,
-    UndecodableInputError,
-)
+from unirep_errors import NotFoundError, ServiceUnavailableError, UndecodableInputError
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,8 @@ class ServiceRuntime:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        if cache is None:
-            cache = (
-                MemoryLRUCache(settings.cache_max_entries, settings.cache_ttl_s)
-                if settings.cache_enabled
-                else NullCache()
-            )
-        self.cache: ResultCache = cache
-        self.flights = SingleFlight(cache)
+        self.cache: ResultCache = cache if cache is not None else local_cache(settings)
+        self.flights = SingleFlight(self.cache)
         self.transport: Transport | None = transport
         self.served: dict[str, ServedModel] = {}
         self.adapters: dict[str, Any] = {}
@@ -105,11 +101,7 @@ class ServiceRuntime:
                 workers = await loop.run_in_executor(None, make_device_workers, s, self.served)
                 self._record_backends(workers)
                 self.transport = LocalTransport(workers, self.metrics, prefetch=s.prefetch_batches)
-            policies = {
-                m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
-                for m, sm in self.served.items()
-            }
-            self.batcher = Batcher(self.transport, self.metrics, policies, upstream=lambda m: self.decoding.get(m, 0))
+            self.batcher = make_batcher(self.served, self.transport, self.metrics, lambda m: self.decoding.get(m, 0))
             # Warm up only once the decoder processes have started: their imports would otherwise compete for the
             # CPU and inflate the latencies that seed the batcher's deadline estimates.
             await pool_started
@@ -120,13 +112,7 @@ class ServiceRuntime:
             await self.batcher.start()
             self.state = "ready"
             self.metrics.ready.set(1)
-            log.info(
-                "ready: %s",
-                ", ".join(
-                    f"{m}={sm.name} ({sm.weights.source}, backend {sm.backend or 'on the workers'})"
-                    for m, sm in self.served.items()
-                ),
-            )
+            log.info("ready: %s", ", ".join(sm.summary() for sm in self.served.values()))
         except Exception as exc:
             self.state = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
