@@ -20,44 +20,23 @@ Problems with the data raise ``unirep_errors.DatasetError`` (a ``UnirepError``) 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from training.config import EvalReport, TrainConfig, TrainResult
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from training.loop import train
+    from training.scoring import evaluate
 
 __all__ = ["EvalReport", "TrainConfig", "TrainResult", "evaluate", "train"]
 
-
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run one training (see the module docstring); returns where the outputs went and the validation figures."""
-    from training.loop import train as _train
-
-    return _train(cfg)
+_LAZY = {"train": "training.loop", "evaluate": "training.scoring"}
+"""``train`` and ``evaluate`` load torch and the service; importing the package (its config types) must not."""
 
 
-def evaluate(
-    modality: str,
-    data: str | Path,
-    weights: str | Path,
-    *,
-    batch_size: int = 32,
-    device: str = "auto",
-    workers: int | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = False,
-) -> EvalReport:
-    """Accuracy, macro-F1, per-class figures and confusion of a served model file on a labelled data set."""
-    from training.scoring import evaluate as _evaluate
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-    return _evaluate(
-        modality,
-        data,
-        weights,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        cache_dir=cache_dir,
-        progress=progress,
-    )
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'training' has no attribute {name!r}")
