@@ -81,16 +81,13 @@ class ImageAdapter(BaseAdapter[ImageParams]):
 
     def _decode(self, data: bytes, p: ImageParams) -> torch.Tensor:
         image = self.open_checked(data)
+        header_size = image.size
+        drafted_size = draft_for_target(image, p.input_size, p.crop_pct) if p.decode_mode == "fast" else None
+        image = self.load_rgb(image)
         source_size: tuple[int, int] | None = None
-        if p.decode_mode == "fast":
-            header_size = image.size
-            drafted_size = draft_for_target(image, p.input_size, p.crop_pct)
-            image = self.load_rgb(image)
+        if drafted_size is not None:
             # The resize target comes from the full-size (upright) image, so the crop is placed as the exact one.
-            if drafted_size is not None:
-                source_size = header_size if image.size == drafted_size else (header_size[1], header_size[0])
-        else:
-            image = self.load_rgb(image)
+            source_size = header_size if image.size == drafted_size else (header_size[1], header_size[0])
         image = transform_geometry(image, p.input_size, p.crop_pct, source_size)
         return torch.from_numpy(normalize(np.asarray(image, dtype=np.uint8), p.mean, p.std))
 
