@@ -114,6 +114,8 @@ class BaseAdapter(ABC, Generic[P]):
     """Defaults of the modality's settings section (label set, channels, weights policy, batching)."""
     json_example: ClassVar[dict[str, Any] | None] = None
     """An example JSON body when the modality accepts ``application/json`` (None: it does not)."""
+    small_params: ClassVar[dict[str, Any]] = {}
+    """A smaller map for training on a CPU (``unirep train --recipe cpu``): params over the served defaults."""
 
     @classmethod
     def request_hints(cls, filename: str | None, content_type: str) -> dict[str, Any]:
