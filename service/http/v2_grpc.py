@@ -14,13 +14,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.http import v2_core as core
 from service.http.tracking import Tracked
-from service.http.v2_tensors import DTYPES, Tensor, tensor_bytes, tensor_from_raw
+from service.http.v2_tensors import Tensor, element_count, tensor_bytes, tensor_from_raw, tensor_from_values
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, UnirepError
 
@@ -76,14 +75,14 @@ def _input(given: Any, raw: bytes | None) -> Tensor:
     if raw is not None:
         return tensor_from_raw(given.name, given.datatype, shape, raw, params)
     if given.datatype == "BYTES":
-        return Tensor(given.name, "BYTES", shape, list(given.contents.bytes_contents), params)
+        elements = list(given.contents.bytes_contents)
+        if len(elements) != element_count(shape, given.name):
+            raise InputError(f"input {given.name!r}: {len(elements)} BYTES elements for shape {shape}")
+        return Tensor(given.name, "BYTES", shape, elements, params)
     field = _CONTENTS.get(given.datatype)
     if field is None:
-        raise InputError(f"input {given.name!r}: unknown datatype {given.datatype!r}")
-    values = np.asarray(getattr(given.contents, field), dtype=DTYPES[given.datatype])
-    if values.size != int(np.prod(shape)):
-        raise InputError(f"input {given.name!r}: {values.size} values for shape {shape}")
-    return Tensor(given.name, given.datatype, shape, values.reshape(shape), params)
+        raise InputError(f"input {given.name!r}: datatype {given.datatype[:40]!r} has no contents field; send raw")
+    return tensor_from_values(given.name, given.datatype, shape, getattr(given.contents, field), params)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
