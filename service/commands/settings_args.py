@@ -62,9 +62,22 @@ def load_settings(args: argparse.Namespace, command: str) -> Any:
             if value is not None:
                 overrides[name] = value
         return ServiceSettings.load(args.config, **overrides)
-    except (ValueError, ValidationError, FileNotFoundError) as exc:
-        print(f"unirep {command}: invalid settings: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"unirep {command}: invalid settings: {one_line(exc)}", file=sys.stderr)
         return None
+    except (ValueError, FileNotFoundError) as exc:
+        text = " ".join(str(exc).split())
+        print(f"unirep {command}: invalid settings: {text}", file=sys.stderr)
+        return None
+
+
+def one_line(exc: Any) -> str:
+    """A pydantic ValidationError as one line: ``field: reason`` for each problem (its own text spans lines)."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 def settings_to_run(args: argparse.Namespace, command: str, *, need_redis: bool = False) -> Any:
@@ -80,6 +93,28 @@ def settings_to_run(args: argparse.Namespace, command: str, *, need_redis: bool 
     if settings is None:
         raise SystemExit(2)
     if args.print_settings:
-        print(settings.model_dump_json(indent=2))
+        from service.redaction import settings_json
+
+        print(settings_json(settings.model_dump(mode="json")))
         raise SystemExit(0)
+    for port in (settings.port, settings.grpc_port):
+        if port:
+            check_port_free(settings.host, port, command)
     return settings
+
+
+def check_port_free(host: str, port: int, command: str) -> None:
+    """Exit with one line, before any model loads, when another process (another worker) already has the port."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is fine
+            sock.bind((host, port))
+    except OSError as exc:
+        print(
+            f"unirep {command}: cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(is another unirep process using it? give each its own --port)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
