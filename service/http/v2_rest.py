@@ -30,6 +30,7 @@ from service.http.v2_schemas import (
     inline_schema,
 )
 from service.http.v2_tensors import HEADER_LENGTH, tensor_bytes, tensor_json_data
+from service.http.visibility import public_model, sees_paths
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import UnirepError
 
@@ -94,7 +95,10 @@ async def server_metadata() -> dict[str, Any]:
 async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
     """One V2 model per served modality: its inputs (FILE bytes or a MAP) and outputs (PROBABILITIES, EMBEDDING)."""
     try:
-        return JSONResponse(core.model_metadata(core.served_for(_runtime(request), model, version)))
+        meta = core.model_metadata(core.served_for(_runtime(request), model, version))
+        if not await sees_paths(request):  # with API keys on, local paths are for key holders only
+            meta["parameters"] = public_model(meta["parameters"])
+        return JSONResponse(meta)
     except UnirepError as exc:
         return v2_error(exc, request)
 
