@@ -224,22 +224,25 @@ def rss_bytes(pid: int, field: str) -> int:
     raise AssertionError(f"{field} not in /proc/{pid}/status")
 
 
-def large_json_body(target: int, nested: bool) -> bytes:
+def large_json_body(target: int, layout: str) -> bytes:
     """About ``target`` bytes of JSON: one FP32 tensor of short decimal values (the densest the JSON path accepts),
-    flat (as tritonclient sends it) or in rows of 64 (which numpy's fast path leaves to the JSON parser)."""
+    flat (as tritonclient sends it), in rows of 64, or in rows after an empty one (which keeps numpy's fast path
+    away: the JSON parser reads it all, the worst case)."""
     count = target // 7
     values = [f"{v:.4f}" for v in np.round(np.random.default_rng(0).random(count), 4)]
     rows = [",".join(values[i : i + 64]) for i in range(0, count, 64)]
-    data = ",".join(f"[{row}]" for row in rows) if nested else ",".join(rows)
+    data = ",".join(rows) if layout == "flat" else ",".join(f"[{row}]" for row in rows)
+    if layout == "json":
+        data = "[]," + data
     head = f'{{"inputs":[{{"name":"MAP","datatype":"FP32","shape":[{count}],"data":['
     return head.encode() + data.encode() + b"]}]}"
 
 
-@pytest.mark.parametrize("layout", ["flat", "nested"])
+@pytest.mark.parametrize("layout", ["flat", "rows", "json"])
 def test_large_json_body_parses_off_the_loop_within_bounds(served: tuple[Server, int], layout: str) -> None:
     server = served[0]
     megabytes = 60
-    body = large_json_body(megabytes * 2**20, nested=layout == "nested")
+    body = large_json_body(megabytes * 2**20, layout)
     pid = server.process.pid
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets the peak RSS (VmHWM) to the current RSS
     before = rss_bytes(pid, "VmRSS")
