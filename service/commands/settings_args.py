@@ -80,11 +80,14 @@ def one_line(exc: Any) -> str:
     return "; ".join(problems)
 
 
-def settings_to_run(args: argparse.Namespace, command: str, *, need_redis: bool = False) -> Any:
+def settings_to_run(
+    args: argparse.Namespace, command: str, *, need_redis: bool = False, serves_grpc: bool = True
+) -> Any:
     """The settings a serving command starts with, shared by ``serve``, ``gateway`` and ``worker``.
 
     Invalid settings (or no Redis URL where the command runs through Redis) print why and exit 2; ``--print-settings``
-    prints them and exits 0. Exiting here keeps the three commands' bodies about what they run.
+    prints them (secrets hidden) and exits 0; a port another process holds exits 1 before any model loads (a worker
+    listens on ``port`` only, for its health). Exiting here keeps the three commands' bodies about what they run.
     """
     settings = load_settings(args, command)
     if settings is not None and need_redis and not settings.redis_url:
@@ -97,7 +100,7 @@ def settings_to_run(args: argparse.Namespace, command: str, *, need_redis: bool 
 
         print(settings_json(settings.model_dump(mode="json")))
         raise SystemExit(0)
-    for port in (settings.port, settings.grpc_port):
+    for port in (settings.port, settings.grpc_port if serves_grpc else None):
         if port:
             check_port_free(settings.host, port, command)
     return settings

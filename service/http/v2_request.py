@@ -5,8 +5,8 @@ digits within the body; JSON nested past the interpreter's recursion limit, ``Na
 that overflow (``1e400``) or have absurdly many digits, and strings that are not valid Unicode (lone surrogates)
 are refused while parsing.
 
-What a body may cost is decided before it is parsed. Large flat numeric ``data`` arrays are cut out and parsed by
-numpy (``v2_numbers``). Python's JSON objects are many times larger than their text (a ``0,`` of 2 bytes becomes
+What a body may cost is decided before it is parsed. Large numeric ``data`` arrays are cut out and parsed by numpy
+(``v2_numbers``). Python's JSON objects are many times larger than their text (a ``0,`` of 2 bytes becomes
 an 8-byte list slot at least), so a remaining JSON whose counted values, strings and containers would build a tree
 over ``TREE_FACTOR`` times its size is refused (413: such bodies belong in the binary tensor data extension).
 Large bodies are parsed in a worker thread, one at a time (memory stays bounded under concurrency), with
@@ -110,8 +110,8 @@ def load_json(text: bytes) -> Any:
 
 @contextlib.contextmanager
 def _collector_paused(pause: bool) -> Iterator[None]:
-    """No cyclic garbage collection while a large body parses: each full collection walks the growing tree in one
-    C call that holds the GIL (half a second for a 60 MiB body of nested rows), and JSON makes no cycles."""
+    """No cyclic garbage collection (process-wide) while a large body parses: a full collection walks the growing
+    tree in one C call that holds the GIL, and a JSON tree has no cycles to find."""
     if not pause or not gc.isenabled():
         yield
         return

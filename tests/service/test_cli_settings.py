@@ -4,15 +4,19 @@ no traceback, no password)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.service.server import free_port
 
 
 def unirep(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -71,3 +75,38 @@ def test_a_port_in_use_is_one_line(command: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[-1]] and f"cannot listen on 127.0.0.1:{port}" in lines[0], result.stderr
     assert "in use" in lines[0]
+
+
+def test_a_worker_does_not_claim_the_grpc_port_it_never_serves() -> None:
+    """A gateway and a worker on one host share their settings file; only the gateway listens on ``grpc_port``."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            "UNIREP_HOST": "127.0.0.1",
+            "UNIREP_PORT": str(free_port()),
+            "UNIREP_GRPC_PORT": str(taken.getsockname()[1]),
+            "UNIREP_REDIS_URL": "redis://127.0.0.1:1/0",
+        }
+        gateway = unirep("gateway", env=env)
+        assert gateway.returncode == 1 and "cannot listen on 127.0.0.1:" in gateway.stderr
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("UNIREP_")}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"],
+            cwd=REPO_ROOT,
+            env={**clean, "HF_HUB_OFFLINE": "1", **env},
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        answered = False
+        try:  # its health port answering means it got past the port checks
+            deadline = time.monotonic() + 180
+            while not answered and time.monotonic() < deadline and worker.poll() is None:
+                with contextlib.suppress(httpx.HTTPError):
+                    answered = httpx.get(f"http://127.0.0.1:{env['UNIREP_PORT']}/healthz", timeout=1).is_success
+                time.sleep(0.2)
+        finally:
+            worker.terminate()
+            _, stderr = worker.communicate(timeout=60)
+        assert answered, stderr.decode(errors="replace")[-2000:]
+        assert b"cannot listen" not in stderr
