@@ -23,8 +23,8 @@ import json
 import math
 import re
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -56,6 +56,7 @@ _DIGITS = re.compile(r"[0-9]{1,18}")
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
 """One large parse at a time per event loop (a limiter belongs to the loop it was made on)."""
 
+T = TypeVar("T")
 Parsed = tuple[InferenceRequest, list[Tensor], list[core.RequestedOutput], dict[str, bool | None]]
 
 
@@ -63,11 +64,17 @@ async def parse(body: bytes, header_length: str | None) -> Parsed:
     """The request, its input tensors, and the requested outputs with their binary flags."""
     if len(body) <= INLINE_BYTES:
         return parse_now(body, header_length)
+    return await off_loop(parse_now, body, header_length)
+
+
+async def off_loop(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a worker thread, one at a time per event loop: large requests are converted one
+    after another, so their memory does not add up."""
     loop = asyncio.get_running_loop()
     limiter = _limiters.get(loop)
     if limiter is None:
         limiter = _limiters[loop] = anyio.CapacityLimiter(1)
-    return await anyio.to_thread.run_sync(parse_now, body, header_length, limiter=limiter)
+    return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
 
 
 def parse_now(body: bytes, header_length: str | None) -> Parsed:

@@ -34,6 +34,7 @@ DTYPES: dict[str, np.dtype[Any]] = {
 HEADER_LENGTH = "Inference-Header-Content-Length"
 MAX_ELEMENTS = 1 << 28
 MAX_DIMS = 32
+VALUES_CHUNK = 1 << 16
 
 
 @dataclass
@@ -137,7 +138,11 @@ def tensor_from_values(name: str, datatype: str, shape: list[int], values: Any, 
     """A numeric tensor from already typed values (a gRPC ``*_contents`` field): range-checked into ``datatype``."""
     count = element_count(shape, name)
     dtype = _dtype(datatype, name)
-    array = np.asarray(values, dtype=_WIDE[dtype.kind])
+    if len(values) != count:
+        raise InputError(f"input {name!r}: {len(values)} values for shape {shape} ({count} expected)")
+    array = np.empty(count, dtype=_WIDE[dtype.kind])
+    for start in range(0, count, VALUES_CHUNK):  # one C call per chunk: the GIL can pass between them
+        array[start : start + VALUES_CHUNK] = values[start : start + VALUES_CHUNK]
     if array.size != count:
         raise InputError(f"input {name!r}: {array.size} values for shape {shape} ({count} expected)")
     return Tensor(name, datatype, shape, narrow(array, datatype, name).reshape(shape), params)

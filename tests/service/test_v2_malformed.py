@@ -272,6 +272,34 @@ def test_large_json_body_parses_off_the_loop_within_bounds(served: tuple[Server,
     )
 
 
+def test_large_grpc_contents_are_converted_off_the_loop(served: tuple[Server, int], stub: Any) -> None:
+    """Eight million typed FP32 values (32 MB): their conversion must not stall the gateway's event loop."""
+    request = pb.ModelInferRequest(model_name="image")
+    tensor = request.inputs.add(name="MAP", datatype="FP32", shape=[8_000_000])
+    tensor.contents.fp32_contents.extend(np.random.default_rng(1).random(8_000_000, dtype=np.float32))
+    failure: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            stub.ModelInfer(request, timeout=300)
+        except grpc.RpcError as exc:
+            failure["error"] = exc
+
+    sender = threading.Thread(target=send)
+    latencies: list[float] = []
+    with served[0].client(timeout=30) as health:
+        sender.start()
+        while sender.is_alive():
+            started = time.perf_counter()
+            assert health.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    sender.join()
+    error = failure["error"]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "MAP must be FP32 of shape" in error.details()
+    assert len(latencies) >= 5 and max(latencies) <= 0.5, f"/healthz took {max(latencies):.2f} s"
+
+
 def test_a_denser_body_is_refused_before_parsing(rest: httpx.Client) -> None:
     """Integers are not parsed by numpy (it saturates them): 2-byte values would cost 18 times their text."""
     count = 4 * 2**20
