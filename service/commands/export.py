@@ -44,11 +44,8 @@ def run_export(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = ServiceSettings.load(args.config, **parse_overrides(args.overrides))
-    except ValidationError as exc:
+    except (ValueError, ValidationError, FileNotFoundError) as exc:
         print(f"unirep export: invalid settings: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"unirep export: invalid settings: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     from service.runtime.backends import BackendError
 

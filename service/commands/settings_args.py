@@ -62,17 +62,18 @@ def load_settings(args: argparse.Namespace, command: str) -> Any:
             if value is not None:
                 overrides[name] = value
         return ServiceSettings.load(args.config, **overrides)
-    except ValidationError as exc:
+    except (ValueError, ValidationError, FileNotFoundError) as exc:
         print(f"unirep {command}: invalid settings: {one_line(exc)}", file=sys.stderr)
         return None
-    except (ValueError, FileNotFoundError) as exc:
-        text = " ".join(str(exc).split())
-        print(f"unirep {command}: invalid settings: {text}", file=sys.stderr)
-        return None
 
 
-def one_line(exc: Any) -> str:
-    """A pydantic ValidationError as one line: ``field: reason`` for each problem (its own text spans lines)."""
+def one_line(exc: Exception) -> str:
+    """A settings error as one line. A pydantic ValidationError becomes ``field: reason`` for each problem: its
+    own text spans lines and repeats each input value, which may be a password in a Redis URL."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return " ".join(str(exc).split())
     problems = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "settings"

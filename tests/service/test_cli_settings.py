@@ -62,6 +62,13 @@ def test_bad_settings_are_one_line(env: dict[str, str], expected: str) -> None:
     assert expected in lines[0] and "s3cret" not in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [("keys", "list"), ("export", "image", "--format", "onnx", "-o", "x.onnx")])
+def test_other_commands_say_it_in_one_line_without_the_password(command: tuple[str, ...]) -> None:
+    result = unirep(*command, env={"UNIREP_REDIS_URL": "redis://:s3cret@cache:notaport/0"})
+    assert result.returncode == 2 and "s3cret" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "is malformed" in result.stderr
+
+
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_a_port_in_use_is_one_line(command: str) -> None:
     """A second ``unirep worker`` on a host finds the port taken by the first; here a listening socket has it."""
