@@ -7,13 +7,16 @@ strictest policy of all (they are data, nothing in them loads anything). A route
 page has one inline script, allowed by its hash) sets its own ``Content-Security-Policy`` and keeps it.
 
 A plain ASGI middleware rather than ``BaseHTTPMiddleware``: it only edits the response start, so streamed and
-binary bodies pass through untouched.
+binary bodies pass through untouched. Starlette is imported only by the middleware: the scale-out worker's health
+server sends the same headers without loading the web stack.
 """
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
@@ -42,7 +45,10 @@ def docs_policy(script_hashes: list[str]) -> str:
 
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
+        from starlette.datastructures import MutableHeaders
+
         self.app = app
+        self._headers = MutableHeaders
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +57,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
+                headers = self._headers(scope=message)
                 for name, value in COMMON.items():
                     headers.setdefault(name, value)
                 html = headers.get("content-type", "").startswith("text/html")
