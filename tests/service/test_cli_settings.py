@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -112,8 +113,8 @@ def test_a_worker_does_not_claim_the_grpc_port_it_never_serves() -> None:
                 with contextlib.suppress(httpx.HTTPError):
                     answered = httpx.get(f"http://127.0.0.1:{env['UNIREP_PORT']}/healthz", timeout=1).is_success
                 time.sleep(0.2)
-        finally:
-            worker.terminate()
+        finally:  # its own session: the whole tree goes, whatever it was waiting on (Redis is not there)
+            os.killpg(worker.pid, signal.SIGKILL)
             _, stderr = worker.communicate(timeout=60)
         assert answered, stderr.decode(errors="replace")[-2000:]
         assert b"cannot listen" not in stderr
