@@ -143,8 +143,6 @@ def tensor_from_values(name: str, datatype: str, shape: list[int], values: Any, 
     array = np.empty(count, dtype=_WIDE[dtype.kind])
     for start in range(0, count, VALUES_CHUNK):  # one C call per chunk: the GIL can pass between them
         array[start : start + VALUES_CHUNK] = values[start : start + VALUES_CHUNK]
-    if array.size != count:
-        raise InputError(f"input {name!r}: {array.size} values for shape {shape} ({count} expected)")
     return Tensor(name, datatype, shape, narrow(array, datatype, name).reshape(shape), params)
 
 
