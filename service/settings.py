@@ -84,6 +84,9 @@ class ServiceSettings(BaseSettings):
     body_idle_timeout_s: float = Field(
         default=10.0, gt=0, description="a body that sends no byte this long while awaited is refused (408)"
     )
+    body_timeout_s: float = Field(
+        default=120.0, gt=0, description="a whole request body must arrive within this after its head (408)"
+    )
     max_connections: int = Field(default=1024, ge=1, description="open connections; one more is refused with 503")
     keep_alive_timeout_s: int = Field(default=5, ge=1, description="an idle keep-alive connection is closed after")
 
@@ -155,6 +158,31 @@ class ServiceSettings(BaseSettings):
         if self.auth_enabled and not self.redis_url:
             raise ValueError("auth_enabled needs redis_url: API keys and rate limits live in Redis")
         return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        """A URL the Redis client can connect with, checked here so a typo is one line at start, not a traceback."""
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+
+        from service.redaction import redacted
+
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises for a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"{redacted(value)!r} is malformed: {exc}") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"{redacted(value)!r} must start with redis://, rediss:// or unix://")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError(f"{redacted(value)!r} names no host (redis://HOST:6379/0)")
+        db = parts.path.strip("/")
+        if parts.scheme != "unix" and db and not db.isdigit():
+            raise ValueError(f"{redacted(value)!r}: the database after the host must be a number")
+        del port
+        return value
 
     @field_validator("device")
     @classmethod

@@ -22,26 +22,53 @@ __all__ = [
     "ClientDisconnectedError",
     "DeadlineExceededError",
     "DecoderCrashedError",
+    "InputFileNotFoundError",
     "InputTooLargeError",
     "InternalServerError",
+    "InvalidInputError",
     "InvalidParameterError",
     "ModelError",
     "NotFoundError",
     "PreprocessTimeoutError",
     "QueueFullError",
     "RateLimitedError",
+    "RequestValidationError",
     "ServiceUnavailableError",
     "UnauthorizedError",
     "UndecodableInputError",
     "UnirepError",
+    "UnknownModalityError",
     "UnknownModelError",
+    "UnsupportedInputTypeError",
     "UnsupportedMediaTypeError",
     "error_class_for",
 ]
 
 
 class UnirepError(Exception):
-    """Root of everything this SDK raises on purpose; catch it to handle any failure of a call."""
+    """Root of everything this SDK raises on purpose; catch it to handle any failure of a call.
+
+    ``status_code`` is the HTTP status the service answered with, and None when there was no answer (the
+    connection failed, or the input was refused before anything was sent)."""
+
+    status_code: int | None = None
+
+
+class InvalidInputError(UnirepError, ValueError):
+    """The call's input was refused before any request was sent (an empty payload, a malformed array, timestamps
+    without an array). Also a ``ValueError``, as such refusals are in Python."""
+
+
+class UnknownModalityError(InvalidInputError):
+    """The modality is not one this SDK can send (``unirep_client.MODALITIES``)."""
+
+
+class InputFileNotFoundError(InvalidInputError, FileNotFoundError):
+    """The path given as input is not a readable file. Also a ``FileNotFoundError``."""
+
+
+class UnsupportedInputTypeError(InvalidInputError, TypeError):
+    """The input's Python type cannot be sent to this modality (say, an array for an image). Also a ``TypeError``."""
 
 
 class APIConnectionError(UnirepError):
@@ -134,6 +161,14 @@ class DecoderCrashedError(UndecodableInputError):
     code = "decoder_crashed"
 
 
+class RequestValidationError(BadRequestError):
+    """A request the service could not read at all: a parameter of the wrong type, a missing field (code
+    ``validation_error``). Unlike ``UndecodableInputError`` it is about the request, not the file in it."""
+
+    status_code = 422
+    code = "validation_error"
+
+
 class InvalidParameterError(BadRequestError):
     """A query parameter or header has a value the server cannot use (``top_k`` out of range, bad deadline)."""
 
@@ -220,6 +255,7 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
         UndecodableInputError,
         DecoderCrashedError,
         InvalidParameterError,
+        RequestValidationError,
         UnsupportedMediaTypeError,
         InputTooLargeError,
         NotFoundError,

@@ -19,6 +19,7 @@ from service.http.docs import describe_endpoint
 from service.http.errors import install_error_handlers
 from service.http.inference import inference_router
 from service.http.ops import router as ops_router
+from service.http.security_headers import SecurityHeaders
 from service.metrics import Metrics
 from service.runtime.cache import ResultCache
 from service.runtime.serving import ServiceRuntime
@@ -71,6 +72,7 @@ def create_app(
     app.state.settings = settings
     app.state.auth = redis_parts.auth if redis_parts is not None else None
     install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
 
     app.include_router(inference_router())
     app.include_router(ops_router)

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.http import v2_core as core
 from service.http.tracking import Tracked
-from service.http.v2_tensors import DTYPES, Tensor, tensor_bytes, tensor_from_raw
+from service.http.v2_request import off_loop
+from service.http.v2_tensors import Tensor, element_count, tensor_bytes, tensor_from_raw, tensor_from_values
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, UnirepError
 
@@ -38,6 +38,8 @@ _STATUS = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+INLINE_VALUES = 65_536
+"""Typed values converted on the event loop (a few milliseconds); more go to a thread."""
 _CONTENTS = {
     "BOOL": "bool_contents",
     "INT8": "int_contents",
@@ -76,14 +78,30 @@ def _input(given: Any, raw: bytes | None) -> Tensor:
     if raw is not None:
         return tensor_from_raw(given.name, given.datatype, shape, raw, params)
     if given.datatype == "BYTES":
-        return Tensor(given.name, "BYTES", shape, list(given.contents.bytes_contents), params)
+        elements = list(given.contents.bytes_contents)
+        if len(elements) != element_count(shape, given.name):
+            raise InputError(f"input {given.name!r}: {len(elements)} BYTES elements for shape {shape}")
+        return Tensor(given.name, "BYTES", shape, elements, params)
     field = _CONTENTS.get(given.datatype)
     if field is None:
-        raise InputError(f"input {given.name!r}: unknown datatype {given.datatype!r}")
-    values = np.asarray(getattr(given.contents, field), dtype=DTYPES[given.datatype])
-    if values.size != int(np.prod(shape)):
-        raise InputError(f"input {given.name!r}: {values.size} values for shape {shape}")
-    return Tensor(given.name, given.datatype, shape, values.reshape(shape), params)
+        raise InputError(f"input {given.name!r}: datatype {given.datatype[:40]!r} has no contents field; send raw")
+    return tensor_from_values(given.name, given.datatype, shape, getattr(given.contents, field), params)
+
+
+async def read_inputs(request: Any) -> list[Tensor]:
+    """The request's input tensors; converted off the event loop when their typed contents are large (turning
+    millions of protobuf values into an array takes seconds)."""
+    values = sum(len(getattr(given.contents, field)) for given in request.inputs for field in set(_CONTENTS.values()))
+    if values <= INLINE_VALUES:
+        return _inputs(request)
+    return await off_loop(_inputs, request)
+
+
+def _inputs(request: Any) -> list[Tensor]:
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise InputError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    return [_input(given, raw[i] if raw else None) for i, given in enumerate(request.inputs)]
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -148,10 +166,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await self.auth.authorize(metadata.get("authorization"))
         served = core.served_for(self.runtime, request.model_name, request.model_version)
         self.runtime.check_admission()
-        raw = list(request.raw_input_contents)
-        if raw and len(raw) != len(request.inputs):
-            raise InputError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
-        inputs = [_input(given, raw[i] if raw else None) for i, given in enumerate(request.inputs)]
+        inputs = await read_inputs(request)
         requested = [
             core.RequestedOutput(
                 out.name,

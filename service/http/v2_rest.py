@@ -14,10 +14,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
 from service.http import request_io as io
 from service.http import v2_core as core
+from service.http import v2_request
 from service.http.tracking import Tracked
 from service.http.v2_schemas import (
     InferenceRequest,
@@ -29,17 +29,10 @@ from service.http.v2_schemas import (
     error_responses,
     inline_schema,
 )
-from service.http.v2_tensors import (
-    HEADER_LENGTH,
-    Tensor,
-    split_binary_body,
-    tensor_bytes,
-    tensor_from_json,
-    tensor_from_raw,
-    tensor_json_data,
-)
+from service.http.v2_tensors import HEADER_LENGTH, tensor_bytes, tensor_json_data
+from service.http.visibility import public_model, sees_paths
 from service.runtime.serving import ServiceRuntime
-from unirep_errors import InputError, UnirepError
+from unirep_errors import UnirepError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
@@ -102,7 +95,10 @@ async def server_metadata() -> dict[str, Any]:
 async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
     """One V2 model per served modality: its inputs (FILE bytes or a MAP) and outputs (PROBABILITIES, EMBEDDING)."""
     try:
-        return JSONResponse(core.model_metadata(core.served_for(_runtime(request), model, version)))
+        meta = core.model_metadata(core.served_for(_runtime(request), model, version))
+        if not await sees_paths(request):  # with API keys on, local paths are for key holders only
+            meta["parameters"] = public_model(meta["parameters"])
+        return JSONResponse(meta)
     except UnirepError as exc:
         return v2_error(exc, request)
 
@@ -144,9 +140,7 @@ async def model_infer(request: Request, model: str, version: str | None = None) 
             runtime.check_admission()
             timeout_ms = io.parse_timeout_ms(request)
             body = await io.read_body(request, runtime.settings.max_body_bytes)
-            parsed, binary = _parse(body, request.headers.get(HEADER_LENGTH))
-            inputs = _inputs(parsed, binary)
-            requested, binary_flags = _outputs(parsed)
+            parsed, inputs, requested, binary_flags = await v2_request.parse(body, request.headers.get(HEADER_LENGTH))
             watch = io.DisconnectWatch(request.receive)
             try:
                 answer = await core.infer(runtime, served, inputs, requested, timeout_ms=timeout_ms, cancelled=watch)
@@ -161,46 +155,6 @@ async def model_infer(request: Request, model: str, version: str | None = None) 
         tracked.status = 200
         default_binary = bool(parsed.parameters.get("binary_data_output", False))
         return _response(model, parsed.id, answer, binary_flags, default_binary, io.request_id(request))
-
-
-def _parse(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
-    header, binary = split_binary_body(body, header_length)
-    try:
-        return InferenceRequest.model_validate(header), binary
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"malformed inference request: {problems}") from None
-
-
-def _inputs(parsed: InferenceRequest, binary: bytes) -> list[Tensor]:
-    out: list[Tensor] = []
-    pos = 0
-    for given in parsed.inputs:
-        params = dict(given.parameters)
-        size = params.pop("binary_data_size", None)
-        if size is not None:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0 or pos + size > len(binary):
-                raise InputError(f"input {given.name!r}: binary_data_size {size!r} does not fit the binary data")
-            out.append(tensor_from_raw(given.name, given.datatype, given.shape, binary[pos : pos + size], params))
-            pos += size
-        elif given.data is None:
-            raise InputError(f"input {given.name!r} has neither data nor binary_data_size")
-        else:
-            out.append(tensor_from_json(given.name, given.datatype, given.shape, given.data, params))
-    if pos != len(binary):
-        raise InputError(f"{len(binary) - pos} bytes of binary data belong to no input")
-    return out
-
-
-def _outputs(parsed: InferenceRequest) -> tuple[list[core.RequestedOutput], dict[str, bool | None]]:
-    requested: list[core.RequestedOutput] = []
-    flags: dict[str, bool | None] = {}
-    for out in parsed.outputs:
-        k = core.classification_k(out.parameters.get("classification"))
-        binary = out.parameters.get("binary_data")
-        flags[out.name] = bool(binary) if binary is not None else None
-        requested.append(core.RequestedOutput(out.name, k))
-    return requested, flags
 
 
 def _response(

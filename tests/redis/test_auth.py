@@ -27,8 +27,21 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def env(redis_server: RedisServer) -> dict[str, str]:
-    return {**SETTINGS, "UNIREP_REDIS_URL": redis_server.url}
+def checkpoint(workdir: Path) -> Path:
+    """The image weights, from a local path that anonymous callers must not learn."""
+    import torch
+
+    from models import create_model
+
+    path = workdir / "private-models" / "team-a" / "image.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(create_model("unireplknet_a").state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(redis_server: RedisServer, checkpoint: Path) -> dict[str, str]:
+    return {**SETTINGS, "UNIREP_REDIS_URL": redis_server.url, "UNIREP_IMAGE__WEIGHTS": str(checkpoint)}
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +119,28 @@ def test_the_open_inference_protocol_and_previews_need_the_key_too(gateways: lis
     keyed = {"Authorization": f"Bearer {token}"}
     shown = httpx.post(preview, files={"file": ("p.jpg", data)}, headers=keyed, timeout=60)
     assert shown.status_code == 200 and shown.content.startswith(b"\x89PNG")
+
+
+def test_weights_paths_are_shown_to_key_holders_only(
+    gateways: list[Proc], env: dict[str, str], checkpoint: Path
+) -> None:
+    token = str(create_key(env, "paths")["token"])
+    url = gateways[0].url
+    keyed = {"Authorization": f"Bearer {token}"}
+    anonymous = httpx.get(f"{url}/models", timeout=10)
+    holder = httpx.get(f"{url}/models", headers=keyed, timeout=10)
+    assert anonymous.status_code == holder.status_code == 200
+    (anon_image,) = [m for m in anonymous.json()["models"] if m["modality"] == "image"]
+    (full_image,) = [m for m in holder.json()["models"] if m["modality"] == "image"]
+    assert full_image["weights"] == str(checkpoint) and anon_image["weights"] == "image.pth"
+    assert "private-models" not in anonymous.text and anon_image["model"] == full_image["model"]
+    v2_anonymous = httpx.get(f"{url}/v2/models/image", timeout=10)
+    v2_holder = httpx.get(f"{url}/v2/models/image", headers=keyed, timeout=10)
+    assert v2_anonymous.json()["parameters"]["weights"] == "image.pth" and "private-models" not in v2_anonymous.text
+    assert v2_holder.json()["parameters"]["weights"] == str(checkpoint)
+    made_up = {"Authorization": "Bearer urk_made-up"}
+    assert httpx.get(f"{url}/models", headers=made_up, timeout=10).status_code == 401
+    assert httpx.get(f"{url}/v2/models/image", headers=made_up, timeout=10).status_code == 401
 
 
 def test_a_keys_rate_limit_is_shared_by_both_gateways(gateways: list[Proc], env: dict[str, str]) -> None:

@@ -22,6 +22,7 @@ SETTINGS = {
     "UNIREP_MAX_HEADER_BYTES": "8192",
     "UNIREP_HEADER_TIMEOUT_S": "1",
     "UNIREP_BODY_IDLE_TIMEOUT_S": "1",
+    "UNIREP_BODY_TIMEOUT_S": "3",
     "UNIREP_MAX_CONNECTIONS": "20",
 }
 
@@ -149,6 +150,25 @@ def test_stalled_body_is_408_and_counted_as_client_closed(server: Server) -> Non
         time.sleep(0.1)
     assert server.metric("unirep_requests_total", modality="image", status="499") == before + 1
     assert server.metric("unirep_requests_total", status="500") == 0
+
+
+def test_trickled_body_is_408_at_the_body_deadline(server: Server) -> None:
+    """A byte every 0.4 s is never idle for the 1 s idle timeout; the 3 s total deadline ends it."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /classify/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+        )
+        started = time.monotonic()
+        for _ in range(25):
+            time.sleep(0.4)
+            try:
+                sock.sendall(b"\xff")
+            except OSError:
+                break
+        status, headers, body = _read_response(sock)
+    assert status == 408 and "did not arrive within 3 s" in json.loads(body)["error"]["message"]
+    assert 2.5 < time.monotonic() - started < 6.0
+    assert headers["x-content-type-options"] == "nosniff"
 
 
 def test_connections_over_the_cap_are_refused_at_accept(server: Server) -> None:
