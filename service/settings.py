@@ -11,13 +11,15 @@ that overriding one field of a section from any source never resets the others t
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -86,6 +88,15 @@ class ServiceSettings(BaseSettings):
     )
     max_connections: int = Field(default=1024, ge=1, description="open connections; one more is refused with 503")
     keep_alive_timeout_s: int = Field(default=5, ge=1, description="an idle keep-alive connection is closed after")
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs of the proxies in front (e.g. 10.0.0.0/8,127.0.0.1/32); from them, the client is the "
+        "right-most untrusted address of forwarded_header. Empty: forwarded headers are ignored",
+    )
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for",
+        description="the header the trusted proxies append the client's address to (X-Forwarded-For, or RFC 7239)",
+    )
 
     # Half the cores (at most 4): on a CPU-only host the model's threads take the other half.
     preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 1) // 2)), ge=1, le=64)
@@ -155,6 +166,16 @@ class ServiceSettings(BaseSettings):
         if self.auth_enabled and not self.redis_url:
             raise ValueError("auth_enabled needs redis_url: API keys and rate limits live in Redis")
         return self
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        """A comma-separated string (the environment's form) or a list; host bits are allowed (10.1.2.3/8)."""
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [ip_network(str(part).strip(), strict=False) for part in value]
+        return value
 
     @field_validator("device")
     @classmethod
