@@ -1,0 +1,178 @@
+"""The one front door: every way in (``/classify`` and ``/embed``, ``/preview``, V2 REST, V2 gRPC) walks the same
+steps, in this order, exactly once:
+
+auth -> client identity -> served model -> admission -> per-client checks -> deadline -> body -> (the door's own
+work) -> accounting of the one status the caller actually got.
+
+Why one module: each door used to repeat these steps, and the copies drifted (only one computed a client, so every
+other door charged one shared client; admission ran two or three times; a V2 500 was counted as 200). A door now
+describes its transport (a ``Caller``) and how to find its model; the intake does the rest, and a door cannot skip
+a step by forgetting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+
+from modality_adapters import list_adapters
+from service.http import request_io as io
+from service.http.client_identity import ClientIdentity
+from service.http.guarded_protocol import BODY_STALLED
+from service.runtime.served import ServedModel
+from service.runtime.serving import ServiceRuntime
+from unirep_errors import ClientDisconnectedError, UnirepError
+
+log = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499
+"""The status counted for a client that hung up: nobody received an answer."""
+
+
+@dataclass
+class Caller:
+    """What the intake needs from a request, whatever its transport."""
+
+    peer: str | None
+    """The socket peer's address (``host`` or ``host:port``), or None when unknown."""
+    header: Callable[[str], list[str]]
+    """Every value of a header (HTTP) or metadata key (gRPC), by lower-case name."""
+    timeout_ms: Callable[[], float | None]
+    """The request's own deadline, parsed (raises a 4xx for a malformed one)."""
+    read_body: Callable[[int], Awaitable[bytes]] | None = None
+    """Read the body within a byte limit (HTTP); None where the transport has parsed the message already (gRPC)."""
+
+
+@dataclass
+class Admitted:
+    """A request past the intake: who sent it, for which model, with which deadline, and its body."""
+
+    client: str
+    served: ServedModel
+    timeout_ms: float | None
+    body: bytes
+
+
+class Intake:
+    """One request's passage through the front door; ``async with`` it to have it counted once.
+
+    ``status`` is what the caller got; a door sets it when it answers (or leaves an exception to set it). On exit
+    the in-flight gauges go down and the request counter, duration histogram and log line get that one status.
+    """
+
+    def __init__(self, runtime: ServiceRuntime, auth: Any, identity: ClientIdentity, door: str, model: str) -> None:
+        self.runtime = runtime
+        self.auth = auth
+        self.identity = identity
+        self.door = door
+        self.model = model
+        self.status = 500
+        self.client = "anonymous"
+        self.started = time.perf_counter()
+
+    async def __aenter__(self) -> Intake:
+        self.runtime.metrics.in_flight.inc()
+        self.runtime.in_flight += 1
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if isinstance(exc, UnirepError):
+            self.status = exc.status_code
+        elif isinstance(exc, asyncio.CancelledError):  # the transport gave up on the call: its client left
+            self.status = CLIENT_CLOSED
+        metrics = self.runtime.metrics
+        metrics.in_flight.dec()
+        self.runtime.in_flight -= 1
+        label = self.model if self.model in list_adapters() else "unknown"
+        metrics.requests.labels(label, self.door, str(self.status)).inc()
+        metrics.request_duration.labels(label, self.door).observe(time.perf_counter() - self.started)
+        log.debug("%s %s from %s: %d", self.door, label, self.client, self.status)
+
+    async def admit(self, caller: Caller, resolve: Callable[[], ServedModel]) -> Admitted:
+        """Every step before the door's own work; raises the error to answer (a ``UnirepError``)."""
+        key_id = None
+        if self.auth is not None:
+            values = caller.header("authorization")
+            key_id = await self.auth.authorize(values[0] if values else None)
+        self.client = self.identity.client(caller.peer, caller.header, key_id)
+        served = resolve()
+        self.model = served.modality
+        self.runtime.check_admission()
+        self.runtime.check_client(self.client, served.modality)
+        timeout_ms = caller.timeout_ms()
+        body = await caller.read_body(self.runtime.settings.max_body_bytes) if caller.read_body is not None else b""
+        return Admitted(self.client, served, timeout_ms, body)
+
+    def answered(self, status: int, gone: bool = False) -> int:
+        """Record the status the door answers; a caller gone before a success got nothing: 499."""
+        if gone and status != 200:
+            status = CLIENT_CLOSED
+        self.status = status
+        return status
+
+    def failed(self, exc: BaseException) -> UnirepError:
+        """The error to answer for an exception out of the door's work, recorded; unexpected ones are logged."""
+        if isinstance(exc, UnirepError):
+            error = exc
+            if error.status_code >= 500 and error.code == "internal_error":
+                log.error("%s on %s failed: %s", self.door, self.model, error.message)
+        else:
+            log.error("%s on %s failed unexpectedly", self.door, self.model, exc_info=exc)
+            error = UnirepError("internal error; see the server log")
+        self.status = error.status_code
+        return error
+
+
+Work = Callable[[Intake, Admitted, io.DisconnectWatch], Awaitable[Response]]
+Render = Callable[[UnirepError, str], Response]
+
+
+def http_caller(request: Request) -> Caller:
+    """An HTTP request as the intake sees it."""
+
+    async def read_body(limit: int) -> bytes:
+        return await io.read_body(request, limit)
+
+    return Caller(
+        peer=request.client.host if request.client else None,
+        header=request.headers.getlist,
+        timeout_ms=lambda: io.parse_timeout_ms(request),
+        read_body=read_body,
+    )
+
+
+async def http_door(
+    request: Request, door: str, model: str, resolve: Callable[[], ServedModel], work: Work, render: Render
+) -> Response:
+    """Serve one HTTP request through the intake: ``work`` gets the admitted request and a disconnect watch, and
+    returns the answer; errors are answered by ``render`` (each protocol has its own error body)."""
+    state = request.app.state
+    rid = io.request_id(request)
+    intake = Intake(state.runtime, state.auth, state.identity, door, model)
+    watch: io.DisconnectWatch | None = None
+    async with intake:
+        try:
+            admitted = await intake.admit(http_caller(request), resolve)
+            watch = io.DisconnectWatch(request.receive)
+            response = await work(intake, admitted, watch)
+            intake.answered(response.status_code, watch.gone)
+            return response
+        except ClientDisconnect:  # hung up, or stalled and answered 408 by the protocol, before the body arrived
+            intake.status = 408 if request.scope.get(BODY_STALLED) else CLIENT_CLOSED
+            log.debug("request %s: the body never arrived (%d)", rid, intake.status)
+            return render(ClientDisconnectedError("the client disconnected"), rid)
+        except Exception as exc:
+            error = intake.failed(exc)
+            intake.answered(error.status_code, watch is not None and watch.gone)
+            return render(error, rid)
+        finally:
+            if watch is not None:
+                watch.close()
