@@ -149,7 +149,7 @@ class ServiceSettings(BaseSettings):
 
     debug_fault_injection: bool = Field(
         default=False,
-        description="test hook: payloads starting with UNIREP-FAULT:hang|crash|oom misbehave in the decoder",
+        description="test hook: payloads starting with UNIREP-FAULT:hang|crash|kill|oom|slow misbehave in the decoder",
     )
     debug_inference_delay_ms: float = Field(default=0.0, ge=0, description="test hook: sleep this long in every batch")
 

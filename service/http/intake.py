@@ -131,6 +131,28 @@ class Intake:
         return error
 
 
+DOORS = {
+    "/classify/{modality}": "classify",
+    "/embed/{modality}": "embed",
+    "/preview/{modality}": "preview",
+    "/v2/models/{model}/infer": "v2_infer",
+    "/v2/models/{model}/versions/{version}/infer": "v2_infer",
+}
+"""The HTTP doors by route, for requests the framework refuses before the door runs (invalid query parameters)."""
+
+
+def count_refused_by_framework(request: Request, status: int) -> None:
+    """Count a request the framework answered before its door ran, so that every door's count is complete."""
+    route = request.scope.get("route")
+    door = DOORS.get(getattr(route, "path", ""))
+    if door is None:
+        return
+    params = request.path_params
+    model = params.get("modality") or params.get("model") or ""
+    label = model if model in list_adapters() else "unknown"
+    request.app.state.metrics.requests.labels(label, door, str(status)).inc()
+
+
 Work = Callable[[Intake, Admitted, io.DisconnectWatch], Awaitable[Response]]
 Render = Callable[[UnirepError, str], Response]
 
