@@ -215,8 +215,8 @@ class ServiceRuntime:
 
         ``decoded_map`` is an already-preprocessed C x H x W map (``data`` then only names it for the cache): it skips
         the decoder. ``all_classes`` asks for every class's score (an output tensor of scores, not a top-k list).
-        ``on_decoded`` is handed the decoded map (not called on a cache hit): a preview draws it without decoding the
-        upload again. The upload is hashed once here, for the cache and the decoder's quarantine alike.
+        ``on_decoded`` gets the decoded map (not on a cache hit): a preview draws it instead of decoding again. The
+        upload is hashed once here, for the cache and the decoder's quarantine alike.
         """
         served = self.served_model(modality)
         k = (
@@ -262,26 +262,18 @@ class ServiceRuntime:
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
         preprocessed = job.decoded_map is not None
+        times = self.decode_times
         check_feasible(
-            served,
-            deadline_mono,
-            self.decode_times,
-            self.pool,
-            self.batcher,
-            self.metrics,
-            decoding=not preprocessed,
-            client=job.client,
+            served, deadline_mono, times, self.pool, self.batcher, self.metrics, not preprocessed, job.client
         )
         t0 = time.perf_counter()
         self.decoding[modality] = self.decoding.get(modality, 0) + 1
         try:
-            decoded = (
-                Decoded(job.decoded_map, 0.0)
-                if job.decoded_map is not None
-                else await self.pool.decode(
+            decoded = Decoded(job.decoded_map, 0.0) if job.decoded_map is not None else None
+            if decoded is None:
+                decoded = await self.pool.decode(
                     modality, job.data, params, deadline=deadline_mono, client=job.client, digest=job.digest
                 )
-            )
         except Exception as exc:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()
