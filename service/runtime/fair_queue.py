@@ -73,6 +73,8 @@ class FairQueue(Generic[T]):
             self._arrive(client)
             self._lines[client] = deque()
         self._lines[client].append(future)
+        if self._free:  # a free item beside waiting clients (never expected): hand it to whoever's turn it is
+            self.put_nowait(self._free.popleft())
         try:
             return await future
         except asyncio.CancelledError:
