@@ -27,12 +27,15 @@ from modality_adapters import list_adapters
 from service.http import request_io as io
 from service.http.client_identity import ClientIdentity
 from service.http.guarded_protocol import BODY_STALLED
+from service.runtime.decode_guard import HEAD_BYTES
 from service.runtime.served import ServedModel
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import ClientDisconnectedError, UnirepError
 
 log = logging.getLogger(__name__)
 
+HeadCheck = Callable[[bytes], None]
+"""Shown the first bytes of a body as soon as they arrive; raises to refuse the request before the rest."""
 CLIENT_CLOSED = 499
 """The status counted for a client that hung up: nobody received an answer."""
 
@@ -47,8 +50,12 @@ class Caller:
     """Every value of a header (HTTP) or metadata key (gRPC), by lower-case name."""
     timeout_ms: Callable[[], float | None]
     """The request's own deadline, parsed (raises a 4xx for a malformed one)."""
-    read_body: Callable[[int], Awaitable[bytes]] | None = None
-    """Read the body within a byte limit (HTTP); None where the transport has parsed the message already (gRPC)."""
+    read_body: Callable[[int, HeadCheck | None], Awaitable[bytes]] | None = None
+    """Read the body within a byte limit, showing its first bytes to a check (HTTP); None where the transport has
+    parsed the message already (gRPC)."""
+    upload: bool = False
+    """Whether the body is the upload itself (raw or multipart): its first bytes then tell its kind, so a client
+    over its crash budget for that kind is refused before the rest is read (a refusal must be cheap)."""
 
 
 @dataclass
@@ -108,8 +115,16 @@ class Intake:
         self.runtime.check_admission()
         self.runtime.check_client(self.client, served.modality)
         timeout_ms = caller.timeout_ms()
-        body = await caller.read_body(self.runtime.settings.max_body_bytes) if caller.read_body is not None else b""
+        body = b""
+        if caller.read_body is not None:
+            check = self._upload_check(caller, served.modality) if caller.upload else None
+            body = await caller.read_body(self.runtime.settings.max_body_bytes, check)
         return Admitted(self.client, served, timeout_ms, body)
+
+    def _upload_check(self, caller: Caller, modality: str) -> HeadCheck:
+        content_type = (caller.header("content-type") or [""])[0]
+        client = self.client
+        return lambda head: self.runtime.check_upload(client, modality, head, content_type)
 
     def answered(self, status: int, gone: bool = False) -> int:
         """Record the status the door answers; a caller gone before a success got nothing: 499."""
@@ -157,32 +172,40 @@ Work = Callable[[Intake, Admitted, io.DisconnectWatch], Awaitable[Response]]
 Render = Callable[[UnirepError, str], Response]
 
 
-def http_caller(request: Request) -> Caller:
-    """An HTTP request as the intake sees it."""
+def http_caller(request: Request, upload: bool) -> Caller:
+    """An HTTP request as the intake sees it; ``upload``: its body is the upload (raw or multipart)."""
 
-    async def read_body(limit: int) -> bytes:
-        return await io.read_body(request, limit)
+    async def read_body(limit: int, head: HeadCheck | None) -> bytes:
+        return await io.read_body(request, limit, head, HEAD_BYTES)
 
     return Caller(
         peer=request.client.host if request.client else None,
         header=request.headers.getlist,
         timeout_ms=lambda: io.parse_timeout_ms(request),
         read_body=read_body,
+        upload=upload,
     )
 
 
 async def http_door(
-    request: Request, door: str, model: str, resolve: Callable[[], ServedModel], work: Work, render: Render
+    request: Request,
+    door: str,
+    model: str,
+    resolve: Callable[[], ServedModel],
+    work: Work,
+    render: Render,
+    upload: bool = True,
 ) -> Response:
     """Serve one HTTP request through the intake: ``work`` gets the admitted request and a disconnect watch, and
-    returns the answer; errors are answered by ``render`` (each protocol has its own error body)."""
+    returns the answer; errors are answered by ``render`` (each protocol has its own error body). ``upload``:
+    the body is the upload itself (not a protocol message around it)."""
     state = request.app.state
     rid = io.request_id(request)
     intake = Intake(state.runtime, state.auth, state.identity, door, model)
     watch: io.DisconnectWatch | None = None
     async with intake:
         try:
-            admitted = await intake.admit(http_caller(request), resolve)
+            admitted = await intake.admit(http_caller(request, upload), resolve)
             watch = io.DisconnectWatch(request.receive)
             response = await work(intake, admitted, watch)
             intake.answered(response.status_code, watch.gone)

@@ -159,6 +159,7 @@ async def model_infer(request: Request, model: str, version: str | None = None) 
         lambda: core.served_for(runtime, model, version),
         work,
         lambda exc, rid: v2_error(exc, request),
+        upload=False,
     )
 
 

@@ -87,6 +87,22 @@ def input_kind(modality: str, data: bytes) -> str:
     return f"{modality}/other"
 
 
+HEAD_BYTES = 1024
+"""How much of a body the early check reads before deciding (a multipart part's headers, then the signature)."""
+
+
+def upload_kind(modality: str, head: bytes, content_type: str) -> str | None:
+    """``input_kind`` of an upload from the first bytes of its body, before the rest arrives: the raw body's own
+    signature, or in a multipart body the signature of the first part when it is the ``file`` field. None when
+    the head cannot tell (another field first, headers longer than the head): the check after decoding decides."""
+    if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+        return input_kind(modality, head)
+    headers, found, content = head.partition(b"\r\n\r\n")
+    if not found or b'name="file"' not in headers or len(content) < 16:
+        return None
+    return input_kind(modality, content)
+
+
 def _jpeg_pixels(data: bytes) -> int | None:
     pos = 2
     for _ in range(256):  # markers before the frame header; a hostile file cannot make this loop long
@@ -144,6 +160,11 @@ class DecodeGuard:
                 f"this exact {modality} file crashed the decoder before ({why}); it is refused without decoding",
                 quarantined=True,
             )
+        self.admit_kind(client, kind)
+        self.admit_client(client, contended)
+
+    def admit_kind(self, client: str, kind: str) -> None:
+        """The crash budget of ``client`` for ``kind`` of input: cheap enough to run on a body's first bytes."""
         crashes = self._bucket(client).crashes.get(kind, [])
         if len(crashes) >= self.policy.crash_budget:
             retry = max(1, math.ceil(crashes[0] + self.policy.crash_window_s - time.monotonic()))
@@ -153,7 +174,6 @@ class DecodeGuard:
                 retry_after=retry,
                 input_kind=kind,
             )
-        self.admit_client(client, contended)
 
     def admit_client(self, client: str, contended: bool) -> None:
         """The decode-time backstop: cheap enough to run before the body is read; binds only under contention."""

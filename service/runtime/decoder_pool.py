@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.runtime.decode_guard import DecodeGuard, GuardPolicy, input_kind
+from service.runtime.decode_guard import DecodeGuard, GuardPolicy, input_kind, upload_kind
 from service.runtime.decoder_process import FAULT_PREFIX, DecoderLostError, Slot, context
 from service.runtime.fair_queue import FairQueue
 from unirep_errors import DeadlineExceededError, DecoderCrashedError, PreprocessTimeoutError, ServiceUnavailableError
@@ -115,6 +115,12 @@ class DecoderPool:
     def check_client(self, client: str, modality: str) -> None:
         """The decode-time backstop, before a request's body is read (see ``DecodeGuard.admit_client``)."""
         self.guard.admit_client(client, self._contended(client))
+
+    def check_upload(self, client: str, modality: str, head: bytes, content_type: str) -> None:
+        """The crash budget for this kind of upload, from the body's first bytes (a refusal costs no body)."""
+        kind = upload_kind(modality, head, content_type)
+        if kind is not None:
+            self.guard.admit_kind(client, kind)
 
     def _contended(self, client: str) -> bool:
         """Whether clients other than ``client`` are waiting for a decoder."""

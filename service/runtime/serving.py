@@ -196,6 +196,11 @@ class ServiceRuntime:
         if self.pool is not None:
             self.pool.check_client(client, modality)
 
+    def check_upload(self, client: str, modality: str, head: bytes, content_type: str) -> None:
+        """429 from an upload's first bytes when its client is over its crash budget for that kind of input."""
+        if self.pool is not None:
+            self.pool.check_upload(client, modality, head, content_type)
+
     async def infer(
         self,
         modality: str,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.runtime.decode_guard import DecodeGuard, GuardPolicy, image_pixels, input_kind
+from service.runtime.decode_guard import DecodeGuard, GuardPolicy, image_pixels, input_kind, upload_kind
 from unirep_errors import DecoderCrashedError, RateLimitedError
 
 
@@ -86,3 +86,13 @@ def test_decode_time_backstop_binds_only_while_others_wait() -> None:
     guard.admit("b", "x", "image/jpeg", contended=True)
     time.sleep(0.35)
     guard.admit("a", "x", "image/jpeg", contended=True)
+
+
+def test_upload_kind_from_the_first_bytes_of_a_raw_or_multipart_body() -> None:
+    avi = b"RIFF\x00\x00\x00\x00AVI LIST" + b"\x00" * 32
+    assert upload_kind("video", avi, "video/x-msvideo") == "video/avi"
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.avi"\r\nContent-Type: x\r\n\r\n'
+    assert upload_kind("video", part + avi, "multipart/form-data; boundary=b") == "video/avi"
+    other_first = part.replace(b'name="file"', b'name="note"')
+    assert upload_kind("video", other_first + avi, "multipart/form-data; boundary=b") is None
+    assert upload_kind("video", part[:40], "multipart/form-data; boundary=b") is None  # headers not yet complete

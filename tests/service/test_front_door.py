@@ -7,6 +7,7 @@ caller saw.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -104,6 +105,20 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(server: Server) ->
     with client_at(server, "127.0.0.10") as direct:
         assert exhaust_crash_budget(direct, "direct", "198.51.100.1") == [422, 422, 429]
         assert post(direct, CRASH + b"spoofed", "198.51.100.2").status_code == 429  # still the peer 127.0.0.10
+
+
+def test_a_refused_kind_of_upload_is_refused_on_its_first_bytes(server: Server) -> None:
+    """Over its crash budget, a client's next upload of that kind is answered 429 from the body's first bytes: the
+    remaining 5 MB are never awaited (a refusal that waited for the body would end in a 408 here)."""
+    with client_at(server, "127.0.0.11") as client:
+        assert exhaust_crash_budget(client, "early") == [422, 422, 429]
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10, source_address=("127.0.0.11", 0)) as sock:
+        head = b"POST /classify/image HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        sock.sendall(head + b"Content-Length: 5000000\r\n\r\n" + CRASH + b"x" * 2048)
+        sock.settimeout(5)  # well under the 10 s a stalled body waits for its 408
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 429"), reply[:200]
 
 
 def test_grpc_reads_the_forwarded_client_from_its_metadata(served: tuple[Server, int]) -> None:
