@@ -38,6 +38,8 @@ HeadCheck = Callable[[bytes], None]
 """Shown the first bytes of a body as soon as they arrive; raises to refuse the request before the rest."""
 CLIENT_CLOSED = 499
 """The status counted for a client that hung up: nobody received an answer."""
+REFUSAL_PACE_S = 0.5
+"""How long a refusal for a kind of input that keeps crashing decoders is held (see ``paced``)."""
 
 
 @dataclass
@@ -172,6 +174,14 @@ Work = Callable[[Intake, Admitted, io.DisconnectWatch], Awaitable[Response]]
 Render = Callable[[UnirepError, str], Response]
 
 
+async def paced(error: UnirepError) -> None:
+    """Hold a refusal for crashing inputs a moment before answering it. A client that ignores Retry-After and
+    retries at once would otherwise spend the gateway's CPU on refusals as fast as it can send; held, it costs one
+    sleeping coroutine, and its requests arrive at most a few times a second per connection."""
+    if error.status_code == 429 and "input_kind" in error.details:
+        await asyncio.sleep(REFUSAL_PACE_S)
+
+
 def http_caller(request: Request, upload: bool) -> Caller:
     """An HTTP request as the intake sees it; ``upload``: its body is the upload (raw or multipart)."""
 
@@ -217,6 +227,7 @@ async def http_door(
         except Exception as exc:
             error = intake.failed(exc)
             intake.answered(error.status_code, watch is not None and watch.gone)
+            await paced(error)
             return render(error, rid)
         finally:
             if watch is not None:

@@ -21,7 +21,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.http import v2_core as core
 from service.http.client_identity import ClientIdentity
-from service.http.intake import Admitted, Caller, Intake
+from service.http.intake import Admitted, Caller, Intake, paced
 from service.http.v2_tensors import DTYPES, Tensor, tensor_bytes, tensor_from_raw
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, UnirepError
@@ -156,6 +156,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 failure = intake.failed(exc)
                 intake.answered(failure.status_code, context.cancelled())
         if failure is not None:
+            await paced(failure)
             await self._fail(context, failure)
         response = pb.ModelInferResponse(model_name=request.model_name, model_version=core.MODEL_VERSION, id=request.id)
         for key, value in answer.parameters.items():
