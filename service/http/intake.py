@@ -4,10 +4,9 @@ steps, in this order, exactly once:
 auth -> client identity -> served model -> admission -> per-client checks -> deadline -> body -> (the door's own
 work) -> accounting of the one status the caller actually got.
 
-Why one module: each door used to repeat these steps, and the copies drifted (only one computed a client, so every
-other door charged one shared client; admission ran two or three times; a V2 500 was counted as 200). A door now
-describes its transport (a ``Caller``) and how to find its model; the intake does the rest, and a door cannot skip
-a step by forgetting it.
+Why one module: copies of these steps drift (a door that forgets the client charges all its callers to one shared
+client and escapes per-client limits; one that counts its own status can count a 500 as a 200). A door describes
+its transport (a ``Caller``) and how to find its model; the intake does the rest, so no door can skip a step.
 """
 
 from __future__ import annotations
