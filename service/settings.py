@@ -11,13 +11,15 @@ that overriding one field of a section from any source never resets the others t
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -89,6 +91,15 @@ class ServiceSettings(BaseSettings):
     )
     max_connections: int = Field(default=1024, ge=1, description="open connections; one more is refused with 503")
     keep_alive_timeout_s: int = Field(default=5, ge=1, description="an idle keep-alive connection is closed after")
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs of the proxies in front (e.g. 10.0.0.0/8,127.0.0.1/32); from them, the client is the "
+        "right-most untrusted address of forwarded_header. Empty: forwarded headers are ignored",
+    )
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for",
+        description="the header the trusted proxies append the client's address to (X-Forwarded-For, or RFC 7239)",
+    )
 
     # Half the cores (at most 4): on a CPU-only host the model's threads take the other half.
     preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 1) // 2)), ge=1, le=64)
@@ -141,7 +152,7 @@ class ServiceSettings(BaseSettings):
 
     debug_fault_injection: bool = Field(
         default=False,
-        description="test hook: payloads starting with UNIREP-FAULT:hang|crash|oom misbehave in the decoder",
+        description="test hook: payloads starting with UNIREP-FAULT:hang|crash|kill|oom|slow misbehave in the decoder",
     )
     debug_inference_delay_ms: float = Field(default=0.0, ge=0, description="test hook: sleep this long in every batch")
 
@@ -182,6 +193,16 @@ class ServiceSettings(BaseSettings):
         if parts.scheme != "unix" and db and not db.isdigit():
             raise ValueError(f"{redacted(value)!r}: the database after the host must be a number")
         del port
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        """A comma-separated string (the environment's form) or a list; host bits are allowed (10.1.2.3/8)."""
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [ip_network(str(part).strip(), strict=False) for part in value]
         return value
 
     @field_validator("device")

@@ -56,6 +56,8 @@ LINGER_S = 2.0
 LINGER_BYTES = 1024 * 1024
 """How much late input a refused connection drains at most (then it closes at once)."""
 
+BODY_STALLED = "unirep.body_stalled"
+"""Set in a request's ASGI scope when its body stalled and this protocol answered 408 (the app sees a disconnect)."""
 _CODES = {400: "bad_request", 408: "request_timeout", 431: "headers_too_large", 503: "service_unavailable"}
 
 
@@ -240,6 +242,7 @@ class GuardedH11Protocol(H11Protocol):
         cycle = self.cycle
         started = cycle is not None and cycle.response_started
         if cycle is not None:  # the app's next receive() is a disconnect; anything it sends is dropped
+            cycle.scope[BODY_STALLED] = True  # type: ignore[literal-required]  # the app counts the 408 sent here
             cycle.disconnected = True
             cycle.message_event.set()
         if started:

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from service.http import request_io as io
 from service.http import v2_core as core
 from service.http import v2_request
-from service.http.tracking import Tracked
+from service.http.intake import Admitted, Intake, http_door
 from service.http.v2_schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -131,30 +131,32 @@ _INFER_ERRORS = error_responses(400, 401, 404, 413, 422, 429, 503, 504)
 async def model_infer(request: Request, model: str, version: str | None = None) -> Response:
     """Classify and/or embed the request's files (BYTES) or maps (FP32), as a batch."""
     runtime = _runtime(request)
-    with Tracked(runtime, model, "v2_infer") as tracked:
-        try:
-            auth = getattr(request.app.state, "auth", None)
-            if auth is not None:
-                await auth.authorize(request.headers.get("authorization"))
-            served = core.served_for(runtime, model, version)
-            runtime.check_admission()
-            timeout_ms = io.parse_timeout_ms(request)
-            body = await io.read_body(request, runtime.settings.max_body_bytes)
-            parsed, inputs, requested, binary_flags = await v2_request.parse(body, request.headers.get(HEADER_LENGTH))
-            watch = io.DisconnectWatch(request.receive)
-            try:
-                answer = await core.infer(runtime, served, inputs, requested, timeout_ms=timeout_ms, cancelled=watch)
-            finally:
-                watch.close()
-        except UnirepError as exc:
-            tracked.status = exc.status_code
-            return v2_error(exc, request)
-        except Exception:
-            log.exception("V2 infer on %s failed unexpectedly", model)
-            return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
-        tracked.status = 200
+
+    async def work(intake: Intake, admitted: Admitted, watch: io.DisconnectWatch) -> Response:
+        parsed, inputs, requested, binary_flags = await v2_request.parse(
+            admitted.body, request.headers.get(HEADER_LENGTH)
+        )
+        answer = await core.infer(
+            runtime,
+            admitted.served,
+            inputs,
+            requested,
+            timeout_ms=admitted.timeout_ms,
+            cancelled=watch,
+            client=admitted.client,
+        )
         default_binary = bool(parsed.parameters.get("binary_data_output", False))
         return _response(model, parsed.id, answer, binary_flags, default_binary, io.request_id(request))
+
+    return await http_door(
+        request,
+        "v2_infer",
+        model,
+        lambda: core.served_for(runtime, model, version),
+        work,
+        lambda exc, rid: v2_error(exc, request),
+        upload=False,
+    )
 
 
 def _response(

@@ -44,6 +44,17 @@ from unirep_errors import NotFoundError, ServiceUnavailableError, UndecodableInp
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What one cache miss computes from: the upload (hashed once), its client, and the optional shortcuts."""
+
+    data: bytes
+    digest: str
+    client: str
+    decoded_map: torch.Tensor | None
+    on_decoded: Callable[[torch.Tensor], None] | None
+
+
 class ServiceRuntime:
     def __init__(
         self,
@@ -179,10 +190,16 @@ class ServiceRuntime:
                 raise ServiceUnavailableError(reason, retry_after=1)
             raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
 
-    def check_client(self, client: str) -> None:
-        """429 at once for a client over its decoder budgets, before its body is read (refusing must be cheap)."""
+    def check_client(self, client: str, modality: str) -> None:
+        """429 at once, before its body is read (refusing must be cheap), for a client over its decode-time
+        backstop while others wait for decoders; crash budgets are checked once the input's format is known."""
         if self.pool is not None:
-            self.pool.guard.admit_client(client)
+            self.pool.check_client(client, modality)
+
+    def check_upload(self, client: str, modality: str, head: bytes, content_type: str) -> None:
+        """429 from an upload's first bytes when its client is over its crash budget for that kind of input."""
+        if self.pool is not None:
+            self.pool.check_upload(client, modality, head, content_type)
 
     async def infer(
         self,
@@ -197,14 +214,16 @@ class ServiceRuntime:
         client: str = "anonymous",
         decoded_map: torch.Tensor | None = None,
         all_classes: bool = False,
+        on_decoded: Callable[[torch.Tensor], None] | None = None,
     ) -> Outcome:
-        """One request through cache, decoder pool, batcher and worker.
+        """One request through cache, decoder pool, batcher and worker; admission was the caller's (the intake).
 
         ``decoded_map`` is an already-preprocessed C x H x W map (``data`` then only names it for the cache): it skips
         the decoder. ``all_classes`` asks for every class's score (an output tensor of scores, not a top-k list).
+        ``on_decoded`` gets the decoded map (not on a cache hit): a preview draws it instead of decoding again. The
+        upload is hashed once here, for the cache and the decoder's quarantine alike.
         """
         served = self.served_model(modality)
-        self.check_admission()
         k = (
             (served.num_classes if all_classes else resolve_top_k(served, top_k, self.settings.max_top_k))
             if task == "classify"
@@ -218,7 +237,8 @@ class ServiceRuntime:
         deadline_wall = time.time() + timeout_ms / 1000.0 if timeout_ms is not None else None
         deadline_mono = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
         params = {**served.params, **(hints or {})}
-        key = cache_key(hashlib.sha256(data).hexdigest(), modality, task, {"top_k": k, **(hints or {})}, served.version)
+        digest = hashlib.sha256(data).hexdigest()
+        key = cache_key(digest, modality, task, {"top_k": k, **(hints or {})}, served.version)
         # Cached, or being computed by an identical request (here or, with Redis, on another gateway): wait for it.
         async with self.flights.lead(key, deadline_mono) as lease:
             if lease.result is not None:
@@ -227,9 +247,8 @@ class ServiceRuntime:
                     self.metrics.cache_coalesced.labels(modality).inc()
                 return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
-            outcome = await self._compute(
-                served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client, decoded_map
-            )
+            job = _Job(data, digest, client, decoded_map, on_decoded)
+            outcome = await self._compute(served, task, job, k, params, deadline_wall, deadline_mono, cancelled)
             await lease.publish(outcome.result)
         return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
 
@@ -237,30 +256,29 @@ class ServiceRuntime:
         self,
         served: ServedModel,
         task: Task,
-        data: bytes,
+        job: _Job,
         k: int,
         params: dict[str, Any],
         deadline_wall: float | None,
         deadline_mono: float | None,
         cancelled: Callable[[], bool],
-        client: str = "anonymous",
-        decoded_map: torch.Tensor | None = None,
     ) -> Outcome:
         """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
         modality = served.modality
         assert self.pool is not None and self.batcher is not None
-        preprocessed = decoded_map is not None
+        preprocessed = job.decoded_map is not None
+        times = self.decode_times
         check_feasible(
-            served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics, decoding=not preprocessed
+            served, deadline_mono, times, self.pool, self.batcher, self.metrics, not preprocessed, job.client
         )
         t0 = time.perf_counter()
         self.decoding[modality] = self.decoding.get(modality, 0) + 1
         try:
-            decoded = (
-                Decoded(decoded_map, 0.0)
-                if decoded_map is not None
-                else await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
-            )
+            decoded = Decoded(job.decoded_map, 0.0) if job.decoded_map is not None else None
+            if decoded is None:
+                decoded = await self.pool.decode(
+                    modality, job.data, params, deadline=deadline_mono, client=job.client, digest=job.digest
+                )
         except Exception as exc:
             if getattr(exc, "code", "") == "deadline_exceeded":
                 self.metrics.dropped.labels(modality, "deadline").inc()
@@ -275,8 +293,10 @@ class ServiceRuntime:
             raise UndecodableInputError(
                 f"decoded {modality} map has shape {tuple(decoded.tensor.shape)}; the model takes {served.input_shape}"
             )
+        if job.on_decoded is not None:
+            job.on_decoded(decoded.tensor)
         item = BatchItem(new_id(), decoded.tensor, task, k, time.time(), deadline_wall, cancelled)
-        pending = self.batcher.submit(item, modality, cancelled)
+        pending = self.batcher.submit(item, modality, cancelled, client=job.client)
         item_result, batch_result = await pending.future
         queue_s = max(0.0, batch_result.started_at - item.enqueued_at)
         self.metrics.queue_duration.labels(modality).observe(queue_s)

@@ -154,6 +154,23 @@ def test_a_keys_rate_limit_is_shared_by_both_gateways(gateways: list[Proc], env:
     assert post(gateways[1], other).status_code == 200  # limits are per key
 
 
+def test_a_keys_rate_limit_counts_on_every_door(gateways: list[Proc], env: dict[str, str]) -> None:
+    """/preview and the V2 route spend the same per-key budget as /classify: no door is a way around it."""
+    token = str(create_key(env, "every-door", "--rate-per-minute", "6", "--burst", "3")["token"])
+    keyed = {"Authorization": f"Bearer {token}"}
+    _, data = jpeg(seed=11)
+    v2_body = {"inputs": [{"name": "FILE", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
+    statuses = [
+        httpx.post(f"{gateways[0].url}/preview/image", files={"file": ("p.jpg", data)}, headers=keyed, timeout=60),
+        httpx.post(f"{gateways[1].url}/v2/models/image/infer", json=v2_body, headers=keyed, timeout=60),
+        post(gateways[0], token, seed=12),
+        httpx.post(f"{gateways[1].url}/preview/image", files={"file": ("p.jpg", data)}, headers=keyed, timeout=60),
+        httpx.post(f"{gateways[0].url}/v2/models/image/infer", json=v2_body, headers=keyed, timeout=60),
+    ]
+    assert [r.status_code for r in statuses][3:] == [429, 429], [r.status_code for r in statuses]
+    assert 200 in {statuses[0].status_code, statuses[2].status_code}
+
+
 def test_a_revoked_key_is_refused_at_once_everywhere(gateways: list[Proc], env: dict[str, str]) -> None:
     created = create_key(env, "short-lived")
     token = str(created["token"])
