@@ -121,6 +121,13 @@ class BaseAdapter(ABC, Generic[P]):
         return {}
 
     @classmethod
+    def training_params(cls) -> dict[str, Any]:
+        """Params ``unirep train`` uses where they differ from the served defaults: a map that trains better from
+        scratch. The served defaults stay the contract of released weights and of model files that predate a
+        param (a file records the params it was trained with); the run's own params override these."""
+        return {}
+
+    @classmethod
     def model_params(cls, model_config: Any) -> dict[str, Any]:
         """Params the model variant dictates (its ``models.ModelConfig``); the settings' params override them."""
         return {}
