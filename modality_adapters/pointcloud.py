@@ -14,12 +14,15 @@ empty space. Views (right-handed, y up): front looks down -z (u = x, v = y, dept
 
 The pose the views are taken in (``pose``), what their pixels hold (``channels``) and the rotations training
 shows (``rotation``) are params (``pointcloud_views``); their dataclass defaults are the historical map, which a
-model file without them keeps, and ``TRAINING_DEFAULTS`` are what a new model is trained with unless the run says
-otherwise, chosen by measurement on arbitrarily posed and on upright shapes (``benchmarks/train_accuracy.py``).
+model file without them keeps. ``unirep train`` picks the pose from the training data unless the run sets it
+(``fit_training_params``): a data set that keeps an up axis trains on the file's axes with rotations about it
+(the historical map, best on upright shapes), any other in the canonical pose with rotations over SO(3) (best on
+arbitrarily posed shapes); measured in ``benchmarks/train_accuracy.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,15 +33,16 @@ from unirep_errors import UndecodableInputError
 
 from .base import BaseAdapter, as_chw, encode_png
 from .pointcloud_io import POINTCLOUD_FORMATS, read_points
-from .pointcloud_views import CHANNEL_KINDS, POSES, project_views, views_of
+from .pointcloud_views import CHANNEL_KINDS, POSES, looks_upright, project_views, views_of
 from .serving import ServingDefaults
 from .training_augment import ROTATIONS, augment_points
 
 __all__ = ["PointCloudAdapter", "PointCloudParams", "farthest_point_sample", "normalize_points", "project_views"]
 
 SAMPLINGS = ("fps", "random")
-TRAINING_DEFAULTS: dict[str, Any] = {"pose": "canonical", "channels": "near", "rotation": "so3"}
-"""What ``unirep train`` uses unless the run sets it (see ``benchmarks/RESULTS.md``)."""
+UPRIGHT_TRAINING: dict[str, Any] = {"pose": "as_given", "rotation": "up"}
+POSED_TRAINING: dict[str, Any] = {"pose": "canonical", "rotation": "so3"}
+"""What ``unirep train`` uses for data that keeps an up axis, and for data in any pose (unless the run sets them)."""
 FPS_POOL_FACTOR = 2
 """FPS runs on at most this many times ``num_points`` candidates (the official test set: FPS 4096 of 8192)."""
 
@@ -103,9 +107,15 @@ class PointCloudAdapter(BaseAdapter[PointCloudParams]):
         p = self.resolve_params(**params)
         return (p.num_channels, p.image_size, p.image_size)
 
-    @classmethod
-    def training_params(cls) -> dict[str, Any]:
-        return dict(TRAINING_DEFAULTS)
+    def fit_training_params(
+        self, cached: Sequence[torch.Tensor], params: dict[str, Any], given: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The pose (and the rotations to train with) from the training clouds, where the run did not set them."""
+        if "pose" in given:
+            chosen = {"rotation": "so3" if given["pose"] == "canonical" else "up"}
+        else:
+            chosen = UPRIGHT_TRAINING if looks_upright([t.numpy() for t in cached]) else POSED_TRAINING
+        return {**params, **{k: v for k, v in chosen.items() if k not in given}}
 
     def _decode(self, data: bytes, p: PointCloudParams) -> torch.Tensor:
         points = read_points(data, p.format, self.limits, mesh_samples=FPS_POOL_FACTOR * p.num_points)

@@ -115,6 +115,7 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
     train = decode_all(cfg.modality, train_examples, params, desc="decoding train", **kwargs)
     val = decode_all(cfg.modality, val_examples, params, desc="decoding val", **kwargs)
     _check_decoded(train, val, labels)
+    params = adapter.fit_training_params(train.tensors, params, cfg.params)
     if rank == 0 and (train.skipped or val.skipped):
         skipped = train.skipped + val.skipped
         print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)

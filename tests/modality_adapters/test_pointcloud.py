@@ -252,12 +252,27 @@ def test_far_and_density_on_two_points_in_one_pixel() -> None:
     assert float(near[alone]) == float(far[alone]) > 0
 
 
-def test_params_default_to_the_historical_map_and_training_opts_in(media) -> None:
+def test_params_default_to_the_historical_map(media) -> None:
     adapter = get_adapter("pointcloud")
     data = media.npy(media.cloud(500))
     historical = {**SMALL, "pose": "as_given", "channels": "near", "rotation": "up"}
     assert torch.equal(adapter.decode(data, **SMALL), adapter.decode(data, **historical))
-    assert adapter.training_params()["pose"] == "canonical"  # new trained models; files without it keep as_given
+
+
+def test_training_picks_the_pose_from_the_data_unless_the_run_sets_it() -> None:
+    adapter = get_adapter("pointcloud")
+    rng = np.random.default_rng(0)
+    standing = [normalize_points(rng.normal(size=(300, 3)) * (0.3, 1.0, 0.6)) for _ in range(8)]
+    tumbling = [cloud @ _rotation(seed).T for seed, cloud in enumerate(standing)]
+    as_tensors = lambda clouds: [torch.from_numpy(c) for c in clouds]  # noqa: E731
+    fit = adapter.fit_training_params
+    assert fit(as_tensors(standing), {}, {}) == {"pose": "as_given", "rotation": "up"}
+    assert fit(as_tensors(tumbling), {}, {}) == {"pose": "canonical", "rotation": "so3"}
+    assert fit(as_tensors(tumbling), {"pose": "upright"}, {"pose": "upright"}) == {"pose": "upright", "rotation": "up"}
+    assert fit(as_tensors(standing), {"rotation": "none"}, {"rotation": "none"}) == {
+        "rotation": "none",
+        "pose": "as_given",
+    }
 
 
 @pytest.mark.parametrize("bad", [{"pose": "sideways"}, {"channels": "near+near"}, {"channels": ""}, {"rotation": "x"}])
