@@ -3,7 +3,9 @@
 Each ``make_*`` writes ``ROOT/train/<label>/<file>`` and ``ROOT/test/<label>/<file>`` (the class-folder layout
 ``unirep train`` reads) and returns the raw arrays of both splits for the baselines. Test sets differ from
 training sets in what matters for generalisation: unseen voices for words; fresh poses, scales, densities, noise
-and cut-away views for shapes; fresh backgrounds, objects and speeds for motion.
+and cut-away views for shapes (in any pose, or upright: turned about the up axis only, as scanned objects stand);
+fresh backgrounds, objects and speeds for motion; fresh backgrounds, colours, sizes and motions for appearance
+(clips told apart only by the object's outline, whatever it does).
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MOTIONS", "SHAPES", "WORDS", "make_motion_videos", "make_shapes", "make_spoken_words"]
+__all__ = [
+    "LOOKS",
+    "MOTIONS",
+    "SHAPES",
+    "WORDS",
+    "make_appearance_videos",
+    "make_motion_videos",
+    "make_shapes",
+    "make_spoken_words",
+]
 
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "zero", "one"]
 TRAIN_VOICES = [f"{a}+{v}" for a in ("en-gb", "en-us", "en-gb-x-rp", "en-029") for v in ("m1", "m3", "f1", "f3")]
@@ -96,8 +107,20 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def make_shapes(root: Path, train_per_class: int = 24, test_per_class: int = 10, seed: int = 0) -> dict:
-    """NPY clouds: random rotation, anisotropic scale (0.6-1.4), 300-2000 points, noise, and 30 % cut-away views."""
+def _upright_rotation(rng: np.random.Generator) -> np.ndarray:
+    """The shape's own axis (z) turned to the up axis (y), then a random turn about the up axis."""
+    a = rng.uniform(0, 2 * np.pi)
+    about_up = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+    z_to_y = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    return about_up @ z_to_y
+
+
+def make_shapes(
+    root: Path, train_per_class: int = 24, test_per_class: int = 10, seed: int = 0, pose: str = "arbitrary"
+) -> dict:
+    """NPY clouds: a rotation (``arbitrary``: any; ``upright``: about the up axis), anisotropic scale (0.6-1.4),
+    300-2000 points, noise, and 30 % cut-away views."""
+    rotate = {"arbitrary": _random_rotation, "upright": _upright_rotation}[pose]
     rng = np.random.default_rng(seed)
     out: dict[str, list[tuple[np.ndarray, str]]] = {"train": [], "test": []}
     for split, count in (("train", train_per_class), ("test", test_per_class)):
@@ -106,7 +129,7 @@ def make_shapes(root: Path, train_per_class: int = 24, test_per_class: int = 10,
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(count):
                 pts = _shape(name, rng, int(rng.integers(300, 2001)))
-                pts = pts * rng.uniform(0.6, 1.4, 3) @ _random_rotation(rng).T
+                pts = pts * rng.uniform(0.6, 1.4, 3) @ rotate(rng).T
                 pts = pts + rng.normal(scale=rng.uniform(0.0, 0.03), size=pts.shape)
                 if rng.uniform() < 0.3:  # a partial view: what one side of a sensor sees
                     keep = pts @ _sphere(rng, 1)[0] < np.quantile(pts @ _sphere(rng, 1)[0], rng.uniform(0.6, 0.9))
@@ -118,10 +141,27 @@ def make_shapes(root: Path, train_per_class: int = 24, test_per_class: int = 10,
 
 
 MOTIONS = ["right", "left", "up", "down", "rotate", "zoom_in", "static"]
+LOOKS = ["square", "disc", "diamond", "ring", "cross", "triangle"]
 
 
-def _frames(motion: str, rng: np.random.Generator, n: int = 16, size: int = 64) -> np.ndarray:
-    """``n`` RGB frames: a textured object moving over a random background (noise, gradient or stripes)."""
+def _inside(look: str | None, u: np.ndarray, v: np.ndarray, half: float) -> np.ndarray:
+    """The object's outline in its own coordinates: the striped box of the motion set, or one of LOOKS."""
+    r = np.sqrt(u * u + v * v)
+    outlines = {
+        None: lambda: (np.abs(u) < half) & (np.abs(v) < half * 0.6),
+        "square": lambda: (np.abs(u) < half * 0.8) & (np.abs(v) < half * 0.8),
+        "disc": lambda: r < half,
+        "diamond": lambda: np.abs(u) + np.abs(v) < half * 1.1,
+        "ring": lambda: (r < half) & (r > half * 0.55),
+        "cross": lambda: ((np.abs(u) < half) & (np.abs(v) < half / 3)) | ((np.abs(u) < half / 3) & (np.abs(v) < half)),
+        "triangle": lambda: (v < half * 0.6) & (np.abs(u) < (v + half) * 0.6),
+    }
+    return outlines[look]()
+
+
+def _frames(motion: str, rng: np.random.Generator, n: int = 16, size: int = 64, look: str | None = None) -> np.ndarray:
+    """``n`` RGB frames: an object moving over a random background (noise, gradient or stripes); the object is a
+    striped box, or (``look``) a plain shape of LOOKS."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     kind = rng.integers(0, 3)
     if kind == 0:
@@ -152,8 +192,8 @@ def _frames(motion: str, rng: np.random.Generator, n: int = 16, size: int = 64) 
             scale = 0.6 + 0.07 * speed * i
         u = ((xx - x) * np.cos(angle) + (yy - y) * np.sin(angle)) / scale
         v = (-(xx - x) * np.sin(angle) + (yy - y) * np.cos(angle)) / scale
-        inside = (np.abs(u) < half) & (np.abs(v) < half * 0.6)
-        stripes = ((u // 3) % 2)[..., None] * 60
+        inside = _inside(look, u, v, half)
+        stripes = ((u // 3) % 2)[..., None] * (60 if look is None else 0)
         frame = np.where(inside[..., None], np.clip(colour - stripes, 0, 255), bg)
         frames.append(frame + rng.normal(scale=4, size=frame.shape))
     return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
@@ -184,4 +224,20 @@ def make_motion_videos(root: Path, train_per_class: int = 16, test_per_class: in
                 frames = _frames(motion, rng)
                 (folder / f"{k}.mp4").write_bytes(_mp4(frames))
                 out[split].append((frames, motion))
+    return out
+
+
+def make_appearance_videos(root: Path, train_per_class: int = 16, test_per_class: int = 8, seed: int = 1) -> dict:
+    """MP4 clips like the motion set's, labelled by the object's outline (LOOKS), each moving by a random one of
+    MOTIONS at a random speed, over a random background, in a random colour: only the look tells them apart."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[tuple[np.ndarray, str]]] = {"train": [], "test": []}
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for look in LOOKS:
+            folder = root / split / look
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                frames = _frames(MOTIONS[int(rng.integers(len(MOTIONS)))], rng, look=look)
+                (folder / f"{k}.mp4").write_bytes(_mp4(frames))
+                out[split].append((frames, look))
     return out

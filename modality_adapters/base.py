@@ -13,6 +13,7 @@ import importlib
 import io
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -121,6 +122,20 @@ class BaseAdapter(ABC, Generic[P]):
     def request_hints(cls, filename: str | None, content_type: str) -> dict[str, Any]:
         """Decoder params implied by the upload itself (file name, content type), merged per request."""
         return {}
+
+    @classmethod
+    def training_params(cls) -> dict[str, Any]:
+        """Params ``unirep train`` uses where they differ from the served defaults: a map that trains better from
+        scratch. The served defaults stay the contract of released weights and of model files that predate a
+        param (a file records the params it was trained with); the run's own params override these."""
+        return {}
+
+    def fit_training_params(
+        self, cached: Sequence[torch.Tensor], params: dict[str, Any], given: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``params`` with the choices ``unirep train`` makes from the decoded training examples (``cached``, in
+        the training cache form), leaving alone what the run set (``given``). By default nothing is chosen."""
+        return params
 
     @classmethod
     def model_params(cls, model_config: Any) -> dict[str, Any]:

@@ -11,10 +11,18 @@ farthest from the centroid, and each pixel keeps the maximum (nearest) depth, wh
 Depth values: near = 1, far = 1/3, empty pixel = 0, so the far side of the sphere stays distinguishable from
 empty space. Views (right-handed, y up): front looks down -z (u = x, v = y, depth = z); side looks down -x
 (u = -z, v = y, depth = x); top looks down -y (u = x, v = -z, depth = y).
+
+The pose the views are taken in (``pose``), what their pixels hold (``channels``) and the rotations training
+shows (``rotation``) are params (``pointcloud_views``); their dataclass defaults are the historical map, which a
+model file without them keeps. ``unirep train`` picks the pose from the training data unless the run sets it
+(``fit_training_params``): a data set that keeps an up axis trains on the file's axes with rotations about it
+(the historical map, best on upright shapes), any other in the canonical pose with rotations over SO(3) (best on
+arbitrarily posed shapes); measured in ``benchmarks/train_accuracy.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,12 +33,16 @@ from unirep_errors import UndecodableInputError
 
 from .base import BaseAdapter, as_chw, encode_png
 from .pointcloud_io import POINTCLOUD_FORMATS, read_points
+from .pointcloud_views import CHANNEL_KINDS, POSES, looks_upright, project_views, views_of
 from .serving import ServingDefaults
-from .training_augment import augment_points
+from .training_augment import ROTATIONS, augment_points
 
 __all__ = ["PointCloudAdapter", "PointCloudParams", "farthest_point_sample", "normalize_points", "project_views"]
 
 SAMPLINGS = ("fps", "random")
+UPRIGHT_TRAINING: dict[str, Any] = {"pose": "as_given", "rotation": "up"}
+POSED_TRAINING: dict[str, Any] = {"pose": "canonical", "rotation": "so3"}
+"""What ``unirep train`` uses for data that keeps an up axis, and for data in any pose (unless the run sets them)."""
 FPS_POOL_FACTOR = 2
 """FPS runs on at most this many times ``num_points`` candidates (the official test set: FPS 4096 of 8192)."""
 
@@ -42,6 +54,12 @@ class PointCloudParams:
     sampling: str = "fps"
     format: str | None = None
     """Format hint (``ply``, ``pcd``, ``xyz``, ``pts``, ``off``, ``obj``, ``npy``, ``json``); sniffed when None."""
+    pose: str = "as_given"
+    """The frame the views are taken in: ``as_given``, ``canonical`` or ``upright`` (``pointcloud_views``)."""
+    channels: str = "near"
+    """``+``-joined kinds (``near``, ``far``, ``density``), each in three views: 3 channels per kind."""
+    rotation: str = "up"
+    """Training only: rotations the augmentation draws, ``up`` (about the y axis), ``so3`` (any) or ``none``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_points, int) or not 16 <= self.num_points <= 1_000_000:
@@ -52,10 +70,21 @@ class PointCloudParams:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if self.format is not None and self.format.lower().lstrip(".") not in POINTCLOUD_FORMATS:
             raise ValueError(f"format must be one of {POINTCLOUD_FORMATS} or None, got {self.format!r}")
+        if self.pose not in POSES:
+            raise ValueError(f"pose must be one of {POSES}, got {self.pose!r}")
+        kinds = self.channels.split("+") if isinstance(self.channels, str) else []
+        if not kinds or not set(kinds) <= set(CHANNEL_KINDS) or len(set(kinds)) != len(kinds):
+            raise ValueError(f"channels must be '+'-joined distinct kinds of {CHANNEL_KINDS}, got {self.channels!r}")
+        if self.rotation not in ROTATIONS:
+            raise ValueError(f"rotation must be one of {ROTATIONS}, got {self.rotation!r}")
+
+    @property
+    def num_channels(self) -> int:
+        return 3 * len(self.channels.split("+"))
 
 
 class PointCloudAdapter(BaseAdapter[PointCloudParams]):
-    """PLY, PCD, XYZ/PTS, OFF/OBJ (sampled), NPY, JSON -> 3 x image_size x image_size depth maps."""
+    """PLY, PCD, XYZ/PTS, OFF/OBJ (sampled), NPY, JSON -> 3k x image_size x image_size maps (k channel kinds)."""
 
     name: ClassVar[str] = "pointcloud"
     params_type: ClassVar[type[Any]] = PointCloudParams
@@ -77,22 +106,37 @@ class PointCloudAdapter(BaseAdapter[PointCloudParams]):
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)
-        return (3, p.image_size, p.image_size)
+        return (p.num_channels, p.image_size, p.image_size)
+
+    def fit_training_params(
+        self, cached: Sequence[torch.Tensor], params: dict[str, Any], given: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The pose (and the rotations to train with) from the training clouds, where the run did not set them."""
+        if "pose" in given:
+            chosen = {"rotation": "so3" if given["pose"] == "canonical" else "up"}
+        else:
+            chosen = UPRIGHT_TRAINING if looks_upright([t.numpy() for t in cached]) else POSED_TRAINING
+        return {**params, **{k: v for k, v in chosen.items() if k not in given}}
 
     def _decode(self, data: bytes, p: PointCloudParams) -> torch.Tensor:
         points = read_points(data, p.format, self.limits, mesh_samples=FPS_POOL_FACTOR * p.num_points)
         return points_to_views(points, p)
 
     def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
-        """The three depth maps side by side (front, side, top), near = white, empty = black."""
+        """The views side by side (front, side, top), one row per channel kind; near / dense = white, empty = black."""
         chw = as_chw(tensor, "pointcloud")
-        gap = np.full((chw.shape[1], 4), 96, dtype=np.uint8)
-        panels: list[np.ndarray] = []
-        for i, plane in enumerate(chw):
-            if i:
-                panels.append(gap)
-            panels.append(np.clip(np.rint(plane * 255.0), 0, 255).astype(np.uint8))
-        return encode_png(np.concatenate(panels, axis=1), min_side=224)
+        size = chw.shape[1]
+        rows: list[np.ndarray] = []
+        for start in range(0, len(chw), 3):
+            panels: list[np.ndarray] = []
+            for i, plane in enumerate(chw[start : start + 3]):
+                if i:
+                    panels.append(np.full((size, 4), 96, dtype=np.uint8))
+                panels.append(np.clip(np.rint(plane * 255.0), 0, 255).astype(np.uint8))
+            if rows:
+                rows.append(np.full((4, rows[0].shape[1]), 96, dtype=np.uint8))
+            rows.append(np.concatenate(panels, axis=1))
+        return encode_png(np.concatenate(rows, axis=0), min_side=224)
 
     def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
         """Training caches the sampled unit-sphere points (N x 3), so that augmentation acts before projection."""
@@ -105,12 +149,16 @@ class PointCloudAdapter(BaseAdapter[PointCloudParams]):
 
     def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
         p = self.resolve_params(**params)
-        return project_views(cached.numpy(), p.image_size)
+        return views_of(cached.numpy(), p.image_size, p.pose, p.channels)
 
     def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
-        """Training only: rotation about the up axis, per-axis scale, jitter and thinning, then projection."""
+        """Training only: a rotation (``rotation``), per-axis scale, jitter and thinning, then pose and projection.
+
+        The rotation comes before the pose is taken, so a canonical map still sees how unsure its frame is for
+        symmetric shapes, exactly as a rotated input at serving time would show it."""
         p = self.resolve_params(**params)
-        return project_views(augment_points(cached.numpy(), generator), p.image_size)
+        points = augment_points(cached.numpy(), generator, p.rotation)
+        return views_of(points, p.image_size, p.pose, p.channels)
 
 
 def points_to_views(points: np.ndarray, p: PointCloudParams) -> torch.Tensor:
@@ -124,7 +172,7 @@ def points_to_views(points: np.ndarray, p: PointCloudParams) -> torch.Tensor:
         )
     unit = normalize_points(points)
     sampled = sample_points(unit, p.num_points, p.sampling)
-    return project_views(sampled, p.image_size)
+    return views_of(sampled, p.image_size, p.pose, p.channels)
 
 
 def normalize_points(points: np.ndarray) -> np.ndarray:
@@ -190,18 +238,3 @@ def farthest_point_sample(points: np.ndarray, k: int) -> np.ndarray:
         np.minimum(min_d, d, out=min_d)
         current = int(np.argmax(min_d))
     return chosen
-
-
-def project_views(unit: np.ndarray, size: int) -> torch.Tensor:
-    """Render front, side and top depth maps of points inside the unit sphere: 3 x size x size, float32."""
-    x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
-    views = ((x, y, z), (-z, y, x), (x, -z, y))  # (u, v, depth toward the viewer)
-    maps = []
-    for u, v, depth in views:
-        col = np.clip(np.floor((u + 1.0) * 0.5 * size), 0, size - 1).astype(np.int64)
-        row = np.clip(np.floor((1.0 - v) * 0.5 * size), 0, size - 1).astype(np.int64)
-        value = torch.from_numpy(((depth + 2.0) / 3.0).astype(np.float32))
-        flat = torch.zeros(size * size, dtype=torch.float32)
-        flat.scatter_reduce_(0, torch.from_numpy(row * size + col), value, reduce="amax", include_self=True)
-        maps.append(flat.view(size, size))
-    return torch.stack(maps)

@@ -22,10 +22,13 @@ __all__ = [
     "augment_video_clip",
     "augment_waveform",
     "pitch_shift",
+    "random_rotation",
     "spec_augment",
     "time_stretch",
 ]
 
+ROTATIONS = ("up", "so3", "none")
+"""Rotations ``augment_points`` draws: about the up (y) axis, uniformly over all of SO(3), or none."""
 STFT_SIZE, STFT_HOP = 512, 128
 """The phase vocoder's frame (32 ms at 16 kHz) and hop, librosa's defaults for speech-rate audio."""
 
@@ -146,13 +149,34 @@ def augment_video_clip(clip: torch.Tensor, generator: torch.Generator) -> torch.
     return random_resized_crop(clip[:, index], generator, scale=(0.5, 1.0)).contiguous()
 
 
-def augment_points(unit: np.ndarray, generator: torch.Generator) -> np.ndarray:
-    """N x 3 points in the unit sphere: rotated about the up (y) axis, scaled per axis (0.8-1.25), jittered
-    (sigma 0.01, clipped at 0.05), thinned (up to 20 % dropped, the rest repeated to keep N), renormalized."""
-    n = len(unit)
+def random_rotation(generator: torch.Generator, kind: str) -> np.ndarray:
+    """A 3 x 3 rotation: about the y axis by a uniform angle (``up``), uniform over SO(3) (``so3``: the unit
+    quaternion of four normal draws), or the identity (``none``)."""
+    if kind == "none":
+        return np.eye(3)
+    if kind == "so3":
+        w, x, y, z = torch.randn(4, generator=generator, dtype=torch.float64).tolist()
+        norm = math.sqrt(w * w + x * x + y * y + z * z) or 1.0
+        w, x, y, z = w / norm, x / norm, y / norm, z / norm
+        return np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+            ]
+        )
+    if kind != "up":
+        raise ValueError(f"rotation must be one of {ROTATIONS}, got {kind!r}")
     angle = _uniform(generator, 0.0, 2 * math.pi)
     c, s = math.cos(angle), math.sin(angle)
-    rotation = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def augment_points(unit: np.ndarray, generator: torch.Generator, rotation_kind: str = "up") -> np.ndarray:
+    """N x 3 points in the unit sphere: rotated (``random_rotation``), scaled per axis (0.8-1.25), jittered
+    (sigma 0.01, clipped at 0.05), thinned (up to 20 % dropped, the rest repeated to keep N), renormalized."""
+    n = len(unit)
+    rotation = random_rotation(generator, rotation_kind)
     scale = np.array([_uniform(generator, 0.8, 1.25) for _ in range(3)])
     noise = torch.randn((n, 3), generator=generator, dtype=torch.float64).numpy()
     points = (unit @ rotation.T) * scale + np.clip(0.01 * noise, -0.05, 0.05)

@@ -2,12 +2,13 @@
 
 Official pipeline (``Video/``, VideoMAE-derived): decord reads the clip, 16 frames are taken densely with a
 sampling rate of 4, the short side is resized to 224 (bilinear), centre-cropped to 224, ImageNet-normalized into
-(C, T, H, W), and the model input is ``reshape(C, 4H, 4W)``. That reshape is raw memory order, not a mosaic
-(frame t lands in rows [56t, 56t + 56)), so both layouts exist: ``official_reshape`` to run official-style
-checkpoints, ``grid`` (frame t at tile (t // 4, t % 4)) for models trained on a visual mosaic, and ``channels``
-(frames stacked as channels, 3T x H x W: frame t is channels 3t..3t+2) for models trained here: a motion is then a
-change across channels at the same pixels, which the first convolution sees directly, where the image layouts put
-the frames of one motion far apart.
+(C, T, H, W), and the model input is ``reshape(C, 4H, 4W)``. How the clip becomes the map is the ``layout``
+(``video_maps``): ``official_reshape`` (the served default, for official-style checkpoints), ``grid`` (a visual
+mosaic), and the channel layouts for models trained here, in which motion is local for a convolution:
+``channels`` (frames as channels), ``frames_diffs`` (and their differences) and ``motion`` (the middle frame and
+normal-flow-like products of temporal and spatial gradients). ``TRAINING_DEFAULTS`` is what ``unirep train``
+uses unless the run says otherwise, chosen by measurement on clips told apart only by motion and only by
+appearance.
 
 Validation uses the centre window (the official validation draws it at random; a service must be
 deterministic). ``uniform`` sampling takes the centres of T equal segments of the whole clip instead.
@@ -34,10 +35,20 @@ from .base import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, BaseAdapter, as_ch
 from .serving import ServingDefaults
 from .training_augment import augment_video_clip
 from .video_decode import library_reason, probe_resolution, read_frames_pyav, read_sampled_frames
+from .video_maps import (
+    CHANNEL_LAYOUTS,
+    CLIP_FORM,
+    DERIVED_LAYOUTS,
+    LAYOUTS,
+    clip_to_map,
+    layout_channels,
+    map_to_clip,
+)
 
-__all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "sample_indices"]
+__all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "map_to_clip", "sample_indices"]
 
-LAYOUTS = ("grid", "official_reshape", "channels")
+TRAINING_DEFAULTS: dict[str, Any] = {"layout": "motion"}
+"""What ``unirep train`` uses unless the run sets it (see ``benchmarks/RESULTS.md``)."""
 SAMPLINGS = ("dense", "uniform", "dense_keyframe")
 _VIDEO_MAGICS: tuple[bytes, ...] = (b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"\x47")
 
@@ -87,10 +98,14 @@ class VideoAdapter(BaseAdapter[VideoParams]):
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:
         p = self.resolve_params(**params)
-        if p.layout == "channels":
-            return (3 * p.num_frames, p.frame_size, p.frame_size)
+        if p.layout in CHANNEL_LAYOUTS:
+            return (layout_channels(p.layout, p.num_frames), p.frame_size, p.frame_size)
         side = math.isqrt(p.num_frames) * p.frame_size
         return (3, side, side)
+
+    @classmethod
+    def training_params(cls) -> dict[str, Any]:
+        return dict(TRAINING_DEFAULTS)
 
     def _decode(self, data: bytes, p: VideoParams) -> torch.Tensor:
         frames = self.read_frames(data, p)
@@ -164,20 +179,47 @@ class VideoAdapter(BaseAdapter[VideoParams]):
             )
 
     def preview(self, tensor: torch.Tensor, **params: Any) -> bytes:
-        """The map as the model sees it, de-normalized to RGB (an ``official_reshape`` map shows its strips)."""
+        """The map as the model sees it, de-normalized to RGB (an ``official_reshape`` map shows its strips); the
+        channel layouts as the mosaic of their frames, a ``motion`` map as its frame beside its flow (grey)."""
         p = self.resolve_params(**params)
-        if p.layout == "channels":  # shown as the mosaic of its frames
-            tensor = clip_to_map(map_to_clip(torch.as_tensor(tensor), p), "grid")
+        tensor = torch.as_tensor(tensor)
+        flow: np.ndarray | None = None
+        if p.layout == "motion":
+            chw = as_chw(tensor, "video")
+            tensor, flow = torch.from_numpy(chw[:3]), chw[3:]
+        elif p.layout in CHANNEL_LAYOUTS:
+            tensor = clip_to_map(map_to_clip(tensor, p), "grid")
         chw = as_chw(tensor, "video")
         mean = np.asarray(p.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(p.std, dtype=np.float32)[:, None, None]
-        rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8)
-        return encode_png(rgb.transpose(1, 2, 0))
+        rgb = np.clip(np.rint((chw * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        if flow is not None:  # each flow plane on a grey scale, 0 at mid-grey, beside the frame
+            scale = max(float(np.abs(flow).max()), 1e-6)
+            planes = [np.clip(np.rint(128 + 127 * f / scale), 0, 255).astype(np.uint8) for f in flow]
+            rgb = np.concatenate([rgb, *(np.repeat(f[..., None], 3, axis=2) for f in planes)], axis=1)
+        return encode_png(rgb)
+
+    def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
+        """The map, or for layouts derived from the frames the clip in ``CLIP_FORM``, so augmentation acts on frames."""
+        p = self.resolve_params(**params)
+        if p.layout in DERIVED_LAYOUTS:
+            return self.decode(data, **{**params, "layout": CLIP_FORM})
+        return self.decode(data, **params)
+
+    def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
+        p = self.resolve_params(**params)
+        return clip_to_map(self._cached_clip(cached, p), p.layout) if p.layout in DERIVED_LAYOUTS else cached
 
     def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
-        """Training only: the map back to its clip, temporal jitter, a random crop, and the map again."""
+        """Training only: the cached clip, temporal jitter, a random crop, and the map again."""
         p = self.resolve_params(**params)
-        return clip_to_map(augment_video_clip(map_to_clip(cached, p), generator), p.layout)
+        return clip_to_map(augment_video_clip(self._cached_clip(cached, p), generator), p.layout)
+
+    @staticmethod
+    def _cached_clip(cached: torch.Tensor, p: VideoParams) -> torch.Tensor:
+        if p.layout in DERIVED_LAYOUTS:
+            return map_to_clip(cached, VideoParams(num_frames=p.num_frames, frame_size=p.frame_size, layout=CLIP_FORM))
+        return map_to_clip(cached, p)
 
 
 def _looks_like_video(data: bytes) -> bool:
@@ -227,34 +269,3 @@ def frames_to_clip(frames: np.ndarray, p: VideoParams) -> torch.Tensor:
     std = torch.tensor(p.std, dtype=torch.float32).view(1, 3, 1, 1)
     x = (x.to(torch.float32) / 255.0 - mean) / std
     return x.permute(1, 0, 2, 3).contiguous()
-
-
-def clip_to_map(clip: torch.Tensor, layout: str) -> torch.Tensor:
-    """(C, T, H, W) -> the model's map: (C, g*H, g*W) with T = g^2 for the image layouts, (T*C, H, W) for
-    ``channels`` (see the module docstring)."""
-    c, t, h, w = clip.shape
-    if layout == "channels":
-        return clip.permute(1, 0, 2, 3).reshape(t * c, h, w).contiguous()
-    g = math.isqrt(t)
-    if g * g != t:
-        raise ValueError(f"the number of frames must be a square number, got {t}")
-    if layout == "official_reshape":
-        return clip.contiguous().reshape(c, g * h, g * w)
-    if layout == "grid":
-        # (C, gr, gc, H, W) -> (C, gr, H, gc, W): tile (r, col) holds frame r * g + col.
-        return clip.reshape(c, g, g, h, w).permute(0, 1, 3, 2, 4).reshape(c, g * h, g * w).contiguous()
-    raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
-
-
-def map_to_clip(chw: torch.Tensor, p: VideoParams) -> torch.Tensor:
-    """The inverse of ``clip_to_map``: the model's map back to its (3, T, H, W) clip."""
-    t = p.num_frames
-    if p.layout == "channels":
-        _, h, w = chw.shape
-        return chw.reshape(t, 3, h, w).permute(1, 0, 2, 3).contiguous()
-    c, side, _ = chw.shape
-    g = math.isqrt(t)
-    size = side // g
-    if p.layout == "grid":
-        return chw.reshape(c, g, size, g, size).permute(0, 1, 3, 2, 4).reshape(c, t, size, size).contiguous()
-    return chw.reshape(c, t, size, size)

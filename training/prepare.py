@@ -36,13 +36,15 @@ class PreparedData:
 
 
 def served_params(modality: str, model: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The adapter params the service would use for this model, then the run's overrides (validated)."""
+    """The adapter params the service would use for this model, the adapter's training choices (``training_params``),
+    then the run's overrides (validated)."""
     from modality_adapters import get_adapter
     from models import get_model_config
 
     adapter = get_adapter(modality)
     params: dict[str, Any] = dict(adapter.default_params())
     params.update(adapter.model_params(get_model_config(model)))
+    params.update(adapter.training_params())
     params.update(overrides)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
     adapter.resolve_params(**params)
@@ -113,6 +115,7 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
     train = decode_all(cfg.modality, train_examples, params, desc="decoding train", **kwargs)
     val = decode_all(cfg.modality, val_examples, params, desc="decoding val", **kwargs)
     _check_decoded(train, val, labels)
+    params = adapter.fit_training_params(train.tensors, params, cfg.params)
     if rank == 0 and (train.skipped or val.skipped):
         skipped = train.skipped + val.skipped
         print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)

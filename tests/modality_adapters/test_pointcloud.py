@@ -13,6 +13,7 @@ from PIL import Image
 from modality_adapters import AdapterLimits, get_adapter
 from modality_adapters.pointcloud import farthest_point_sample, normalize_points, project_views
 from modality_adapters.pointcloud_io import read_points
+from modality_adapters.pointcloud_views import canonical_pose, upright_pose
 from unirep_errors import InputTooLargeError
 
 SMALL = {"num_points": 512, "image_size": 64}
@@ -165,3 +166,118 @@ def test_extreme_coordinates_neither_overflow_nor_change_the_result(media) -> No
         huge = adapter.decode(media.npy(points * 1e305), **SMALL)
         tiny = adapter.decode(media.npy(points * 1e-300), **SMALL)
     assert torch.equal(huge, reference) and torch.equal(tiny, reference)
+
+
+# --- pose and channels ----------------------------------------------------------------------------------------------
+
+
+def _rotation(seed: int) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _lopsided(n: int = 3000) -> np.ndarray:
+    """A cloud with distinct variances along its axes and a clear third moment along each: a unique frame."""
+    rng = np.random.default_rng(5)
+    return rng.gamma(2.0, 1.0, size=(n, 3)) * (1.0, 0.6, 0.3)
+
+
+def test_canonical_pose_removes_any_rotation() -> None:
+    points = normalize_points(_lopsided())
+    reference = canonical_pose(points)
+    for seed in range(5):
+        rotated = points @ _rotation(seed).T
+        np.testing.assert_allclose(canonical_pose(rotated), reference, atol=1e-9)
+        # the file's own axes do change with the rotation: what the canonical pose is for
+        assert (project_views(rotated, 32) - project_views(points, 32)).abs().mean() > 0.01
+
+
+def test_canonical_pose_is_a_rotation_never_a_mirror() -> None:
+    points = normalize_points(_lopsided())
+    mirrored = points * (1.0, 1.0, -1.0)
+    for cloud in (points, mirrored):
+        posed = canonical_pose(cloud)
+        frame, *_ = np.linalg.lstsq(cloud, posed, rcond=None)  # posed = cloud @ frame
+        np.testing.assert_allclose(frame.T @ frame, np.eye(3), atol=1e-9)
+        assert np.linalg.det(frame) > 0
+        assert np.var(posed[:, 0]) >= np.var(posed[:, 1]) >= np.var(posed[:, 2])
+    # a mirror image stays a mirror image (its canonical pose is not the original's)
+    assert np.abs(canonical_pose(points) - canonical_pose(mirrored)).max() > 0.1
+
+
+def test_upright_pose_keeps_the_up_axis_and_removes_turns_about_it() -> None:
+    points = normalize_points(_lopsided())
+    reference = upright_pose(points)
+    np.testing.assert_allclose(reference[:, 1], points[:, 1])
+    for angle in (0.3, 2.0, 4.5):
+        c, s = np.cos(angle), np.sin(angle)
+        turned = points @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T
+        np.testing.assert_allclose(upright_pose(turned), reference, atol=1e-9)
+
+
+def test_served_map_of_a_rotated_file_is_the_same_in_canonical_pose(media) -> None:
+    points = _lopsided(400)  # fewer points than num_points: no sampling, so only the pose could differ
+    adapter = get_adapter("pointcloud")
+    params = {**SMALL, "pose": "canonical"}
+    reference = adapter.decode(media.npy(points), **params)
+    rotated = adapter.decode(media.npy(points @ _rotation(3).T + 4.0), **params)
+    assert ((reference > 0) != (rotated > 0)).float().mean() < 0.002  # rounding may move a point across a pixel
+
+
+def test_channel_kinds_stack_in_view_order(media) -> None:
+    adapter = get_adapter("pointcloud")
+    data = media.npy(media.cloud(500))
+    near = adapter.decode(data, **SMALL)
+    out = adapter.decode(data, channels="near+far+density", **SMALL)
+    assert out.shape == (9, 64, 64) == adapter.output_shape(channels="near+far+density", **SMALL)
+    assert torch.equal(out[:3], near)
+    far, density = out[3:6], out[6:]
+    assert torch.equal(far > 0, near > 0) and torch.equal(density > 0, near > 0)
+    assert (far <= near).all() and (far[near > 0] < near[near > 0]).any()  # a back surface behind the front one
+    assert torch.allclose(density.amax(dim=(1, 2)), torch.ones(3))
+    assert adapter.preview(out, channels="near+far+density").startswith(b"\x89PNG")
+
+
+def test_far_and_density_on_two_points_in_one_pixel() -> None:
+    """Front view: two points on one ray (near and far differ, density 1) and one alone (density 1/2)."""
+    unit = normalize_points(np.array([[0.0, 0.0, 0.5], [0.0, 0.0, -0.5], [1.0, 1.0, 1.0]]))
+    views = project_views(unit, 4, ("near", "far", "density"))
+    near, far, density = views[0], views[3], views[6]
+    shared = density == 1.0
+    assert int(shared.sum()) == 1 and int((density == 0.5).sum()) == 1
+    assert abs(float(near[shared]) - (unit[0, 2] + 2) / 3) < 1e-6
+    assert abs(float(far[shared]) - (unit[1, 2] + 2) / 3) < 1e-6
+    alone = density == 0.5
+    assert float(near[alone]) == float(far[alone]) > 0
+
+
+def test_params_default_to_the_historical_map(media) -> None:
+    adapter = get_adapter("pointcloud")
+    data = media.npy(media.cloud(500))
+    historical = {**SMALL, "pose": "as_given", "channels": "near", "rotation": "up"}
+    assert torch.equal(adapter.decode(data, **SMALL), adapter.decode(data, **historical))
+
+
+def test_training_picks_the_pose_from_the_data_unless_the_run_sets_it() -> None:
+    adapter = get_adapter("pointcloud")
+    rng = np.random.default_rng(0)
+    standing = [normalize_points(rng.normal(size=(300, 3)) * (0.3, 1.0, 0.6)) for _ in range(8)]
+    tumbling = [cloud @ _rotation(seed).T for seed, cloud in enumerate(standing)]
+    as_tensors = lambda clouds: [torch.from_numpy(c) for c in clouds]  # noqa: E731
+    fit = adapter.fit_training_params
+    assert fit(as_tensors(standing), {}, {}) == {"pose": "as_given", "rotation": "up"}
+    assert fit(as_tensors(tumbling), {}, {}) == {"pose": "canonical", "rotation": "so3"}
+    assert fit(as_tensors(tumbling), {"pose": "upright"}, {"pose": "upright"}) == {"pose": "upright", "rotation": "up"}
+    assert fit(as_tensors(standing), {"rotation": "none"}, {"rotation": "none"}) == {
+        "rotation": "none",
+        "pose": "as_given",
+    }
+
+
+@pytest.mark.parametrize("bad", [{"pose": "sideways"}, {"channels": "near+near"}, {"channels": ""}, {"rotation": "x"}])
+def test_bad_pose_channel_and_rotation_params_are_refused(bad) -> None:
+    from unirep_errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError):
+        get_adapter("pointcloud").resolve_params(**bad)

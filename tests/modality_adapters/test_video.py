@@ -152,3 +152,68 @@ def test_preview_png(media) -> None:
     assert image.size == (64, 64)
     px = np.asarray(image.convert("L")).astype(int)
     assert abs(px[8, 8] - LEVELS[0]) < 5 and abs(px[56, 56] - LEVELS[15]) < 5
+
+
+# --- layouts where motion is local ---------------------------------------------------------------------------------
+
+
+def _sliding_bar(level: float, background: float, dx: int = 1, dy: int = 0, t: int = 4, size: int = 24) -> torch.Tensor:
+    """(3, T, H, W): a 4-pixel bar (or square patch) of ``level`` moving by (dx, dy) a frame over ``background``."""
+    clip = torch.full((3, t, size, size), background)
+    for k in range(t):
+        x, y = 8 + dx * k, 8 + dy * k
+        clip[:, k, y : y + 6, x : x + 4] = level
+    return clip
+
+
+@pytest.mark.parametrize(("level", "background"), [(1.5, -1.0), (-1.0, 1.5)])
+def test_motion_flow_sign_is_the_direction_whatever_the_contrast(level: float, background: float) -> None:
+    t = 4
+    for (dx, dy), (channel, sign) in {(1, 0): (0, 1), (-1, 0): (0, -1), (0, 1): (1, 1), (0, -1): (1, -1)}.items():
+        out = clip_to_map(_sliding_bar(level, background, dx, dy, t), "motion")
+        assert out.shape == (3 + 2 * (t - 1), 24, 24)
+        flow_x, flow_y = out[3 : 3 + t - 1], out[3 + t - 1 :]
+        along, across = (flow_x, flow_y) if channel == 0 else (flow_y, flow_x)
+        assert sign * float(along.sum()) > 1.0, (dx, dy)  # the sign says where the bar went
+        assert abs(float(across.sum())) < 1e-4, (dx, dy)  # nothing moved the other way
+
+
+def test_motion_layout_keeps_the_middle_frame_and_is_still_on_a_still_clip() -> None:
+    clip = torch.randn(3, 4, 16, 16)
+    out = clip_to_map(clip, "motion")
+    assert torch.equal(out[:3], clip[:, 2])
+    still = clip[:, :1].expand(3, 4, 16, 16).contiguous()
+    assert torch.equal(clip_to_map(still, "motion")[3:], torch.zeros(6, 16, 16))
+    with pytest.raises(ValueError, match="one frame"):
+        map_to_clip(out, VideoParams(num_frames=4, frame_size=16, layout="motion"))
+
+
+def test_frames_diffs_layout_is_the_frames_then_their_differences() -> None:
+    clip = torch.randn(3, 4, 16, 16)
+    out = clip_to_map(clip, "frames_diffs")
+    assert out.shape == (12 + 9, 16, 16)
+    assert torch.equal(out[:12], clip_to_map(clip, "channels"))
+    for k in range(3):
+        torch.testing.assert_close(out[12 + 3 * k : 15 + 3 * k], clip[:, k + 1] - clip[:, k])
+    assert torch.equal(map_to_clip(out, VideoParams(num_frames=4, frame_size=16, layout="frames_diffs")), clip)
+
+
+@pytest.mark.parametrize("layout", ["motion", "frames_diffs"])
+def test_derived_layouts_train_from_the_clip_and_serve_the_same_map(media, layout: str) -> None:
+    adapter = get_adapter("video")
+    params = {"frame_size": 16, "num_frames": 4, "sampling_rate": 1, "layout": layout}
+    data = media.video(n=8, size=(32, 32))
+    served = adapter.decode(data, **params)
+    assert served.shape == adapter.output_shape(**params)
+    cached = adapter.decode_for_training(data, **params)
+    assert cached.shape == (12, 16, 16)  # the clip (frames as channels), so augmentation acts on frames
+    assert torch.equal(adapter.training_input(cached, **params), served)
+    augmented = adapter.augment(cached, torch.Generator().manual_seed(0), **params)
+    assert augmented.shape == served.shape and not torch.equal(augmented, served)
+    assert adapter.preview(served, **params).startswith(b"\x89PNG")
+
+
+def test_served_default_layout_is_official_and_training_opts_into_motion() -> None:
+    adapter = get_adapter("video")
+    assert adapter.default_params()["layout"] == "official_reshape"
+    assert adapter.training_params() == {"layout": "motion"}

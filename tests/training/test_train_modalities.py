@@ -39,6 +39,8 @@ def test_train_reload_and_serve(tmp_path: Path, modality: str) -> None:
     assert (info.modality, info.model, list(info.labels)) == (modality, "unireplknet_a", labels)
     for key, value in SMALL[modality].items():
         assert info.params[key] == value
+    for key, value in get_adapter(modality).training_params().items():  # recorded, so serving applies them
+        assert info.params[key] == value
     assert info.metrics["deploy_max_rel_diff"] == result.deploy_max_rel_diff
     assert len(info.data_fingerprint) == 16
 
