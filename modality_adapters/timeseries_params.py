@@ -185,7 +185,7 @@ def fit_params(series: Sequence[np.ndarray], **params: Any) -> dict[str, Any]:
     mode = params.get("length_mode", TimeSeriesParams.length_mode)
     fitted = int(lengths.min()) if mode == "window" else int(min(np.median(lengths), MAX_FITTED_LENGTH))
     out = {"num_vars": widths[0], "seq_len": max(fitted, 2), **params}
-    if out.get("normalize") == "dataset" and "data_mean" not in params:
+    if out.get("normalize") == "dataset" and not params.get("data_mean"):
         out.update(dataset_scale(series))
     return TimeSeriesParams.build(**out).as_dict()
 
