@@ -1,7 +1,8 @@
 """Does ``unirep train`` learn? Test accuracy of trained UniRepLKNet beside a simple baseline on the same split.
 
-Sets: UCR/UEA GunPoint, ItalyPowerDemand, BasicMotions (aeon's shipped files, standard splits) beside 1-NN
-Euclidean (and aeon's ROCKET when it imports), with the published 1-NN figures as the floor; spoken words
+Sets: the UCR/UEA classification sets aeon ships (standard splits; ``UCR_SETS``, multivariate first) beside
+1-NN Euclidean, 1-NN DTW, ROCKET and MiniRocket (``benchmarks/ts_baselines.py``: every choice they make, and the
+series model's map, made on the training split); spoken words
 synthesized with espeak-ng, tested on unseen voices, beside 1-NN on MFCC statistics; generated point-cloud shapes
 beside 1-NN on D2 shape-distribution histograms; generated motion videos beside 1-NN on frame-difference
 statistics (``benchmarks/generated_data.py``). The trained model never sees the test split: training uses the
@@ -28,10 +29,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import generated_data as gen
-from benchmarks.ucr import PUBLISHED_1NN_ED, aeon_data_dir, load_split, one_nn_euclidean
+from benchmarks.ts_baselines import baselines
+from benchmarks.ucr import PUBLISHED_1NN_ED, aeon_data_dir, load_split
 from training import TrainConfig, evaluate, train
 
-UCR_SETS = ("GunPoint", "ItalyPowerDemand", "BasicMotions")
+UCR_SETS = (
+    "JapaneseVowels",
+    "BasicMotions",
+    "GunPoint",
+    "ItalyPowerDemand",
+    "UnitTest",
+    "ArrowHead",
+    "PickupGestureWiimoteZ",
+    "Covid3Month_disc",
+    "OSULeaf",
+    "ACSF1",
+)
+"""Every classification set aeon ships, in the order they are run: the two multivariate ones (the only ones aeon
+ships) and the short or unequal-length ones first, the long univariate ones last."""
 SMALL_PARAMS: dict[str, dict[str, Any]] = {
     "audio": {"target_frames": 96, "num_mel_bins": 64},
     "pointcloud": {"image_size": 64, "num_points": 512},
@@ -90,7 +105,9 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1)
     metrics = json.loads((out / "metrics.json").read_text())
+    chosen = {k: metrics["params"].get(k) for k in ("representation", "normalize", "length_mode")}
     return {
+        "params": chosen if modality == "timeseries" else None, "notes": metrics["notes"],
         "accuracy": report.accuracy, "macro_f1": report.macro_f1, "train_s": round(result.seconds, 1),
         "examples_per_s": round(result.examples_per_second, 1), "num_train": result.num_train,
         "num_test": report.num_examples, "deploy_max_rel_diff": result.deploy_max_rel_diff,
@@ -103,18 +120,11 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
 def ucr_row(name: str, work: Path, args: argparse.Namespace) -> dict:
     split = load_split(name)
     folder = aeon_data_dir() / name
-    row = {"set": name, "baseline": "1-NN Euclidean", "baseline_accuracy": one_nn_euclidean(split)}
-    row["published_1nn_ed"] = PUBLISHED_1NN_ED[name]
-    try:
-        from aeon.classification.convolution_based import RocketClassifier
-
-        x_tr = np.stack([x.T for x in split.train_x]) if len({x.shape for x in split.train_x}) == 1 else None
-        if x_tr is not None:
-            rocket = RocketClassifier(n_kernels=2000, random_state=0).fit(x_tr, split.train_y)
-            x_te = np.stack([x.T for x in split.test_x])
-            row["rocket_accuracy"] = float((rocket.predict(x_te) == split.test_y).mean())
-    except ImportError:
-        row["rocket_accuracy"] = None
+    row: dict[str, Any] = {"set": name, "variables": split.train_x[0].shape[1], "classes": len(split.labels)}
+    lengths = [len(x) for x in split.train_x]
+    row.update(length_min=min(lengths), length_max=max(lengths), published_1nn_ed=PUBLISHED_1NN_ED.get(name))
+    row.update(baselines(split) if not args.skip_baselines else {})
+    row["baseline"], row["baseline_accuracy"] = "1-NN Euclidean", row.get("one_nn_ed")
     row.update(run_model("timeseries", folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts", work / name, args))
     return row
 
@@ -149,6 +159,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
+    ap.add_argument("--skip-baselines", action="store_true", help="UCR/UEA sets: the trained model only")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--video-layout", default="official_reshape", help="official_reshape, grid or channels")
     ap.add_argument("--json", default="")
