@@ -6,7 +6,11 @@ Every candidate gets the same model (UniRepLKNet-A from scratch), recipe and ste
 on the archive's standard train/test split, beside 1-NN Euclidean on the same split. One seed per cell: the
 sets are small, so differences of a few points are within noise; read the table for large gaps.
 
-Usage: ``python benchmarks/ts_representations.py [--sets GunPoint,ItalyPowerDemand,BasicMotions] [--steps 300]``
+``--holdout`` scores every candidate on 30 % of the TRAIN split instead of the test split, so that maps can be
+compared (and defaults chosen) without looking at the test set.
+
+Usage: ``python benchmarks/ts_representations.py [--sets GunPoint,ItalyPowerDemand,BasicMotions] [--steps 300]
+[--holdout]``
 """
 
 from __future__ import annotations
