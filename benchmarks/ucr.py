@@ -61,12 +61,46 @@ def load_split(name: str) -> Split:
     )
 
 
+def holdout(split: Split, fraction: float = 0.3, seed: int = 0) -> Split:
+    """The training split cut in two (stratified, seeded): a split to compare maps on without touching the test set."""
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for label in np.unique(split.train_y):
+        members = rng.permutation(np.flatnonzero(split.train_y == label))
+        val.extend(members[: max(1, round(fraction * len(members)))].tolist())
+    keep = sorted(set(range(len(split.train_x))) - set(val))
+    return Split(
+        f"{split.name} (train holdout)",
+        [split.train_x[i] for i in keep],
+        split.train_y[keep],
+        [split.train_x[i] for i in sorted(val)],
+        split.train_y[sorted(val)],
+        split.labels,
+    )
+
+
+def common_length(split: Split) -> int:
+    """The length unequal series are brought to for the baselines that need one: the longest training series."""
+    return max(len(x) for x in split.train_x)
+
+
+def equal_length(xs: Sequence[np.ndarray], length: int) -> np.ndarray:
+    """``(N, V, length)``: each series linearly resampled to ``length`` (unchanged when it already has it)."""
+    from modality_adapters.timeseries_maps import resample
+
+    return np.stack([resample(x, length).T for x in xs])
+
+
 def one_nn_euclidean(split: Split) -> float:
-    """1-NN with Euclidean distance on the z-normalized series (per variable), the archive's reference baseline."""
+    """1-NN with Euclidean distance on the z-normalized series (per variable), the archive's reference baseline.
+
+    Unequal lengths are resampled to the longest training series first (Euclidean distance needs one length).
+    """
+    length = common_length(split)
 
     def flat(xs: Sequence[np.ndarray]) -> np.ndarray:
         z = [(x - x.mean(0)) / (x.std(0) + 1e-8) for x in xs]
-        return np.stack([v.T.ravel() for v in z])
+        return equal_length(z, length).reshape(len(z), -1)
 
     a, b = flat(split.train_x), flat(split.test_x)
     d = (b**2).sum(1)[:, None] - 2 * b @ a.T + (a**2).sum(1)[None, :]

@@ -1,12 +1,14 @@
 """Time-series adapter: CSV or JSON of any number of variables and any length -> the model's input map.
 
 A series (T x V) is checked against the model's params (``TimeSeriesParams``: variable count, length rule,
-representation), fitted to its length (resampled, or its last ``seq_len`` steps), normalized per variable over
-that window (RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm),
+representation), fitted to its length (resampled; padded when shorter than the map; or its last ``seq_len``
+steps), normalized per variable (over its real steps, RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased
+variance, as the official instance norm; or by the training data's mean and deviation, ``normalize="dataset"``),
 and mapped:
 
-- weight-free maps (the default): ``(K * V, S, S)`` (``K`` kinds, ``S = image_size``), or ``(K, S, S)`` averaged
-  over variables when the model takes any count (``num_vars=0``);
+- weight-free maps (the default): ``(C, S, S)`` with ``S = image_size``: one channel per joint kind (the value
+  image, the joint recurrence plot: all variables in one picture) and ``V`` per per-variable kind, or one (the
+  mean over variables) when the model takes any count (``num_vars=0``);
 - the learned embedding: float32 ``(1, seq_len, V + F)`` for ``TimeSeriesEmbedding``: columns ``[:V]`` the
   normalized values, ``[V:]`` the F ``timeF`` calendar features of those steps scaled to [-0.5, 0.5] (F = 4 for
   hourly data: hour of day, day of week, day of month, day of year), or zeros without timestamps.
@@ -32,7 +34,7 @@ from unirep_errors import InputTooLargeError, UndecodableInputError, Unsupported
 from .base import BaseAdapter, as_chw, check_finite, check_size, encode_png, gray_to_uint8
 from .serving import ServingDefaults
 from .timeseries_embedding import TimeSeriesEmbedding, embedding_map_size
-from .timeseries_maps import render, resample
+from .timeseries_maps import pad, render, resample
 from .timeseries_params import PRESETS, TimeSeriesParams, fit_params
 from .timeseries_text import find_stamp_column, is_number, maybe_stamp, parse_stamp, time_features
 from .training_augment import augment_series
@@ -211,7 +213,8 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         return encode_png(gray_to_uint8(chw[0]), min_side=192)
 
     def _fit(self, values: np.ndarray, p: TimeSeriesParams) -> np.ndarray:
-        """The checked series, cut or resampled to the model's length and normalized per variable (float64)."""
+        """The checked series, cut or resampled to the model's length (or, padding, kept when no longer than it) and
+        normalized per variable (float64)."""
         t, v = values.shape
         if t > self.limits.max_series_length:
             raise InputTooLargeError(
@@ -229,16 +232,22 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
             raise UndecodableInputError(f"series has {t} time step(s); this model needs {_length_rule(p)}", steps=t)
         check_finite(values, "series")
         cut = values[-p.seq_len :] if p.length_mode == "window" else values
-        window = resample(cut, p.length)
-        mean = window.mean(axis=0, keepdims=True)
-        std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
+        keep = p.length_mode == "pad" and t <= p.length  # padded at rendering, after normalizing the real steps
+        window = cut if keep else resample(cut, p.length)
+        if p.normalize == "dataset":
+            mean, std = np.asarray(p.data_mean)[None, :], np.asarray(p.data_std)[None, :]
+        else:
+            mean = window.mean(axis=0, keepdims=True)
+            std = np.sqrt(window.var(axis=0, keepdims=True) + REVIN_EPS)
         normed: np.ndarray = (window - mean) / std
         return normed
 
-    # Training hooks. For weight-free maps the cache holds the fitted, normalized series (1 x length x V, float64)
+    # Training hooks. For weight-free maps the cache holds the fitted, normalized series (1 x steps x V, float64)
     # rather than the maps, so that augmentation perturbs the series and the maps are drawn from the result.
 
     def _render(self, normed: np.ndarray, p: TimeSeriesParams) -> torch.Tensor:
+        if normed.shape[0] < p.length:
+            normed = pad(normed, p.length)
         return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
 
     def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
@@ -268,4 +277,6 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
 def _length_rule(p: TimeSeriesParams) -> str:
     if p.length_mode == "window":
         return f"at least {p.seq_len} time steps (it reads the last {p.seq_len})"
+    if p.length_mode == "pad":
+        return f"at least 2 time steps (padded to {p.length}, or resampled down to it)"
     return f"at least 2 time steps (resampled to {p.length})"

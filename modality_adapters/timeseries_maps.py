@@ -1,17 +1,41 @@
-"""Series -> image maps with no weights: Gramian angular fields, recurrence plots, Morlet scalograms.
+"""Series -> image maps with no weights: value images, joint and per-variable recurrence plots, Gramian angular
+fields, Morlet scalograms.
 
-UniRepLKNet is an image network; these maps lay a series out so that a 2-D convolution sees its structure:
-a Gramian angular field puts the (polar-encoded) value pairs ``(i, j)`` at pixel ``(i, j)``, a recurrence plot the
-distance between the states at ``i`` and ``j``, a scalogram the wavelet energy at scale (row) and time (column).
-Each function takes a ``(n, V)`` window (already normalized per variable) and returns ``(V, n, n)`` float32
-in about [-1, 1]; the adapter stacks the requested kinds as channels.
+UniRepLKNet is an image network; these maps lay a series out so that a 2-D convolution sees its structure.
+Two families:
+
+- per-variable maps picture each variable against itself, ``(V, n, n)``: a Gramian angular field puts the
+  (polar-encoded) value pairs ``(i, j)`` at pixel ``(i, j)``, a recurrence plot the distance between the values at
+  ``i`` and ``j``, a scalogram the wavelet energy at scale (row) and time (column). They say nothing about how the
+  variables move together, and a model that takes any variable count must average them.
+- joint maps picture all variables at once, ``(1, n, n)`` whatever ``V`` is: the value image lays the variables
+  out as bands of rows over time (columns), so a convolution spans neighbouring variables and sees them rise and
+  fall together or against each other; the joint recurrence plot is the distance between the V-dimensional
+  states at ``i`` and ``j``.
+
+Each function takes a ``(n, V)`` window (already normalized per variable) and returns float32 in about [-1, 1];
+the adapter stacks the requested kinds as channels.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
-__all__ = ["IMAGE_KINDS", "gadf", "gasf", "recurrence", "render", "resample", "scalogram"]
+__all__ = [
+    "IMAGE_KINDS",
+    "JOINT_KINDS",
+    "gadf",
+    "gasf",
+    "joint_recurrence",
+    "pad",
+    "recurrence",
+    "render",
+    "resample",
+    "scalogram",
+    "value_image",
+]
 
 _EPS = 1e-8
 MORLET_W0 = 6.0
@@ -26,6 +50,16 @@ def resample(values: np.ndarray, length: int) -> np.ndarray:
     src = np.linspace(0.0, 1.0, t)
     dst = np.linspace(0.0, 1.0, length)
     return np.stack([np.interp(dst, src, values[:, v]) for v in range(values.shape[1])], axis=1)
+
+
+def pad(values: np.ndarray, length: int) -> np.ndarray:
+    """``(T, V)`` with ``T <= length`` -> ``(length, V)``: the steps as they are, then zeros (the normalized mean).
+
+    A short series keeps its timing: stretching 7 steps to 64 would invent 57 values between them.
+    """
+    out = np.zeros((length, values.shape[1]), dtype=values.dtype)
+    out[: values.shape[0]] = values
+    return out
 
 
 def _angles(x: np.ndarray) -> np.ndarray:
@@ -73,16 +107,52 @@ def scalogram(x: np.ndarray) -> np.ndarray:
     return (2.0 * energy / np.maximum(top, _EPS) - 1.0).astype(np.float32)
 
 
-IMAGE_KINDS = {"gasf": gasf, "gadf": gadf, "rp": recurrence, "cwt": scalogram}
+def value_image(x: np.ndarray) -> np.ndarray:
+    """The values themselves, time across the columns and the variables down the rows: ``(1, n, n)``.
+
+    Variable ``v`` of ``V`` fills rows ``[v * n / V, (v + 1) * n / V)``, so a 3 x 3 kernel on a band boundary sees
+    two variables at the same steps: how they move together is local. With more variables than rows, each row
+    is the mean of the variables that fall on it. Values (unit variance per variable) are squashed by ``tanh(x / 2)``
+    into [-1, 1], which keeps their order and leaves a 2-sigma excursion at 0.76.
+    """
+    n, v = x.shape
+    edges = np.floor(np.arange(n + 1) * v / n).astype(int)
+    rows = [x[:, lo : max(hi, lo + 1)].mean(axis=1) for lo, hi in itertools.pairwise(edges)]
+    return np.tanh(np.stack(rows, axis=0) / 2.0)[None].astype(np.float32)
+
+
+def joint_recurrence(x: np.ndarray) -> np.ndarray:
+    """Distance between the V-dimensional states at ``i`` and ``j``: ``(1, n, n)``, the largest scaled to 1, in [-1, 1].
+
+    Unlike per-variable plots averaged, a state recurs only when every variable returns to its value together.
+    """
+    sq = (x**2).sum(axis=1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0))  # n x n, never n x n x V
+    return (2.0 * dist / max(float(dist.max()), _EPS) - 1.0)[None].astype(np.float32)
+
+
+IMAGE_KINDS = {
+    "values": value_image,
+    "jrp": joint_recurrence,
+    "gasf": gasf,
+    "gadf": gadf,
+    "rp": recurrence,
+    "cwt": scalogram,
+}
 """The weight-free map kinds by name, as ``TimeSeriesParams.representation`` spells them."""
+JOINT_KINDS = frozenset({"values", "jrp"})
+"""Kinds that make one channel from all variables; the others make one channel per variable."""
 
 
 def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool) -> np.ndarray:
-    """Stack the kinds' maps as channels: ``(K * V, n, n)``, or ``(K, n, n)`` averaged over variables when pooling.
+    """Stack the kinds' maps as channels: one per joint kind, and per per-variable kind ``V`` channels, or one (their
+    mean over variables) when pooling.
 
-    Pooling is how one model takes any number of variables: the mean map over variables has a fixed channel count.
+    Pooling is how one model takes any number of variables with per-variable kinds: the mean map over variables
+    has a fixed channel count (and loses how the variables relate; joint kinds keep it at any count).
     """
-    maps = [IMAGE_KINDS[k](x) for k in kinds]
-    if pool_variables:
-        return np.stack([m.mean(axis=0) for m in maps], axis=0)
+    maps = []
+    for kind in kinds:
+        m = IMAGE_KINDS[kind](x)
+        maps.append(m.mean(axis=0, keepdims=True) if pool_variables and kind not in JOINT_KINDS else m)
     return np.concatenate(maps, axis=0)

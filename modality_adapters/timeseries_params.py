@@ -3,16 +3,24 @@
 Real series come with any number of variables and any length, so these are parameters, not constants:
 
 - ``representation``: ``"embedding"`` (the learned Corrformer-style embedding, the official map) or weight-free
-  image maps joined by ``+`` and stacked as channels (``gasf``, ``gadf``, ``rp``, ``cwt``; see ``timeseries_maps``).
-- ``num_vars``: the variables the model was trained on; 0 means "any": the maps are averaged over variables,
-  which is how the embedded default takes whatever a client sends.
-- ``length_mode``: ``"resample"`` (linear interpolation of the whole series to the model's length, any T >= 2) or
-  ``"window"`` (the last ``seq_len`` steps, as the official forecaster reads its input; shorter series are refused).
+  image maps joined by ``+`` and stacked as channels: joint maps of all variables at once (``values``, ``jrp``)
+  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``); see ``timeseries_maps``.
+- ``num_vars``: the variables the model was trained on; 0 means "any": joint maps take any count as they are,
+  per-variable maps are averaged over variables.
+- ``length_mode``: ``"resample"`` (linear interpolation of the whole series to the model's length, any T >= 2),
+  ``"pad"`` (a series no longer than the map keeps its steps and is padded with zeros; a longer one is resampled
+  down) or ``"window"`` (the last ``seq_len`` steps, as the official forecaster reads its input; shorter series
+  are refused).
+- ``normalize``: ``"series"`` (each variable of each series to zero mean and unit variance over its own steps:
+  any series, any scale, but its level and amplitude are gone) or ``"dataset"`` (each variable by the mean and
+  standard deviation of the training data, ``data_mean`` / ``data_std``, stored with the model: levels and
+  amplitudes survive, which is what tells apart, say, vowels by their cepstral coefficients).
 - ``seq_len``: the window (``window``) or the embedding's length (``embedding`` + ``resample``); ``image_size``:
-  the side of a weight-free map, to which the series is resampled.
+  the side of a weight-free map, to which the series is fitted.
 
-A trained model's params come from its data (``fit_params``) and travel in its checkpoint. ``preset="corrformer"``
-names the official configuration (48 hourly steps of 11 variables, d_model 768, reshaped to 1 x 192 x 192).
+A trained model's params come from its data (``fit_params``, and ``unirep train``'s choice among candidate maps)
+and travel in its checkpoint. ``preset="corrformer"`` names the official configuration (48 hourly steps of 11
+variables, d_model 768, reshaped to 1 x 192 x 192).
 """
 
 from __future__ import annotations
@@ -25,13 +33,24 @@ from typing import Any
 import numpy as np
 
 from .timeseries_embedding import EMBEDDING_LAYOUTS, TIME_FEATURES_PER_FREQ
-from .timeseries_maps import IMAGE_KINDS
+from .timeseries_maps import IMAGE_KINDS, JOINT_KINDS
 
-__all__ = ["DEFAULT_REPRESENTATION", "LENGTH_MODES", "PRESETS", "TimeSeriesParams", "fit_params"]
+__all__ = [
+    "DEFAULT_REPRESENTATION",
+    "LENGTH_MODES",
+    "NORMALIZATIONS",
+    "PRESETS",
+    "TimeSeriesParams",
+    "dataset_scale",
+    "fit_params",
+]
 
-DEFAULT_REPRESENTATION = "gasf+gadf+rp"
-"""Chosen by accuracy on UCR/UEA sets (benchmarks/ts_representations.py, figures in benchmarks/RESULTS.md)."""
-LENGTH_MODES = ("resample", "window")
+DEFAULT_REPRESENTATION = "values+gasf+gadf+rp"
+"""The served default: the value image keeps every variable and how they move together at any variable count;
+the per-variable maps beside it carried the univariate sets (benchmarks/ts_representations.py, figures in
+benchmarks/RESULTS.md). A trained model's representation is chosen on its data."""
+LENGTH_MODES = ("resample", "pad", "window")
+NORMALIZATIONS = ("series", "dataset")
 MAX_FITTED_LENGTH = 512
 """``fit_params`` caps the learned embedding's length: longer series are resampled down to it."""
 
@@ -60,8 +79,13 @@ class TimeSeriesParams:
     d_model: int = 64
     embedding_layout: str = "time_axis"
     freq: str = "h"
+    normalize: str = "series"
+    data_mean: tuple[float, ...] = ()
+    data_std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("data_mean", "data_std"):  # JSON (a model file's params) carries them as lists
+            object.__setattr__(self, name, _floats(name, getattr(self, name)))
         _check_int("seq_len", self.seq_len, 2, 100_000)
         _check_int("num_vars", self.num_vars, 0, 100_000)
         _check_int("image_size", self.image_size, 4, 1024)
@@ -76,10 +100,23 @@ class TimeSeriesParams:
             raise ValueError("the learned embedding stands alone and needs a fixed num_vars (>= 1)")
         if self.length_mode not in LENGTH_MODES:
             raise ValueError(f"length_mode must be one of {LENGTH_MODES}, got {self.length_mode!r}")
+        if self.length_mode == "pad" and "embedding" in kinds:
+            raise ValueError("length_mode 'pad' is for the image maps; the learned embedding resamples or windows")
+        self._check_normalization()
         if self.embedding_layout not in EMBEDDING_LAYOUTS:
             raise ValueError(f"embedding_layout must be one of {EMBEDDING_LAYOUTS}, got {self.embedding_layout!r}")
         if self.freq not in TIME_FEATURES_PER_FREQ:
             raise ValueError(f"freq must be one of {sorted(TIME_FEATURES_PER_FREQ)}, got {self.freq!r}")
+
+    def _check_normalization(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        if self.normalize == "series":
+            return
+        if self.num_vars == 0 or len(self.data_mean) != self.num_vars or len(self.data_std) != self.num_vars:
+            raise ValueError("normalize 'dataset' needs a fixed num_vars and data_mean, data_std with one value each")
+        if not all(s > 0 for s in self.data_std):
+            raise ValueError("data_std must be positive")
 
     @classmethod
     def build(cls, **params: Any) -> TimeSeriesParams:
@@ -107,11 +144,24 @@ class TimeSeriesParams:
 
     @property
     def backbone_in_chans(self) -> int:
-        """Channels of the image UniRepLKNet sees: 1 after the embedding, else one per map kind (and variable)."""
-        return 1 if self.is_embedding else len(self.kinds) * max(self.num_vars, 1)
+        """Channels of the image UniRepLKNet sees: 1 after the embedding, else one per joint kind and one per
+        per-variable kind and variable (one per kind when variables are pooled)."""
+        if self.is_embedding:
+            return 1
+        return sum(1 if k in JOINT_KINDS else max(self.num_vars, 1) for k in self.kinds)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _floats(name: str, value: Any) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a list of numbers, got {value!r}") from None
+    if not all(np.isfinite(out)):
+        raise ValueError(f"{name} must be finite")
+    return out
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
@@ -135,4 +185,17 @@ def fit_params(series: Sequence[np.ndarray], **params: Any) -> dict[str, Any]:
     mode = params.get("length_mode", TimeSeriesParams.length_mode)
     fitted = int(lengths.min()) if mode == "window" else int(min(np.median(lengths), MAX_FITTED_LENGTH))
     out = {"num_vars": widths[0], "seq_len": max(fitted, 2), **params}
+    if out.get("normalize") == "dataset" and not params.get("data_mean"):
+        out.update(dataset_scale(series))
     return TimeSeriesParams.build(**out).as_dict()
+
+
+def dataset_scale(series: Sequence[np.ndarray]) -> dict[str, list[float]]:
+    """Per-variable mean and standard deviation over every step of every (finite) training series."""
+    steps = np.concatenate([np.asarray(s, dtype=np.float64) for s in series], axis=0)
+    mean = np.nanmean(steps, axis=0)
+    std = np.sqrt(np.nanvar(steps, axis=0) + 1e-5)
+    return {
+        "data_mean": [float(v) for v in np.nan_to_num(mean)],
+        "data_std": [float(v) for v in np.nan_to_num(std, nan=1.0)],
+    }

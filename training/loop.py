@@ -223,7 +223,7 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
     data = prepare(cfg, variant, d.rank)
     torch.manual_seed(cfg.seed)
     net = build_model(cfg.modality, variant, data.in_chans, len(data.labels), data.params)
-    notes = load_init(net, cfg.init) if cfg.init and not cfg.resume else []
+    notes = [*data.notes, *(load_init(net, cfg.init) if cfg.init and not cfg.resume else [])]
     if cfg.freeze_backbone:
         freeze_backbone(net)
     elif cfg.drop_path > 0:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from training.data import (
     stratified_split,
 )
 from training.decoding import DecodedSet, decode_all, default_cache_dir
-from unirep_errors import DatasetError, UnirepError
+from unirep_errors import DatasetError
 
 
 @dataclass
@@ -29,6 +28,8 @@ class PreparedData:
     train: DecodedSet
     val: DecodedSet
     fingerprint: str
+    notes: list[str] = field(default_factory=list)
+    """What was decided from the data before training (a time-series model's map), for the run's notes."""
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -49,32 +50,6 @@ def served_params(modality: str, model: str, overrides: dict[str, Any]) -> dict[
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
     adapter.resolve_params(**params)
     return params
-
-
-def infer_series_params(examples: list[Example], params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """A series model takes its variable count (the most common one) and length (the shortest series for a window,
-    the median for resampling) from the data, unless the run fixed them; series that cannot be parsed are left for
-    the decoder to report."""
-    from modality_adapters import TimeSeriesAdapter
-
-    adapter = TimeSeriesAdapter()
-    shapes: list[tuple[int, int]] = []
-    for example in examples:
-        try:
-            values, _ = adapter.parse(example.read())
-        except (UnirepError, OSError):
-            continue
-        shapes.append((int(values.shape[0]), int(values.shape[1])))
-    if not shapes:
-        return params
-    out = dict(params)
-    if "num_vars" not in given:
-        out["num_vars"] = Counter(v for _, v in shapes).most_common(1)[0][0]
-    if "seq_len" not in given:  # a window fits every series; resampling goes to the typical (median) length
-        lengths = sorted(t for t, v in shapes if v == out["num_vars"])
-        fitted = lengths[0] if out.get("length_mode") == "window" else min(lengths[len(lengths) // 2], 512)
-        out["seq_len"] = max(2, fitted)
-    return out
 
 
 def _split(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
@@ -105,8 +80,14 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
     train_examples, val_examples = _split(cfg)
     labels = check_classes(train_examples)
     params = served_params(cfg.modality, model, cfg.params)
-    if cfg.modality == "timeseries":
-        params = infer_series_params(train_examples, params, cfg.params)
+    notes: list[str] = []
+    if cfg.modality == "timeseries":  # variables, length and map from the training split (never validation)
+        from training.series_params import choose_series_params
+
+        choice = choose_series_params(train_examples, params, cfg, model)
+        params, notes = choice.params, [choice.note] if choice.note else []
+        if notes and rank == 0 and cfg.progress:
+            print(choice.note, file=sys.stderr)
     adapter: Any = get_adapter(cfg.modality)
     in_chans = int(adapter.output_shape(**params)[0])
     cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
@@ -121,4 +102,4 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
         print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
         for source, reason in skipped[:5]:
             print(f"  {source}: {reason}", file=sys.stderr)
-    return PreparedData(labels, params, in_chans, train, val, fingerprint(train.digests + val.digests))
+    return PreparedData(labels, params, in_chans, train, val, fingerprint(train.digests + val.digests), notes)

@@ -125,7 +125,8 @@ def _series(t: int, v: int, seed: int = 0) -> bytes:
 def test_default_takes_any_variables_and_length(t: int, v: int) -> None:
     adapter = get_adapter("timeseries")
     out = adapter.decode(_series(t, v))
-    assert out.shape == adapter.output_shape() == (3, 64, 64)  # gasf, gadf, rp averaged over variables
+    # The value image of all variables, then gasf, gadf and rp averaged over variables.
+    assert out.shape == adapter.output_shape() == (4, 64, 64)
     assert torch.isfinite(out).all() and out.abs().max() <= 1.0 + 1e-6
 
 
@@ -134,8 +135,9 @@ def test_pooled_maps_are_the_mean_of_per_variable_maps() -> None:
     data = _series(50, 4)
     pooled = adapter.decode(data)
     per_var = adapter.decode(data, num_vars=4)
-    assert per_var.shape == (12, 64, 64)  # kind-major: 4 gasf maps, then 4 gadf, then 4 rp
-    torch.testing.assert_close(pooled, per_var.reshape(3, 4, 64, 64).mean(1))
+    assert per_var.shape == (13, 64, 64)  # kind-major: the value image, 4 gasf maps, then 4 gadf, then 4 rp
+    torch.testing.assert_close(pooled[0], per_var[0])  # the value image is the same at any variable count
+    torch.testing.assert_close(pooled[1:], per_var[1:].reshape(3, 4, 64, 64).mean(1))
 
 
 def test_maps_match_their_definitions() -> None:
@@ -187,7 +189,7 @@ def test_a_series_that_does_not_fit_a_trained_model_names_what_it_expects() -> N
         adapter.decode(_series(120, 3), **trained)
     assert info.value.status_code == 422
     assert "3 variable(s); this model expects 6" in info.value.message and "last 100" in info.value.message
-    assert adapter.decode(_series(120, 6), **trained).shape == (18, 64, 64)
+    assert adapter.decode(_series(120, 6), **trained).shape == (19, 64, 64)  # values + 3 kinds x 6 variables
 
 
 @pytest.mark.parametrize(
@@ -239,11 +241,11 @@ def test_fit_params_from_data() -> None:
 
     series = [np.zeros((n, 3)) for n in (30, 40, 90)]
     fitted = fit_params(series)
-    assert fitted["num_vars"] == 3 and fitted["seq_len"] == 40 and fitted["representation"] == "gasf+gadf+rp"
+    assert fitted["num_vars"] == 3 and fitted["seq_len"] == 40 and fitted["representation"] == "values+gasf+gadf+rp"
     assert fit_params(series, length_mode="window")["seq_len"] == 30
     assert fit_params([np.zeros((5000, 1))])["seq_len"] == 512
     assert fit_params(series, representation="embedding")["d_model"] == 64
-    assert get_adapter("timeseries").output_shape(**fitted) == (9, 64, 64)
+    assert get_adapter("timeseries").output_shape(**fitted) == (10, 64, 64)
     with pytest.raises(ValueError, match="different numbers of variables"):
         fit_params([np.zeros((5, 2)), np.zeros((5, 3))])
 

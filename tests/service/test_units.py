@@ -178,9 +178,10 @@ def test_timeseries_checkpoint_holds_embedding_and_backbone(tmp_path: Path) -> N
         build_served_model(cfg, get_adapter("timeseries"))
 
 
-@pytest.mark.parametrize(("params", "shape"), [({}, (3, 64, 64)), ({"num_vars": 5, "image_size": 32}, (15, 32, 32))])
+@pytest.mark.parametrize(("params", "shape"), [({}, (4, 64, 64)), ({"num_vars": 5, "image_size": 32}, (16, 32, 32))])
 def test_timeseries_model_for_any_variable_count(params: dict[str, object], shape: tuple[int, ...]) -> None:
-    """The default takes any variable count (maps pooled); a trained-like config takes its own count as channels."""
+    """The default takes any variable count (value image + pooled maps); a trained-like config takes its own count
+    as channels."""
     import json as json_
 
     import numpy as np

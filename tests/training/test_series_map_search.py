@@ -1,0 +1,77 @@
+"""``unirep train timeseries`` chooses the map on the training split, records it in the model file, and the served
+model (``unirep eval``, ``unirep serve``) applies it; an explicit representation skips the choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modality_adapters import get_adapter
+from service.runtime.model_build import build_served_model
+from service.settings import ModalitySettings
+from tests.training.helpers import small_config
+from training import evaluate, train
+
+SMALL = {"image_size": 16}
+
+
+def level_series(root: Path, per_class: int, seed: int) -> Path:
+    """Two classes told apart only by the level of the first variable: per-series scaling erases them, while
+    scaling by the training data keeps them. Twelve steps, shorter than the 16-step map."""
+    rng = np.random.default_rng(seed)
+    for label, level in (("high", 1.5), ("low", -1.5)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            walk = np.cumsum(rng.normal(size=(12, 2)), axis=0) * 0.3
+            walk[:, 0] += level
+            rows = "\n".join(f"{a:.5f},{b:.5f}" for a, b in walk)
+            (root / label / f"{i}.csv").write_text(f"a,b\n{rows}\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, object]]:
+    root = tmp_path_factory.mktemp("search")
+    data, test = level_series(root / "train", 16, 0), level_series(root / "test", 10, 1)
+    cfg = small_config("timeseries", data, root / "out", root / "cache", params=dict(SMALL), epochs=4, min_steps=40)
+    result = train(cfg)
+    return result.weights, test, json.loads((root / "out" / "metrics.json").read_text())
+
+
+def test_the_map_is_chosen_on_the_training_split_and_recorded(searched: tuple[Path, Path, dict[str, object]]) -> None:
+    weights, _, metrics = searched
+    params = metrics["params"]
+    assert isinstance(params, dict)
+    assert params["normalize"] == "dataset" and len(params["data_mean"]) == 2  # the levels are the signal
+    assert params["length_mode"] == "pad"  # 12 steps into a 16-step map
+    notes = metrics["notes"]
+    assert isinstance(notes, list) and any("chosen by holdout accuracy" in n for n in notes)
+    adapter = get_adapter("timeseries")
+    served = build_served_model(ModalitySettings(weights=str(weights)).resolve("timeseries"), adapter)
+    assert served.params["normalize"] == "dataset"
+    assert list(served.params["data_mean"]) == pytest.approx(params["data_mean"])
+
+
+def test_the_served_model_applies_the_chosen_map(searched: tuple[Path, Path, dict[str, object]]) -> None:
+    weights, test, _ = searched
+    report = evaluate("timeseries", test, weights, device="cpu", workers=1)
+    assert report.accuracy >= 0.9
+    adapter = get_adapter("timeseries")
+    served = build_served_model(ModalitySettings(weights=str(weights)).resolve("timeseries"), adapter)
+    assert served.module is not None
+    data = (test / "high" / "0.csv").read_bytes()
+    cached = adapter.decode_for_training(data, **served.params)
+    torch.testing.assert_close(adapter.training_input(cached, **served.params), adapter.decode(data, **served.params))
+
+
+def test_an_explicit_representation_skips_the_search(tmp_path: Path) -> None:
+    data = level_series(tmp_path / "train", 16, 0)
+    params = {**SMALL, "representation": "values"}
+    train(small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params=params))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["params"]["representation"] == "values" and metrics["params"]["normalize"] == "series"
+    assert not any("map:" in n for n in metrics["notes"])
