@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from service.modality_settings import ModalityConfig, ModalitySettings
+from servable.config import ModalityConfig, ModalitySettings
 
 
 class LimitsSettings(BaseModel):

@@ -12,9 +12,6 @@ from unirep_errors import InvalidParameterError
 DEFAULT_MODEL = "unireplknet_a"
 """The smallest registered variant: it trains on a laptop CPU, and bigger ones are one flag away."""
 
-MIXUP_MODALITIES = frozenset({"audio"})
-"""Modalities whose recipe mixes pairs of examples (the official speech-commands script uses mixup)."""
-
 
 @dataclass
 class TrainConfig:

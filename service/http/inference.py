@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from modality_adapters import list_adapters
+from servable.served import ServedModel
 from service.http import deps
 from service.http import request_io as io
 from service.http.docs import inference_openapi
@@ -25,7 +26,6 @@ from service.http.preview import draw
 from service.http.schemas import ClassifyResponse, EmbedResponse, dump
 from service.metrics import Metrics
 from service.runtime.outcome import Outcome
-from service.runtime.served import ServedModel
 from service.runtime.serving import ServiceRuntime
 from service.runtime.work import Task
 from service.settings import ServiceSettings

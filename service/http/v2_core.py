@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from servable.served import ServedModel
 from service.http.v2_tensors import Tensor
 from service.runtime.outcome import Outcome
-from service.runtime.served import ServedModel
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, NotFoundError
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from servable.served import ServedModel
 from service.metrics import Metrics
 from service.runtime.batching import Batcher
 from service.runtime.decode_guard import DecodeGuard, GuardPolicy
 from service.runtime.decoder_pool import DecoderPool
-from service.runtime.served import ServedModel
 from service.runtime.stage_times import DecodeTimes
 from service.settings import ServiceSettings
 from unirep_errors import DeadlineExceededError, InvalidParameterError

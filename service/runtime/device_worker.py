@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from servable.served import ServedModel
 from service.runtime.backends import BuildRequest, Choice, ExportCache, Runner, build_runner, weights_digest
-from service.runtime.served import ServedModel
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
 

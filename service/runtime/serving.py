@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from modality_adapters import list_adapters
+from servable.served import ServedModel
 from service.metrics import Metrics
 from service.runtime.admission import check_feasible, latency_seeds, resolve_top_k, with_cap_note
 from service.runtime.assembly import (
@@ -33,7 +34,6 @@ from service.runtime.batching import Batcher
 from service.runtime.cache import ResultCache, cache_key
 from service.runtime.decoder_pool import Decoded, DecoderPool
 from service.runtime.outcome import Outcome, result_body
-from service.runtime.served import ServedModel
 from service.runtime.singleflight import SingleFlight
 from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport

@@ -28,9 +28,9 @@ from service.runtime.work import Batch, BatchResult
 from unirep_errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
+    from servable.served import ServedModel
     from service.metrics import Metrics
     from service.runtime.device_worker import DeviceWorker
-    from service.runtime.served import ServedModel
     from service.settings import ModalityConfig
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from modality_adapters import get_adapter
-from service.labels import list_label_sets, load_labels
+from servable.build import build_served_model
+from servable.labels import list_label_sets, load_labels
 from service.runtime.cache import MemoryLRUCache, cache_key
 from service.runtime.device_worker import DeviceWorker, choose_precision
-from service.runtime.model_build import build_served_model
 from service.runtime.work import Batch, BatchItem
 from service.settings import ServiceSettings, parse_overrides
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError

@@ -1,6 +1,6 @@
 """The models the service serves, one per enabled modality: what a served model is (``ServedModel``), its one
 description (``/models``, the stream workers' announcement, a scale-out gateway's rebuilt copy), its version (part
-of every cache key) and the decoder params and labels its settings give. ``service.runtime.model_build`` builds
+of every cache key) and the decoder params and labels its settings give. ``servable.build`` builds
 them.
 
 Weights policy: ``weights = "auto"`` means the variant's released ImageNet-1K
@@ -20,9 +20,9 @@ from typing import Any
 from torch import nn
 
 from models import CheckpointError, LoadedWeights, get_model_config
-from service.labels import load_labels
-from service.runtime.trained import apply_trained, trained_info
-from service.settings import ModalityConfig
+from servable.config import ModalityConfig
+from servable.labels import load_labels
+from servable.trained import apply_trained, trained_info
 
 
 @dataclass

@@ -4,10 +4,13 @@ adapter's ``serving`` defaults). ``service.settings`` adds one section per regis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from modality_adapters import adapter_class
+from servable.labels import is_multi_label
 
 __all__ = ["ModalityConfig", "ModalitySettings", "modality_defaults"]
 
@@ -25,10 +28,6 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 
 def modality_defaults(modality: str) -> dict[str, Any]:
     """A section's defaults: the common ones, then the adapter's own ``serving`` defaults."""
-    from dataclasses import asdict
-
-    from modality_adapters import adapter_class
-
     return {**_COMMON_DEFAULTS, **asdict(adapter_class(modality).serving)}
 
 
@@ -74,7 +73,7 @@ class ModalitySettings(BaseModel):
             label_set = None
         multi_label = values["multi_label"]
         if multi_label is None:
-            multi_label = label_set == "audioset-527"
+            multi_label = is_multi_label(label_set)
         return ModalityConfig(
             modality=modality,
             enabled=bool(values["enabled"]),
