@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from modality_adapters import adapter_class
 from servable.labels import is_multi_label
 
 __all__ = ["ModalityConfig", "ModalitySettings", "modality_defaults"]
@@ -27,7 +26,10 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 
 
 def modality_defaults(modality: str) -> dict[str, Any]:
-    """A section's defaults: the common ones, then the adapter's own ``serving`` defaults."""
+    """A section's defaults: the common ones, then the adapter's own ``serving`` defaults. The adapters (and so
+    torch) are imported on first use, so that reading settings (the CLI's arguments, ``--help``) stays light."""
+    from modality_adapters import adapter_class
+
     return {**_COMMON_DEFAULTS, **asdict(adapter_class(modality).serving)}
 
 
