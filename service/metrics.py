@@ -158,7 +158,7 @@ class Metrics:
         )
         self.auth_rejected = Counter(
             f"{PREFIX}_auth_rejected",
-            "Requests refused by API-key checks (reason: missing, invalid, rate_limited)",
+            "Requests refused by API-key checks (reason: missing, invalid, rate_limited, forbidden)",
             ["reason"],
             registry=r,
         )
@@ -202,7 +202,7 @@ class Metrics:
                 self.stream_reclaimed.labels(modality)
         self.rejected.labels("all", "draining")
         if redis:
-            for reason in ("missing", "invalid", "rate_limited"):
+            for reason in ("missing", "invalid", "rate_limited", "forbidden"):
                 self.auth_rejected.labels(reason)
             for component in ("cache", "auth", "streams"):
                 self.redis_errors.labels(component)

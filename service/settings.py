@@ -135,6 +135,19 @@ class ServiceSettings(BaseSettings):
     worker_ttl_s: float = Field(default=5.0, gt=0, description="a worker without a heartbeat this long is dead")
 
     drain_timeout_s: float = Field(default=30.0, ge=0, description="how long SIGTERM waits for admitted requests")
+    # The model repository: named models and versions beside the modality sections' default models.
+    model_repository: str | None = Field(
+        default=None, description="a model repository folder: NAME/N/model.safetensors (+ NAME/config.toml)"
+    )
+    model_control: Literal["none", "explicit", "poll"] = Field(
+        default="none",
+        description="none: load the repository at start; explicit: load_models at start, then the API; "
+        "poll: load it at start and rescan every repository_poll_s",
+    )
+    load_models: list[str] = Field(
+        default_factory=list, description="with explicit model control, the models to load at start ('*': all)"
+    )
+    repository_poll_s: float = Field(default=15.0, gt=0, description="with poll model control, the rescan interval")
 
     debug_fault_injection: bool = Field(
         default=False,

@@ -72,6 +72,10 @@ class EmbedResult(_Result):
 class ModelInfo(_Model):
     """One served model as listed by ``GET /models``."""
 
+    name: str | None = None
+    """What it is addressed by (``model=``): its repository name, or the modality for a modality's default model."""
+    model_version: str | None = None
+    state: str | None = None
     modality: str
     model: str
     weights: str | None = None

@@ -34,6 +34,8 @@ from unirep_errors import UnirepError
 log = logging.getLogger(__name__)
 
 _RESPONSE_TYPES: dict[str, type[BaseModel]] = {"classify": ClassifyResponse, "embed": EmbedResponse}
+_MODEL = Query(None, description="a loaded model of this modality (GET /models); default: the modality's default")
+_VERSION = Query(None, description="the model's version (default: its highest loaded version)")
 
 
 class _Context:
@@ -67,8 +69,10 @@ def inference_router() -> APIRouter:
         modality: str = Path(description="a registered modality", json_schema_extra=enum),
         top_k: int | None = Query(None, ge=1, description="number of predictions (default 5, at most num_classes)"),
         preview: bool = Query(False, description="also return the PNG of what the model sees, base64, as preview_png"),
+        model: str | None = _MODEL,
+        version: str | None = _VERSION,
     ) -> Response:
-        return await _infer(ctx, request, modality, "classify", top_k, preview)
+        return await _infer(ctx, request, modality, "classify", top_k, preview, (model, version))
 
     @router.post(
         "/embed/{modality}",
@@ -80,14 +84,22 @@ def inference_router() -> APIRouter:
         request: Request,
         ctx: Annotated[_Context, Depends()],
         modality: str = Path(description="a registered modality", json_schema_extra=enum),
+        model: str | None = _MODEL,
+        version: str | None = _VERSION,
     ) -> Response:
-        return await _infer(ctx, request, modality, "embed", None)
+        return await _infer(ctx, request, modality, "embed", None, False, (model, version))
 
     return router
 
 
 async def _infer(
-    ctx: _Context, request: Request, modality: str, task: Task, top_k: int | None, preview: bool = False
+    ctx: _Context,
+    request: Request,
+    modality: str,
+    task: Task,
+    top_k: int | None,
+    preview: bool = False,
+    named: tuple[str | None, str | None] = (None, None),
 ) -> Response:
     started = time.perf_counter()
     rid = io.request_id(request)
@@ -99,7 +111,7 @@ async def _infer(
     status = 500
     try:
         client = await _client_identity(ctx, request)
-        served = runtime.served_model(modality)
+        served = runtime.model_for(modality, *named)
         runtime.check_admission()
         runtime.check_client(client)
         io.check_single_query_params(request)
@@ -111,7 +123,7 @@ async def _infer(
             hints = io.decoder_hints(modality, payload)
             drawing = asyncio.create_task(draw(runtime, modality, payload.data, hints, timeout_ms))
         outcome = await runtime.infer(
-            modality,
+            served.key,
             task,
             payload.data,
             top_k=top_k,

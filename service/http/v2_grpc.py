@@ -2,8 +2,8 @@
 port (``grpc_port``; off unless set), with the same models and semantics as the REST front (``v2_core``).
 
 The message and service classes are the ones ``tritonclient[grpc]`` ships, generated from the protocol's own
-``grpc_service.proto``: the wire format is the standard's, with no protoc step here. Only the health, metadata and
-infer methods are served; the others answer UNIMPLEMENTED (the servicer base class's default).
+``grpc_service.proto``: the wire format is the standard's, with no protoc step here. The health, metadata, infer and
+model repository methods are served; the others answer UNIMPLEMENTED (the servicer base class's default).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.http import v2_core as core
 from service.http.tracking import Tracked
+from service.http.v2_grpc_repository import RepositoryMethods
 from service.http.v2_tensors import DTYPES, Tensor, tensor_bytes, tensor_from_raw
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, UnirepError
@@ -86,7 +87,7 @@ def _input(given: Any, raw: bytes | None) -> Tensor:
     return Tensor(given.name, given.datatype, shape, values.reshape(shape), params)
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, runtime: ServiceRuntime, auth: Any = None) -> None:
         self.runtime = runtime
         self.auth = auth
@@ -134,7 +135,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 log.exception("gRPC infer on %s failed unexpectedly", request.model_name)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
             tracked.status = 200
-        response = pb.ModelInferResponse(model_name=request.model_name, model_version=core.MODEL_VERSION, id=request.id)
+        response = pb.ModelInferResponse(
+            model_name=request.model_name, model_version=answer.model_version, id=request.id
+        )
         for key, value in answer.parameters.items():
             _set_param(response.parameters[key], value)
         for tensor in answer.outputs:

@@ -223,7 +223,7 @@ def _response(
         else:
             entry["data"] = tensor_json_data(tensor)
         outputs.append(entry)
-    content: dict[str, Any] = {"model_name": model, "model_version": core.MODEL_VERSION, "outputs": outputs}
+    content: dict[str, Any] = {"model_name": model, "model_version": answer.model_version, "outputs": outputs}
     if request_id is not None:
         content["id"] = request_id
     content["parameters"] = answer.parameters

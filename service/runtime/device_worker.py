@@ -86,23 +86,14 @@ class DeviceWorker:
         self.device_name = str(device)
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.precision = choose_precision(device.type, precision, bf16)
-        self.served = models
+        self.served: dict[str, ServedModel] = {}
         self.modules: dict[str, nn.Module] = {}
-        for name, served in models.items():
-            if served.module is None:
-                raise ValueError(f"{name} is served elsewhere (no module here): a device worker needs the model")
-            module = served.module if device.type == "cpu" else copy.deepcopy(served.module)
-            module = module.to(device).eval()
-            if self.precision.channels_last:
-                module = module.to(memory_format=torch.channels_last)
-            self.modules[name] = module
-        # Each modality's backend: a compiled view of the module above, built (or loaded from the export cache),
-        # prepared for every batch size and checked against the module before the worker is ready.
-        cache = backend_cache or ExportCache(None)
         self.runners: dict[str, Runner] = {}
         self.backends: dict[str, Choice] = {}
-        for name, served in models.items():
-            self.runners[name], self.backends[name] = self._build_runner(served, self.modules[name], cache, threads)
+        self.cache = backend_cache or ExportCache(None)
+        self.threads = threads
+        for key, served in models.items():
+            self.install(key, served)
         self.inference_delay_s = inference_delay_s
         self.warmup_enabled = warmup_enabled
         self.latency: dict[tuple[str, tuple[int, ...]], float] = {}
@@ -111,6 +102,27 @@ class DeviceWorker:
         """Warm-up latency of a batch of one per bucket: with ``latency``, the two ends of the estimate."""
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+
+    def install(self, key: str, served: ServedModel) -> None:
+        """Place a model on this device under ``key``: its module, and its backend (a compiled view of the module,
+        built or loaded from the export cache and checked against it). Other keys keep serving meanwhile."""
+        if served.module is None:
+            raise ValueError(f"{key} is served elsewhere (no module here): a device worker needs the model")
+        module = served.module if self.device.type == "cpu" else copy.deepcopy(served.module)
+        module = module.to(self.device).eval()
+        if self.precision.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        runner, choice = self._build_runner(served, module, self.cache, self.threads)
+        self.modules[key], self.runners[key], self.backends[key] = module, runner, choice
+        self.served[key] = served  # last: a model is visible to warm-up and batches only once it is complete
+
+    def uninstall(self, key: str) -> None:
+        """Release a model no batch uses any more (its bucket has drained)."""
+        for table in (self.served, self.modules, self.runners, self.backends):
+            table.pop(key, None)
+        for latencies in (self.latency, self.latency_one):
+            for bucket in [b for b in latencies if b[0] == key]:
+                del latencies[bucket]
 
     def _build_runner(
         self, served: ServedModel, module: nn.Module, cache: ExportCache, threads: int | None
@@ -132,39 +144,37 @@ class DeviceWorker:
 
     def warmup(self) -> None:
         """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready."""
-        for modality, served in self.served.items():
-            for shape in (served.input_shape,):
-                sizes = list(range(1, served.config.max_batch_size + 1)) if self.warmup_enabled else [1]
-                for size in sizes:
-                    self._forward(modality, torch.zeros((size, *shape)))
-                # The estimate that seeds the batcher: best of 3 at the largest size, so one-time initialization
-                # and the decoder processes starting beside us do not inflate it.
-                timings = []
-                for _ in range(3):
-                    start = time.perf_counter()
-                    self._forward(modality, torch.zeros((sizes[-1], *shape)))
-                    self._sync()
-                    timings.append(time.perf_counter() - start)
-                self.latency[(modality, tuple(shape))] = min(timings)
-                self.latency_one[(modality, tuple(shape))] = (
-                    self._best_of(3, modality, shape) if sizes[-1] > 1 else min(timings)
-                )
-                log.info(
-                    "warmed %s %s on %s (batch sizes 1..%d, %s, %s): %.1f ms at the largest",
-                    modality,
-                    "x".join(map(str, shape)),
-                    self.device_name,
-                    max(sizes),
-                    self.backends[modality].name,
-                    self.precision.name,
-                    self.latency[(modality, tuple(shape))] * 1000,
-                )
+        for key in list(self.served):
+            self.warm(key)
 
-    def _best_of(self, runs: int, modality: str, shape: tuple[int, ...]) -> float:
+    def warm(self, key: str) -> None:
+        """Run one model's bucket at every batch size (or 1 without warm-up) and measure its batch latencies."""
+        served = self.served[key]
+        shape = served.input_shape
+        sizes = list(range(1, served.config.max_batch_size + 1)) if self.warmup_enabled else [1]
+        for size in sizes:
+            self._forward(key, torch.zeros((size, *shape)))
+        # The estimate that seeds the batcher: best of 3 at the largest size, so one-time initialization and the
+        # decoder processes starting beside us do not inflate it.
+        largest = self._best_of(3, key, shape, sizes[-1])
+        self.latency[(key, tuple(shape))] = largest
+        self.latency_one[(key, tuple(shape))] = self._best_of(3, key, shape, 1) if sizes[-1] > 1 else largest
+        log.info(
+            "warmed %s %s on %s (batch sizes 1..%d, %s, %s): %.1f ms at the largest",
+            key,
+            "x".join(map(str, shape)),
+            self.device_name,
+            max(sizes),
+            self.backends[key].name,
+            self.precision.name,
+            largest * 1000,
+        )
+
+    def _best_of(self, runs: int, key: str, shape: tuple[int, ...], size: int) -> float:
         timings = []
         for _ in range(runs):
             start = time.perf_counter()
-            self._forward(modality, torch.zeros((1, *shape)))
+            self._forward(key, torch.zeros((size, *shape)))
             self._sync()
             timings.append(time.perf_counter() - start)
         return min(timings)

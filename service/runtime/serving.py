@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from modality_adapters import list_adapters
 from servable.served import ServedModel
 from service.metrics import Metrics
+from service.repository.manager import ModelRepository
 from service.runtime.admission import check_feasible, latency_seeds, resolve_top_k, with_cap_note
 from service.runtime.assembly import (
     build_models,
@@ -33,13 +35,14 @@ from service.runtime.assembly import (
 from service.runtime.batching import Batcher
 from service.runtime.cache import ResultCache, cache_key
 from service.runtime.decoder_pool import Decoded, DecoderPool
+from service.runtime.model_table import ModelTable
 from service.runtime.outcome import Outcome, result_body
 from service.runtime.singleflight import SingleFlight
 from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import BatchItem, Task, new_id
 from service.settings import ServiceSettings
-from unirep_errors import NotFoundError, ServiceUnavailableError, UndecodableInputError
+from unirep_errors import InvalidParameterError, NotFoundError, ServiceUnavailableError, UndecodableInputError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,14 @@ class ServiceRuntime:
         self.flights = SingleFlight(self.cache)
         self.transport: Transport | None = transport
         self.served: dict[str, ServedModel] = {}
+        """Every loaded model by its serving key (a default model's is its modality), retiring versions included."""
+        self.table = ModelTable()
+        """Which loaded model answers a name and version: what new requests resolve to."""
+        self.users: Counter[str] = Counter()
+        """Serving key -> requests inside ``infer`` now: a replaced version is released only when it reaches 0."""
+        self.repository: ModelRepository | None = None
+        self.releasing: set[asyncio.Task[None]] = set()
+        """Replaced or unloaded models waiting to drain before they are released (``live_models.release``)."""
         self.adapters: dict[str, Any] = {}
         self.pool: DecoderPool | None = None
         self.batcher: Batcher | None = None
@@ -109,7 +120,11 @@ class ServiceRuntime:
             hints = getattr(self.transport, "device_workers", [])
             for modality, served in self.served.items():
                 self.batcher.add_bucket(modality, served.input_shape, latency_seeds(served, hints, s.warmup))
+                self.table.route(served)
             await self.batcher.start()
+            if s.model_repository:
+                self.repository = ModelRepository(self, s)
+                await self.repository.start()
             self.state = "ready"
             self.metrics.ready.set(1)
             log.info("ready: %s", ", ".join(sm.summary() for sm in self.served.values()))
@@ -148,6 +163,10 @@ class ServiceRuntime:
     async def stop(self) -> None:
         self.state = "stopped"
         self.metrics.ready.set(0)
+        if self.repository is not None:
+            await self.repository.stop()
+        for task in list(self.releasing):
+            task.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.transport is not None:
@@ -159,6 +178,9 @@ class ServiceRuntime:
     # --- the request path --------------------------------------------------------------------------------------
 
     def served_model(self, modality: str) -> ServedModel:
+        """The model loaded under a serving key (a modality's default model: the modality's name); 404 otherwise."""
+        if modality in self.served:
+            return self.served[modality]
         known = list_adapters()
         if modality not in known:
             raise NotFoundError(f"unknown modality {modality!r}; use one of {', '.join(known)}", modality=modality)
@@ -167,6 +189,16 @@ class ServiceRuntime:
             if self.state == "starting":
                 raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
             raise NotFoundError(f"modality {modality!r} is not enabled on this server", modality=modality)
+        return served
+
+    def model_for(self, modality: str, name: str | None = None, version: str | None = None) -> ServedModel:
+        """The model a native request names (``?model=``, ``&version=``): it must be of ``modality``; without a
+        name, the modality's default model."""
+        if name is None and version is None:
+            return self.served_model(modality)
+        served = self.table.resolve(name or modality, version)
+        if served.modality != modality:
+            raise InvalidParameterError(f"model {served.model_name!r} takes {served.modality}, not {modality}")
         return served
 
     def check_admission(self) -> None:
@@ -205,6 +237,29 @@ class ServiceRuntime:
         """
         served = self.served_model(modality)
         self.check_admission()
+        self.users[served.key] += 1  # held until answered: a replaced version is released only after this
+        try:
+            return await self._answer(
+                served, task, data, top_k, timeout_ms, cancelled, hints, client, decoded_map, all_classes
+            )
+        finally:
+            self.users[served.key] -= 1
+
+    async def _answer(
+        self,
+        served: ServedModel,
+        task: Task,
+        data: bytes,
+        top_k: int | None,
+        timeout_ms: float | None,
+        cancelled: Callable[[], bool],
+        hints: dict[str, Any] | None,
+        client: str,
+        decoded_map: torch.Tensor | None,
+        all_classes: bool,
+    ) -> Outcome:
+        """``infer`` once the model is chosen: the cache (keyed on that model's version), else a computation."""
+        modality = served.modality
         k = (
             (served.num_classes if all_classes else resolve_top_k(served, top_k, self.settings.max_top_k))
             if task == "classify"
@@ -247,14 +302,14 @@ class ServiceRuntime:
         decoded_map: torch.Tensor | None = None,
     ) -> Outcome:
         """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
-        modality = served.modality
+        modality, key = served.modality, served.key
         assert self.pool is not None and self.batcher is not None
         preprocessed = decoded_map is not None
         check_feasible(
             served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics, decoding=not preprocessed
         )
         t0 = time.perf_counter()
-        self.decoding[modality] = self.decoding.get(modality, 0) + 1
+        self.decoding[key] = self.decoding.get(key, 0) + 1
         try:
             decoded = (
                 Decoded(decoded_map, 0.0)
@@ -266,7 +321,7 @@ class ServiceRuntime:
                 self.metrics.dropped.labels(modality, "deadline").inc()
             raise
         finally:
-            self.decoding[modality] -= 1
+            self.decoding[key] -= 1
         preprocess_s = time.perf_counter() - t0
         if not preprocessed:  # a preprocessed map took no decoding: it must not pull the decode estimate down
             self.decode_times.observe(modality, preprocess_s)
@@ -276,7 +331,7 @@ class ServiceRuntime:
                 f"decoded {modality} map has shape {tuple(decoded.tensor.shape)}; the model takes {served.input_shape}"
             )
         item = BatchItem(new_id(), decoded.tensor, task, k, time.time(), deadline_wall, cancelled)
-        pending = self.batcher.submit(item, modality, cancelled)
+        pending = self.batcher.submit(item, key, cancelled)
         item_result, batch_result = await pending.future
         queue_s = max(0.0, batch_result.started_at - item.enqueued_at)
         self.metrics.queue_duration.labels(modality).observe(queue_s)
@@ -289,10 +344,11 @@ class ServiceRuntime:
         )
 
     def describe_models(self) -> list[dict[str, Any]]:
-        """``GET /models``: each served model's description, without the wire-only weights detail."""
+        """``GET /models``: each routed model's description (every name and version), with its state, without the
+        wire-only weights detail."""
         out = []
-        for sm in self.served.values():
+        for sm in self.table.all():
             desc = sm.describe()
             desc.pop("weights_detail")
-            out.append(desc)
+            out.append({**desc, "state": "READY" if self.ready else "LOADING"})
         return out
