@@ -53,7 +53,7 @@ from .errors import (
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
-from .types import ClassifyResult, EmbedResult, Health, ModelInfo, Prediction, Timings
+from .types import ClassifyResult, EmbedResult, Health, ModelInfo, Prediction, RepositoryEntry, Timings
 
 __version__ = VERSION
 
@@ -94,6 +94,7 @@ __all__ = [
     "PreprocessTimeoutError",
     "QueueFullError",
     "RateLimitedError",
+    "RepositoryEntry",
     "ServiceUnavailableError",
     "Timings",
     "UnauthorizedError",

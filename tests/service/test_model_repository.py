@@ -7,7 +7,10 @@ and the native routes' ``?model=&version=``."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +220,41 @@ def test_default_models_and_unknown_names_are_refused(rest: httpclient.Inference
         rest.load_model("nothing-here")
     assert "no model 'nothing-here'" in str(unknown.value)
     assert rest.is_model_ready("image")
+
+
+def test_sdk_and_cli_manage_and_address_models(served: tuple[Server, int], tmp_path: Path) -> None:
+    from unirep_client import BadRequestError, Client, NotFoundError
+
+    content = write_image_model(tmp_path / "model.safetensors", ("left", "right"), seed=6)
+    with Client(served[0].url, timeout=300) as client:
+        client.load_model("sides", config={"max_batch_size": 2}, files={"3/model.safetensors": content})
+        assert ("sides", "3", "READY") in {(e.name, e.version, e.state) for e in client.repository_index(ready=True)}
+        picked = client.classify("image", media.jpeg(8)[1], model="sides", version=3)
+        assert {p.label for p in picked.predictions} == {"left", "right"}
+        assert len(client.embed("image", media.jpeg(8)[1], model="sides").embedding) > 0
+        listed = {(m.name, m.model_version, m.state) for m in client.models()}
+        assert ("sides", "3", "READY") in listed and ("image", "1", "READY") in listed
+        with pytest.raises(BadRequestError, match="default model"):
+            client.unload_model("image")
+        cli = [sys.executable, "-m", "service.cli"]
+        env = {**os.environ, "UNIREP_URL": served[0].url}
+        shown = subprocess.run([*cli, "repository", "index", "--json"], env=env, capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+        assert {"name": "sides", "version": "3", "state": "READY", "reason": ""} in map(
+            json.loads, shown.stdout.splitlines()
+        )
+        image = tmp_path / "a.jpg"
+        image.write_bytes(media.jpeg(9)[1])
+        done = subprocess.run(
+            [*cli, "classify", "image", str(image), "--model", "sides", "--json", "--no-progress"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        labels = {p["label"] for p in json.loads(done.stdout)["result"]["predictions"]}
+        assert labels == {"left", "right"}
+        gone = subprocess.run([*cli, "repository", "unload", "sides"], env=env, capture_output=True, text=True)
+        assert gone.returncode == 0, gone.stderr
+        with pytest.raises(NotFoundError):
+            client.classify("image", media.jpeg(8)[1], model="sides")
