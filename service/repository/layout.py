@@ -104,7 +104,7 @@ class ModelFolder:
 
     def fingerprint(self, version: int) -> tuple[Any, ...]:
         """What identifies a version's content cheaply (file size and time, and the config): a change reloads it."""
-        path = self.versions[version]
+        path = self.versions.get(version, self.path / str(version) / MODEL_FILE)
         stat = path.stat() if path.is_file() else None
         state = (stat.st_size, stat.st_mtime_ns) if stat is not None else None
         return (str(path), state, self.config.model_dump_json())

@@ -196,7 +196,9 @@ class ModelRepository:
 
     def _build(self, folder: ModelFolder, version: int) -> ServedModel:
         """Blocking: the served model of one version file, configured by the file and the folder's config."""
-        path = folder.versions[version]
+        path = folder.versions.get(version)
+        if path is None:
+            raise ModelLoadError(f"the version policy asks for version {version}, which {folder.path} does not hold")
         if not path.is_file():
             raise ModelLoadError(f"{path} does not exist: a version folder holds {MODEL_FILE}")
         info = read_trained_info(path)
