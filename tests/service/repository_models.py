@@ -14,13 +14,13 @@ PARAMS = {"input_size": 64}
 """The image params of ``tests.service.server.SMALL``: a repository model decodes like the default model."""
 
 
-def write_image_model(path: Path, labels: tuple[str, ...], seed: int) -> bytes:
-    """A random ``unireplknet_a`` image classifier with ``labels``; returns the file's bytes."""
+def write_image_model(path: Path, labels: tuple[str, ...], seed: int, params: dict[str, int] | None = None) -> bytes:
+    """A random ``unireplknet_a`` image classifier with ``labels`` (and image ``params``); returns the file's bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = create_model("unireplknet_a", in_chans=3, num_classes=len(labels), deploy=True)
-    info = TrainedModelInfo("image", "unireplknet_a", 3, labels, dict(PARAMS), created=f"seed {seed}")
+    info = TrainedModelInfo("image", "unireplknet_a", 3, labels, dict(params or PARAMS), created=f"seed {seed}")
     save_trained_model(net.state_dict(), path, info)
     return path.read_bytes()
 
