@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modality_adapters import list_adapters
+from modality_adapters import adapter_class, list_adapters
 from servable.served import ServedModel
 from service.http.v2_tensors import Tensor
 from service.runtime.outcome import Outcome
@@ -191,9 +191,11 @@ async def infer(
 
 
 def _hints(tensor: Tensor, modality: str) -> dict[str, Any]:
+    """Decoder params from the input's ``format`` parameter, a file extension: the adapter reads it as it reads an
+    upload's file name (e.g. a point cloud's ``ply``); a modality whose decoder sniffs every format ignores it."""
     fmt = tensor.parameters.get("format")
-    if modality == "pointcloud" and isinstance(fmt, str) and fmt:
-        return {"format": fmt.lower()}
+    if isinstance(fmt, str) and fmt:
+        return adapter_class(modality).request_hints(f"input.{fmt.lower()}", "")
     return {}
 
 

@@ -65,7 +65,8 @@ async def install(runtime: ServiceRuntime, served: ServedModel) -> ServedModel |
     cfg = served.config
     policy = BatchPolicy(cfg.max_batch_size, cfg.max_delay_ms, cfg.max_queue_size)
     runtime.served[served.key] = served
-    runtime.batcher.add_model(served.key, policy, served.input_shape, latency_seeds(served, workers, True))
+    seeds = latency_seeds(served, workers, runtime.settings.warmup)
+    runtime.batcher.add_model(served.key, policy, served.input_shape, seeds)
     replaced = runtime.table.route(served)
     log.info(
         "loaded %s version %s (%s, %s) in %.1f s",
