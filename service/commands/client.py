@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from unirep_client import AsyncClient, ClassifyResult, EmbedResult
 
+# The built-in ones, for the help text; a server may serve more (`unirep serve --adapters`), and any name is sent.
 # Kept literal (and checked against unirep_client.MODALITIES in the tests) so that building the parser does not
 # import the SDK: `unirep --help` stays fast.
 MODALITIES = ("image", "audio", "video", "pointcloud", "timeseries")
@@ -33,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
         ("embed", "embed files with a running service (one vector per file)"),
     ):
         parser = subparsers.add_parser(command, help=summary, description=summary)
-        parser.add_argument("modality", choices=MODALITIES)
+        parser.add_argument("modality", help=f"{', '.join(MODALITIES)}, or one the server registered")
         parser.add_argument("files", nargs="+", metavar="FILE", help="files to send (one request each)")
         parser.add_argument("--url", default=None, help="service URL (default: $UNIREP_URL, else 127.0.0.1:8000)")
         parser.add_argument("--api-key", default=None, help="Bearer key (default: $UNIREP_API_KEY)")
