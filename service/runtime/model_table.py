@@ -8,6 +8,8 @@ model is the name of the modality, version 1. Without a version, a name resolves
 
 from __future__ import annotations
 
+from typing import Any
+
 from servable.served import ServedModel
 from unirep_errors import NotFoundError
 
@@ -40,6 +42,15 @@ class ModelTable:
 
     def all(self) -> list[ServedModel]:
         return [sm for name in self._routes for _, sm in sorted(self._routes[name].items())]
+
+    def describe(self, state: str) -> list[dict[str, Any]]:
+        """Each routed model's description (``GET /models``), with ``state``, without the wire-only weights detail."""
+        out = []
+        for served in self.all():
+            desc = served.describe()
+            desc.pop("weights_detail")
+            out.append({**desc, "state": state})
+        return out
 
     def resolve(self, name: str, version: str | int | None = None) -> ServedModel:
         """The model answering ``name`` (``version``, or the highest); ``NotFoundError`` naming what exists."""

@@ -23,7 +23,7 @@ from modality_adapters import list_adapters
 from servable.served import ServedModel
 from service.metrics import Metrics
 from service.repository.manager import ModelRepository
-from service.runtime.admission import check_feasible, latency_seeds, resolve_top_k, with_cap_note
+from service.runtime.admission import latency_seeds, resolve_top_k, with_cap_note
 from service.runtime.assembly import (
     build_models,
     local_cache,
@@ -34,13 +34,14 @@ from service.runtime.assembly import (
 )
 from service.runtime.batching import Batcher
 from service.runtime.cache import ResultCache, cache_key
-from service.runtime.decoder_pool import Decoded, DecoderPool
+from service.runtime.compute import compute
+from service.runtime.decoder_pool import DecoderPool
 from service.runtime.model_table import ModelTable
-from service.runtime.outcome import Outcome, result_body
+from service.runtime.outcome import Outcome
 from service.runtime.singleflight import SingleFlight
 from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport
-from service.runtime.work import BatchItem, Task, new_id
+from service.runtime.work import Task
 from service.settings import ServiceSettings
 from unirep_errors import InvalidParameterError, NotFoundError, ServiceUnavailableError, UndecodableInputError
 
@@ -282,73 +283,12 @@ class ServiceRuntime:
                     self.metrics.cache_coalesced.labels(modality).inc()
                 return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
-            outcome = await self._compute(
-                served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client, decoded_map
+            outcome = await compute(
+                self, served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client, decoded_map
             )
             await lease.publish(outcome.result)
         return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
 
-    async def _compute(
-        self,
-        served: ServedModel,
-        task: Task,
-        data: bytes,
-        k: int,
-        params: dict[str, Any],
-        deadline_wall: float | None,
-        deadline_mono: float | None,
-        cancelled: Callable[[], bool],
-        client: str = "anonymous",
-        decoded_map: torch.Tensor | None = None,
-    ) -> Outcome:
-        """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
-        modality, key = served.modality, served.key
-        assert self.pool is not None and self.batcher is not None
-        preprocessed = decoded_map is not None
-        check_feasible(
-            served, deadline_mono, self.decode_times, self.pool, self.batcher, self.metrics, decoding=not preprocessed
-        )
-        t0 = time.perf_counter()
-        self.decoding[key] = self.decoding.get(key, 0) + 1
-        try:
-            decoded = (
-                Decoded(decoded_map, 0.0)
-                if decoded_map is not None
-                else await self.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
-            )
-        except Exception as exc:
-            if getattr(exc, "code", "") == "deadline_exceeded":
-                self.metrics.dropped.labels(modality, "deadline").inc()
-            raise
-        finally:
-            self.decoding[key] -= 1
-        preprocess_s = time.perf_counter() - t0
-        if not preprocessed:  # a preprocessed map took no decoding: it must not pull the decode estimate down
-            self.decode_times.observe(modality, preprocess_s)
-        self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)
-        if tuple(decoded.tensor.shape) != served.input_shape:
-            raise UndecodableInputError(
-                f"decoded {modality} map has shape {tuple(decoded.tensor.shape)}; the model takes {served.input_shape}"
-            )
-        item = BatchItem(new_id(), decoded.tensor, task, k, time.time(), deadline_wall, cancelled)
-        pending = self.batcher.submit(item, key, cancelled)
-        item_result, batch_result = await pending.future
-        queue_s = max(0.0, batch_result.started_at - item.enqueued_at)
-        self.metrics.queue_duration.labels(modality).observe(queue_s)
-        return Outcome(
-            result_body(served, item_result),
-            preprocess_ms=preprocess_s * 1000.0,
-            queue_ms=queue_s * 1000.0,
-            inference_ms=batch_result.inference_s * 1000.0,
-            batch_size=batch_result.batch_size,
-        )
-
     def describe_models(self) -> list[dict[str, Any]]:
-        """``GET /models``: each routed model's description (every name and version), with its state, without the
-        wire-only weights detail."""
-        out = []
-        for sm in self.table.all():
-            desc = sm.describe()
-            desc.pop("weights_detail")
-            out.append({**desc, "state": "READY" if self.ready else "LOADING"})
-        return out
+        """``GET /models``: every routed model and version, with its state, without the wire-only weights detail."""
+        return self.table.describe("READY" if self.ready else "LOADING")
