@@ -169,6 +169,14 @@ class ServiceSettings(BaseSettings):
             raise ValueError("auth_enabled needs redis_url: API keys and rate limits live in Redis")
         return self
 
+    @model_validator(mode="after")
+    def _check_repository(self) -> ServiceSettings:
+        if self.model_control != "none" and not self.model_repository:
+            raise ValueError(f"model_control {self.model_control!r} needs model_repository (--model-repository DIR)")
+        if self.load_models and self.model_control != "explicit":
+            raise ValueError("load_models (--load-model) applies to model_control 'explicit' only")
+        return self
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:

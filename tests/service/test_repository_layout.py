@@ -102,3 +102,16 @@ def test_a_missing_specific_version_still_has_a_fingerprint(tmp_path: Path) -> N
     folder = read_folder(tmp_path / "m", "m", {"version_policy": {"specific": {"versions": [5]}}})
     assert folder.config.version_policy.select(list(folder.versions)) == [5]
     assert folder.fingerprint(5)[1] is None
+
+
+def test_settings_refuse_model_control_without_a_repository() -> None:
+    from pydantic import ValidationError
+
+    from service.settings import ServiceSettings
+
+    with pytest.raises(ValidationError, match="needs model_repository"):
+        ServiceSettings(model_control="poll")
+    with pytest.raises(ValidationError, match="explicit' only"):
+        ServiceSettings(model_repository="/tmp", load_models=["pets"])
+    settings = ServiceSettings(model_repository="/tmp", model_control="explicit", load_models=["*"])
+    assert settings.load_models == ["*"]
