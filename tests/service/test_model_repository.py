@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def test_a_loaded_model_answers_v2_and_native_routes(
 
 
 def test_a_new_version_swaps_in_under_load_without_failing_anyone(
-    repository: Path, rest: httpclient.InferenceServerClient
+    served: tuple[Server, int], repository: Path, rest: httpclient.InferenceServerClient
 ) -> None:
     write_image_model(version_file(repository, "pets", 2), PETS_2, seed=2)
     answers: list[tuple[str, set[str]]] = []
@@ -159,6 +160,10 @@ def test_a_new_version_swaps_in_under_load_without_failing_anyone(
     assert entries[("pets", "1")]["state"] == "UNAVAILABLE"
     with pytest.raises(InferenceServerException):
         classify(rest, "pets", 3, version="1")
+    deadline = time.monotonic() + 60  # the replaced version is released once its requests are answered
+    while "released pets version 1" not in served[0].log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, served[0].log_tail()
+        time.sleep(0.2)
 
 
 def test_a_broken_version_fails_and_the_serving_one_stays(
