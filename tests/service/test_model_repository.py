@@ -23,6 +23,7 @@ import pytest
 from tests.service import media
 from tests.service.repository_models import version_file, write_image_model
 from tests.service.server import IMAGE_ONLY, Server, free_port, running
+from tests.service.test_page_and_preview import CHROMIUM, CHROMIUM_ARGS
 
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
@@ -263,3 +264,25 @@ def test_sdk_and_cli_manage_and_address_models(served: tuple[Server, int], tmp_p
         assert gone.returncode == 0, gone.stderr
         with pytest.raises(NotFoundError):
             client.classify("image", media.jpeg(8)[1], model="sides")
+
+
+def test_the_page_lets_the_user_pick_a_loaded_model(served: tuple[Server, int]) -> None:
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no system chromium (apt-get install chromium)")
+    with playwright_sync.sync_playwright() as pw:
+        chrome = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = chrome.new_page()
+        page.goto(served[0].url + "/")
+        page.wait_for_selector("#model option", state="attached")
+        options = page.locator("#model option").all_inner_texts()
+        assert options[0].startswith("default") and any(o.startswith("pets v") for o in options)
+        assert page.locator("#modality option").all_inner_texts()[0].startswith("image")  # one entry per modality
+        page.select_option("#model", label=next(o for o in options if o.startswith("pets v")))
+        name, data = media.jpeg(11)
+        page.set_input_files("#file", files=[{"name": name, "mimeType": "image/jpeg", "buffer": data}])
+        page.click("#run")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        labels = {text.split(" (#")[0] for text in page.locator("#predictions li .label").all_inner_texts()}
+        assert labels <= set(PETS_1) | set(PETS_2) and labels
+        chrome.close()
