@@ -116,6 +116,8 @@ class BaseAdapter(ABC, Generic[P]):
     """Mixup strength of the modality's training recipe when ``unirep train --mixup`` is not given (0: none)."""
     json_example: ClassVar[dict[str, Any] | None] = None
     """An example JSON body when the modality accepts ``application/json`` (None: it does not)."""
+    small_params: ClassVar[dict[str, Any]] = {}
+    """A smaller map for training on a CPU (``unirep train --recipe cpu``): params over the served defaults."""
 
     @classmethod
     def request_hints(cls, filename: str | None, content_type: str) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class ImageAdapter(BaseAdapter[ImageParams]):
     params_type: ClassVar[type[Any]] = ImageParams
     heavy_imports: ClassVar[tuple[str, ...]] = ("PIL.Image",)
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="imagenet-1k", weights=AUTO_WEIGHTS)
+    small_params: ClassVar[dict[str, Any]] = {"input_size": 112}
 
     @classmethod
     def model_params(cls, model_config: Any) -> dict[str, Any]:

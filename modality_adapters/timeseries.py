@@ -49,6 +49,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
     params_type: ClassVar[type[Any]] = TimeSeriesParams
     # No standard label set exists for series classification; bring a checkpoint and its labels file.
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set=None, num_classes=2, in_chans=1)
+    small_params: ClassVar[dict[str, Any]] = {"image_size": 32}
     json_example: ClassVar[dict[str, Any] | None] = {
         "data": [[0.1, 1.2], [0.3, 1.1]],
         "timestamps": ["2024-01-01T00:00:00", "2024-01-01T01:00:00"],

@@ -78,6 +78,7 @@ class VideoAdapter(BaseAdapter[VideoParams]):
     params_type: ClassVar[type[Any]] = VideoParams
     heavy_imports: ClassVar[tuple[str, ...]] = ("av", "decord")
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="kinetics-400", max_batch_size=4, max_delay_ms=10.0)
+    small_params: ClassVar[dict[str, Any]] = {"frame_size": 32, "num_frames": 4, "sampling_rate": 4}
 
     def __init__(self, limits: AdapterLimits | None = None, num_threads: int = 1) -> None:
         super().__init__(limits)

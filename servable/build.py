@@ -32,6 +32,7 @@ from models import (
     resolve_weights,
 )
 from models.checkpoint import detect_form
+from models.trained import TrainedModelInfo
 from servable.config import ModalityConfig
 from servable.served import ServedModel, adapter_params, configured_labels
 from servable.trained import apply_trained, trained_info
@@ -121,16 +122,23 @@ def _build(cfg: ModalityConfig, adapter: Any) -> ServedModel:
             cfg.modality,
         )
     else:
-        log.info(
-            "[%s] %s serves weights %s (%s)",
-            cfg.modality,
-            cfg.model,
-            info.source,
-            "; ".join(info.notes) or "as released",
-        )
+        log.info("[%s] %s serves weights %s (%s)", cfg.modality, cfg.model, info.source, _origin(info, trained))
     provenance = trained.provenance() if trained is not None else None
     shape = (input_shape[0], input_shape[1], input_shape[2])
     return ServedModel(cfg, module, info, labels, params, shape, embedding_dim, provenance)
+
+
+def _origin(info: LoadedWeights, trained: TrainedModelInfo | None) -> str:
+    """How the log names where weights came from: a file of ``unirep train`` is trained here (with its data
+    fingerprint, so two runs are told apart), anything else is as released unless loading had to adapt it."""
+    if trained is not None:
+        accuracy = trained.metrics.get("accuracy")
+        parts = [f"trained by unirep train {trained.created}".rstrip()]
+        parts.append(f"data fingerprint {trained.data_fingerprint[:16] or 'unknown'}")
+        if isinstance(accuracy, int | float):
+            parts.append(f"validation accuracy {accuracy:.4f}")
+        return "; ".join(parts + list(info.notes))
+    return "; ".join(info.notes) or "as released"
 
 
 def _with_map_channels(cfg: ModalityConfig, channels: int) -> ModalityConfig:

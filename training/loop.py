@@ -28,6 +28,7 @@ from training.recipe import (
     soft_cross_entropy,
     soft_targets,
 )
+from training.selection import BestEpoch, remember_if_best
 from unirep_errors import CheckpointError, UnirepError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -53,6 +54,12 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 0
     notes: list[str] = field(default_factory=list)
+    best: BestEpoch | None = None
+    """The best validated epoch so far (kept for ``--select best``)."""
+    bar: Any = None
+    """The whole run's progress bar (steps), or None when progress is off."""
+    selected: dict[str, Any] = field(default_factory=dict)
+    """Which epoch's network the model file holds (``training.selection``), set when the run finishes."""
 
     @property
     def adapter(self) -> Any:
@@ -115,8 +122,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         chunks += list(batches(dist_utils.shard_order(n, epoch * run.passes + p, cfg.seed, d), cfg.batch_size))
     loss_sum = correct = count = 0.0
     started = time.monotonic()
-    bar = tqdm(chunks, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=not (cfg.progress and d.is_main))
-    for idx in bar:
+    for idx in chunks:
         cached = [run.data.train.tensors[i] for i in idx]
         if cfg.augment:
             x = torch.stack([adapter.augment(t, generator, **params) for t in cached])
@@ -136,6 +142,9 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         loss_sum += loss.item() * len(idx)
         correct += (logits.detach().argmax(-1) == y).sum().item()
         count += len(idx)
+        if run.bar is not None:
+            run.bar.set_postfix_str(f"epoch {epoch + 1} loss {loss.item():.3f}", refresh=False)
+            run.bar.update(1)
     loss_sum, correct, count = dist_utils.all_sum([loss_sum, correct, count], d)
     seconds = time.monotonic() - started
     return {
@@ -176,6 +185,7 @@ def save_checkpoint(run: Run, epochs_done: int) -> None:
         "scheduler": run.scheduler.state_dict(),
         "epoch": epochs_done,
         "history": run.history,
+        "best": run.best.to_checkpoint() if run.best is not None else None,
         "modality": run.cfg.modality,
         "variant": run.variant,
         "labels": run.data.labels,
@@ -203,6 +213,7 @@ def load_resume(run: Run) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     run.start_epoch = int(state["epoch"])
     run.history = list(state["history"])
+    run.best = BestEpoch.from_checkpoint(state.get("best"))
     run.notes.append(f"resumed from {path} after epoch {run.start_epoch}")
 
 
@@ -242,7 +253,7 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
 
 def log_epoch(run: Run, entry: dict[str, Any]) -> None:
     if run.d.is_main and run.cfg.progress:
-        print(
+        tqdm.write(
             f"epoch {entry['epoch']}/{run.cfg.epochs}  loss {entry['train_loss']:.4f}  acc {entry['train_acc']:.3f}  "
             f"val_loss {entry['val_loss']:.4f}  val_acc {entry['val_acc']:.3f}  lr {entry['lr']:.2e}  "
             f"{entry['examples_per_second']:.1f} ex/s",
@@ -253,18 +264,23 @@ def log_epoch(run: Run, entry: dict[str, Any]) -> None:
 def train(cfg: TrainConfig) -> TrainResult:
     """Train, validate every epoch, checkpoint, and write the deploy-form model and its reports (rank 0)."""
     from training.outputs import finalize
+    from training.plan import announce
 
     started = time.monotonic()
     d = dist_utils.setup(cfg.device)
     try:
         run = build_run(cfg, d)
+        announce(run)
         for epoch in range(run.start_epoch, cfg.epochs):
             entry = train_epoch(run, epoch)
             entry.update(validate(run))
             run.history.append(entry)
+            run.best = remember_if_best(run.best, run.net, entry) if cfg.select == "best" else None
             log_epoch(run, entry)
             if d.is_main:
                 save_checkpoint(run, epoch + 1)
+        if run.bar is not None:
+            run.bar.close()
         dist_utils.barrier(d)
         result: TrainResult | UnirepError | None = None
         if d.is_main:

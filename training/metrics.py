@@ -52,15 +52,32 @@ def report(
 def format_report(rep: EvalReport) -> str:
     """The human-readable form ``unirep eval`` prints."""
     lines = [f"accuracy {rep.accuracy:.4f}  macro-F1 {rep.macro_f1:.4f}  on {rep.num_examples} examples"]
-    width = max(8, *(len(label) for label in rep.labels))
+    width = max(16, *(len(label) for label in rep.labels))
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")
     for label, row in rep.per_class.items():
         figures = f"{row['precision']:>9.3f}  {row['recall']:>6.3f}  {row['f1']:>5.3f}  {int(row['support']):>7}"
         lines.append(f"{label:<{width}}  {figures}")
-    lines.append("confusion (rows: true, columns: predicted)")
-    for label, counts in zip(rep.labels, rep.confusion, strict=True):
-        lines.append(f"{label:<{width}}  " + " ".join(f"{v:>5}" for v in counts))
+    lines.extend(_confusion_lines(rep, width))
     if rep.skipped:
         lines.append(f"skipped {len(rep.skipped)} unreadable file(s):")
         lines.extend(f"  {source}: {reason}" for source, reason in rep.skipped[:5])
     return "\n".join(lines)
+
+
+CONFUSION_COLUMN_WIDTH = 12
+"""Column labels longer than this are cut (with a trailing ``~``) so the matrix stays one line per class."""
+
+
+def _confusion_lines(rep: EvalReport, width: int) -> list[str]:
+    """The confusion matrix with both axes labelled: true classes down the left, predicted classes across the top."""
+    col = max(5, min(CONFUSION_COLUMN_WIDTH, max(len(label) for label in rep.labels)))
+
+    def head(label: str) -> str:
+        return label if len(label) <= col else label[: col - 1] + "~"
+
+    lines = ["confusion (rows: true class, columns: predicted class)"]
+    corner = "true / predicted"
+    lines.append(f"{corner:<{width}}  " + " ".join(f"{head(label):>{col}}" for label in rep.labels))
+    for label, counts in zip(rep.labels, rep.confusion, strict=True):
+        lines.append(f"{label:<{width}}  " + " ".join(f"{v:>{col}}" for v in counts))
+    return lines

@@ -25,6 +25,7 @@ from training.loop import CHECKPOINT_NAME, Run
 from training.metrics import report
 from training.modeling import deploy_state
 from training.plots import confusion_png, curves_png
+from training.selection import apply_selection
 from unirep_errors import ModelError
 
 DEPLOY_TOLERANCE = 1e-4
@@ -77,7 +78,7 @@ def _info(run: Run, validation: dict[str, Any]) -> TrainedModelInfo:
         labels=tuple(run.data.labels),
         params=run.data.params,
         multi_label=False,
-        metrics={**validation, "schedule": schedule(run)},
+        metrics={**validation, "schedule": schedule(run), "selected": run.selected},
         data_fingerprint=run.data.fingerprint,
         command=run.cfg.command,
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -96,6 +97,7 @@ def _metrics(run: Run, validation: dict[str, Any], diff: float, seconds: float) 
         "num_val": len(run.data.val.tensors),
         "world_size": run.d.world,
         "schedule": schedule(run),
+        "selected": run.selected,
         "epochs": run.history,
         "validation": validation,
         "deploy_check": {"max_rel_logit_diff": diff, "tolerance": DEPLOY_TOLERANCE, "passed": diff <= DEPLOY_TOLERANCE},
@@ -113,6 +115,9 @@ def finalize(run: Run, seconds: float) -> TrainResult:
 
     out = Path(run.cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    run.selected = apply_selection(run.cfg.select, run.best, run.net, len(run.history))
+    if run.selected["epoch"] != len(run.history):
+        run.notes.append(f"kept epoch {run.selected['epoch']} of {len(run.history)} (best validation accuracy)")
     index = {label: i for i, label in enumerate(run.data.labels)}
     logits = predict(run, run.data.val.tensors)
     rep = report([index[v] for v in run.data.val.labels], logits.argmax(-1).tolist(), run.data.labels)

@@ -14,6 +14,29 @@ import shlex
 import sys
 from typing import Any
 
+RECIPES = ("default", "cpu")
+RECIPE_HELP = (
+    "default: 30 epochs, batch 32, lr 1e-3 on the served map; cpu: 10 epochs, batch 16, lr 2e-3 on a smaller map "
+    "(minutes on two cores, see README); explicit flags and --param win over either"
+)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default: the value, or what it means when the help already says it
+    (``(default: ...)``), so that ``--help`` alone tells what a run will do. Flags (store_true) say nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "(default" in text
+            or action.required
+            or action.default is argparse.SUPPRESS
+            or action.nargs == 0
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
 
 def _param(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE as JSON when it parses (numbers, lists), else as a string."""
@@ -27,50 +50,89 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def add_parser(subparsers: Any) -> None:
-    train = subparsers.add_parser("train", help="train a model on your labelled data (see README: Train your own)")
+    train = subparsers.add_parser(
+        "train",
+        help="train a model on your labelled data (see README: Train your own)",
+        formatter_class=DefaultsHelpFormatter,
+    )
     train.add_argument("modality", help="the modality to train, e.g. audio")
     train.add_argument("data", help="folder of class subfolders, a .csv/.jsonl manifest of path,label, or a .ts file")
-    train.add_argument("--val", default=None, help="validation data (same forms); default: hold out --val-fraction")
+    train.add_argument("--val", default=None, help="validation data (same forms) (default: hold out --val-fraction)")
     train.add_argument("--val-fraction", type=float, default=0.2, help="stratified, seeded held-out fraction")
     train.add_argument("--out", required=True, help="output folder (model.safetensors, metrics.json, ...)")
-    train.add_argument("--model", default=None, help="variant (default unireplknet_a); see `unirep models`")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=32, help="per process")
+    train.add_argument("--model", default=None, help="variant; see `unirep models` (default: unireplknet_a)")
+    train.add_argument("--recipe", choices=RECIPES, default="default", help=RECIPE_HELP)
+    train.add_argument(
+        "--epochs", type=int, default=None, help="passes over the data (default: the recipe's, 30 or 10)"
+    )
+    train.add_argument("--batch-size", type=int, default=None, help="per process (default: the recipe's, 32 or 16)")
     train.add_argument(
         "--min-steps", type=int, default=300, help="at least this many optimizer steps (small sets repeat passes)"
     )
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--weight-decay", type=float, default=0.05)
-    train.add_argument("--warmup-epochs", type=float, default=1.0)
-    train.add_argument("--label-smoothing", type=float, default=0.1)
-    train.add_argument("--drop-path", type=float, default=0.1)
-    train.add_argument("--mixup", type=float, default=None, help="batch mixup probability (default: audio 0.6)")
+    train.add_argument(
+        "--lr", type=float, default=None, help="peak AdamW learning rate (default: the recipe's, 1e-3 or 2e-3)"
+    )
+    train.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
+    train.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay")
+    train.add_argument("--label-smoothing", type=float, default=0.1, help="soft targets")
+    train.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
+    train.add_argument(
+        "--select",
+        choices=("best", "last"),
+        default="best",
+        help="the model kept: best validation accuracy (ties: lower loss) or the last epoch's",
+    )
+    train.add_argument(
+        "--mixup", type=float, default=None, help="batch mixup probability (default: 0.6 for audio, else 0)"
+    )
     train.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="split, initialisation, order and augmentation")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (CUDA)")
-    train.add_argument("--init", default=None, help="start from these weights (stem adapted, new head)")
+    train.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on CUDA only)"
+    )
+    train.add_argument(
+        "--init",
+        default=None,
+        help="start from these weights, stem adapted and a new head (default: random initialisation)",
+    )
     train.add_argument("--freeze-backbone", action="store_true", help="train only the head (fast on a CPU)")
     train.add_argument(
-        "--resume", nargs="?", const="", default=None, help="continue from a checkpoint.pt (default: --out's)"
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        help="continue from a checkpoint.pt (default without the flag: start afresh; with it alone: --out's)",
     )
-    train.add_argument("--param", dest="params", type=_param, action="append", default=[], metavar="KEY=VALUE")
+    train.add_argument(
+        "--param",
+        dest="params",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapter param (repeatable), e.g. image_size=64; unset ones follow the recipe, the data and the service",
+    )
     train.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU)")
-    train.add_argument("--cache-dir", default=None, help="decoded-example cache (default ~/.cache/unirep/decoded)")
+    train.add_argument("--cache-dir", default=None, help="decoded-example cache (default: ~/.cache/unirep/decoded)")
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
     train.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     train.set_defaults(func=run_train)
 
-    ev = subparsers.add_parser("eval", help="score a model file on labelled data (accuracy, macro-F1, confusion)")
+    ev = subparsers.add_parser(
+        "eval",
+        help="score a model file on labelled data (accuracy, macro-F1, confusion)",
+        formatter_class=DefaultsHelpFormatter,
+    )
     ev.add_argument("modality", help="the modality the model serves")
     ev.add_argument("data", help="same forms as for unirep train")
     ev.add_argument("--weights", required=True, help="model file (e.g. DIR/model.safetensors from unirep train)")
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--workers", type=int, default=None)
-    ev.add_argument("--cache-dir", default=None)
+    ev.add_argument("--batch-size", type=int, default=32, help="examples per forward pass")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU)")
+    ev.add_argument("--cache-dir", default=None, help="decoded-example cache (default: ~/.cache/unirep/decoded)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=run_eval)
 
 
@@ -87,7 +149,8 @@ def _config(args: argparse.Namespace) -> Any:
 
     resume = None if args.resume is None else (args.resume or args.out)
     argv = getattr(args, "argv", None) or sys.argv[1:]
-    return TrainConfig(
+    return TrainConfig.from_recipe(
+        args.recipe,
         modality=args.modality,
         data=args.data,
         out=args.out,
@@ -99,6 +162,7 @@ def _config(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         min_steps=args.min_steps,
         lr=args.lr,
+        select=args.select,
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
