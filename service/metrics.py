@@ -129,6 +129,19 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(f"{PREFIX}_ready", "1 when the service reports ready (warm, not draining)", registry=r)
+        self.model_changes = Counter(
+            f"{PREFIX}_model_changes",
+            "Model repository changes by model and result (loaded, failed, unloaded), one per version",
+            ["model", "result"],
+            registry=r,
+        )
+        self.model_load_duration = Histogram(
+            f"{PREFIX}_model_load_duration_seconds",
+            "Loading one model version: build, export, check and warm-up, until it is switched in (or fails)",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.gpu_memory_allocated = Gauge(
             f"{PREFIX}_gpu_memory_allocated_bytes",
             "CUDA memory allocated by a worker's tensors",

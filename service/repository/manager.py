@@ -22,6 +22,7 @@ import itertools
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,6 +178,7 @@ class ModelRepository:
         if self.loaded.get(key) == fingerprint and version in self.runtime.table.versions(folder.name):
             return None
         self.states[key] = IndexEntry(folder.name, str(version), "LOADING")
+        metrics, started = self.runtime.metrics, time.perf_counter()
         try:
             served = await asyncio.get_running_loop().run_in_executor(None, self._build, folder, version)
             await live_models.install(self.runtime, served)
@@ -188,10 +190,14 @@ class ModelRepository:
             state = "READY" if serving else "UNAVAILABLE"
             self.states[key] = IndexEntry(folder.name, str(version), state, f"load failed: {reason}{kept}")
             self.failed[key] = fingerprint
+            metrics.model_changes.labels(folder.name, "failed").inc()
+            metrics.model_load_duration.labels(folder.name).observe(time.perf_counter() - started)
             return reason
         self.states[key] = IndexEntry(folder.name, str(version), "READY")
         self.loaded[key] = fingerprint
         self.failed.pop(key, None)
+        metrics.model_changes.labels(folder.name, "loaded").inc()
+        metrics.model_load_duration.labels(folder.name).observe(time.perf_counter() - started)
         return None
 
     def _build(self, folder: ModelFolder, version: int) -> ServedModel:
@@ -218,6 +224,7 @@ class ModelRepository:
         self.states[(name, version)] = IndexEntry(name, str(version), "UNAVAILABLE", reason)
         self.loaded.pop((name, version), None)
         if served is not None:
+            self.runtime.metrics.model_changes.labels(name, "unloaded").inc()
             live_models.schedule_release(self.runtime, served)
 
     async def _poll(self) -> None:

@@ -161,6 +161,9 @@ def test_a_new_version_swaps_in_under_load_without_failing_anyone(
     assert entries[("pets", "1")]["state"] == "UNAVAILABLE"
     with pytest.raises(InferenceServerException):
         classify(rest, "pets", 3, version="1")
+    assert served[0].metric("unirep_model_changes_total", model="pets", result="loaded") >= 2
+    assert served[0].metric("unirep_model_changes_total", model="pets", result="unloaded") >= 1
+    assert served[0].metric("unirep_model_load_duration_seconds_count", model="pets") >= 2
     deadline = time.monotonic() + 60  # the replaced version is released once its requests are answered
     while "released pets version 1" not in served[0].log.read_text(errors="replace"):
         assert time.monotonic() < deadline, served[0].log_tail()
@@ -168,7 +171,7 @@ def test_a_new_version_swaps_in_under_load_without_failing_anyone(
 
 
 def test_a_broken_version_fails_and_the_serving_one_stays(
-    repository: Path, rest: httpclient.InferenceServerClient
+    served: tuple[Server, int], repository: Path, rest: httpclient.InferenceServerClient
 ) -> None:
     broken = version_file(repository, "pets", 3)
     broken.parent.mkdir(parents=True)
@@ -177,6 +180,7 @@ def test_a_broken_version_fails_and_the_serving_one_stays(
         with pytest.raises(InferenceServerException) as failed:
             rest.load_model("pets")
         assert "version 3" in str(failed.value)
+        assert served[0].metric("unirep_model_changes_total", model="pets", result="failed") == 1
         entry = index(rest)[("pets", "3")]
         assert entry["state"] == "UNAVAILABLE" and "cannot read" in entry["reason"]
         assert classify(rest, "pets", 4) == ("2", set(PETS_2))
