@@ -57,7 +57,7 @@ class ModelRepository:
         self.root = Path(settings.model_repository or ".")
         self.control: str = settings.model_control
         self.poll_s: float = settings.repository_poll_s
-        self.load_internal: list[str] = list(settings.load_models)
+        self.load_at_start: list[str] = list(settings.load_models)
         self.seed: int = settings.random_seed
         self.states: dict[tuple[str, int], IndexEntry] = {}
         self.loaded: dict[tuple[str, int], tuple[Any, ...]] = {}
@@ -65,7 +65,8 @@ class ModelRepository:
         self.failed: dict[tuple[str, int], tuple[Any, ...]] = {}
         """(name, version) -> the fingerprint of a version that failed: polling retries it once it changes."""
         self.uploads = Path(tempfile.mkdtemp(prefix="unirep-uploads-"))
-        """Model folders sent in load requests (their files), one per load."""
+        """Model folders sent in load requests (their files), one per load; a name keeps only its latest."""
+        self._uploaded: dict[str, Path] = {}
         self._lock = asyncio.Lock()
         self._serial = itertools.count(1)
         self._poller: asyncio.Task[None] | None = None
@@ -76,7 +77,7 @@ class ModelRepository:
         """Load what the control mode loads at start (a model that fails is reported, the service still starts)."""
         names = list(scan(self.root))
         if self.control == "explicit":
-            names = names if "*" in self.load_internal else self.load_internal
+            names = names if "*" in self.load_at_start else self.load_at_start
         for name in names:
             try:
                 await self.load(name, internal=True)
@@ -136,6 +137,8 @@ class ModelRepository:
             if not wanted:
                 raise ModelLoadError(f"model {name!r} has no version folder (N/{MODEL_FILE}) to load", model=name)
             failures = [f"version {v}: {why}" for v in wanted if (why := await self._load_version(folder, v))]
+            if files:
+                self._keep_upload(name, folder.path, kept=not failures)
             if failures:
                 raise ModelLoadError(f"failed to load {name!r}: " + "; ".join(failures), model=name)
             for version in sorted(self.runtime.table.versions(name)):
@@ -154,8 +157,21 @@ class ModelRepository:
                 raise NotFoundError(f"no model {name!r} is loaded", model=name)
             for version in sorted(versions):
                 self._withdraw(name, version, "unloaded")
+            self._keep_upload(name, None, kept=True)
 
     # --- the work -------------------------------------------------------------------------------------------------
+
+    def _keep_upload(self, name: str, folder: Path | None, kept: bool) -> None:
+        """Delete uploaded folders a name no longer needs: a failed load's own, else the previous one (what its
+        versions hold is in memory, and a model sent as files is never read from disk again)."""
+        if folder is not None and not kept:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        previous = self._uploaded.pop(name, None)
+        if folder is not None:
+            self._uploaded[name] = folder
+        if previous is not None and previous != folder:
+            shutil.rmtree(previous, ignore_errors=True)
 
     def _defaults(self) -> set[str]:
         return {sm.model_name for sm in self.runtime.table.all() if sm.repository_name is None}

@@ -44,9 +44,18 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, repository: Path) -> Iterator[tuple[Server, int]]:
+def server_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's TMPDIR: where the files sent in load requests are kept while needed."""
+    return tmp_path_factory.mktemp("server-tmp")
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, repository: Path, server_tmp: Path
+) -> Iterator[tuple[Server, int]]:
     port = free_port()
     settings = {
+        "TMPDIR": str(server_tmp),
         **IMAGE_ONLY,
         "UNIREP_GRPC_PORT": str(port),
         "UNIREP_MODEL_REPOSITORY": str(repository),
@@ -189,13 +198,22 @@ def test_a_broken_version_fails_and_the_serving_one_stays(
 
 
 def test_load_with_files_in_the_request_then_unload(
-    tmp_path: Path, rest: httpclient.InferenceServerClient, grpc: grpcclient.InferenceServerClient
+    tmp_path: Path,
+    server_tmp: Path,
+    rest: httpclient.InferenceServerClient,
+    grpc: grpcclient.InferenceServerClient,
 ) -> None:
     content = write_image_model(tmp_path / "model.safetensors", BIRDS, seed=3)
     grpc.load_model("birds", config=json.dumps({"max_batch_size": 2}), files={"file:1/model.safetensors": content})
+    grpc.load_model("birds", config=json.dumps({"max_batch_size": 2}), files={"file:1/model.safetensors": content})
+    assert len(list(server_tmp.glob("unirep-uploads-*/birds-*"))) == 1  # a reload's files replace the previous
+    with pytest.raises(InferenceServerException):
+        grpc.load_model("birds", files={"file:1/model.safetensors": b"not a model"})
+    assert len(list(server_tmp.glob("unirep-uploads-*/birds-*"))) == 1  # a failed load keeps nothing
     assert grpc.is_model_ready("birds")
     assert classify(rest, "birds", 5) == ("1", set(BIRDS))
     grpc.unload_model("birds")
+    assert list(server_tmp.glob("unirep-uploads-*/birds-*")) == []
     with pytest.raises(InferenceServerException) as gone:
         grpc.get_model_metadata("birds")
     assert gone.value.status() == "StatusCode.NOT_FOUND"
