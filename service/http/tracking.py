@@ -15,7 +15,8 @@ class Tracked:
 
     def __init__(self, runtime: ServiceRuntime, modality: str, endpoint: str) -> None:
         self.runtime = runtime
-        self.modality = modality if modality in runtime.served else "unknown"
+        versions = runtime.table.versions(modality)  # a V2 model name: counted under the modality it takes
+        self.modality = next(iter(versions.values())).modality if versions else "unknown"
         self.endpoint = endpoint
         self.status = 500
         self.started = time.perf_counter()

@@ -170,6 +170,8 @@ def test_a_new_version_swaps_in_under_load_without_failing_anyone(
     assert entries[("pets", "1")]["state"] == "UNAVAILABLE"
     with pytest.raises(InferenceServerException):
         classify(rest, "pets", 3, version="1")
+    answered = served[0].metric("unirep_requests_total", modality="image", endpoint="v2_infer", status="200")
+    assert answered >= len(answers)  # a repository model's requests count under the modality it takes
     assert served[0].metric("unirep_model_changes_total", model="pets", result="loaded") >= 2
     assert served[0].metric("unirep_model_changes_total", model="pets", result="unloaded") >= 1
     assert served[0].metric("unirep_model_load_duration_seconds_count", model="pets") >= 2
