@@ -62,10 +62,11 @@ def served_for(runtime: ServiceRuntime, model: str, version: str | None) -> Serv
     return runtime.table.resolve(model, version)
 
 
-def model_metadata(served: ServedModel) -> dict[str, Any]:
+def model_metadata(served: ServedModel, versions: list[str] | None = None) -> dict[str, Any]:
+    """A model's V2 metadata; ``versions``: every loaded version of its name (default: its own)."""
     return {
         "name": served.model_name,
-        "versions": [served.model_version],
+        "versions": versions or [served.model_version],
         "platform": "pytorch",
         "inputs": [
             {"name": FILE_INPUT, "datatype": "BYTES", "shape": [-1]},
@@ -85,6 +86,10 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
             "preprocess": served.params,
         },
     }
+
+
+def loaded_versions(runtime: ServiceRuntime, name: str) -> list[str]:
+    return [str(v) for v in sorted(runtime.table.versions(name))]
 
 
 def server_metadata() -> dict[str, Any]:

@@ -115,7 +115,8 @@ class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer)
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         try:
-            meta = core.model_metadata(core.served_for(self.runtime, request.name, request.version))
+            served = core.served_for(self.runtime, request.name, request.version)
+            meta = core.model_metadata(served, core.loaded_versions(self.runtime, request.name))
         except UnirepError as exc:
             await self._fail(context, exc)
         tensors = {

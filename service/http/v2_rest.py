@@ -102,7 +102,8 @@ async def server_metadata() -> dict[str, Any]:
 async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
     """One V2 model per served modality: its inputs (FILE bytes or a MAP) and outputs (PROBABILITIES, EMBEDDING)."""
     try:
-        return JSONResponse(core.model_metadata(core.served_for(_runtime(request), model, version)))
+        served = core.served_for(_runtime(request), model, version)
+        return JSONResponse(core.model_metadata(served, core.loaded_versions(_runtime(request), model)))
     except UnirepError as exc:
         return v2_error(exc, request)
 

@@ -15,6 +15,7 @@ versions are served: ``{latest = {num_versions = K}}`` (the default, K = 1), ``{
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -103,11 +104,12 @@ class ModelFolder:
     config: ModelFolderConfig = field(default_factory=ModelFolderConfig)
 
     def fingerprint(self, version: int) -> tuple[Any, ...]:
-        """What identifies a version's content cheaply (file size and time, and the config): a change reloads it."""
+        """What identifies a version's content cheaply (file size and time, and the serving settings of the config,
+        not its version policy): a change reloads it."""
         path = self.versions.get(version, self.path / str(version) / MODEL_FILE)
         stat = path.stat() if path.is_file() else None
         state = (stat.st_size, stat.st_mtime_ns) if stat is not None else None
-        return (str(path), state, self.config.model_dump_json())
+        return (str(path), state, json.dumps(self.config.section(), sort_keys=True))
 
 
 def check_name(name: str) -> str:

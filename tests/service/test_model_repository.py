@@ -165,6 +165,12 @@ def test_a_new_version_swaps_in_under_load_without_failing_anyone(
     assert "1" in versions  # the load really overlapped the traffic
     for version, labels in answers:  # each answer wholly of the version it names
         assert labels <= (set(PETS_1) if version == "1" else set(PETS_2))
+    rest.load_model("pets", config=json.dumps({"version_policy": {"all": {}}}))  # both versions, side by side
+    assert rest.get_model_metadata("pets")["versions"] == ["1", "2"]
+    assert classify(rest, "pets", 3, version="1") == ("1", set(PETS_1))
+    assert classify(rest, "pets", 3) == ("2", set(PETS_2))  # no version: the highest
+    rest.load_model("pets")  # the config.toml's policy again: the latest alone
+    assert rest.get_model_metadata("pets")["versions"] == ["2"]
     entries = index(rest)
     assert entries[("pets", "2")]["state"] == "READY"
     assert entries[("pets", "1")]["state"] == "UNAVAILABLE"
