@@ -67,7 +67,10 @@ class ServiceSettings(BaseSettings):
         default=None, description="exported graphs kept between starts (default: ~/.cache/unirep/backends)"
     )
     prefetch_batches: int = Field(default=1, ge=0, le=8, description="batches staged per device while one runs")
-    warmup: bool = Field(default=True, description="run every bucket at every batch size before reporting ready")
+    warmup: bool = Field(
+        default=True,
+        description="warm every bucket at batch sizes 1 and max before ready, the other sizes while idle (false: 1)",
+    )
     random_seed: int = Field(
         default=0, ge=0, description="seed of random initialization (mixed with each model's name and modality)"
     )

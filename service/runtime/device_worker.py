@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +99,8 @@ class DeviceWorker:
         self.warmup_enabled = warmup_enabled
         self.latency: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a full batch per bucket (seconds): seeds the batcher's estimates."""
+        self.cold: deque[tuple[str, int]] = deque()
+        """(serving key, batch size) not run yet: warmed one at a time, between batches (``warm_next``)."""
         self.latency_one: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a batch of one per bucket: with ``latency``, the two ends of the estimate."""
         if device.type == "cuda":
@@ -142,18 +145,25 @@ class DeviceWorker:
         log.info("[%s] backend %s on %s (%s)", served.modality, choice.name, self.device_name, choice.reason)
         return runner, choice
 
-    def warmup(self) -> None:
-        """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready."""
+    def warmup(self, background: bool = False) -> None:
+        """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready (with
+        ``background``, sizes 1 and the largest before, the others later: ``warm_next``)."""
         for key in list(self.served):
-            self.warm(key)
+            self.warm(key, background)
 
-    def warm(self, key: str) -> None:
-        """Run one model's bucket at every batch size (or 1 without warm-up) and measure its batch latencies."""
+    def warm(self, key: str, background: bool = False) -> None:
+        """Run one model's bucket at every batch size (or 1 without warm-up) and measure its batch latencies.
+
+        ``background``: only batch sizes 1 and the largest now (what the latency estimates need), the others queued
+        in ``cold`` for ``warm_next``, which the device's own thread runs when no batch waits: the model answers
+        seconds sooner, and a batch of a cold size runs at worst once more slowly."""
         served = self.served[key]
         shape = served.input_shape
-        sizes = list(range(1, served.config.max_batch_size + 1)) if self.warmup_enabled else [1]
+        every = list(range(1, served.config.max_batch_size + 1)) if self.warmup_enabled else [1]
+        sizes = sorted({1, every[-1]}) if background else every
         for size in sizes:
             self._forward(key, torch.zeros((size, *shape)))
+        self.cold.extend((key, size) for size in every if size not in sizes)
         # The estimate that seeds the batcher: best of 3 at the largest size, so one-time initialization and the
         # decoder processes starting beside us do not inflate it.
         largest = self._best_of(3, key, shape, sizes[-1])
@@ -169,6 +179,22 @@ class DeviceWorker:
             self.precision.name,
             largest * 1000,
         )
+
+    def warm_next(self) -> bool:
+        """Run one cold (model, batch size) once; False when every one is warm. Called between batches."""
+        while self.cold:
+            key, size = self.cold.popleft()
+            served = self.served.get(key)
+            if served is None:
+                continue  # released meanwhile
+            try:
+                self._forward(key, torch.zeros((size, *served.input_shape)))
+            except Exception:  # released while running: nothing is left to warm for it
+                log.debug("background warm-up of %s at batch size %d skipped", key, size, exc_info=True)
+            if not self.cold:
+                log.info("every batch size of every model is warm on %s", self.device_name)
+            return True
+        return False
 
     def _best_of(self, runs: int, key: str, shape: tuple[int, ...], size: int) -> float:
         timings = []

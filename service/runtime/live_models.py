@@ -45,7 +45,7 @@ def _place(workers: list[Any], served: ServedModel) -> None:
     try:
         for worker in workers:
             worker.install(served.key, served)
-            worker.warm(served.key)
+            worker.warm(served.key, background=True)
     except BaseException:
         for worker in workers:
             worker.uninstall(served.key)

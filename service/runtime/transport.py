@@ -105,9 +105,10 @@ class LocalTransport(Transport):
         return self._ready and not self._stopped
 
     async def start(self) -> None:
-        """Warm every worker (concurrently, one thread each), then start their batch loops."""
+        """Warm every worker (concurrently, one thread each: batch sizes 1 and the largest), then start their batch
+        loops, which warm the other sizes while no batch waits."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, w.warmup) for w in self.device_workers))
+        await asyncio.gather(*(loop.run_in_executor(None, w.warmup, True) for w in self.device_workers))
         for worker in self.device_workers:
             self.metrics.worker_ready.labels(worker.device_name).set(1)
             thread = threading.Thread(target=self._loop, args=(worker,), name=f"unirep-worker-{worker.device_name}")
@@ -118,7 +119,12 @@ class LocalTransport(Transport):
 
     def _loop(self, worker: DeviceWorker) -> None:
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                if worker.warm_next():  # idle: one cold batch size, then look for batches again
+                    continue
+                job = self._queue.get()
             if job is None:
                 self._queue.put(None)  # let the other workers see it too
                 return
