@@ -28,6 +28,9 @@ from unirep_errors import ClientDisconnectedError, DeadlineExceededError, Unirep
 
 log = logging.getLogger(__name__)
 
+WARM_QUIET_S = 1.0
+"""Idle time after which a device warms one cold batch size (a request arriving meanwhile waits for that one)."""
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -101,6 +104,9 @@ class DeviceWorker:
         """Warm-up latency of a full batch per bucket (seconds): seeds the batcher's estimates."""
         self.cold: deque[tuple[str, int]] = deque()
         """(serving key, batch size) not run yet: warmed one at a time, between batches (``warm_next``)."""
+        self.ran: set[tuple[str, int]] = set()
+        """(serving key, batch size) a real batch ran: warm already."""
+        self.last_active = time.monotonic()
         self.latency_one: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a batch of one per bucket: with ``latency``, the two ends of the estimate."""
         if device.type == "cuda":
@@ -180,13 +186,20 @@ class DeviceWorker:
             largest * 1000,
         )
 
+    def quiet_for(self) -> float | None:
+        """Seconds until the device has been idle ``WARM_QUIET_S`` and may warm a cold size (0: now); None when
+        nothing is cold. Under traffic it never warms: the batches themselves run (and so warm) the sizes."""
+        if not self.cold:
+            return None
+        return max(0.0, self.last_active + WARM_QUIET_S - time.monotonic())
+
     def warm_next(self) -> bool:
         """Run one cold (model, batch size) once; False when every one is warm. Called between batches."""
         while self.cold:
             key, size = self.cold.popleft()
             served = self.served.get(key)
-            if served is None:
-                continue  # released meanwhile
+            if served is None or (key, size) in self.ran:
+                continue  # released meanwhile, or a batch of that size already ran
             try:
                 self._forward(key, torch.zeros((size, *served.input_shape)))
             except Exception:  # released while running: nothing is left to warm for it
@@ -250,6 +263,7 @@ class DeviceWorker:
                         )
             results.update(outputs)
         self._sync()
+        self.last_active = time.monotonic()
         return BatchResult(
             batch_id=batch.batch_id,
             device=self.device_name,
@@ -261,6 +275,7 @@ class DeviceWorker:
 
     def _run(self, modality: str, items: list[BatchItem]) -> dict[str, ItemResult]:
         x = torch.stack([item.tensor for item in items])
+        self.ran.add((modality, len(items)))
         if self.device.type == "cuda":
             x = x.pin_memory()
         features, scores = self._forward(modality, x)

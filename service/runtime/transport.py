@@ -119,12 +119,11 @@ class LocalTransport(Transport):
 
     def _loop(self, worker: DeviceWorker) -> None:
         while True:
-            try:
-                job = self._queue.get_nowait()
+            try:  # batches first; a cold batch size is warmed only once the device has been quiet a while
+                job = self._queue.get(timeout=worker.quiet_for())
             except queue.Empty:
-                if worker.warm_next():  # idle: one cold batch size, then look for batches again
-                    continue
-                job = self._queue.get()
+                worker.warm_next()
+                continue
             if job is None:
                 self._queue.put(None)  # let the other workers see it too
                 return

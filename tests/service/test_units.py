@@ -205,6 +205,11 @@ def test_background_warm_up_runs_the_cold_batch_sizes_between_batches() -> None:
     worker.warmup(background=True)
     assert list(worker.cold) == [("image", 2), ("image", 3)]
     assert ("image", (3, 32, 32)) in worker.latency and ("image", (3, 32, 32)) in worker.latency_one
-    assert worker.warm_next() and list(worker.cold) == [("image", 3)]
+    assert worker.quiet_for() is not None and worker.warm_next() and list(worker.cold) == [("image", 3)]
+    tensor = torch.zeros(3, 32, 32)
+    worker.execute(Batch("image", (3, 32, 32), [BatchItem(f"i{n}", tensor, "embed", 0, 0.0) for n in range(3)], 4))
+    assert 0.5 < worker.quiet_for() <= 1.0  # just busy: it waits for a quiet second before warming
+    assert not worker.warm_next() and not worker.cold  # a batch of 3 ran: size 3 is warm already
+    worker.warmup(background=True)
     worker.uninstall("image")  # released before its turn: skipped, not an error
-    assert not worker.warm_next() and not worker.cold
+    assert not worker.warm_next() and worker.quiet_for() is None
