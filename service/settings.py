@@ -11,13 +11,15 @@ that overriding one field of a section from any source never resets the others t
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -87,8 +89,20 @@ class ServiceSettings(BaseSettings):
     body_idle_timeout_s: float = Field(
         default=10.0, gt=0, description="a body that sends no byte this long while awaited is refused (408)"
     )
+    body_timeout_s: float = Field(
+        default=120.0, gt=0, description="a whole request body must arrive within this after its head (408)"
+    )
     max_connections: int = Field(default=1024, ge=1, description="open connections; one more is refused with 503")
     keep_alive_timeout_s: int = Field(default=5, ge=1, description="an idle keep-alive connection is closed after")
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs of the proxies in front (e.g. 10.0.0.0/8,127.0.0.1/32); from them, the client is the "
+        "right-most untrusted address of forwarded_header. Empty: forwarded headers are ignored",
+    )
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for",
+        description="the header the trusted proxies append the client's address to (X-Forwarded-For, or RFC 7239)",
+    )
 
     # Half the cores (at most 4): on a CPU-only host the model's threads take the other half.
     preprocess_workers: int = Field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 1) // 2)), ge=1, le=64)
@@ -154,7 +168,7 @@ class ServiceSettings(BaseSettings):
 
     debug_fault_injection: bool = Field(
         default=False,
-        description="test hook: payloads starting with UNIREP-FAULT:hang|crash|oom misbehave in the decoder",
+        description="test hook: payloads starting with UNIREP-FAULT:hang|crash|kill|oom|slow misbehave in the decoder",
     )
     debug_inference_delay_ms: float = Field(default=0.0, ge=0, description="test hook: sleep this long in every batch")
 
@@ -179,6 +193,41 @@ class ServiceSettings(BaseSettings):
         if self.load_models and self.model_control != "explicit":
             raise ValueError("load_models (--load-model) applies to model_control 'explicit' only")
         return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        """A URL the Redis client can connect with, checked here so a typo is one line at start, not a traceback."""
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+
+        from service.redaction import redacted
+
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises for a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"{redacted(value)!r} is malformed: {exc}") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"{redacted(value)!r} must start with redis://, rediss:// or unix://")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError(f"{redacted(value)!r} names no host (redis://HOST:6379/0)")
+        db = parts.path.strip("/")
+        if parts.scheme != "unix" and db and not db.isdigit():
+            raise ValueError(f"{redacted(value)!r}: the database after the host must be a number")
+        del port
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        """A comma-separated string (the environment's form) or a list; host bits are allowed (10.1.2.3/8)."""
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [ip_network(str(part).strip(), strict=False) for part in value]
+        return value
 
     @field_validator("device")
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from ._constants import MODALITIES, MODALITY_NAME
+from .errors import InputFileNotFoundError, InvalidInputError, UnknownModalityError, UnsupportedInputTypeError
 
 __all__ = ["ArrayInput", "FileInput", "ImageInput", "Payload", "encode_input"]
 
@@ -62,18 +63,18 @@ class Payload:
 
 
 def encode_input(modality: str, data: Any, *, timestamps: Sequence[Any] | None = None) -> Payload:
-    """The payload for ``data`` sent to ``modality``; raises ``TypeError``/``ValueError`` before any I/O."""
+    """The payload for ``data`` sent to ``modality``; raises an ``InvalidInputError`` before any I/O."""
     if not MODALITY_NAME.match(modality):
-        raise ValueError(f"{modality!r} is not a modality name (e.g. one of {', '.join(MODALITIES)})")
+        raise UnknownModalityError(f"{modality!r} is not a modality name (e.g. one of {', '.join(MODALITIES)})")
     if timestamps is not None and modality != "timeseries":
-        raise ValueError("timestamps are only meaningful for the timeseries modality")
+        raise InvalidInputError("timestamps are only meaningful for the timeseries modality")
     if isinstance(data, str | os.PathLike):
         if timestamps is not None:
-            raise ValueError("timestamps go with an array; a file carries its own (e.g. a CSV time column)")
+            raise InvalidInputError("timestamps go with an array; a file carries its own (e.g. a CSV time column)")
         return _file_payload(Path(data))
     if isinstance(data, bytes | bytearray | memoryview):
         if timestamps is not None:
-            raise ValueError("timestamps go with an array; a file carries its own (e.g. a CSV time column)")
+            raise InvalidInputError("timestamps go with an array; a file carries its own (e.g. a CSV time column)")
         return _bytes_payload(bytes(data), name="upload")
     if modality == "image" and _is_pil_image(data):
         return _bytes_payload(_pil_to_png(data), name="image.png")
@@ -86,20 +87,23 @@ def encode_input(modality: str, data: Any, *, timestamps: Sequence[Any] | None =
             body["timestamps"] = _timestamps(timestamps, len(series))
         return Payload(json=body)
     accepted = "a path, bytes or a PIL image" if modality == "image" else "a path or bytes"
-    raise TypeError(f"{modality} input must be {accepted}; got {type(data).__name__}")
+    raise UnsupportedInputTypeError(f"{modality} input must be {accepted}; got {type(data).__name__}")
 
 
 def _file_payload(path: Path) -> Payload:
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    content = path.read_bytes()
+        raise InputFileNotFoundError(f"no such file: {path}")
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise InputFileNotFoundError(f"cannot read {path}: {exc.strerror or exc}") from exc
     content_type = _EXTRA_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     return Payload(files={"file": (path.name, content, content_type or sniff_content_type(content)[0])})
 
 
 def _bytes_payload(content: bytes, *, name: str) -> Payload:
     if not content:
-        raise ValueError("the payload is empty")
+        raise InvalidInputError("the payload is empty")
     content_type, suffix = sniff_content_type(content)
     filename = name if "." in name else name + suffix
     return Payload(files={"file": (filename, content, content_type)})
@@ -135,23 +139,23 @@ def _as_lists(data: Any) -> Any:
 def _points(data: Any) -> list[list[float]]:
     points = _as_lists(data)
     if not isinstance(points, list) or not points:
-        raise ValueError("a point cloud must be a non-empty N x 3 array")
+        raise InvalidInputError("a point cloud must be a non-empty N x 3 array")
     for i, row in enumerate(points):
         if not isinstance(row, list) or len(row) != 3:
-            raise ValueError(f"a point cloud must be an N x 3 array; row {i} is {row!r}")
+            raise InvalidInputError(f"a point cloud must be an N x 3 array; row {i} is {row!r}")
     return points
 
 
 def _series(data: Any) -> list[list[float]]:
     series = _as_lists(data)
     if not isinstance(series, list) or not series:
-        raise ValueError("a time series must be a non-empty T x V array (or a 1-D array for one variable)")
+        raise InvalidInputError("a time series must be a non-empty T x V array (or a 1-D array for one variable)")
     if not isinstance(series[0], list):
         return [[value] for value in series]  # univariate: T values become T x 1
     width = len(series[0])
     for i, row in enumerate(series):
         if not isinstance(row, list) or len(row) != width:
-            raise ValueError(f"a time series must be a T x V array; row {i} has a different width than row 0")
+            raise InvalidInputError(f"a time series must be a T x V array; row {i} has a different width than row 0")
     return series
 
 
@@ -160,5 +164,5 @@ def _timestamps(timestamps: Sequence[Any], length: int) -> list[str]:
     # scalars prints as ISO 8601; pandas Timestamps are datetimes.
     values = list(timestamps)
     if len(values) != length:
-        raise ValueError(f"got {len(values)} timestamps for {length} time steps")
+        raise InvalidInputError(f"got {len(values)} timestamps for {length} time steps")
     return [v.isoformat() if isinstance(v, dt.date | dt.datetime) else str(v) for v in values]

@@ -23,8 +23,10 @@ __all__ = [
     "DeadlineExceededError",
     "DecoderCrashedError",
     "ForbiddenError",
+    "InputFileNotFoundError",
     "InputTooLargeError",
     "InternalServerError",
+    "InvalidInputError",
     "InvalidParameterError",
     "ModelError",
     "ModelLoadError",
@@ -32,18 +34,43 @@ __all__ = [
     "PreprocessTimeoutError",
     "QueueFullError",
     "RateLimitedError",
+    "RequestValidationError",
     "ServiceUnavailableError",
     "UnauthorizedError",
     "UndecodableInputError",
     "UnirepError",
+    "UnknownModalityError",
     "UnknownModelError",
+    "UnsupportedInputTypeError",
     "UnsupportedMediaTypeError",
     "error_class_for",
 ]
 
 
 class UnirepError(Exception):
-    """Root of everything this SDK raises on purpose; catch it to handle any failure of a call."""
+    """Root of everything this SDK raises on purpose; catch it to handle any failure of a call.
+
+    ``status_code`` is the HTTP status the service answered with, and None when there was no answer (the
+    connection failed, or the input was refused before anything was sent)."""
+
+    status_code: int | None = None
+
+
+class InvalidInputError(UnirepError, ValueError):
+    """The call's input was refused before any request was sent (an empty payload, a malformed array, timestamps
+    without an array). Also a ``ValueError``, as such refusals are in Python."""
+
+
+class UnknownModalityError(InvalidInputError):
+    """Not a modality name (lower-case letters, digits and ``_``): the server may serve any modality it registered."""
+
+
+class InputFileNotFoundError(InvalidInputError, FileNotFoundError):
+    """The path given as input is not a readable file. Also a ``FileNotFoundError``."""
+
+
+class UnsupportedInputTypeError(InvalidInputError, TypeError):
+    """The input's Python type cannot be sent to this modality (say, an array for an image). Also a ``TypeError``."""
 
 
 class APIConnectionError(UnirepError):
@@ -134,6 +161,14 @@ class DecoderCrashedError(UndecodableInputError):
     """The server's decoder process died on this payload (native crash or memory limit); only this request failed."""
 
     code = "decoder_crashed"
+
+
+class RequestValidationError(BadRequestError):
+    """A request the service could not read at all: a parameter of the wrong type, a missing field (code
+    ``validation_error``). Unlike ``UndecodableInputError`` it is about the request, not the file in it."""
+
+    status_code = 422
+    code = "validation_error"
 
 
 class InvalidParameterError(BadRequestError):
@@ -236,6 +271,7 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
         UndecodableInputError,
         DecoderCrashedError,
         InvalidParameterError,
+        RequestValidationError,
         UnsupportedMediaTypeError,
         InputTooLargeError,
         NotFoundError,

@@ -1,10 +1,15 @@
 """``unirep classify`` and ``unirep embed``: send many files to a (possibly remote) service through the SDK.
 
 The commands use only ``unirep_client``, never the server's own packages, so they behave exactly as any other
-client would and work against a service on another host. Files go out concurrently (``--concurrency``) with a
-progress bar on stderr; results come back as a table (default) or as JSON lines (``--json``, streamed as each
-file finishes, one object per file, so a long run can be piped into ``jq`` while it goes). Any failed file makes
-the exit code 1, and its reason is printed next to its name.
+client would and work against a service on another host. A directory stands for every file under it (recursively,
+hidden ones skipped, in name order). Files go out concurrently (``--concurrency``) with a progress bar on stderr;
+results come back as a table (default) or as JSON lines (``--json``, streamed as each file finishes, one object
+per file, so a long run can be piped into ``jq`` while it goes). Any failed file makes the exit code 1, and its
+reason is printed next to its name.
+
+Text that came from elsewhere (labels, file names, the service's messages) is printed with control characters
+escaped: a label set or a file name holding terminal escape sequences cannot recolour, retitle or rewrite the
+operator's terminal.
 """
 
 from __future__ import annotations
@@ -35,7 +40,12 @@ def add_parser(subparsers: Any) -> None:
     ):
         parser = subparsers.add_parser(command, help=summary, description=summary)
         parser.add_argument("modality", help=f"{', '.join(MODALITIES)}, or one the server registered")
-        parser.add_argument("files", nargs="+", metavar="FILE", help="files to send (one request each)")
+        parser.add_argument(
+            "files",
+            nargs="+",
+            metavar="FILE",
+            help="files to send (one request each); a directory: every file in it",
+        )
         parser.add_argument("--url", default=None, help="service URL (default: $UNIREP_URL, else 127.0.0.1:8000)")
         parser.add_argument("--api-key", default=None, help="Bearer key (default: $UNIREP_API_KEY)")
         parser.add_argument("--model", default=None, help="a loaded model of the modality (default: its default model)")
@@ -68,13 +78,17 @@ class Outcome:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.files = expand_paths(args.files)
+    if not args.files:
+        print("error: no files to send (the directories given are empty)", file=sys.stderr)
+        return 2
     outcomes = asyncio.run(_run_all(args))
     if not args.json:
         print(_render_table(outcomes, args.command))
     failed = [o for o in outcomes if o.error is not None]
     for outcome in failed:
-        print(f"error: {outcome.file}: {_reason(outcome.error)}", file=sys.stderr)
-    served = {(o.result.model, o.result.weights) for o in outcomes if o.result is not None}
+        print(f"error: {printable(outcome.file)}: {_reason(outcome.error)}", file=sys.stderr)
+    served = {(printable(o.result.model), printable(o.result.weights)) for o in outcomes if o.result is not None}
     served_by = "; ".join(f"{model} (weights: {weights})" for model, weights in sorted(served))
     print(
         f"{len(outcomes)} file(s): {len(outcomes) - len(failed)} ok, {len(failed)} failed"
@@ -144,7 +158,29 @@ def _error_dict(error: BaseException | None) -> dict[str, Any]:
 def _reason(error: BaseException | None) -> str:
     body = _error_dict(error)
     status = f"{body['status']} " if body["status"] is not None else ""
-    return f"{status}{body['code']}: {body['message']}"
+    return printable(f"{status}{body['code']}: {body['message']}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (ESC, CR, BEL, C1 controls, ...) written as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Each directory replaced by the files under it (recursively, in name order, hidden names skipped)."""
+    import os
+
+    out: list[str] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            out.append(path)
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            out += [os.path.join(root, name) for name in sorted(files) if not name.startswith(".")]
+    return out
 
 
 def _render_table(outcomes: list[Outcome], command: str) -> str:
@@ -155,7 +191,7 @@ def _render_table(outcomes: list[Outcome], command: str) -> str:
     else:
         lines = [f"{'FILE':<{width}}  {'DIM':>5}  {'L2 NORM':>9}  FIRST VALUES"]
     for outcome in outcomes:
-        name = _clip(outcome.file, width)
+        name = _clip(printable(outcome.file), width)
         result = outcome.result
         if result is None:
             lines.append(f"{name:<{width}}  FAILED  {_reason(outcome.error)}")
@@ -165,7 +201,7 @@ def _render_table(outcomes: list[Outcome], command: str) -> str:
                 lines.append(f"{name:<{width}}  {'-':>4}  {'-':>7}  (no predictions)")
             for rank, prediction in enumerate(predictions, start=1):
                 shown = name if rank == 1 else ""
-                lines.append(f"{shown:<{width}}  {rank:>4}  {prediction.score:>7.4f}  {prediction.label}")
+                lines.append(f"{shown:<{width}}  {rank:>4}  {prediction.score:>7.4f}  {printable(prediction.label)}")
         else:
             vector: list[float] = getattr(result, "embedding", [])
             norm = math.sqrt(sum(v * v for v in vector))

@@ -36,6 +36,7 @@ def run_export(args: argparse.Namespace) -> int:
     configure_openmp()
     from pydantic import ValidationError
 
+    from service.commands.settings_args import one_line
     from service.settings import MODALITIES, ServiceSettings, parse_overrides
 
     if args.modality not in MODALITIES:
@@ -44,7 +45,7 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         settings = ServiceSettings.load(args.config, **parse_overrides(args.overrides))
     except (ValueError, ValidationError, FileNotFoundError) as exc:
-        print(f"unirep export: invalid settings: {exc}", file=sys.stderr)
+        print(f"unirep export: invalid settings: {one_line(exc)}", file=sys.stderr)
         return 2
     from service.runtime.backends import BackendError
 
@@ -75,7 +76,8 @@ def export(settings: Any, modality: str, fmt: str, output: Path, device: str | N
     if reason is not None:
         raise BackendError(f"cannot build a TensorRT engine here: {reason}")
     cfg = settings.modality(modality)
-    served = build_served_model(cfg, get_adapter(modality, AdapterLimits(max_bytes=settings.max_body_bytes)))
+    adapter = get_adapter(modality, AdapterLimits(max_bytes=settings.max_body_bytes))
+    served = build_served_model(cfg, adapter, settings.random_seed)  # random weights are seeded as serve seeds them
     assert served.module is not None  # built here, not described by remote workers
     module = served.module.to(target)
     request = BuildRequest(

@@ -39,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
 def run_keys(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from service.commands.settings_args import one_line
     from service.scaleout.api_keys import ApiKeyStore
     from service.scaleout.connection import REDIS_ERRORS, Keys, redacted, sync_client
     from service.settings import ServiceSettings
@@ -47,7 +48,7 @@ def run_keys(args: argparse.Namespace) -> int:
         overrides = {"redis_url": args.redis_url} if args.redis_url else {}
         settings = ServiceSettings.load(args.config, **overrides)
     except (ValueError, ValidationError, FileNotFoundError) as exc:
-        print(f"unirep keys: invalid settings: {exc}", file=sys.stderr)
+        print(f"unirep keys: invalid settings: {one_line(exc)}", file=sys.stderr)
         return 2
     if not settings.redis_url:
         print("unirep keys: set UNIREP_REDIS_URL (or --redis-url): keys live in Redis", file=sys.stderr)

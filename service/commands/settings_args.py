@@ -87,15 +87,32 @@ def load_settings(args: argparse.Namespace, command: str) -> Any:
                 overrides[name] = value
         return ServiceSettings.load(args.config, **overrides)
     except (ValueError, ValidationError, FileNotFoundError) as exc:
-        print(f"unirep {command}: invalid settings: {exc}", file=sys.stderr)
+        print(f"unirep {command}: invalid settings: {one_line(exc)}", file=sys.stderr)
         return None
 
 
-def settings_to_run(args: argparse.Namespace, command: str, *, need_redis: bool = False) -> Any:
+def one_line(exc: Exception) -> str:
+    """A settings error as one line. A pydantic ValidationError becomes ``field: reason`` for each problem: its
+    own text spans lines and repeats each input value, which may be a password in a Redis URL."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return " ".join(str(exc).split())
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
+def settings_to_run(
+    args: argparse.Namespace, command: str, *, need_redis: bool = False, serves_grpc: bool = True
+) -> Any:
     """The settings a serving command starts with, shared by ``serve``, ``gateway`` and ``worker``.
 
     Invalid settings (or no Redis URL where the command runs through Redis) print why and exit 2; ``--print-settings``
-    prints them and exits 0. Exiting here keeps the three commands' bodies about what they run.
+    prints them (secrets hidden) and exits 0; a port another process holds exits 1 before any model loads (a worker
+    listens on ``port`` only, for its health). Exiting here keeps the three commands' bodies about what they run.
     """
     settings = load_settings(args, command)
     if settings is not None and need_redis and not settings.redis_url:
@@ -104,6 +121,28 @@ def settings_to_run(args: argparse.Namespace, command: str, *, need_redis: bool 
     if settings is None:
         raise SystemExit(2)
     if args.print_settings:
-        print(settings.model_dump_json(indent=2))
+        from service.redaction import settings_json
+
+        print(settings_json(settings.model_dump(mode="json")))
         raise SystemExit(0)
+    for port in (settings.port, settings.grpc_port if serves_grpc else None):
+        if port:
+            check_port_free(settings.host, port, command)
     return settings
+
+
+def check_port_free(host: str, port: int, command: str) -> None:
+    """Exit with one line, before any model loads, when another process (another worker) already has the port."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is fine
+            sock.bind((host, port))
+    except OSError as exc:
+        print(
+            f"unirep {command}: cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(is another unirep process using it? give each its own --port)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None

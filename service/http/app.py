@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service.http import docs_ui, openapi, page, preview, v2_core, v2_repository, v2_rest
+from service.http.client_identity import ClientIdentity
 from service.http.docs import describe_endpoint
 from service.http.errors import install_error_handlers
 from service.http.inference import inference_router
 from service.http.ops import router as ops_router
+from service.http.security_headers import SecurityHeaders
 from service.metrics import Metrics
 from service.runtime.cache import ResultCache
 from service.runtime.serving import ServiceRuntime
@@ -47,7 +49,7 @@ def create_app(
         startup = asyncio.create_task(runtime.start(), name="unirep-startup")
         app.state.startup_task = startup
         try:
-            async with v2_core.grpc_front(runtime, app.state.auth):
+            async with v2_core.grpc_front(runtime, app.state.auth, app.state.identity):
                 yield
         finally:
             if not startup.done():
@@ -70,7 +72,9 @@ def create_app(
     app.state.metrics = metrics
     app.state.settings = settings
     app.state.auth = redis_parts.auth if redis_parts is not None else None
+    app.state.identity = ClientIdentity(settings.trusted_proxies, settings.forwarded_header)
     install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
 
     app.include_router(inference_router())
     app.include_router(ops_router)

@@ -4,6 +4,9 @@ them from a CDN). The app is created with ``docs_url=None, redoc_url=None`` and 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 import fastapi_offline
@@ -11,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from service.http.security_headers import docs_policy
 from unirep_errors import NotFoundError
 
 ASSETS = Path(fastapi_offline.__file__).with_name("static")
@@ -23,24 +27,39 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/docs")
 async def swagger_ui() -> HTMLResponse:
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title=f"{TITLE} - Swagger UI",
-        swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-        swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+    return _with_policy(
+        get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{TITLE} - Swagger UI",
+            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+        )
     )
 
 
 @router.get("/redoc")
 async def redoc() -> HTMLResponse:
-    return get_redoc_html(
-        openapi_url="/openapi.json",
-        title=f"{TITLE} - ReDoc",
-        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-        redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
-        with_google_fonts=False,
+    return _with_policy(
+        get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{TITLE} - ReDoc",
+            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
     )
+
+
+def _with_policy(page: HTMLResponse) -> HTMLResponse:
+    """The page with a Content-Security-Policy that allows exactly its own inline scripts (by hash)."""
+    html = bytes(page.body).decode()
+    hashes = [
+        "sha256-" + base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()
+        for code in re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    ]
+    page.headers["Content-Security-Policy"] = docs_policy(hashes)
+    return page
 
 
 @router.get(ASSETS_URL + "/{name}")

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.http import request_io as io
+from service.http.intake import count_refused_by_framework
 from unirep_errors import UnirepError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
+        count_refused_by_framework(request, 422)
         return io.envelope(
             422,
             {"code": "validation_error", "message": message, "details": {"errors": problems}},

@@ -13,6 +13,10 @@ What uvicorn enforces on its own, and what it does not (checked against uvicorn 
 - body idle timeout: none (a request that declares 50 MB, sends 48 KB and stops is never answered). Here:
   ``body_idle_timeout_s`` without a byte while the app is waiting for the body, then 408 and close; the app sees
   a disconnect. Time while reading is paused (the app has not asked for more) does not count.
+- total body time: none (a client sending one byte every few seconds never trips an idle timeout and holds its
+  connection and its request's admission for as long as it likes). Here: ``body_timeout_s`` from the end of the
+  head to the end of the body, then 408 and close, like the idle timeout; time during which the app is not
+  reading is granted again, not held against the client.
 - connection count: ``limit_concurrency`` answers 503 only once a request head has been parsed, so the sockets
   (and their buffers) are held anyway. Here: ``max_connections`` is checked when the connection is accepted; one
   over it gets a 503 at once and is closed, without reading.
@@ -37,6 +41,8 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from service.http.security_headers import DATA_POLICY
+
 log = logging.getLogger(__name__)
 
 _REASONS = {
@@ -50,6 +56,8 @@ LINGER_S = 2.0
 LINGER_BYTES = 1024 * 1024
 """How much late input a refused connection drains at most (then it closes at once)."""
 
+BODY_STALLED = "unirep.body_stalled"
+"""Set in a request's ASGI scope when its body stalled and this protocol answered 408 (the app sees a disconnect)."""
 _CODES = {400: "bad_request", 408: "request_timeout", 431: "headers_too_large", 503: "service_unavailable"}
 
 
@@ -58,6 +66,7 @@ class ConnectionLimits:
     max_header_bytes: int = 64 * 1024
     header_timeout_s: float = 10.0
     body_idle_timeout_s: float = 10.0
+    body_timeout_s: float = 120.0
     max_connections: int = 1024
 
 
@@ -69,6 +78,8 @@ def raw_error(status: int, message: str) -> bytes:
         b"content-type: application/json",
         b"content-length: %d" % len(body),
         b"connection: close",
+        b"x-content-type-options: nosniff",
+        b"content-security-policy: " + DATA_POLICY.encode(),
     ]
     if status == 503:
         head.append(b"retry-after: 1")
@@ -113,6 +124,7 @@ class GuardedH11Protocol(H11Protocol):
         self.conn = self._bounded
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._linger_timer: asyncio.TimerHandle | None = None
         self._drained = 0
@@ -140,6 +152,8 @@ class GuardedH11Protocol(H11Protocol):
             self._cancel(head=True)
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self._arm_body_timer()
+            if self._deadline_timer is None:
+                self._arm_deadline(self.limits.body_timeout_s)
         else:
             self._cancel(body=True)
 
@@ -173,8 +187,12 @@ class GuardedH11Protocol(H11Protocol):
         self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
 
     def _arm_body_timer(self) -> None:
-        self._cancel(body=True)
+        if self._body_timer is not None:  # the idle timer only: the total deadline keeps running
+            self._body_timer.cancel()
         self._body_timer = self.loop.call_later(self.limits.body_idle_timeout_s, self._body_timed_out)
+
+    def _arm_deadline(self, delay: float) -> None:
+        self._deadline_timer = self.loop.call_later(delay, self._body_deadline_passed)
 
     def _cancel(self, head: bool = False, body: bool = False) -> None:
         if head and self._head_timer is not None:
@@ -183,6 +201,9 @@ class GuardedH11Protocol(H11Protocol):
         if body and self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
+        if body and self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -203,15 +224,31 @@ class GuardedH11Protocol(H11Protocol):
             self._arm_body_timer()
             return
         log.debug("closing a connection whose body stalled for %.0f s", self.limits.body_idle_timeout_s)
+        self._stop_body(f"no request body byte arrived for {self.limits.body_idle_timeout_s:g} s")
+
+    def _body_deadline_passed(self) -> None:
+        self._deadline_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        if self.flow.read_paused:  # the app holds the body back: give the client more time, not a 408
+            self._arm_deadline(self.limits.body_idle_timeout_s)
+            return
+        log.debug("closing a connection whose body took over %.0f s", self.limits.body_timeout_s)
+        self._stop_body(f"the request body did not arrive within {self.limits.body_timeout_s:g} s")
+
+    def _stop_body(self, message: str) -> None:
+        """A 408 for a body that is too slow; the app's next ``receive()`` is a disconnect."""
+        self._cancel(body=True)
         cycle = self.cycle
         started = cycle is not None and cycle.response_started
         if cycle is not None:  # the app's next receive() is a disconnect; anything it sends is dropped
+            cycle.scope[BODY_STALLED] = True  # type: ignore[literal-required]  # the app counts the 408 sent here
             cycle.disconnected = True
             cycle.message_event.set()
         if started:
             self.transport.close()
         else:
-            self._refuse(408, f"no request body byte arrived for {self.limits.body_idle_timeout_s:g} s")
+            self._refuse(408, message)
 
     def _refuse(self, status: int, message: str) -> None:
         self._cancel(head=True, body=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.http import deps
 from service.http.public_text import public_message
 from service.http.schemas import Health, ModelInfo, ModelsResponse, Readiness, dump
+from service.http.visibility import public_model, sees_paths
 from service.metrics import CONTENT_TYPE, Metrics
 from service.runtime.serving import ServiceRuntime
 
@@ -18,8 +19,10 @@ Runtime = Annotated[ServiceRuntime, Depends(deps.runtime)]
 
 
 @router.get("/models", response_model=ModelsResponse, summary="What each modality is served by, with which weights")
-async def list_models(runtime: Runtime) -> Response:
-    models = [ModelInfo.model_validate(m) for m in runtime.describe_models()]
+async def list_models(runtime: Runtime, request: Request) -> Response:
+    """Every served model; with API keys on, local file paths only for callers that send a valid key."""
+    full = await sees_paths(request)
+    models = [ModelInfo.model_validate(m if full else public_model(m)) for m in runtime.describe_models()]
     return JSONResponse(dump(ModelsResponse(models=models)))
 
 

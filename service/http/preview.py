@@ -1,24 +1,27 @@
 """``POST /preview/{modality}``: the PNG of the map the model sees for an upload (the image crop, the spectrogram,
 the frame mosaic, the three depth views, the packed series window).
 
-The body is read exactly as ``/classify`` reads it (multipart, raw, or JSON for series and clouds; the same size
-limit, API key, admission and deadline); the upload is decoded in the same sandboxed decoder pool, then the
-modality's adapter draws the map in a thread.
+The request comes through the same front door as ``/classify`` (``service.http.intake``: API key, client,
+admission, deadline, body) and its payload is read the same way (multipart, raw, or JSON for series and clouds);
+the upload is decoded in the same sandboxed decoder pool, charged to its client, then the modality's adapter
+draws the map in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
+import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.http import request_io as io
-from service.http.tracking import Tracked
+from service.http.intake import Admitted, Intake, http_door
 from service.runtime.serving import ServiceRuntime
-from unirep_errors import UnirepError
+from unirep_errors import ClientDisconnectedError
 
 router = APIRouter(tags=["inference"])
 
@@ -49,35 +52,42 @@ _OPENAPI = {
 }
 
 
-async def draw(
-    runtime: ServiceRuntime, modality: str, data: bytes, hints: dict[str, Any], timeout_ms: float | None
-) -> tuple[bytes, float]:
-    """Decode ``data`` in the decoder pool as classify would and draw the map: (PNG bytes, milliseconds)."""
-    served = runtime.served_model(modality)
-    params = {**served.params, **hints}
-    timeout_ms = timeout_ms if timeout_ms is not None else runtime.settings.default_timeout_ms
-    started = time.perf_counter()
-    deadline = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
-    assert runtime.pool is not None
-    decoded = await runtime.pool.decode(modality, data, params, deadline=deadline)
-    adapter = runtime.adapters[modality]
-    png: bytes = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: adapter.preview(decoded.tensor, **params)
-    )
-    return png, (time.perf_counter() - started) * 1000.0
+class Drawing:
+    """The map of one upload, drawn in a thread from a decode; the decode is the inference's own when there was
+    one (``start`` is its ``on_decoded`` hook), else made here in the decoder pool, charged to the same client."""
 
+    def __init__(self, runtime: ServiceRuntime, modality: str, hints: dict[str, Any]) -> None:
+        self.runtime = runtime
+        self.modality = modality
+        self.params = {**runtime.served_model(modality).params, **hints}
+        self.task: asyncio.Task[bytes] | None = None
 
-async def render_preview(request: Request, runtime: ServiceRuntime, modality: str) -> tuple[bytes, float]:
-    """The request's upload, read exactly as classify reads it, drawn."""
-    auth = getattr(request.app.state, "auth", None)
-    if auth is not None:
-        await auth.authorize(request.headers.get("authorization"))
-    runtime.served_model(modality)
-    runtime.check_admission()
-    timeout_ms = io.parse_timeout_ms(request)
-    body = await io.read_body(request, runtime.settings.max_body_bytes)
-    payload = await io.extract_payload(request, body, modality)
-    return await draw(runtime, modality, payload.data, io.decoder_hints(modality, payload), timeout_ms)
+    def start(self, tensor: torch.Tensor) -> None:
+        adapter = self.runtime.adapters[self.modality]
+        loop = asyncio.get_running_loop()
+        self.task = asyncio.ensure_future(loop.run_in_executor(None, lambda: adapter.preview(tensor, **self.params)))
+
+    async def png(self, data: bytes, admitted: Admitted, gone: Callable[[], bool] = lambda: False) -> bytes:
+        """The PNG; decodes ``data`` first when no decode was handed over (a cached result has none)."""
+        if self.task is None:
+            if gone():
+                raise ClientDisconnectedError("the client disconnected before its preview was drawn")
+            timeout_ms = admitted.timeout_ms or self.runtime.settings.default_timeout_ms
+            deadline = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
+            assert self.runtime.pool is not None
+            decoded = await self.runtime.pool.decode(
+                self.modality, data, self.params, deadline=deadline, client=admitted.client
+            )
+            self.start(decoded.tensor)
+        assert self.task is not None
+        return await self.task
+
+    def settle(self) -> None:
+        """Cancel a drawing nobody will read, or retrieve its error so that a failure is not logged twice."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        elif self.task is not None and not self.task.cancelled():
+            self.task.exception()
 
 
 @router.post(
@@ -89,13 +99,21 @@ async def render_preview(request: Request, runtime: ServiceRuntime, modality: st
 )
 async def preview(request: Request, modality: str) -> Response:
     runtime: ServiceRuntime = request.app.state.runtime
-    rid = io.request_id(request)
-    with Tracked(runtime, modality, "preview") as tracked:
+
+    async def work(intake: Intake, admitted: Admitted, watch: io.DisconnectWatch) -> Response:
+        started = time.perf_counter()
+        payload = await io.extract_payload(request, admitted.body, modality)
+        drawing = Drawing(runtime, modality, io.decoder_hints(modality, payload))
         try:
-            png, elapsed_ms = await render_preview(request, runtime, modality)
-        except UnirepError as exc:
-            tracked.status = exc.status_code
-            return io.error_response(exc, rid)
-        tracked.status = 200
-    headers = {io.REQUEST_ID_HEADER: rid, "X-Preprocess-Time-Ms": f"{elapsed_ms:.3f}"}
-    return Response(png, media_type="image/png", headers=headers)
+            png = await drawing.png(payload.data, admitted, watch)
+        finally:
+            drawing.settle()
+        if watch.gone:
+            raise ClientDisconnectedError("the client disconnected before its preview was sent")
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        headers = {io.REQUEST_ID_HEADER: io.request_id(request), "X-Preprocess-Time-Ms": f"{elapsed_ms:.3f}"}
+        return Response(png, media_type="image/png", headers=headers)
+
+    return await http_door(
+        request, "preview", modality, lambda: runtime.served_model(modality), work, io.error_response
+    )

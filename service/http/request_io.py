@@ -12,6 +12,7 @@ import contextlib
 import math
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +48,13 @@ def request_id(request: Request) -> str:
     return uuid.uuid4().hex
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it exceeds ``limit``: a declared length is checked first."""
+async def read_body(
+    request: Request, limit: int, head: Callable[[bytes], None] | None = None, head_bytes: int = 1024
+) -> bytes:
+    """The whole body, refusing (413) as soon as it exceeds ``limit``: a declared length is checked first.
+
+    ``head`` is shown the first ``head_bytes`` (or the whole body when shorter) once, as soon as they arrived: it
+    may refuse the request before the rest is read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise InputTooLargeError(f"the body is {declared} bytes; the limit is {limit}", size=int(declared), limit=limit)
@@ -59,6 +65,11 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise InputTooLargeError(f"the body exceeds the {limit}-byte limit", limit=limit)
         chunks.append(chunk)
+        if head is not None and size >= head_bytes:
+            head(b"".join(chunks)[:head_bytes])
+            head = None
+    if head is not None:
+        head(b"".join(chunks))
     return b"".join(chunks)
 
 

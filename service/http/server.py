@@ -73,6 +73,7 @@ def connection_limits(settings: ServiceSettings) -> ConnectionLimits:
         max_header_bytes=settings.max_header_bytes,
         header_timeout_s=settings.header_timeout_s,
         body_idle_timeout_s=settings.body_idle_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
         max_connections=settings.max_connections,
     )
 

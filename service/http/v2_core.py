@@ -159,9 +159,10 @@ async def infer(
     *,
     timeout_ms: float | None,
     cancelled: Callable[[], bool] = lambda: False,
+    client: str = "anonymous",
 ) -> V2Answer:
-    """Run every item of the request for every task its outputs need (concurrently, so they batch together)."""
-    runtime.check_admission()
+    """Run every item of the request for every task its outputs need (concurrently, so they batch together); the
+    request was admitted by the front door (``service.http.intake``), which named its ``client``."""
     outputs = parse_outputs(requested)
     identities, maps = _items(served, inputs)
     hints = _hints(inputs[0], served.modality)
@@ -181,6 +182,7 @@ async def infer(
             hints=hints,
             decoded_map=tensor,
             all_classes=task == "classify" and not k,
+            client=client,
         )
         for task, k in jobs
         for data, tensor in zip(identities, maps, strict=True)
@@ -233,10 +235,10 @@ def _parameters(served: ServedModel, outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-def grpc_front(runtime: ServiceRuntime, auth: Any = None) -> AbstractAsyncContextManager[Any]:
+def grpc_front(runtime: ServiceRuntime, auth: Any = None, identity: Any = None) -> AbstractAsyncContextManager[Any]:
     """The gRPC front for the app's lifetime when ``grpc_port`` is set (grpcio is imported only then)."""
     if runtime.settings.grpc_port is None:
         return contextlib.nullcontext()
     from service.http.v2_grpc import serving
 
-    return serving(runtime, auth)
+    return serving(runtime, auth, identity)

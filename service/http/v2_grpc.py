@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.http import v2_core as core
-from service.http.tracking import Tracked
+from service.http.client_identity import ClientIdentity
+from service.http.intake import Admitted, Caller, Intake, paced
 from service.http.v2_grpc_repository import RepositoryMethods
-from service.http.v2_tensors import DTYPES, Tensor, tensor_bytes, tensor_from_raw
+from service.http.v2_request import off_loop
+from service.http.v2_tensors import Tensor, element_count, tensor_bytes, tensor_from_raw, tensor_from_values
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, UnirepError
 
@@ -40,6 +42,8 @@ _STATUS = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+INLINE_VALUES = 65_536
+"""Typed values converted on the event loop (a few milliseconds); more go to a thread."""
 _CONTENTS = {
     "BOOL": "bool_contents",
     "INT8": "int_contents",
@@ -78,20 +82,53 @@ def _input(given: Any, raw: bytes | None) -> Tensor:
     if raw is not None:
         return tensor_from_raw(given.name, given.datatype, shape, raw, params)
     if given.datatype == "BYTES":
-        return Tensor(given.name, "BYTES", shape, list(given.contents.bytes_contents), params)
+        elements = list(given.contents.bytes_contents)
+        if len(elements) != element_count(shape, given.name):
+            raise InputError(f"input {given.name!r}: {len(elements)} BYTES elements for shape {shape}")
+        return Tensor(given.name, "BYTES", shape, elements, params)
     field = _CONTENTS.get(given.datatype)
     if field is None:
-        raise InputError(f"input {given.name!r}: unknown datatype {given.datatype!r}")
-    values = np.asarray(getattr(given.contents, field), dtype=DTYPES[given.datatype])
-    if values.size != int(np.prod(shape)):
-        raise InputError(f"input {given.name!r}: {values.size} values for shape {shape}")
-    return Tensor(given.name, given.datatype, shape, values.reshape(shape), params)
+        raise InputError(f"input {given.name!r}: datatype {given.datatype[:40]!r} has no contents field; send raw")
+    return tensor_from_values(given.name, given.datatype, shape, getattr(given.contents, field), params)
+
+
+async def read_inputs(request: Any) -> list[Tensor]:
+    """The request's input tensors; converted off the event loop when their typed contents are large (turning
+    millions of protobuf values into an array takes seconds)."""
+    values = sum(len(getattr(given.contents, field)) for given in request.inputs for field in set(_CONTENTS.values()))
+    if values <= INLINE_VALUES:
+        return _inputs(request)
+    return await off_loop(_inputs, request)
+
+
+def _inputs(request: Any) -> list[Tensor]:
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise InputError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    return [_input(given, raw[i] if raw else None) for i, given in enumerate(request.inputs)]
+
+
+def grpc_caller(context: grpc.aio.ServicerContext) -> Caller:
+    """A gRPC call as the front door sees it: its peer, its metadata (as headers), its deadline."""
+    metadata = list(context.invocation_metadata() or ())
+
+    def header(name: str) -> list[str]:
+        return [value for key, value in metadata if key == name and isinstance(value, str)]
+
+    def timeout_ms() -> float | None:
+        remaining = context.time_remaining()
+        return remaining * 1000.0 if remaining is not None else None
+
+    peer = urllib.parse.unquote(context.peer() or "")
+    kind, _, address = peer.partition(":")
+    return Caller(peer=address if kind in ("ipv4", "ipv6") else None, header=header, timeout_ms=timeout_ms)
 
 
 class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, runtime: ServiceRuntime, auth: Any = None) -> None:
+    def __init__(self, runtime: ServiceRuntime, auth: Any = None, identity: ClientIdentity | None = None) -> None:
         self.runtime = runtime
         self.auth = auth
+        self.identity = identity or ClientIdentity()
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: UnirepError) -> None:
         await context.abort(_STATUS.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.message)
@@ -127,16 +164,21 @@ class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer)
         )
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        with Tracked(self.runtime, request.model_name, "grpc_infer") as tracked:
+        caller = grpc_caller(context)
+        failure: UnirepError | None = None
+        async with Intake(self.runtime, self.auth, self.identity, "grpc_infer", request.model_name) as intake:
             try:
-                answer = await self._infer(request, context)
-            except UnirepError as exc:
-                tracked.status = exc.status_code
-                await self._fail(context, exc)
-            except Exception:
-                log.exception("gRPC infer on %s failed unexpectedly", request.model_name)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-            tracked.status = 200
+                admitted = await intake.admit(
+                    caller, lambda: core.served_for(self.runtime, request.model_name, request.model_version)
+                )
+                answer = await self._infer(request, admitted, context)
+                intake.answered(200)
+            except Exception as exc:
+                failure = intake.failed(exc)
+                intake.answered(failure.status_code, context.cancelled())
+        if failure is not None:
+            await paced(failure)
+            await self._fail(context, failure)
         response = pb.ModelInferResponse(
             model_name=request.model_name, model_version=answer.model_version, id=request.id
         )
@@ -147,16 +189,8 @@ class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer)
             response.raw_output_contents.append(tensor_bytes(tensor))
         return response
 
-    async def _infer(self, request: Any, context: grpc.aio.ServicerContext) -> core.V2Answer:
-        if self.auth is not None:
-            metadata = dict(context.invocation_metadata() or ())
-            await self.auth.authorize(metadata.get("authorization"))
-        served = core.served_for(self.runtime, request.model_name, request.model_version)
-        self.runtime.check_admission()
-        raw = list(request.raw_input_contents)
-        if raw and len(raw) != len(request.inputs):
-            raise InputError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
-        inputs = [_input(given, raw[i] if raw else None) for i, given in enumerate(request.inputs)]
+    async def _infer(self, request: Any, admitted: Admitted, context: grpc.aio.ServicerContext) -> core.V2Answer:
+        inputs = await read_inputs(request)
         requested = [
             core.RequestedOutput(
                 out.name,
@@ -166,15 +200,21 @@ class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer)
             )
             for out in request.outputs
         ]
-        remaining = context.time_remaining()
-        timeout_ms = remaining * 1000.0 if remaining is not None else None
         return await core.infer(
-            self.runtime, served, inputs, requested, timeout_ms=timeout_ms, cancelled=lambda: context.cancelled()
+            self.runtime,
+            admitted.served,
+            inputs,
+            requested,
+            timeout_ms=admitted.timeout_ms,
+            cancelled=lambda: context.cancelled(),
+            client=admitted.client,
         )
 
 
 @contextlib.asynccontextmanager
-async def serving(runtime: ServiceRuntime, auth: Any = None) -> AsyncIterator[grpc.aio.Server | None]:
+async def serving(
+    runtime: ServiceRuntime, auth: Any = None, identity: ClientIdentity | None = None
+) -> AsyncIterator[grpc.aio.Server | None]:
     """Run the gRPC front for the app's lifetime when ``grpc_port`` is set; nothing otherwise."""
     settings = runtime.settings
     if settings.grpc_port is None:
@@ -184,7 +224,7 @@ async def serving(runtime: ServiceRuntime, auth: Any = None) -> AsyncIterator[gr
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 256 * 2**20)]
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(runtime, auth), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(runtime, auth, identity), server)
     address = f"{settings.host}:{settings.grpc_port}"
     server.add_insecure_port(address)
     await server.start()

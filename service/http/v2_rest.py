@@ -14,11 +14,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
 from service.http import request_io as io
 from service.http import v2_core as core
-from service.http.tracking import Tracked
+from service.http import v2_request
+from service.http.intake import Admitted, Intake, http_door
 from service.http.v2_schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -29,17 +29,10 @@ from service.http.v2_schemas import (
     error_responses,
     inline_schema,
 )
-from service.http.v2_tensors import (
-    HEADER_LENGTH,
-    Tensor,
-    split_binary_body,
-    tensor_bytes,
-    tensor_from_json,
-    tensor_from_raw,
-    tensor_json_data,
-)
+from service.http.v2_tensors import HEADER_LENGTH, tensor_bytes, tensor_json_data
+from service.http.visibility import public_model, sees_paths
 from service.runtime.serving import ServiceRuntime
-from unirep_errors import InputError, UnirepError
+from unirep_errors import UnirepError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
@@ -103,7 +96,10 @@ async def model_metadata(request: Request, model: str, version: str | None = Non
     """One V2 model per served modality: its inputs (FILE bytes or a MAP) and outputs (PROBABILITIES, EMBEDDING)."""
     try:
         served = core.served_for(_runtime(request), model, version)
-        return JSONResponse(core.model_metadata(served, core.loaded_versions(_runtime(request), model)))
+        meta = core.model_metadata(served, core.loaded_versions(_runtime(request), model))
+        if not await sees_paths(request):  # with API keys on, local paths are for key holders only
+            meta["parameters"] = public_model(meta["parameters"])
+        return JSONResponse(meta)
     except UnirepError as exc:
         return v2_error(exc, request)
 
@@ -136,72 +132,32 @@ _INFER_ERRORS = error_responses(400, 401, 404, 413, 422, 429, 503, 504)
 async def model_infer(request: Request, model: str, version: str | None = None) -> Response:
     """Classify and/or embed the request's files (BYTES) or maps (FP32), as a batch."""
     runtime = _runtime(request)
-    with Tracked(runtime, model, "v2_infer") as tracked:
-        try:
-            auth = getattr(request.app.state, "auth", None)
-            if auth is not None:
-                await auth.authorize(request.headers.get("authorization"))
-            served = core.served_for(runtime, model, version)
-            runtime.check_admission()
-            timeout_ms = io.parse_timeout_ms(request)
-            body = await io.read_body(request, runtime.settings.max_body_bytes)
-            parsed, binary = _parse(body, request.headers.get(HEADER_LENGTH))
-            inputs = _inputs(parsed, binary)
-            requested, binary_flags = _outputs(parsed)
-            watch = io.DisconnectWatch(request.receive)
-            try:
-                answer = await core.infer(runtime, served, inputs, requested, timeout_ms=timeout_ms, cancelled=watch)
-            finally:
-                watch.close()
-        except UnirepError as exc:
-            tracked.status = exc.status_code
-            return v2_error(exc, request)
-        except Exception:
-            log.exception("V2 infer on %s failed unexpectedly", model)
-            return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
-        tracked.status = 200
+
+    async def work(intake: Intake, admitted: Admitted, watch: io.DisconnectWatch) -> Response:
+        parsed, inputs, requested, binary_flags = await v2_request.parse(
+            admitted.body, request.headers.get(HEADER_LENGTH)
+        )
+        answer = await core.infer(
+            runtime,
+            admitted.served,
+            inputs,
+            requested,
+            timeout_ms=admitted.timeout_ms,
+            cancelled=watch,
+            client=admitted.client,
+        )
         default_binary = bool(parsed.parameters.get("binary_data_output", False))
         return _response(model, parsed.id, answer, binary_flags, default_binary, io.request_id(request))
 
-
-def _parse(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
-    header, binary = split_binary_body(body, header_length)
-    try:
-        return InferenceRequest.model_validate(header), binary
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"malformed inference request: {problems}") from None
-
-
-def _inputs(parsed: InferenceRequest, binary: bytes) -> list[Tensor]:
-    out: list[Tensor] = []
-    pos = 0
-    for given in parsed.inputs:
-        params = dict(given.parameters)
-        size = params.pop("binary_data_size", None)
-        if size is not None:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0 or pos + size > len(binary):
-                raise InputError(f"input {given.name!r}: binary_data_size {size!r} does not fit the binary data")
-            out.append(tensor_from_raw(given.name, given.datatype, given.shape, binary[pos : pos + size], params))
-            pos += size
-        elif given.data is None:
-            raise InputError(f"input {given.name!r} has neither data nor binary_data_size")
-        else:
-            out.append(tensor_from_json(given.name, given.datatype, given.shape, given.data, params))
-    if pos != len(binary):
-        raise InputError(f"{len(binary) - pos} bytes of binary data belong to no input")
-    return out
-
-
-def _outputs(parsed: InferenceRequest) -> tuple[list[core.RequestedOutput], dict[str, bool | None]]:
-    requested: list[core.RequestedOutput] = []
-    flags: dict[str, bool | None] = {}
-    for out in parsed.outputs:
-        k = core.classification_k(out.parameters.get("classification"))
-        binary = out.parameters.get("binary_data")
-        flags[out.name] = bool(binary) if binary is not None else None
-        requested.append(core.RequestedOutput(out.name, k))
-    return requested, flags
+    return await http_door(
+        request,
+        "v2_infer",
+        model,
+        lambda: core.served_for(runtime, model, version),
+        work,
+        lambda exc, rid: v2_error(exc, request),
+        upload=False,
+    )
 
 
 def _response(

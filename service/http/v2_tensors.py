@@ -8,7 +8,6 @@ row-major little-endian array: both as Triton writes and reads them.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
@@ -34,6 +33,8 @@ DTYPES: dict[str, np.dtype[Any]] = {
 }
 HEADER_LENGTH = "Inference-Header-Content-Length"
 MAX_ELEMENTS = 1 << 28
+MAX_DIMS = 32
+VALUES_CHUNK = 1 << 16
 
 
 @dataclass
@@ -51,14 +52,26 @@ class Tensor:
 
 
 def element_count(shape: Any, name: str) -> int:
+    """The element count of a client's shape, refused (400) before anything is sized by it: every dimension and
+    the product are bounded, so no later reshape or allocation can overflow."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise InputError(f"input {name!r}: shape must be a list of integers, got {shape!r}")
+        raise InputError(f"input {name!r}: shape must be a list of integers, got {_short(shape)}")
+    if len(shape) > MAX_DIMS:
+        raise InputError(f"input {name!r}: shape has {len(shape)} dimensions; at most {MAX_DIMS}")
     if any(d < 0 for d in shape):
-        raise InputError(f"input {name!r}: shape {shape} has a negative dimension")
+        raise InputError(f"input {name!r}: shape {_short(shape)} has a negative dimension")
+    if any(d > MAX_ELEMENTS for d in shape):
+        raise InputError(f"input {name!r}: shape {_short(shape)} has a dimension over {MAX_ELEMENTS}")
     count = int(math.prod(shape))
     if count > MAX_ELEMENTS:
-        raise InputError(f"input {name!r}: shape {shape} has too many elements")
+        raise InputError(f"input {name!r}: shape {_short(shape)} has too many elements")
     return count
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A client value in a one-line error message: repr (which escapes control characters), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split_bytes_elements(raw: bytes, count: int, name: str) -> list[bytes]:
@@ -100,40 +113,104 @@ def tensor_from_raw(name: str, datatype: str, shape: list[int], raw: bytes, para
 def tensor_from_json(name: str, datatype: str, shape: list[int], data: Any, params: dict[str, Any]) -> Tensor:
     """A tensor from the JSON ``data`` field (nested or flat, row-major); BYTES elements are UTF-8 strings."""
     count = element_count(shape, name)
-    flat = _flatten(data)
-    if len(flat) != count:
-        raise InputError(f"input {name!r}: {len(flat)} data elements for shape {shape} ({count} expected)")
     if datatype == "BYTES":
-        if not all(isinstance(v, str) for v in flat):
-            raise InputError(f"input {name!r}: BYTES data in JSON must be strings (send files as binary data)")
-        return Tensor(name, datatype, shape, [v.encode() for v in flat], params)
+        strings = list(_leaves(data, name))
+        if len(strings) != count:
+            raise InputError(f"input {name!r}: {len(strings)} data elements for shape {shape} ({count} expected)")
+        return Tensor(name, datatype, shape, [_utf8(v, name) for v in strings], params)
     dtype = _dtype(datatype, name)
-    if not all(isinstance(v, int | float) for v in flat):
-        raise InputError(f"input {name!r}: {datatype} data must be numbers")
-    return Tensor(name, datatype, shape, np.asarray(flat, dtype=dtype).reshape(shape), params)
+    # Floats go straight into their type (JSON values are finite, so an inf is an overflow); integers through
+    # 64 bits, then range-checked.
+    wide = dtype if dtype.kind == "f" else _WIDE[dtype.kind]
+    try:
+        with np.errstate(over="ignore"):
+            array = np.fromiter(_checked(_leaves(data, name), dtype.kind, datatype, name), dtype=wide)
+    except OverflowError:
+        raise InputError(f"input {name!r}: a value is out of range for {datatype}") from None
+    if array.size != count:
+        raise InputError(f"input {name!r}: {array.size} data elements for shape {shape} ({count} expected)")
+    if dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError(f"input {name!r}: a value is out of range for {datatype}")
+    return Tensor(name, datatype, shape, narrow(array, datatype, name).reshape(shape), params)
+
+
+def tensor_from_values(name: str, datatype: str, shape: list[int], values: Any, params: dict[str, Any]) -> Tensor:
+    """A numeric tensor from already typed values (a gRPC ``*_contents`` field): range-checked into ``datatype``."""
+    count = element_count(shape, name)
+    dtype = _dtype(datatype, name)
+    if len(values) != count:
+        raise InputError(f"input {name!r}: {len(values)} values for shape {shape} ({count} expected)")
+    array = np.empty(count, dtype=_WIDE[dtype.kind])
+    for start in range(0, count, VALUES_CHUNK):  # one C call per chunk: the GIL can pass between them
+        array[start : start + VALUES_CHUNK] = values[start : start + VALUES_CHUNK]
+    return Tensor(name, datatype, shape, narrow(array, datatype, name).reshape(shape), params)
+
+
+_WIDE: dict[str, Any] = {"b": np.bool_, "i": np.int64, "u": np.uint64, "f": np.float64}
+
+
+def narrow(array: np.ndarray[Any, Any], datatype: str, name: str) -> np.ndarray[Any, Any]:
+    """``array`` cast to ``datatype``, refusing (400) any value the type cannot hold rather than wrapping it."""
+    dtype = _dtype(datatype, name)
+    if array.size and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if int(array.min()) >= info.min and int(array.max()) <= info.max:
+            return array.astype(dtype)
+        raise InputError(f"input {name!r}: values must lie in [{info.min}, {info.max}] for {datatype}")
+    if array.size and dtype.kind == "f":
+        finite = np.isfinite(array)  # inf and NaN are FP values; only a finite value too large for the type is refused
+        limit = float(np.finfo(dtype).max)
+        if np.abs(array[finite]).max(initial=0.0) > limit:
+            raise InputError(f"input {name!r}: a value is out of range for {datatype} (largest {limit:g})")
+    return array.astype(dtype)
+
+
+def _checked(values: Any, kind: str, datatype: str, name: str) -> Any:
+    """The leaves of a numeric JSON tensor, type-checked one by one (a string or a float is not an integer)."""
+    for value in values:
+        if kind == "b":
+            ok = isinstance(value, bool)
+        elif kind == "f":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok:
+            raise InputError(f"input {name!r}: {_short(value, 40)} is not a {datatype} value")
+        yield value
+
+
+def _utf8(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise InputError(f"input {name!r}: BYTES data in JSON must be strings (send files as binary data)")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"input {name!r}: a BYTES string is not valid Unicode (a lone surrogate)") from None
 
 
 def _dtype(datatype: str, name: str) -> np.dtype[Any]:
     try:
         return DTYPES[datatype]
     except KeyError:
-        raise InputError(f"input {name!r}: unknown datatype {datatype!r}") from None
+        raise InputError(f"input {name!r}: unknown datatype {_short(datatype, 40)}") from None
 
 
-def _flatten(data: Any) -> list[Any]:
+def _leaves(data: Any, name: str) -> Any:
+    """The scalars of nested lists, row-major, without recursion (a deep list cannot exhaust the stack)."""
     if not isinstance(data, list):
-        return [data]
-    out: list[Any] = []
+        yield data
+        return
     stack = [iter(data)]
     while stack:
         for value in stack[-1]:
             if isinstance(value, list):
+                if len(stack) >= MAX_DIMS:
+                    raise InputError(f"input {name!r}: data is nested deeper than {MAX_DIMS} levels")
                 stack.append(iter(value))
                 break
-            out.append(value)
+            yield value
         else:
             stack.pop()
-    return out
 
 
 def tensor_bytes(tensor: Tensor) -> bytes:
@@ -149,20 +226,3 @@ def tensor_json_data(tensor: Tensor) -> list[Any]:
         return [e.decode("utf-8", errors="replace") for e in tensor.data]
     flat: list[Any] = np.asarray(tensor.data).reshape(-1).tolist()
     return flat
-
-
-def split_binary_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
-    """The JSON header and the binary region of a request (the whole body is JSON without the header)."""
-    if header_length is None:
-        json_part, rest = body, b""
-    else:
-        if not header_length.strip().isdigit() or int(header_length) > len(body):
-            raise InputError(f"{HEADER_LENGTH} must be a byte count within the body, got {header_length!r}")
-        json_part, rest = body[: int(header_length)], body[int(header_length) :]
-    try:
-        header = json.loads(json_part)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"the inference request is not valid JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise InputError("the inference request must be a JSON object")
-    return header, rest

@@ -51,17 +51,18 @@ def check_feasible(
     batcher: Batcher | None,
     metrics: Metrics,
     decoding: bool = True,
+    client: str | None = None,
 ) -> None:
     """Refuse (504) before decoding when measured decode, wait and batch times say the deadline cannot be met.
 
     ``decoding`` is False for a map that arrived preprocessed (the V2 protocol's tensors): it is charged the batch
-    time only, since it never queues for a decoder.
+    time only, since it never queues for a decoder. With ``client``, the wait is its place in the fair order.
     """
     if deadline is None or batcher is None:
         return
     modality = served.modality
     decode_s = decode_times.estimate(modality) if decoding else 0.0
-    waiting_s = pool.wait_estimate(decode_s) if pool is not None and decoding else 0.0
+    waiting_s = pool.wait_estimate(decode_s, client) if pool is not None and decoding else 0.0
     expected = waiting_s + decode_s + batcher.estimate(served.key, served.input_shape)
     left = deadline - time.monotonic()
     if expected > left:

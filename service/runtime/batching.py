@@ -14,8 +14,11 @@ one C x H x W shape) has its own FIFO queue and its own task that forms batches:
   while the current one runs);
 - when the batch is taken, items whose client disconnected or whose deadline cannot be met any more are dropped
   (counted in ``unirep_dropped_requests_total``) and never reach the model;
-- admission is bounded: a full queue answers 429 with a Retry-After estimated from the bucket's batch latency, and
-  a deadline that cannot be met even before queueing answers 504 at once.
+- admission is bounded: a full queue answers 429 with a Retry-After estimated from the bucket's batch latency (the
+  429 falls on the client holding the most queued items: a newcomer with fewer takes the place of that client's
+  newest item), and a deadline that cannot be met even before queueing answers 504 at once;
+- clients are served in turn: when more items wait than a batch holds, each client's oldest goes in first, one
+  per client per round (``bucket.fair_take``).
 
 A failing item fails alone: the worker reports errors per item (see ``service.runtime.device_worker``).
 """
@@ -31,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 
 from service.metrics import Metrics
-from service.runtime.bucket import BatchPolicy, Bucket, Pending, drop_reason
+from service.runtime.bucket import BatchPolicy, Bucket, Pending, drop_reason, fair_take, heaviest_other
 from service.runtime.stage_times import BatchLatency
 from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
@@ -116,8 +119,11 @@ class Batcher:
     def busy(self) -> bool:
         return self.depth() > 0 or any(b.running for b in self.buckets.values())
 
-    def submit(self, item: BatchItem, modality: str, cancelled: Callable[[], bool]) -> Pending:
-        """Admit an item or raise: 503 when stopping, 429 when the bucket is full, 504 when the deadline is hopeless."""
+    def submit(
+        self, item: BatchItem, modality: str, cancelled: Callable[[], bool], client: str = "anonymous"
+    ) -> Pending:
+        """Admit an item or raise: 503 when stopping, 429 when the bucket is full (to the client with the most queued
+        work: this one, or another whose newest item makes room), 504 when the deadline is hopeless."""
         if not self._accepting:
             raise ServiceUnavailableError("the service is draining; retry on another instance", retry_after=1)
         bucket = self.buckets.get((modality, tuple(item.tensor.shape))) or self.add_bucket(
@@ -129,11 +135,17 @@ class Batcher:
         if ahead >= policy.max_queue_size:
             retry = max(1, math.ceil(expected))
             self.metrics.rejected.labels(modality, "queue_full").inc()
-            raise QueueFullError(
+            error = QueueFullError(
                 f"the {modality} queue is full ({ahead} waiting); retry after {retry} s",
                 retry_after=retry,
                 queue_size=policy.max_queue_size,
             )
+            victim = heaviest_other(bucket.queue, client)
+            if victim is None:
+                raise error
+            bucket.queue.remove(victim)
+            if not victim.future.done():
+                victim.future.set_exception(error)
         now = time.time()
         if item.deadline is not None and now + expected > item.deadline:
             self.metrics.dropped.labels(modality, "deadline").inc()
@@ -143,7 +155,7 @@ class Batcher:
                 stage="admission",
                 estimated_ms=round(expected * 1000, 1),
             )
-        pending = Pending(item, cancelled, asyncio.get_running_loop().create_future())
+        pending = Pending(item, cancelled, asyncio.get_running_loop().create_future(), client)
         bucket.queue.append(pending)
         self.metrics.queue_depth.labels(modality, bucket.label).set(len(bucket.queue))
         bucket.changed.set()
@@ -222,8 +234,7 @@ class Batcher:
 
     def _take(self, bucket: Bucket) -> list[Pending]:
         self._purge(bucket)
-        n = min(len(bucket.queue), bucket.policy.max_batch_size)
-        items = [bucket.queue.popleft() for _ in range(n)]
+        items, bucket.queue = fair_take(bucket.queue, bucket.policy.max_batch_size)
         self.metrics.queue_depth.labels(bucket.modality, bucket.label).set(len(bucket.queue))
         return items
 

@@ -27,6 +27,38 @@ class Pending:
     item: BatchItem
     cancelled: Callable[[], bool]
     future: asyncio.Future[tuple[ItemResult, BatchResult]]
+    client: str = "anonymous"
+
+
+def fair_take(queue: deque[Pending], n: int) -> tuple[list[Pending], deque[Pending]]:
+    """``n`` items for the next batch, one per client in turn (clients in the order of their oldest item), and the
+    rest in their order: a client with many queued items cannot fill every batch while another waits."""
+    if len(queue) <= n:
+        return list(queue), deque()
+    lines: dict[str, deque[Pending]] = {}
+    for pending in queue:
+        lines.setdefault(pending.client, deque()).append(pending)
+    chosen: list[Pending] = []
+    while len(chosen) < n:
+        for line in lines.values():
+            if line and len(chosen) < n:
+                chosen.append(line.popleft())
+    taken = {id(p) for p in chosen}
+    return chosen, deque(p for p in queue if id(p) not in taken)
+
+
+def heaviest_other(queue: deque[Pending], client: str) -> Pending | None:
+    """When the queue is full: the newest item of the client with the most queued work, if that client would still
+    hold more than ``client`` after trading one item; None when ``client`` is (one of) the heaviest itself."""
+    counts: dict[str, int] = {}
+    for pending in queue:
+        counts[pending.client] = counts.get(pending.client, 0) + 1
+    if not counts:
+        return None
+    heaviest = max(counts, key=counts.__getitem__)
+    if counts[heaviest] < counts.get(client, 0) + 2:
+        return None
+    return next(p for p in reversed(queue) if p.client == heaviest)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """A cache miss on its way through the runtime: decoded in the pool (unless the map came preprocessed), batched
-into the model's bucket, run on a device worker, and postprocessed with that model's labels."""
+into the model's bucket (its serving key: each loaded version has its own), run on a device worker, and
+postprocessed with that model's labels."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,40 +22,44 @@ if TYPE_CHECKING:
     from service.runtime.serving import ServiceRuntime
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What one cache miss computes from: the upload (hashed once), its client, and the optional shortcuts."""
+
+    data: bytes
+    digest: str
+    client: str
+    decoded_map: torch.Tensor | None
+    on_decoded: Callable[[torch.Tensor], None] | None
+
+
 async def compute(
     runtime: ServiceRuntime,
     served: ServedModel,
     task: Task,
-    data: bytes,
+    job: Job,
     k: int,
     params: dict[str, Any],
     deadline_wall: float | None,
     deadline_mono: float | None,
     cancelled: Callable[[], bool],
-    client: str = "anonymous",
-    decoded_map: torch.Tensor | None = None,
 ) -> Outcome:
     """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
     modality, key = served.modality, served.key
     assert runtime.pool is not None and runtime.batcher is not None
-    preprocessed = decoded_map is not None
+    preprocessed = job.decoded_map is not None
+    times = runtime.decode_times
     check_feasible(
-        served,
-        deadline_mono,
-        runtime.decode_times,
-        runtime.pool,
-        runtime.batcher,
-        runtime.metrics,
-        decoding=not preprocessed,
+        served, deadline_mono, times, runtime.pool, runtime.batcher, runtime.metrics, not preprocessed, job.client
     )
     t0 = time.perf_counter()
     runtime.decoding[key] = runtime.decoding.get(key, 0) + 1
     try:
-        decoded = (
-            Decoded(decoded_map, 0.0)
-            if decoded_map is not None
-            else await runtime.pool.decode(modality, data, params, deadline=deadline_mono, client=client)
-        )
+        decoded = Decoded(job.decoded_map, 0.0) if job.decoded_map is not None else None
+        if decoded is None:
+            decoded = await runtime.pool.decode(
+                modality, job.data, params, deadline=deadline_mono, client=job.client, digest=job.digest
+            )
     except Exception as exc:
         if getattr(exc, "code", "") == "deadline_exceeded":
             runtime.metrics.dropped.labels(modality, "deadline").inc()
@@ -68,8 +74,10 @@ async def compute(
         raise UndecodableInputError(
             f"decoded {modality} map has shape {tuple(decoded.tensor.shape)}; the model takes {served.input_shape}"
         )
+    if job.on_decoded is not None:
+        job.on_decoded(decoded.tensor)
     item = BatchItem(new_id(), decoded.tensor, task, k, time.time(), deadline_wall, cancelled)
-    pending = runtime.batcher.submit(item, key, cancelled)
+    pending = runtime.batcher.submit(item, key, cancelled, client=job.client)
     item_result, batch_result = await pending.future
     queue_s = max(0.0, batch_result.started_at - item.enqueued_at)
     runtime.metrics.queue_duration.labels(modality).observe(queue_s)

@@ -8,8 +8,10 @@ and it cannot kill a hung task. Here every process is a slot with its own pipe (
   small lane of niced processes, so a few huge images cannot take every decoder nor the CPU from the others.
 - Each lane keeps ``spares`` started processes: a lost one is replaced from them at once, and the new spare is
   forked in the background (from a fork server that has torch imported: cheap).
-- Before decoding, ``DecodeGuard.admit`` refuses an input whose hash crashed a decoder (quarantine) and a client
-  over its crash or decode-time budget (429); every decode is charged to its client.
+- Before decoding, ``DecodeGuard.admit`` refuses an input whose hash crashed a decoder (quarantine), and a client
+  over its crash budget for that kind of input or, while others wait, over its decode time (429); every decode is
+  charged to its client.
+- Free decoders go to waiting clients in turn (``FairQueue``), not in arrival order.
 - A process lost while holding a job is retried once on another process. When the retry is lost too: both crashes
   in native code (SIGSEGV, ...) blame the input (422 ``decoder_crashed``, and its hash is quarantined); otherwise
   (SIGKILL from the OOM killer, a broken pipe) the service is at fault: 503 with Retry-After, never 500 nor 422.
@@ -32,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.runtime.decode_guard import DecodeGuard, GuardPolicy
+from service.runtime.decode_guard import DecodeGuard, GuardPolicy, input_kind, upload_kind
 from service.runtime.decoder_process import FAULT_PREFIX, DecoderLostError, Slot, context
+from service.runtime.fair_queue import FairQueue
 from unirep_errors import DeadlineExceededError, DecoderCrashedError, PreprocessTimeoutError, ServiceUnavailableError
 
 __all__ = ["FAULT_PREFIX", "Decoded", "DecoderPool"]
@@ -55,7 +58,7 @@ class _Lane:
     size: int
     spares: int
     nice: int
-    idle: asyncio.Queue[Slot] = field(default_factory=asyncio.Queue)
+    idle: FairQueue[Slot] = field(default_factory=FairQueue)
     spare: deque[Slot] = field(default_factory=deque)
     active: int = 0
     starting: int = 0
@@ -109,12 +112,31 @@ class DecoderPool:
         lane = self.lanes["normal"]
         return self._started and not self._closed and bool(lane.active or lane.starting)
 
-    def wait_estimate(self, decode_s: float) -> float:
-        """Seconds a new job of the normal lane would wait for a decoder, given the typical decode time."""
+    def check_client(self, client: str, modality: str) -> None:
+        """The decode-time backstop, before a request's body is read (see ``DecodeGuard.admit_client``)."""
+        self.guard.admit_client(client, self._contended(client))
+
+    def check_upload(self, client: str, modality: str, head: bytes, content_type: str) -> None:
+        """The crash budget for this kind of upload, from the body's first bytes (a refusal costs no body)."""
+        kind = upload_kind(modality, head, content_type)
+        if kind is not None:
+            self.guard.admit_kind(client, kind)
+
+    def _contended(self, client: str) -> bool:
+        """Whether clients other than ``client`` are waiting for a decoder."""
+        return any(lane.idle.waiting_clients() - {client} for lane in self.lanes.values())
+
+    def wait_estimate(self, decode_s: float, client: str | None = None) -> float:
+        """Seconds a new job of the normal lane would wait for a decoder, given the typical decode time: behind
+        every waiting job in arrival order, or with ``client`` given, behind its own and one turn of each other
+        waiting client (the fair order)."""
         lane = self.lanes["normal"]
         if lane.idle.qsize() > lane.waiting:
             return 0.0
-        return (lane.waiting // max(1, lane.active) + 1) * decode_s
+        ahead = lane.waiting
+        if client is not None:
+            ahead = lane.idle.waiting_of(client) + len(lane.idle.waiting_clients() - {client})
+        return (ahead // max(1, lane.active) + 1) * decode_s
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -183,12 +205,15 @@ class DecoderPool:
         *,
         deadline: float | None = None,
         client: str = "anonymous",
+        digest: str | None = None,
     ) -> Decoded:
-        """Decode one payload; ``deadline`` is a ``time.monotonic()`` instant (504 when it passes first)."""
+        """Decode one payload; ``deadline`` is a ``time.monotonic()`` instant (504 when it passes first);
+        ``digest`` is the payload's SHA-256 when the caller has it already."""
         if self._closed:
             raise ServiceUnavailableError("the service is shutting down", retry_after=1)
-        digest = hashlib.sha256(data).hexdigest()
-        self.guard.admit(client, digest, modality)
+        digest = digest or hashlib.sha256(data).hexdigest()
+        kind = input_kind(modality, data)
+        self.guard.admit(client, digest, kind, self._contended(client))
         lane = self.lanes["heavy" if self.guard.is_heavy(modality, data) else "normal"]
         losses: list[DecoderLostError] = []
         while True:
@@ -196,7 +221,7 @@ class DecoderPool:
                 success, payload, seconds = await self._attempt(lane, modality, data, params, deadline, client)
             except DecoderLostError as lost:
                 losses.append(lost)
-                self.guard.charge(client, 0.0, crashed=lost.input_like)
+                self.guard.charge(client, 0.0, crashed_kind=kind if lost.input_like else None)
                 if len(losses) < 2:
                     log.info("decoder lost (%s) on a %s input; retrying it once on another decoder", lost, modality)
                     continue
@@ -223,10 +248,10 @@ class DecoderPool:
     ) -> tuple[Any, ...]:
         lane.waiting += 1
         try:
-            slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
+            slot = await self._await_deadline(lane.idle.get(client), deadline, "waiting for a free decoder")
             while not slot.alive:  # died while idle (killed from outside): not this request's loss, take another
                 self._discard(lane, slot, modality)
-                slot = await self._await_deadline(lane.idle.get(), deadline, "waiting for a free decoder")
+                slot = await self._await_deadline(lane.idle.get(client), deadline, "waiting for a free decoder")
         finally:
             lane.waiting -= 1
         assert self._loop is not None
@@ -234,7 +259,9 @@ class DecoderPool:
         future = self._loop.run_in_executor(self._threads, slot.call, modality, data, params, self.timeout_s)
 
         def settle(f: asyncio.Future[Any]) -> None:
-            self.guard.charge(client, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            self.guard.charge(client, seconds)
+            lane.idle.settle(client, seconds)
             self._after_call(lane, slot, f, modality)
 
         future.add_done_callback(settle)

@@ -25,7 +25,8 @@ import torch
 from unirep_errors import InputTooLargeError, PreprocessTimeoutError, UndecodableInputError, UnirepError
 
 FAULT_PREFIX = b"UNIREP-FAULT:"
-"""Test hook (only with ``debug_fault_injection``): ``UNIREP-FAULT:hang``, ``:crash``, ``:kill`` or ``:oom``."""
+"""Test hook (only with ``debug_fault_injection``): ``UNIREP-FAULT:hang``, ``:crash``, ``:kill``, ``:oom``, or
+``:slow`` (0.3 s of decoding, then undecodable: an expensive input whose cost does not depend on the host)."""
 INPUT_LIKE_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL})
 _CONTEXT: Any = None
 
@@ -80,6 +81,8 @@ def _inject_fault(data: bytes, memory_mb: int) -> None:
     kind = data[len(FAULT_PREFIX) : len(FAULT_PREFIX) + 8].split(b"\n")[0].strip()
     if kind.startswith(b"hang"):
         time.sleep(3600)
+    elif kind.startswith(b"slow"):
+        time.sleep(0.3)
     elif kind.startswith(b"crash"):
         os.kill(os.getpid(), signal.SIGSEGV)
     elif kind.startswith(b"kill"):

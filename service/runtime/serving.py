@@ -34,7 +34,7 @@ from service.runtime.assembly import (
 )
 from service.runtime.batching import Batcher
 from service.runtime.cache import ResultCache, cache_key
-from service.runtime.compute import compute
+from service.runtime.compute import Job, compute
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.model_table import ModelTable
 from service.runtime.outcome import Outcome
@@ -212,10 +212,16 @@ class ServiceRuntime:
                 raise ServiceUnavailableError(reason, retry_after=1)
             raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
 
-    def check_client(self, client: str) -> None:
-        """429 at once for a client over its decoder budgets, before its body is read (refusing must be cheap)."""
+    def check_client(self, client: str, modality: str) -> None:
+        """429 at once, before its body is read (refusing must be cheap), for a client over its decode-time
+        backstop while others wait for decoders; crash budgets are checked once the input's format is known."""
         if self.pool is not None:
-            self.pool.guard.admit_client(client)
+            self.pool.check_client(client, modality)
+
+    def check_upload(self, client: str, modality: str, head: bytes, content_type: str) -> None:
+        """429 from an upload's first bytes when its client is over its crash budget for that kind of input."""
+        if self.pool is not None:
+            self.pool.check_upload(client, modality, head, content_type)
 
     async def infer(
         self,
@@ -230,19 +236,20 @@ class ServiceRuntime:
         client: str = "anonymous",
         decoded_map: torch.Tensor | None = None,
         all_classes: bool = False,
+        on_decoded: Callable[[torch.Tensor], None] | None = None,
     ) -> Outcome:
-        """One request through cache, decoder pool, batcher and worker.
+        """One request through cache, decoder pool, batcher and worker; admission was the caller's (the intake).
 
         ``decoded_map`` is an already-preprocessed C x H x W map (``data`` then only names it for the cache): it skips
         the decoder. ``all_classes`` asks for every class's score (an output tensor of scores, not a top-k list).
+        ``on_decoded`` gets the decoded map (not on a cache hit): a preview draws it instead of decoding again. The
+        upload is hashed once here, for the cache and the decoder's quarantine alike.
         """
         served = self.served_model(modality)
-        self.check_admission()
+        job = Job(data, "", client, decoded_map, on_decoded)
         self.users[served.key] += 1  # held until answered: a replaced version is released only after this
         try:
-            return await self._answer(
-                served, task, data, top_k, timeout_ms, cancelled, hints, client, decoded_map, all_classes
-            )
+            return await self._answer(served, task, top_k, timeout_ms, cancelled, hints, job, all_classes)
         finally:
             self.users[served.key] -= 1
 
@@ -250,17 +257,15 @@ class ServiceRuntime:
         self,
         served: ServedModel,
         task: Task,
-        data: bytes,
         top_k: int | None,
         timeout_ms: float | None,
         cancelled: Callable[[], bool],
         hints: dict[str, Any] | None,
-        client: str,
-        decoded_map: torch.Tensor | None,
+        job: Job,
         all_classes: bool,
     ) -> Outcome:
         """``infer`` once the model is chosen: the cache (keyed on that model's version), else a computation."""
-        modality = served.modality
+        modality, data = served.modality, job.data
         k = (
             (served.num_classes if all_classes else resolve_top_k(served, top_k, self.settings.max_top_k))
             if task == "classify"
@@ -274,7 +279,8 @@ class ServiceRuntime:
         deadline_wall = time.time() + timeout_ms / 1000.0 if timeout_ms is not None else None
         deadline_mono = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
         params = {**served.params, **(hints or {})}
-        key = cache_key(hashlib.sha256(data).hexdigest(), modality, task, {"top_k": k, **(hints or {})}, served.version)
+        digest = hashlib.sha256(data).hexdigest()
+        key = cache_key(digest, modality, task, {"top_k": k, **(hints or {})}, served.version)
         # Cached, or being computed by an identical request (here or, with Redis, on another gateway): wait for it.
         async with self.flights.lead(key, deadline_mono) as lease:
             if lease.result is not None:
@@ -283,9 +289,8 @@ class ServiceRuntime:
                     self.metrics.cache_coalesced.labels(modality).inc()
                 return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
-            outcome = await compute(
-                self, served, task, data, k, params, deadline_wall, deadline_mono, cancelled, client, decoded_map
-            )
+            job = dataclasses.replace(job, digest=digest)
+            outcome = await compute(self, served, task, job, k, params, deadline_wall, deadline_mono, cancelled)
             await lease.publish(outcome.result)
         return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
 

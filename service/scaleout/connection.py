@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import redis
 import redis.asyncio as aioredis
 
+from service.redaction import redacted as redacted  # where every Redis URL in a log line is made safe
+
 if TYPE_CHECKING:
     from service.metrics import Metrics
 
@@ -47,33 +49,6 @@ def sync_client(url: str, timeout_s: float, *, blocking: bool = False) -> redis.
         retry_on_timeout=False,
         health_check_interval=30,
     )
-
-
-_SECRET_PARAMS = ("password", "passwd", "pass", "username", "user", "auth", "token", "secret", "key")
-
-
-def redacted(url: str) -> str:
-    """The URL for operators' log lines: no user name, no password, no credential in the query string.
-
-    Handles ``redis://user:pw@host``, ``redis://:pw@host``, ``rediss://``, ``unix:///path?password=pw&db=0``
-    and malformed URLs (anything after an ``@`` in the authority is kept, anything before it is dropped).
-    Responses never carry even this: they say "Redis" and nothing about where it is.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    rest, qsep, query = rest.partition("?")
-    query = query.partition("#")[0]
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    params = []
-    for pair in query.split("&") if query else []:
-        name, eq, _value = pair.partition("=")
-        secret = any(word in name.lower() for word in _SECRET_PARAMS)
-        params.append(f"{name}=***" if secret and eq else pair)
-    out = f"{scheme}{sep}{authority}{slash}{path}"
-    return out + (qsep + "&".join(params) if qsep else "")
 
 
 class Keys:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from service.http.security_headers import COMMON, DATA_POLICY
 from service.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ def start_health_server(
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in {**COMMON, "content-security-policy": DATA_POLICY}.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

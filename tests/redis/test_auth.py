@@ -27,8 +27,21 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def env(redis_server: RedisServer) -> dict[str, str]:
-    return {**SETTINGS, "UNIREP_REDIS_URL": redis_server.url}
+def checkpoint(workdir: Path) -> Path:
+    """The image weights, from a local path that anonymous callers must not learn."""
+    import torch
+
+    from models import create_model
+
+    path = workdir / "private-models" / "team-a" / "image.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(create_model("unireplknet_a").state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(redis_server: RedisServer, checkpoint: Path) -> dict[str, str]:
+    return {**SETTINGS, "UNIREP_REDIS_URL": redis_server.url, "UNIREP_IMAGE__WEIGHTS": str(checkpoint)}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +121,28 @@ def test_the_open_inference_protocol_and_previews_need_the_key_too(gateways: lis
     assert shown.status_code == 200 and shown.content.startswith(b"\x89PNG")
 
 
+def test_weights_paths_are_shown_to_key_holders_only(
+    gateways: list[Proc], env: dict[str, str], checkpoint: Path
+) -> None:
+    token = str(create_key(env, "paths")["token"])
+    url = gateways[0].url
+    keyed = {"Authorization": f"Bearer {token}"}
+    anonymous = httpx.get(f"{url}/models", timeout=10)
+    holder = httpx.get(f"{url}/models", headers=keyed, timeout=10)
+    assert anonymous.status_code == holder.status_code == 200
+    (anon_image,) = [m for m in anonymous.json()["models"] if m["modality"] == "image"]
+    (full_image,) = [m for m in holder.json()["models"] if m["modality"] == "image"]
+    assert full_image["weights"] == str(checkpoint) and anon_image["weights"] == "image.pth"
+    assert "private-models" not in anonymous.text and anon_image["model"] == full_image["model"]
+    v2_anonymous = httpx.get(f"{url}/v2/models/image", timeout=10)
+    v2_holder = httpx.get(f"{url}/v2/models/image", headers=keyed, timeout=10)
+    assert v2_anonymous.json()["parameters"]["weights"] == "image.pth" and "private-models" not in v2_anonymous.text
+    assert v2_holder.json()["parameters"]["weights"] == str(checkpoint)
+    made_up = {"Authorization": "Bearer urk_made-up"}
+    assert httpx.get(f"{url}/models", headers=made_up, timeout=10).status_code == 401
+    assert httpx.get(f"{url}/v2/models/image", headers=made_up, timeout=10).status_code == 401
+
+
 def test_a_keys_rate_limit_is_shared_by_both_gateways(gateways: list[Proc], env: dict[str, str]) -> None:
     token = str(create_key(env, "limited", "--rate-per-minute", "6", "--burst", "3")["token"])
     statuses = [post(gateways[i % 2], token, seed=i).status_code for i in range(4)]
@@ -117,6 +152,23 @@ def test_a_keys_rate_limit_is_shared_by_both_gateways(gateways: list[Proc], env:
     assert 1 <= int(refused.headers["Retry-After"]) <= 10  # one request per 10 s at 6/min
     other = str(create_key(env, "unaffected")["token"])
     assert post(gateways[1], other).status_code == 200  # limits are per key
+
+
+def test_a_keys_rate_limit_counts_on_every_door(gateways: list[Proc], env: dict[str, str]) -> None:
+    """/preview and the V2 route spend the same per-key budget as /classify: no door is a way around it."""
+    token = str(create_key(env, "every-door", "--rate-per-minute", "6", "--burst", "3")["token"])
+    keyed = {"Authorization": f"Bearer {token}"}
+    _, data = jpeg(seed=11)
+    v2_body = {"inputs": [{"name": "FILE", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
+    statuses = [
+        httpx.post(f"{gateways[0].url}/preview/image", files={"file": ("p.jpg", data)}, headers=keyed, timeout=60),
+        httpx.post(f"{gateways[1].url}/v2/models/image/infer", json=v2_body, headers=keyed, timeout=60),
+        post(gateways[0], token, seed=12),
+        httpx.post(f"{gateways[1].url}/preview/image", files={"file": ("p.jpg", data)}, headers=keyed, timeout=60),
+        httpx.post(f"{gateways[0].url}/v2/models/image/infer", json=v2_body, headers=keyed, timeout=60),
+    ]
+    assert [r.status_code for r in statuses][3:] == [429, 429], [r.status_code for r in statuses]
+    assert 200 in {statuses[0].status_code, statuses[2].status_code}
 
 
 def test_a_revoked_key_is_refused_at_once_everywhere(gateways: list[Proc], env: dict[str, str]) -> None:

@@ -40,6 +40,10 @@ def test_model_items_equal_the_requests(workdir: Path, redis_server: RedisServer
         batches = worker.metric("unirep_batches_total", modality="image")
         assert 3 <= batches <= REQUESTS  # at most 4 a pass
         assert gateway.metric("unirep_requests_total", modality="image", status="200") == REQUESTS
+        for proc in (worker, gateway):  # the worker's own health server sends the gateway's security headers
+            health = httpx.get(f"{proc.url}/healthz", timeout=10)
+            assert health.headers["x-content-type-options"] == "nosniff", proc.command
+            assert "frame-ancestors 'none'" in health.headers["content-security-policy"]
     finally:
         stop(gateway)
         stop(worker)

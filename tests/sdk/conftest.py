@@ -8,10 +8,16 @@ import pytest
 
 from tests.sdk.live import LiveServer, live_server
 
+HOSTILE_LABELS = ("\x1b[31mred\x1b[0m", "bell\x07\x1b]0;retitled\x07")
+"""The time-series labels of the shared server: terminal escape sequences, which the CLI must print escaped."""
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("sdk-live")) as live:
+    workdir = tmp_path_factory.mktemp("sdk-live")
+    labels = workdir / "hostile-labels.txt"
+    labels.write_text("\n".join(HOSTILE_LABELS) + "\n", encoding="utf-8")
+    with live_server(workdir, UNIREP_TIMESERIES__LABEL_SET=str(labels)) as live:
         yield live
 
 

@@ -58,7 +58,11 @@ def test_classify_json_lines_report_each_file_and_fail_the_run_on_a_bad_one(serv
         assert by_file[path]["ok"] is True and len(result["predictions"]) == 3
         assert result["model"] == "unireplknet_a" and result["weights"] == "random-init"
     assert by_file[str(bad)]["ok"] is False and by_file[str(bad)]["error"]["status"] in (415, 422)
-    assert by_file[missing]["error"]["code"] == "FileNotFoundError"
+    assert by_file[missing]["error"] == {
+        "status": None,
+        "code": "InputFileNotFoundError",
+        "message": f"no such file: {missing}",
+    }
     assert f"error: {bad}:" in run.stderr and f"error: {missing}:" in run.stderr
     assert "7 file(s): 5 ok, 2 failed" in run.stderr
 
@@ -97,3 +101,66 @@ def test_unreachable_server_fails_every_file_with_its_reason(tmp_path: Path) -> 
     assert run.returncode == 1
     assert run.stdout.count("FAILED") == 2 and "APIConnectionError" in run.stdout
     assert "2 file(s): 0 ok, 2 failed" in run.stderr
+
+
+def run_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run ``unirep`` with stderr on a pseudo-terminal (as a user sees it, progress bar included)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=child
+    )
+    os.close(child)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    stdout = process.stdout.read().decode() if process.stdout else ""
+    code = process.wait(timeout=300)
+    os.close(main)
+    return code, stdout, b"".join(chunks).decode(errors="replace")
+
+
+def test_a_directory_is_walked_recursively_with_the_progress_bar(server: LiveServer, tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    (root / "2024" / "june").mkdir(parents=True)
+    (root / ".thumbnails").mkdir()
+    files = [root / "a.png", root / "2024" / "b.png", root / "2024" / "june" / "c.png"]
+    for seed, path in enumerate(files):
+        path.write_bytes(png(700 + seed))
+    (root / ".DS_Store").write_bytes(b"finder junk")
+    (root / ".thumbnails" / "a.png").write_bytes(b"hidden")
+    code, stdout, stderr = run_on_a_terminal("classify", "image", str(root), "--url", server.url, "--json")
+    assert code == 0, stderr
+    sent = [json.loads(line)["file"] for line in stdout.splitlines()]
+    assert sorted(sent) == sorted(str(f) for f in files)
+    assert "3/3" in stderr and "100%" in stderr  # tqdm's bar, drawn because stderr is a terminal
+    assert "3 file(s): 3 ok, 0 failed" in stderr
+
+
+def test_an_empty_directory_is_a_usage_error(tmp_path: Path) -> None:
+    run = unirep("classify", "image", str(tmp_path), "--url", "http://127.0.0.1:9")
+    assert run.returncode == 2 and "no files to send" in run.stderr
+
+
+def test_labels_with_terminal_escapes_are_printed_escaped(server: LiveServer, tmp_path: Path) -> None:
+    """The shared server's time-series labels hold ESC and BEL sequences (see conftest)."""
+    series = tmp_path / "series.json"
+    series.write_text(json.dumps(np.random.default_rng(2).normal(size=(32, 11)).tolist()))
+    run = unirep("classify", "timeseries", str(series), "--url", server.url, "--top-k", "2")
+    assert run.returncode == 0, run.stderr
+    assert "\x1b" not in run.stdout and "\x07" not in run.stdout
+    assert "\\x1b[31mred\\x1b[0m" in run.stdout and "bell\\x07\\x1b]0;retitled\\x07" in run.stdout
+    raw = unirep("classify", "timeseries", str(series), "--url", server.url, "--top-k", "2", "--json")
+    labels = {p["label"] for p in json.loads(raw.stdout)["result"]["predictions"]}
+    assert labels == {"\x1b[31mred\x1b[0m", "bell\x07\x1b]0;retitled\x07"}  # JSON carries them exactly

@@ -118,6 +118,7 @@ def test_connection_errors_surface_as_api_connection_error(classify: Classify) -
         classify(script, max_retries=1)
     assert len(script.requests) == 2
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert info.value.status_code is None  # no answer came back
 
 
 @CLIENTS
@@ -128,6 +129,7 @@ def test_connection_errors_surface_as_api_connection_error(classify: Classify) -
         (413, "input_too_large", uc.InputTooLargeError),
         (415, "unsupported_media_type", uc.UnsupportedMediaTypeError),
         (422, "undecodable_input", uc.UndecodableInputError),
+        (422, "validation_error", uc.RequestValidationError),
         (401, "unauthorized", uc.UnauthorizedError),
         (404, "unknown_model", uc.UnknownModelError),
         (504, "deadline_exceeded", uc.DeadlineExceededError),
@@ -149,6 +151,8 @@ def test_non_retryable_errors_raise_at_once_as_their_code(
 
 
 def test_error_hierarchy_mirrors_the_services_grouping() -> None:
+    assert issubclass(uc.RequestValidationError, uc.BadRequestError)
+    assert not issubclass(uc.RequestValidationError, uc.UndecodableInputError)
     assert issubclass(uc.UndecodableInputError, uc.BadRequestError)
     assert issubclass(uc.InputTooLargeError, uc.BadRequestError)
     assert issubclass(uc.UnknownModelError, uc.ModelError)

@@ -73,21 +73,26 @@ def test_series_with_timestamps_go_as_json_with_iso_strings() -> None:
 @pytest.mark.parametrize(
     ("modality", "data", "kwargs", "error"),
     [
-        ("pointcloud", [[1, 2]], {}, ValueError),
-        ("pointcloud", [], {}, ValueError),
-        ("timeseries", [[1, 2], [3]], {}, ValueError),
-        ("timeseries", [[1], [2]], {"timestamps": ["2024-01-01"]}, ValueError),
-        ("image", [[1, 2, 3]], {}, TypeError),
-        ("audio", b"", {}, ValueError),
-        ("video", "/no/such/file.mp4", {}, FileNotFoundError),
-        ("image", b"x", {"timestamps": ["t"]}, ValueError),
-        ("Smell/../x", b"x", {}, ValueError),
-        ("", b"x", {}, ValueError),
+        ("pointcloud", [[1, 2]], {}, uc.InvalidInputError),
+        ("pointcloud", [], {}, uc.InvalidInputError),
+        ("timeseries", [[1, 2], [3]], {}, uc.InvalidInputError),
+        ("timeseries", [[1], [2]], {"timestamps": ["2024-01-01"]}, uc.InvalidInputError),
+        ("image", [[1, 2, 3]], {}, uc.UnsupportedInputTypeError),
+        ("audio", b"", {}, uc.InvalidInputError),
+        ("video", "/no/such/file.mp4", {}, uc.InputFileNotFoundError),
+        ("image", b"x", {"timestamps": ["t"]}, uc.InvalidInputError),
+        ("Smell/../x", b"x", {}, uc.UnknownModalityError),
+        ("", b"x", {}, uc.UnknownModalityError),
     ],
 )
 def test_bad_inputs_are_refused_before_any_request(modality: str, data: object, kwargs: dict, error: type) -> None:
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         encode_input(modality, data, **kwargs)
+    # One root for everything the SDK raises, no HTTP status (nothing was sent), and the builtin kind kept.
+    assert isinstance(info.value, uc.UnirepError) and info.value.status_code is None
+    assert isinstance(info.value, ValueError)
+    builtin = {uc.UnsupportedInputTypeError: TypeError, uc.InputFileNotFoundError: FileNotFoundError}
+    assert isinstance(info.value, builtin.get(error, ValueError))
 
 
 @pytest.mark.parametrize(

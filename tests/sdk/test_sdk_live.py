@@ -96,6 +96,27 @@ def test_service_errors_arrive_as_their_sdk_classes(
     assert info.value.request_id
 
 
+def test_a_request_the_service_cannot_read_is_a_validation_error(server: LiveServer) -> None:
+    """``validation_error`` (a parameter of the wrong type) has its own class, not the undecodable file's."""
+    with uc.Client(server.url, max_retries=0) as client, pytest.raises(uc.RequestValidationError) as info:
+        client.classify("image", png(4), top_k="three")  # type: ignore[arg-type]  # as an untyped caller might
+    assert info.value.status_code == 422 and info.value.code == "validation_error"
+    assert not isinstance(info.value, uc.UndecodableInputError) and "top_k" in info.value.message
+
+
+def test_a_missing_file_and_an_unknown_modality_are_sdk_errors(server: LiveServer, tmp_path: Path) -> None:
+    with uc.Client(server.url, max_retries=0) as client:
+        with pytest.raises(uc.InputFileNotFoundError) as missing:
+            client.classify("image", tmp_path / "nowhere.png")
+        with pytest.raises(uc.UnknownModalityError) as unknown:
+            client.embed("smell", b"x")  # type: ignore[arg-type]
+        with pytest.raises(uc.NotFoundError) as disabled:  # a modality this server does not serve
+            client.classify("video", b"\x00\x00\x00\x18ftypmp42")
+    assert missing.value.status_code is None and unknown.value.status_code is None
+    assert disabled.value.status_code == 404
+    assert all(isinstance(e.value, uc.UnirepError) for e in (missing, unknown, disabled))
+
+
 def test_a_full_queue_answers_429_and_the_sdk_retries_until_served(overloaded: LiveServer) -> None:
     async def burst(max_retries: int, first_seed: int) -> list[uc.ClassifyResult | BaseException]:
         async with uc.AsyncClient(overloaded.url, max_retries=max_retries) as client:

@@ -27,7 +27,7 @@ class Served:
 class Pool:
     """The decoder pool's estimate: every decoder busy, the new job waits for one decode."""
 
-    def wait_estimate(self, decode_s: float) -> float:
+    def wait_estimate(self, decode_s: float, client: str | None = None) -> float:
         return decode_s
 
 

@@ -31,6 +31,7 @@ from service.runtime.backends import (
     resolve_backend,
     weights_digest,
 )
+from service.runtime.backends.onnxruntime_backend import OnnxRuntimeSpec
 from service.runtime.backends.tensorrt_backend import unavailable_reason as tensorrt_unavailable
 from service.runtime.backends.torch_backend import TorchRunner
 from service.settings import MODALITIES, ModalitySettings, ServiceSettings
@@ -132,6 +133,69 @@ def test_an_entry_whose_manifest_matches_but_does_not_load_is_exported_again(
     assert cache.builds == 1
     assert (entry / "model.onnx").stat().st_size > 1000
     assert check_against_eager(runner, request) <= 1e-4
+
+
+def zero_onnx(path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(path))
+    for init in graph.graph.initializer:
+        init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 0, init.name))
+    onnx.save(graph, str(path))
+
+
+def zero_graph(entry: Path) -> None:
+    """Zero every weight of the entry's ONNX graph and update its manifest: it checks out, loads, and is wrong."""
+    path = entry / "model.onnx"
+    zero_onnx(path)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+
+
+class ZeroingOnnx(OnnxRuntimeSpec):
+    """An exporter that writes a zeroed graph every time (a broken onnx or torch.onnx release, say)."""
+
+    def write(self, request: BuildRequest, directory: Path) -> None:
+        super().write(request, directory)
+        zero_onnx(directory / "model.onnx")
+
+
+@pytest.mark.skipif("onnxruntime" not in CPU_BACKENDS, reason="onnxruntime is not installed")
+def test_a_cached_graph_that_fails_the_check_is_moved_aside_and_rebuilt(
+    models: dict[str, ServedModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = request_for(models["timeseries"], cache_root=tmp_path)
+    build_runner("onnxruntime", request, ExportCache(tmp_path))
+    (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    zero_graph(entry)
+    cache = ExportCache(tmp_path)
+    runner, _ = build_runner("onnxruntime", request, cache)
+    assert (cache.hits, cache.builds) == (1, 1)
+    assert check_against_eager(runner, request) <= 1e-4
+    aside = tmp_path / f".rejected-{entry.name}"
+    assert "disagrees with the eager deploy form" in (aside / "REJECTED").read_text()
+
+    zero_graph(entry)  # and this time the exporter itself is broken: the second failure stops the start
+    monkeypatch.setitem(SPECS, "onnxruntime", ZeroingOnnx())
+    again = ExportCache(tmp_path)
+    with pytest.raises(BackendError, match="disagrees with the eager deploy form"):
+        build_runner("onnxruntime", request, again)
+    assert (again.hits, again.builds) == (1, 1)
+    assert not entry.exists()  # nothing wrong is left for the next start to load
+
+
+@pytest.mark.skipif("onnxruntime" not in CPU_BACKENDS, reason="onnxruntime is not installed")
+def test_an_entry_under_another_key_is_not_loaded(models: dict[str, ServedModel], tmp_path: Path) -> None:
+    """A folder copied or renamed in the cache is not taken for the model its name says."""
+    audio, series = request_for(models["audio"], cache_root=tmp_path), request_for(models["timeseries"])
+    build_runner("onnxruntime", audio, ExportCache(tmp_path))
+    (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    series_key = SPECS["onnxruntime"].cache_key(series)  # type: ignore[attr-defined]
+    entry.rename(tmp_path / series_key)
+    cache = ExportCache(tmp_path)
+    build_runner("onnxruntime", series, cache)
+    assert (cache.hits, cache.builds) == (0, 1)
+    assert json.loads((tmp_path / series_key / "manifest.json").read_text())["key"] == series_key
 
 
 @pytest.mark.skipif("onnxruntime" not in CPU_BACKENDS, reason="onnxruntime is not installed")

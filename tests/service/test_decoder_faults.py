@@ -1,5 +1,6 @@
 """Decoder faults against a real server: a crashing input is refused (422) and then quarantined, its sender runs
-out of crash budget (429) while a neighbour at another address is served, decoders killed through no fault of the
+out of crash budget for that kind of input (429) while its other inputs and a neighbour at another address are
+served, decoders killed through no fault of the
 input are retried (200) or answered 503 with Retry-After (never 500, never a 'corrupt' 422), and expensive inputs
 decode in a niced lane.
 """
@@ -75,13 +76,16 @@ def test_crashing_input_is_422_then_quarantined_while_neighbours_are_served(serv
         assert server.metric("unirep_preprocess_failures_total", modality="image", reason="crash") == lost
 
 
-def test_client_over_its_crash_budget_gets_429_and_others_do_not(server: Server) -> None:
+def test_client_over_its_crash_budget_is_refused_that_kind_of_input_only(server: Server) -> None:
     with client_at(server, "127.0.0.4") as attacker, client_at(server, "127.0.0.5") as neighbour:
         statuses = [post(attacker, b"UNIREP-FAULT:crash\n%d" % i).status_code for i in range(3)]
         assert statuses == [422, 422, 429], statuses  # two crashes per request (one retry); the budget is 3
-        refused = post(attacker, media.jpeg(1)[1])
+        refused = post(attacker, b"UNIREP-FAULT:crash\nanother")
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"]["details"]["input_kind"] == "image/other"
+        assert post(attacker, media.jpeg(1)[1]).status_code == 200  # its JPEGs are another kind of input
         assert post(neighbour, media.jpeg(1)[1]).status_code == 200
+        assert post(neighbour, b"UNIREP-FAULT:crash\nneighbour").status_code == 422  # not its budget
 
 
 def test_decoder_killed_twice_is_503_with_retry_after(server: Server) -> None:

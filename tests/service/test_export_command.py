@@ -47,6 +47,32 @@ def test_onnx_export_runs_in_onnxruntime_like_the_served_model(checkpoint: Path,
     assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
+def test_random_weights_are_exported_with_the_served_seed(tmp_path: Path) -> None:
+    """Random weights are seeded by ``random_seed``: the export is the model ``unirep serve`` builds with that seed."""
+    ort = pytest.importorskip("onnxruntime")
+    from modality_adapters import get_adapter
+    from servable.build import build_served_model
+    from service.settings import ServiceSettings
+
+    x = torch.randn(2, 3, SIZE, SIZE)
+    logits = {}
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}.onnx"
+        flags = ["--set", "image.weights=none", "--set", f"image.params={json.dumps({'input_size': SIZE})}"]
+        assert (
+            main(["export", "image", "--format", "onnx", "-o", str(out), *flags, "--set", f"random_seed={seed}"]) == 0
+        )
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        (logits[seed],) = session.run(["logits"], {"input": x.numpy()})
+    settings = ServiceSettings(random_seed=1, image={"weights": "none", "params": {"input_size": SIZE}})
+    served = build_served_model(settings.modality("image"), get_adapter("image"), settings.random_seed)
+    assert served.module is not None
+    with torch.inference_mode():
+        expected = served.module(x).numpy()
+    assert np.abs(logits[1] - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert np.abs(logits[0] - expected).max() > 1e-2 * np.abs(expected).max()  # seed 0 is another model
+
+
 def test_openvino_export_writes_an_ir_pair(checkpoint: Path, tmp_path: Path) -> None:
     ov = pytest.importorskip("openvino")
     out = tmp_path / "ir"

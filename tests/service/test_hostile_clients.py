@@ -1,6 +1,7 @@
 """Hostile clients against a real ``unirep serve`` over raw sockets: oversized heads (431), heads and bodies that
-stall (408), more connections than allowed (503 at accept), malformed requests (400 in the JSON envelope), and
-clients that hang up mid-upload (counted as 499 ``client_closed``, never 5xx, logged without a traceback).
+stall (408, and counted as 408 on every door), more connections than allowed (503 at accept), malformed requests
+(400 in the JSON envelope), and clients that hang up mid-upload (counted as 499, never 5xx, logged without a
+traceback).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SETTINGS = {
     "UNIREP_MAX_HEADER_BYTES": "8192",
     "UNIREP_HEADER_TIMEOUT_S": "1",
     "UNIREP_BODY_IDLE_TIMEOUT_S": "1",
+    "UNIREP_BODY_TIMEOUT_S": "3",
     "UNIREP_MAX_CONNECTIONS": "20",
 }
 
@@ -135,20 +137,44 @@ def test_idle_connection_without_a_request_is_closed_quietly(server: Server) -> 
         assert sock.recv(100) == b""  # closed, nothing written
 
 
-def test_stalled_body_is_408_and_counted_as_client_closed(server: Server) -> None:
-    before = server.metric("unirep_requests_total", modality="image", status="499")
+@pytest.mark.parametrize("path", ["/classify/image", "/preview/image", "/v2/models/image/infer"])
+def test_stalled_body_is_408_and_counted_as_408_on_every_door(server: Server, path: str) -> None:
+    before = server.metric("unirep_requests_total", modality="image", status="408")
+    hung_up = server.metric("unirep_requests_total", status="499")
     with _connect(server) as sock:
         sock.sendall(
-            b"POST /classify/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-            b"Content-Length: 50000000\r\n\r\n" + b"\xff" * 48_000
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n" % path.encode()
+            + b"Content-Length: 50000000\r\n\r\n"
+            + b"\xff" * 48_000
         )
         status, _, body = _read_response(sock)
     assert status == 408 and _error_code(body) == "request_timeout"
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and server.metric("unirep_requests_total", status="499") == before:
+    while time.monotonic() < deadline and server.metric("unirep_requests_total", status="408") == before:
         time.sleep(0.1)
-    assert server.metric("unirep_requests_total", modality="image", status="499") == before + 1
+    assert server.metric("unirep_requests_total", modality="image", status="408") == before + 1
     assert server.metric("unirep_requests_total", status="500") == 0
+    assert server.metric("unirep_requests_total", status="499") == hung_up
+    assert "Traceback" not in server.log_tail(20_000)
+
+
+def test_trickled_body_is_408_at_the_body_deadline(server: Server) -> None:
+    """A byte every 0.4 s is never idle for the 1 s idle timeout; the 3 s total deadline ends it."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /classify/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+        )
+        started = time.monotonic()
+        for _ in range(25):
+            time.sleep(0.4)
+            try:
+                sock.sendall(b"\xff")
+            except OSError:
+                break
+        status, headers, body = _read_response(sock)
+    assert status == 408 and "did not arrive within 3 s" in json.loads(body)["error"]["message"]
+    assert 2.5 < time.monotonic() - started < 6.0
+    assert headers["x-content-type-options"] == "nosniff"
 
 
 def test_connections_over_the_cap_are_refused_at_accept(server: Server) -> None:

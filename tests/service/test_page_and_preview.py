@@ -96,6 +96,29 @@ def test_page_and_its_files_are_served_locally(server: Server) -> None:
         assert client.get("/static/..%2Fpage.py").status_code == 404
 
 
+def test_every_response_carries_security_headers(server: Server) -> None:
+    with server.client() as client:
+        answers = {
+            "page": client.get("/"),
+            "script": client.get("/static/page.js"),
+            "docs": client.get("/docs"),
+            "redoc": client.get("/redoc"),
+            "models": client.get("/models"),
+            "openapi": client.get("/openapi.json"),
+            "not found": client.get("/static/nothing.js"),
+            "error": client.post("/classify/image", content=b"not an image"),
+            "v2": client.get("/v2/models/image"),
+        }
+    for name, response in answers.items():
+        headers = response.headers
+        assert headers["x-content-type-options"] == "nosniff", name
+        assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer", name
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], name
+    assert "script-src 'self';" in answers["page"].headers["content-security-policy"]
+    assert answers["models"].headers["content-security-policy"].startswith("default-src 'none'")
+    assert "'sha256-" in answers["docs"].headers["content-security-policy"]  # its one inline script, by hash
+
+
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Any]:
     playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -107,6 +130,13 @@ def browser(server: Server) -> Iterator[Any]:
         chrome.close()
 
 
+def csp_violations(page: Any) -> list[str]:
+    """Console messages in which Chromium reports something the page's Content-Security-Policy blocked."""
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(m.text) if "Content Security Policy" in m.text else None)
+    return seen
+
+
 def upload(page: Any, name: str, data: bytes) -> None:
     page.set_input_files("#file", files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
 
@@ -114,6 +144,7 @@ def upload(page: Any, name: str, data: bytes) -> None:
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_page_classifies_every_modality(server: Server, browser: Any, modality: str, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1100, "height": 900})
+    blocked = csp_violations(page)
     page.goto(server.url + "/")
     page.wait_for_selector(f"#modality option[value={modality}]", state="attached")
     name, data = UPLOADS[modality](7)
@@ -133,6 +164,12 @@ def test_page_classifies_every_modality(server: Server, browser: Any, modality: 
     assert "inference" in page.inner_text("#timings")
     page.screenshot(path=str(tmp_path / f"page-{modality}.png"), full_page=True)
     assert (tmp_path / f"page-{modality}.png").stat().st_size > 10_000
+    bars = page.locator("#predictions li .bar span").evaluate_all("spans => spans.map(s => s.style.width)")
+    assert all(width.endswith("%") for width in bars) and len(bars) == TOP_K[modality]
+    # The policy is enforced: a script injected into the page does not run.
+    injected = "() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+    assert page.evaluate(injected + " document.body.appendChild(s); return window.ran === 1; }") is False
+    assert len(blocked) == 1, blocked  # that script, and nothing the page itself does
     page.close()
 
 
@@ -164,6 +201,7 @@ def test_docs_and_redoc_render_from_local_assets(server: Server, browser: Any) -
                 if asset in html:
                     assert client.get(asset).status_code == 200
     page = browser.new_page()
+    blocked = csp_violations(page)
     outside: list[str] = []
     # Everything the docs need comes from the service; ReDoc's own "powered by" logo image is the one outside
     # request left (its rendering does not depend on it).
@@ -184,3 +222,5 @@ def test_docs_and_redoc_render_from_local_assets(server: Server, browser: Any) -
     page.locator("h2", has_text="Classify one input").first.wait_for(timeout=30_000)
     page.close()
     assert outside == []
+    # The documentation works under its Content-Security-Policy, which now also blocks ReDoc's outside logo.
+    assert all("Loading the image 'https://cdn.redoc.ly/" in message for message in blocked), blocked

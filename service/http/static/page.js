@@ -93,8 +93,9 @@ function renderPredictions(predictions) {
     const item = document.createElement("li");
     const pct = (p.score * 100).toFixed(1);
     item.innerHTML = `<span class="label"></span><span class="score">${p.score.toFixed(4)}</span>` +
-      `<div class="bar" role="img" aria-label="score ${pct} percent"><span style="width:${pct}%"></span></div>`;
+      `<div class="bar" role="img" aria-label="score ${pct} percent"><span></span></div>`;
     item.querySelector(".label").textContent = `${p.label} (#${p.index})`;
+    item.querySelector(".bar span").style.width = `${pct}%`; // set through the DOM: the CSP allows no inline style
     list.appendChild(item);
   }
 }

@@ -3,8 +3,11 @@
 An entry is a directory named by a key over everything that decides its content: the weights (a digest of every
 tensor of the deploy form), the input shape, the batch range, the backend and its library version, torch's version
 (the exporter) and a format number of ours. It is written into a temporary directory and renamed into place, so a
-crash never leaves half an entry under a valid name, and it carries a manifest with the sha256 of each file: an
-entry whose files are missing or altered is deleted and rebuilt (and so is one the backend then fails to load).
+crash never leaves half an entry under a valid name, and it carries a manifest with its key and the sha256 of
+each file: an entry whose files are missing or altered, or whose manifest names another key (a folder copied or
+renamed), is deleted and rebuilt. One that checks out but that the backend then fails to load, or whose graph
+disagrees with the eager model, is moved aside (``.rejected-KEY``, kept for a post-mortem, the previous one of the
+same key replaced) and rebuilt once.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ def _valid(entry: Path) -> bool:
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
         files: dict[str, str] = manifest["files"]
+        if manifest["key"] != entry.name:
+            log.warning("export cache entry %s holds the manifest of %r", entry, manifest["key"])
+            return False
         return bool(files) and all(_file_digest(entry / name) == digest for name, digest in files.items())
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -107,3 +113,14 @@ class ExportCache:
     def discard(self, entry: Path) -> None:
         with contextlib.suppress(OSError):
             shutil.rmtree(entry)
+
+    def set_aside(self, entry: Path, reason: str) -> None:
+        """Move a rejected entry out of the way (its files kept for a post-mortem) so the next lookup rebuilds it."""
+        aside = entry.with_name(f".rejected-{entry.name}")
+        self.discard(aside)
+        try:
+            entry.rename(aside)
+            (aside / "REJECTED").write_text(reason + "\n")
+            log.warning("export cache entry %s moved aside to %s: %s", entry, aside, reason)
+        except OSError:  # another process moved it already, or the disk refuses: make sure it is gone
+            self.discard(entry)

@@ -1,7 +1,8 @@
 """Backends built from an exported file: export into the cache once, load from it on every start after.
 
-A cached entry that the backend cannot load (truncated by a full disk, written by a broken build) is discarded and
-exported again once; a second failure is a real error and stops the start.
+A cached entry that the backend cannot load (truncated by a full disk, written by a broken build) is moved aside and
+exported again once; a second failure is a real error and stops the start. The same holds for an entry that loads
+but disagrees with the eager model (``registry.build_runner`` checks it and calls ``reject``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class ExportedSpec(BackendSpec):
             except Exception as exc:
                 if attempt == 2:
                     raise BackendError(f"{self.name} cannot load its freshly exported model: {exc}") from exc
-                log.warning("%s could not load cached %s (%s): exporting it again", self.name, entry, exc)
-                cache.discard(entry)
+                cache.set_aside(entry, f"{self.name} could not load it: {type(exc).__name__}: {exc}")
         raise AssertionError("unreachable")
+
+    def reject(self, request: BuildRequest, cache: ExportCache, reason: str) -> None:
+        """Move the request's cached entry aside (it loaded, but must not serve), so the next build exports anew."""
+        cache.set_aside(cache.root / self.cache_key(request), reason)

@@ -18,6 +18,7 @@ import torch
 
 from service.runtime.backends.base import BackendError, BackendSpec, BuildRequest, Runner
 from service.runtime.backends.cache import ExportCache
+from service.runtime.backends.exported import ExportedSpec
 from service.runtime.backends.onnxruntime_backend import OnnxRuntimeSpec
 from service.runtime.backends.openvino_backend import OpenVinoSpec
 from service.runtime.backends.tensorrt_backend import TensorRtSpec
@@ -93,9 +94,42 @@ def check_against_eager(runner: Runner, request: BuildRequest) -> float:
 
 
 def build_runner(requested: str, request: BuildRequest, cache: ExportCache) -> tuple[Runner, Choice]:
-    """Resolve, build (through the export cache), prepare every batch size, and check against eager."""
+    """Resolve, build (through the export cache), prepare every batch size, and check against eager.
+
+    A runner that fails the check is never served. When it came from the export cache, the entry is moved aside
+    and exported once more (a stale or damaged graph); a second failure, or a fresh export that fails, stops the
+    start with the reason."""
     choice = resolve_backend(requested, request.device.type)
     spec = SPECS[choice.name]
+    for attempt in (1, 2):
+        hits = cache.hits
+        runner = _build(spec, choice, request, cache)
+        if choice.name == "torch":
+            return runner, choice
+        try:
+            error = _check(runner, request)
+        except BackendError as exc:
+            if isinstance(spec, ExportedSpec):
+                spec.reject(request, cache, exc.message)
+            if attempt == 2 or cache.hits == hits:
+                raise
+            log.warning("cached %s graph rejected (%s): exporting it again", choice.name, exc.message)
+            continue
+        log.info("backend %s matches the eager deploy form (relative error %.1e)", choice.name, error)
+        return runner, choice
+    raise AssertionError("unreachable")
+
+
+def _check(runner: Runner, request: BuildRequest) -> float:
+    try:
+        return check_against_eager(runner, request)
+    except BackendError:
+        raise
+    except Exception as exc:  # a graph for another shape, say: as much a failed check as a wrong answer
+        raise BackendError(f"backend {runner.name} fails on the check input: {type(exc).__name__}: {exc}") from exc
+
+
+def _build(spec: BackendSpec, choice: Choice, request: BuildRequest, cache: ExportCache) -> Runner:
     try:
         runner = spec.build(request, cache)
     except BackendError:
@@ -104,7 +138,4 @@ def build_runner(requested: str, request: BuildRequest, cache: ExportCache) -> t
         raise BackendError(f"backend {choice.name} could not be built: {type(exc).__name__}: {exc}") from exc
     if not runner.dynamic_batch:
         runner.prepare(range(1, request.max_batch_size + 1))
-    if choice.name != "torch":
-        error = check_against_eager(runner, request)
-        log.info("backend %s matches the eager deploy form (relative error %.1e)", choice.name, error)
-    return runner, choice
+    return runner
