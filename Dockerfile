@@ -39,6 +39,7 @@ COPY sdk/ sdk/
 COPY unirep_errors/ unirep_errors/
 COPY models/ models/
 COPY modality_adapters/ modality_adapters/
+COPY servable/ servable/
 COPY service/ service/
 COPY training/ training/
 COPY README.md ./

@@ -71,6 +71,7 @@ class AudioAdapter(BaseAdapter[AudioParams]):
     params_type: ClassVar[type[Any]] = AudioParams
     heavy_imports: ClassVar[tuple[str, ...]] = ("soundfile", "torchaudio", "torchaudio.compliance.kaldi")
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="speech-commands-v2", in_chans=1)
+    training_mixup: ClassVar[float] = 0.6  # the official speech-commands recipe mixes pairs of examples
     small_params: ClassVar[dict[str, Any]] = {"target_frames": 96, "num_mel_bins": 64}
 
     def output_shape(self, **params: Any) -> tuple[int, int, int]:

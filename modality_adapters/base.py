@@ -113,6 +113,8 @@ class BaseAdapter(ABC, Generic[P]):
     """Decoder libraries a decoder process imports before capping its memory."""
     serving: ClassVar[ServingDefaults] = ServingDefaults()
     """Defaults of the modality's settings section (label set, channels, weights policy, batching)."""
+    training_mixup: ClassVar[float] = 0.0
+    """Mixup strength of the modality's training recipe when ``unirep train --mixup`` is not given (0: none)."""
     json_example: ClassVar[dict[str, Any] | None] = None
     """An example JSON body when the modality accepts ``application/json`` (None: it does not)."""
     small_params: ClassVar[dict[str, Any]] = {}

@@ -19,7 +19,7 @@ class ServingDefaults:
     """A modality's settings-section defaults; every field can be overridden in the service's settings."""
 
     label_set: str | None = None
-    """Shipped label set name (``service/labels/<name>.txt``) or None (then ``num_classes`` generic labels)."""
+    """Shipped label set name (``servable/labels/<name>.txt``) or None (then ``num_classes`` generic labels)."""
     num_classes: int | None = None
     in_chans: int = 3
     """Channels of the adapter's output (the model's stem)."""

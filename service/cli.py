@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "service.commands.serve",
     "service.commands.scaleout",
     "service.commands.keys",
+    "service.commands.repository",
     "service.commands.train",
     "service.commands.export",
 ]

@@ -129,6 +129,19 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(f"{PREFIX}_ready", "1 when the service reports ready (warm, not draining)", registry=r)
+        self.model_changes = Counter(
+            f"{PREFIX}_model_changes",
+            "Model repository changes by model and result (loaded, failed, unloaded), one per version",
+            ["model", "result"],
+            registry=r,
+        )
+        self.model_load_duration = Histogram(
+            f"{PREFIX}_model_load_duration_seconds",
+            "Loading one model version: build, export, check and warm-up, until it is switched in (or fails)",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.gpu_memory_allocated = Gauge(
             f"{PREFIX}_gpu_memory_allocated_bytes",
             "CUDA memory allocated by a worker's tensors",
@@ -158,7 +171,7 @@ class Metrics:
         )
         self.auth_rejected = Counter(
             f"{PREFIX}_auth_rejected",
-            "Requests refused by API-key checks (reason: missing, invalid, rate_limited)",
+            "Requests refused by API-key checks (reason: missing, invalid, rate_limited, forbidden)",
             ["reason"],
             registry=r,
         )
@@ -202,7 +215,7 @@ class Metrics:
                 self.stream_reclaimed.labels(modality)
         self.rejected.labels("all", "draining")
         if redis:
-            for reason in ("missing", "invalid", "rate_limited"):
+            for reason in ("missing", "invalid", "rate_limited", "forbidden"):
                 self.auth_rejected.labels(reason)
             for component in ("cache", "auth", "streams"):
                 self.redis_errors.labels(component)

@@ -25,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from service.modality_settings import ModalityConfig, ModalitySettings
+from servable.config import ModalityConfig, ModalitySettings
 
 
 class LimitsSettings(BaseModel):
@@ -69,7 +69,10 @@ class ServiceSettings(BaseSettings):
         default=None, description="exported graphs kept between starts (default: ~/.cache/unirep/backends)"
     )
     prefetch_batches: int = Field(default=1, ge=0, le=8, description="batches staged per device while one runs")
-    warmup: bool = Field(default=True, description="run every bucket at every batch size before reporting ready")
+    warmup: bool = Field(
+        default=True,
+        description="warm every bucket at batch sizes 1 and max before ready, the other sizes while idle (false: 1)",
+    )
     random_seed: int = Field(
         default=0, ge=0, description="seed of random initialization (mixed with each model's name and modality)"
     )
@@ -149,6 +152,19 @@ class ServiceSettings(BaseSettings):
     worker_ttl_s: float = Field(default=5.0, gt=0, description="a worker without a heartbeat this long is dead")
 
     drain_timeout_s: float = Field(default=30.0, ge=0, description="how long SIGTERM waits for admitted requests")
+    # The model repository: named models and versions beside the modality sections' default models.
+    model_repository: str | None = Field(
+        default=None, description="a model repository folder: NAME/N/model.safetensors (+ NAME/config.toml)"
+    )
+    model_control: Literal["none", "explicit", "poll"] = Field(
+        default="none",
+        description="none: load the repository at start; explicit: load_models at start, then the API; "
+        "poll: load it at start and rescan every repository_poll_s",
+    )
+    load_models: list[str] = Field(
+        default_factory=list, description="with explicit model control, the models to load at start ('*': all)"
+    )
+    repository_poll_s: float = Field(default=15.0, gt=0, description="with poll model control, the rescan interval")
 
     debug_fault_injection: bool = Field(
         default=False,
@@ -168,6 +184,14 @@ class ServiceSettings(BaseSettings):
     def _check_redis(self) -> ServiceSettings:
         if self.auth_enabled and not self.redis_url:
             raise ValueError("auth_enabled needs redis_url: API keys and rate limits live in Redis")
+        return self
+
+    @model_validator(mode="after")
+    def _check_repository(self) -> ServiceSettings:
+        if self.model_control != "none" and not self.model_repository:
+            raise ValueError(f"model_control {self.model_control!r} needs model_repository (--model-repository DIR)")
+        if self.load_models and self.model_control != "explicit":
+            raise ValueError("load_models (--load-model) applies to model_control 'explicit' only")
         return self
 
     @field_validator("redis_url")

@@ -21,9 +21,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 the benchmark sets are in the README."""
 SELECTIONS = ("best", "last")
 
-MIXUP_MODALITIES = frozenset({"audio"})
-"""Modalities whose recipe mixes pairs of examples (the official speech-commands script uses mixup)."""
-
 
 @dataclass
 class TrainConfig:
@@ -47,7 +44,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     drop_path: float = 0.1
     mixup: float | None = None
-    """Probability that a batch is mixed (None: 0.6 for audio as in the speech-commands recipe, else 0)."""
+    """Probability that a batch is mixed (None: the adapter's ``training_mixup``, 0.6 for audio as in the
+    speech-commands recipe, else 0)."""
     augment: bool = True
     recipe: str = "default"
     """Recorded with the run; the recipe's values are applied by ``TrainConfig.from_recipe`` (and the CLI)."""

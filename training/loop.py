@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training import distributed as dist_utils
-from training.config import DEFAULT_MODEL, MIXUP_MODALITIES, TrainConfig, TrainResult
+from training.config import DEFAULT_MODEL, TrainConfig, TrainResult
 from training.distributed import Dist
 from training.modeling import build_model, freeze_backbone, install_drop_path, load_init
 from training.prepare import PreparedData, prepare
@@ -114,7 +114,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
     index = {label: i for i, label in enumerate(run.data.labels)}
     targets = torch.tensor([index[label] for label in run.data.train.labels])
     generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + d.rank)
-    mix = cfg.mixup if cfg.mixup is not None else (0.6 if cfg.modality in MIXUP_MODALITIES else 0.0)
+    mix = cfg.mixup if cfg.mixup is not None else adapter.training_mixup
     _set_train_mode(run)
     n = len(run.data.train.tensors)
     chunks = []

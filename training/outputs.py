@@ -18,6 +18,8 @@ from typing import Any
 import torch
 
 from models.trained import TrainedModelInfo, save_trained_model
+from servable.build import build_served_model
+from servable.config import ModalitySettings
 from training.config import TrainResult
 from training.loop import CHECKPOINT_NAME, Run
 from training.metrics import report
@@ -46,8 +48,6 @@ def _cpu_logits(module: torch.nn.Module, inputs: list[torch.Tensor]) -> torch.Te
 def deploy_check(run: Run, weights: Path) -> float:
     """Max relative logit difference between the train form and the file as the service serves it."""
     from modality_adapters import get_adapter
-    from service.runtime.model_build import build_served_model
-    from service.settings import ModalitySettings
 
     adapter = get_adapter(run.cfg.modality)
     tensors = run.data.val.tensors[:DEPLOY_CHECK_EXAMPLES]

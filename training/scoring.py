@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from servable.build import build_served_model
+from servable.config import ModalitySettings
 from training.config import EvalReport
 from training.data import discover
 from training.decoding import decode_all, default_cache_dir
@@ -27,8 +29,6 @@ def evaluate(
 ) -> EvalReport:
     """Decode ``data`` with the served decoder and params of ``weights``, predict, and report."""
     from modality_adapters import get_adapter
-    from service.runtime.model_build import build_served_model
-    from service.settings import ModalitySettings
 
     adapter = get_adapter(modality)
     served = build_served_model(ModalitySettings(weights=str(weights)).resolve(modality), adapter)

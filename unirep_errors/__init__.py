@@ -98,6 +98,20 @@ class NotFoundError(UnirepError):
     code = "not_found"
 
 
+class ModelLoadError(UnirepError):
+    """A model (version) could not be loaded from the repository; the versions serving before keep serving."""
+
+    status_code = 400
+    code = "model_load_failed"
+
+
+class ForbiddenError(UnirepError):
+    """The credentials are valid but do not allow this (e.g. an inference key managing models)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class UnauthorizedError(UnirepError):
     status_code = 401
     code = "unauthorized"

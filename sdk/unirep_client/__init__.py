@@ -36,12 +36,14 @@ from .errors import (
     ClientDisconnectedError,
     DeadlineExceededError,
     DecoderCrashedError,
+    ForbiddenError,
     InputFileNotFoundError,
     InputTooLargeError,
     InternalServerError,
     InvalidInputError,
     InvalidParameterError,
     ModelError,
+    ModelLoadError,
     NotFoundError,
     PreprocessTimeoutError,
     QueueFullError,
@@ -56,7 +58,7 @@ from .errors import (
     UnsupportedInputTypeError,
     UnsupportedMediaTypeError,
 )
-from .types import ClassifyResult, EmbedResult, Health, ModelInfo, Prediction, Timings
+from .types import ClassifyResult, EmbedResult, Health, ModelInfo, Prediction, RepositoryEntry, Timings
 
 __version__ = VERSION
 
@@ -83,6 +85,7 @@ __all__ = [
     "DeadlineExceededError",
     "DecoderCrashedError",
     "EmbedResult",
+    "ForbiddenError",
     "Health",
     "InputFileNotFoundError",
     "InputTooLargeError",
@@ -92,11 +95,13 @@ __all__ = [
     "Modality",
     "ModelError",
     "ModelInfo",
+    "ModelLoadError",
     "NotFoundError",
     "Prediction",
     "PreprocessTimeoutError",
     "QueueFullError",
     "RateLimitedError",
+    "RepositoryEntry",
     "RequestValidationError",
     "ServiceUnavailableError",
     "Timings",

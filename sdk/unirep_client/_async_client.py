@@ -13,8 +13,9 @@ import httpx
 from ._base import BaseClient, CallOptions, CallPlan
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Modality
 from ._inputs import Payload, encode_input
+from ._repository import INDEX_PATH, index_entries, load_payload, model_path
 from .errors import APIConnectionError, APIStatusError
-from .types import ClassifyResult, EmbedResult, Health, ModelInfo
+from .types import ClassifyResult, EmbedResult, Health, ModelInfo, RepositoryEntry
 
 __all__ = ["AsyncClient"]
 
@@ -82,6 +83,8 @@ class AsyncClient(BaseClient):
         *,
         top_k: int | None = None,
         timestamps: Sequence[Any] | None = None,
+        model: str | None = None,
+        version: str | int | None = None,
         **options: Unpack[CallOptions],
     ) -> ClassifyResult:
         """Classify one input of ``modality``.
@@ -92,10 +95,15 @@ class AsyncClient(BaseClient):
         (CSV, NPY) or a T x V array, with optional ISO/datetime ``timestamps``.
 
         ``top_k`` labels come back, most likely first; None leaves it to the server (5, at most the class count).
+        ``model`` (and ``version``) pick a loaded model of that modality (``models()``); None: its default model.
         """
         payload = await _encode(modality, data, timestamps)
         response = await self._send(
-            "POST", f"/classify/{modality}", payload=payload, params={"top_k": top_k}, **options
+            "POST",
+            f"/classify/{modality}",
+            payload=payload,
+            params={"top_k": top_k, "model": model, "version": version},
+            **options,
         )
         return self._parse(ClassifyResult, response)
 
@@ -105,17 +113,44 @@ class AsyncClient(BaseClient):
         data: Any,
         *,
         timestamps: Sequence[Any] | None = None,
+        model: str | None = None,
+        version: str | int | None = None,
         **options: Unpack[CallOptions],
     ) -> EmbedResult:
         """The embedding (pooled features before the classifier) of one input of ``modality``."""
         payload = await _encode(modality, data, timestamps)
-        response = await self._send("POST", f"/embed/{modality}", payload=payload, **options)
+        response = await self._send(
+            "POST", f"/embed/{modality}", payload=payload, params={"model": model, "version": version}, **options
+        )
         return self._parse(EmbedResult, response)
 
     async def models(self, **options: Unpack[CallOptions]) -> list[ModelInfo]:
-        """The models the service serves, one per modality, with their weights and batching settings."""
+        """Every loaded model and version (each modality's default model, and the repository's), with its state,
+        weights and batching settings."""
         response = await self._send("GET", "/models", **options)
         return [ModelInfo.model_validate(item) for item in response.json()["models"]]
+
+    async def repository_index(self, *, ready: bool = False, **options: Unpack[CallOptions]) -> list[RepositoryEntry]:
+        """Every model and version of the model repository with its state (and why it is not ready)."""
+        response = await self._send("POST", INDEX_PATH, payload=Payload(json={"ready": ready}), **options)
+        return index_entries(response.json())
+
+    async def load_model(
+        self,
+        name: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> None:
+        """Load or reload model ``name`` (an admin key when keys are on); returns once it serves. ``config``
+        overrides its ``config.toml`` (batching, backend, version_policy); ``files`` (``{"1/model.safetensors":
+        data}``) are the model's folder, sent in the request. Raises ``ModelLoadError``-like errors naming why."""
+        await self._send("POST", model_path(name, "load"), payload=load_payload(config, files), **options)
+
+    async def unload_model(self, name: str, **options: Unpack[CallOptions]) -> None:
+        """Stop serving model ``name`` (its admitted requests are still answered)."""
+        await self._send("POST", model_path(name, "unload"), payload=Payload(json={}), **options)
 
     async def health(self, **options: Unpack[CallOptions]) -> Health:
         """Liveness: raises when the process cannot be reached (after retries)."""

@@ -228,6 +228,8 @@ class BaseClient:
             code = error.get("code") if isinstance(error.get("code"), str) else None
             message = str(error.get("message") or response.reason_phrase)
             details = error.get("details") if isinstance(error.get("details"), dict) else None
+        elif isinstance(body, dict) and isinstance(body.get("error"), str):  # the V2 protocol's own error shape
+            message = body["error"]
         elif isinstance(body, dict) and "detail" in body:  # a framework error that skipped the envelope
             message = str(body["detail"])
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 VERSION: Final = "0.1.0"
@@ -29,5 +30,9 @@ DEADLINE_HEADER: Final = "X-Request-Timeout-Ms"
 DEADLINE_GRACE: Final = 1.0
 """Seconds the HTTP timeout outlives a deadline, so the server's 504 (with its reason) arrives before we give up."""
 
-Modality = Literal["image", "audio", "video", "pointcloud", "timeseries"]
-MODALITIES: Final[tuple[Modality, ...]] = ("image", "audio", "video", "pointcloud", "timeseries")
+KnownModality = Literal["image", "audio", "video", "pointcloud", "timeseries"]
+Modality = KnownModality | str
+"""A modality the server serves: the five built-in ones, or any a server registers (``unirep serve --adapters``)."""
+MODALITIES: Final[tuple[KnownModality, ...]] = ("image", "audio", "video", "pointcloud", "timeseries")
+"""The built-in modalities; a server may serve more (``Client.models()`` lists them)."""
+MODALITY_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from ._constants import MODALITIES
+from ._constants import MODALITIES, MODALITY_NAME
 from .errors import InputFileNotFoundError, InvalidInputError, UnknownModalityError, UnsupportedInputTypeError
 
 __all__ = ["ArrayInput", "FileInput", "ImageInput", "Payload", "encode_input"]
@@ -64,8 +64,8 @@ class Payload:
 
 def encode_input(modality: str, data: Any, *, timestamps: Sequence[Any] | None = None) -> Payload:
     """The payload for ``data`` sent to ``modality``; raises an ``InvalidInputError`` before any I/O."""
-    if modality not in MODALITIES:
-        raise UnknownModalityError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r}")
+    if not MODALITY_NAME.match(modality):
+        raise UnknownModalityError(f"{modality!r} is not a modality name (e.g. one of {', '.join(MODALITIES)})")
     if timestamps is not None and modality != "timeseries":
         raise InvalidInputError("timestamps are only meaningful for the timeseries modality")
     if isinstance(data, str | os.PathLike):

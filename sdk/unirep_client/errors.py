@@ -22,12 +22,14 @@ __all__ = [
     "ClientDisconnectedError",
     "DeadlineExceededError",
     "DecoderCrashedError",
+    "ForbiddenError",
     "InputFileNotFoundError",
     "InputTooLargeError",
     "InternalServerError",
     "InvalidInputError",
     "InvalidParameterError",
     "ModelError",
+    "ModelLoadError",
     "NotFoundError",
     "PreprocessTimeoutError",
     "QueueFullError",
@@ -60,7 +62,7 @@ class InvalidInputError(UnirepError, ValueError):
 
 
 class UnknownModalityError(InvalidInputError):
-    """The modality is not one this SDK can send (``unirep_client.MODALITIES``)."""
+    """Not a modality name (lower-case letters, digits and ``_``): the server may serve any modality it registered."""
 
 
 class InputFileNotFoundError(InvalidInputError, FileNotFoundError):
@@ -202,6 +204,20 @@ class UnauthorizedError(APIStatusError):
     code = "unauthorized"
 
 
+class ForbiddenError(APIStatusError):
+    """The API key is valid but may not do this (managing models needs a key created with ``--admin``)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class ModelLoadError(BadRequestError):
+    """A model (version) could not be loaded; the versions that served before keep serving. The message says why."""
+
+    status_code = 400
+    code = "model_load_failed"
+
+
 class RateLimitedError(APIStatusError):
     """This API key sent more than its limit; retried after ``retry_after`` before it is raised."""
 
@@ -260,6 +276,8 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
         InputTooLargeError,
         NotFoundError,
         UnauthorizedError,
+        ForbiddenError,
+        ModelLoadError,
         RateLimitedError,
         QueueFullError,
         DeadlineExceededError,
@@ -270,10 +288,11 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
 }
 
 # When the code is unknown (a newer server, or a proxy's HTML page), the status still says what kind of failure
-# it is. Every 4xx stays under BadRequestError's family except 401, 404 and 429, which mean something else.
+# it is. Every 4xx stays under BadRequestError's family except 401, 403, 404 and 429, which mean something else.
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: UnauthorizedError,
+    403: ForbiddenError,
     404: NotFoundError,
     413: InputTooLargeError,
     415: UnsupportedMediaTypeError,

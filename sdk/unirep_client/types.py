@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ClassifyResult", "EmbedResult", "Health", "ModelInfo", "Prediction", "Timings"]
+__all__ = ["ClassifyResult", "EmbedResult", "Health", "ModelInfo", "Prediction", "RepositoryEntry", "Timings"]
 
 
 class _Model(BaseModel):
@@ -72,6 +72,10 @@ class EmbedResult(_Result):
 class ModelInfo(_Model):
     """One served model as listed by ``GET /models``."""
 
+    name: str | None = None
+    """What it is addressed by (``model=``): its repository name, or the modality for a modality's default model."""
+    model_version: str | None = None
+    state: str | None = None
     modality: str
     model: str
     weights: str | None = None
@@ -91,3 +95,15 @@ class Health(_Model):
     """Answer of ``GET /healthz``: the process is alive (not necessarily ready to serve)."""
 
     status: str
+
+
+class RepositoryEntry(_Model):
+    """One model version in the repository index (``Client.repository_index``)."""
+
+    name: str
+    version: str
+    """Empty for a model of the repository that is not loaded."""
+    state: str
+    """READY, LOADING or UNAVAILABLE."""
+    reason: str = ""
+    """Why it is not ready (e.g. the error of a failed load)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from unirep_client import AsyncClient, ClassifyResult, EmbedResult
 
+# The built-in ones, for the help text; a server may serve more (`unirep serve --adapters`), and any name is sent.
 # Kept literal (and checked against unirep_client.MODALITIES in the tests) so that building the parser does not
 # import the SDK: `unirep --help` stays fast.
 MODALITIES = ("image", "audio", "video", "pointcloud", "timeseries")
@@ -38,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
         ("embed", "embed files with a running service (one vector per file)"),
     ):
         parser = subparsers.add_parser(command, help=summary, description=summary)
-        parser.add_argument("modality", choices=MODALITIES)
+        parser.add_argument("modality", help=f"{', '.join(MODALITIES)}, or one the server registered")
         parser.add_argument(
             "files",
             nargs="+",
@@ -47,6 +48,8 @@ def add_parser(subparsers: Any) -> None:
         )
         parser.add_argument("--url", default=None, help="service URL (default: $UNIREP_URL, else 127.0.0.1:8000)")
         parser.add_argument("--api-key", default=None, help="Bearer key (default: $UNIREP_API_KEY)")
+        parser.add_argument("--model", default=None, help="a loaded model of the modality (default: its default model)")
+        parser.add_argument("--model-version", default=None, help="the model's version (default: its highest)")
         if command == "classify":
             parser.add_argument("--top-k", type=_positive_int, default=None, help="labels per file (server default: 5)")
         parser.add_argument("--json", action="store_true", help="print one JSON object per file instead of a table")
@@ -127,6 +130,7 @@ async def _send_one(client: AsyncClient, args: argparse.Namespace, path: str) ->
     from unirep_client import UnirepError
 
     options: dict[str, Any] = {} if args.deadline is None else {"deadline": args.deadline}
+    options.update(model=args.model, version=args.model_version)
     try:
         if args.command == "classify":
             result: ClassifyResult | EmbedResult = await client.classify(

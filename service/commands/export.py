@@ -63,12 +63,12 @@ def export(settings: Any, modality: str, fmt: str, output: Path, device: str | N
     import torch
 
     from modality_adapters import AdapterLimits, get_adapter
+    from servable.build import build_served_model
     from service.runtime.backends import BackendError, BuildRequest, check_against_eager, weights_digest
     from service.runtime.backends.onnx_export import export_onnx
     from service.runtime.backends.onnxruntime_backend import OnnxRuntimeRunner
     from service.runtime.backends.openvino_backend import OpenVinoRunner, write_ir
     from service.runtime.backends.tensorrt_backend import TensorRtRunner, TensorRtSpec
-    from service.runtime.model_build import build_served_model
 
     target = torch.device(device or ("cuda:0" if fmt == "tensorrt" else "cpu"))
     spec = TensorRtSpec()

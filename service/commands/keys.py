@@ -23,6 +23,7 @@ def add_parser(subparsers: Any) -> None:
     create.add_argument("name", help="who or what the key is for")
     create.add_argument("--rate-per-minute", type=float, default=None, help="this key's rate (default: the setting)")
     create.add_argument("--burst", type=int, default=None, help="requests at once above the rate (default: setting)")
+    create.add_argument("--admin", action="store_true", help="may also manage models (load, unload)")
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(func=run_keys)
 
@@ -60,7 +61,7 @@ def run_keys(args: argparse.Namespace) -> int:
             if args.rate_per_minute is not None and args.rate_per_minute <= 0:
                 print("unirep keys: --rate-per-minute must be positive", file=sys.stderr)
                 return 2
-            token, info = store.create(args.name, args.rate_per_minute, args.burst)
+            token, info = store.create(args.name, args.rate_per_minute, args.burst, admin=args.admin)
             if args.json:
                 print(json.dumps({"token": token, **info.as_dict()}))
             else:
@@ -77,7 +78,8 @@ def run_keys(args: argparse.Namespace) -> int:
                 else:
                     rate = "default" if info.rate_per_minute is None else f"{info.rate_per_minute:g}/min"
                     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
-                    print(f"{info.key_id}  {info.prefix}...  {created}  rate {rate}  {info.name}")
+                    scope = "admin" if info.admin else "inference"
+                    print(f"{info.key_id}  {info.prefix}...  {created}  rate {rate}  {scope}  {info.name}")
             return 0
         if store.revoke(args.key):
             print(f"revoked {args.key}")

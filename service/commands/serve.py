@@ -14,7 +14,7 @@ from service.commands.settings_args import add_settings_arguments, settings_to_r
 
 def add_parser(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve every modality over HTTP (see README: Serving)")
-    add_settings_arguments(serve)
+    add_settings_arguments(serve, repository=True)
     serve.set_defaults(func=run_serve)
 
 

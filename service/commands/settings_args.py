@@ -13,7 +13,10 @@ import sys
 from typing import Any
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, *, device: bool = True, redis: bool = False) -> None:
+def add_settings_arguments(
+    parser: argparse.ArgumentParser, *, device: bool = True, redis: bool = False, repository: bool = False
+) -> None:
+    """The shared flags; ``repository``: the model repository's (``unirep serve``: the process that loads models)."""
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1; 0.0.0.0 in containers)")
     parser.add_argument("--port", type=int, default=None, help="port (default 8000)")
     parser.add_argument("--grpc-port", type=int, default=None, help="also serve the V2 protocol over gRPC on this port")
@@ -25,6 +28,17 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, device: bool = Tr
             "--redis-url", default=None, help="redis://[:password@]host:6379/0 (also $UNIREP_REDIS_URL)"
         )
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    if repository:
+        parser.add_argument("--model-repository", default=None, metavar="DIR", help="serve the models of DIR too")
+        parser.add_argument("--model-control", default=None, choices=["none", "explicit", "poll"])
+        parser.add_argument(
+            "--load-model",
+            dest="load_models",
+            action="append",
+            default=None,
+            metavar="NAME",
+            help="with --model-control explicit: load NAME at start (repeatable; '*': every model)",
+        )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -57,7 +71,17 @@ def load_settings(args: argparse.Namespace, command: str) -> Any:
         return None
     try:
         overrides = parse_overrides(args.overrides)
-        for name in ("host", "port", "grpc_port", "device", "log_level", "redis_url"):
+        for name in (
+            "host",
+            "port",
+            "grpc_port",
+            "device",
+            "log_level",
+            "redis_url",
+            "model_repository",
+            "model_control",
+            "load_models",
+        ):
             value = getattr(args, name, None)
             if value is not None:
                 overrides[name] = value

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.http import docs_ui, openapi, page, preview, v2_core, v2_rest
+from service.http import docs_ui, openapi, page, preview, v2_core, v2_repository, v2_rest
 from service.http.client_identity import ClientIdentity
 from service.http.docs import describe_endpoint
 from service.http.errors import install_error_handlers
@@ -79,6 +79,7 @@ def create_app(
     app.include_router(inference_router())
     app.include_router(ops_router)
     app.include_router(v2_rest.router)
+    app.include_router(v2_repository.router)
     app.include_router(preview.router)
     app.include_router(page.router)
     app.include_router(docs_ui.router)

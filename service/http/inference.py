@@ -16,17 +16,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from modality_adapters import list_adapters
+from servable.served import ServedModel
 from service.http import request_io as io
 from service.http.docs import inference_openapi
 from service.http.intake import Admitted, Intake, http_door
 from service.http.preview import Drawing
 from service.http.schemas import ClassifyResponse, EmbedResponse, dump
 from service.runtime.outcome import Outcome
-from service.runtime.served import ServedModel
 from service.runtime.serving import ServiceRuntime
 from service.runtime.work import Task
 
 _RESPONSE_TYPES: dict[str, type[BaseModel]] = {"classify": ClassifyResponse, "embed": EmbedResponse}
+_MODEL = Query(None, description="a loaded model of this modality (GET /models); default: the modality's default")
+_VERSION = Query(None, description="the model's version (default: its highest loaded version)")
 
 
 def inference_router() -> APIRouter:
@@ -46,8 +48,10 @@ def inference_router() -> APIRouter:
         modality: str = Path(description="a registered modality", json_schema_extra=enum),
         top_k: int | None = Query(None, ge=1, description="number of predictions (default 5, at most num_classes)"),
         preview: bool = Query(False, description="also return the PNG of what the model sees, base64, as preview_png"),
+        model: str | None = _MODEL,
+        version: str | None = _VERSION,
     ) -> Response:
-        return await _door(request, modality, "classify", top_k, preview)
+        return await _door(request, modality, "classify", top_k, preview, (model, version))
 
     @router.post(
         "/embed/{modality}",
@@ -58,19 +62,31 @@ def inference_router() -> APIRouter:
     async def embed(
         request: Request,
         modality: str = Path(description="a registered modality", json_schema_extra=enum),
+        model: str | None = _MODEL,
+        version: str | None = _VERSION,
     ) -> Response:
-        return await _door(request, modality, "embed", None)
+        return await _door(request, modality, "embed", None, False, (model, version))
 
     return router
 
 
-async def _door(request: Request, modality: str, task: Task, top_k: int | None, preview: bool = False) -> Response:
+async def _door(
+    request: Request,
+    modality: str,
+    task: Task,
+    top_k: int | None,
+    preview: bool = False,
+    named: tuple[str | None, str | None] = (None, None),
+) -> Response:
+    """``named``: the ``?model=`` and ``&version=`` that pick a loaded model of the modality (else its default)."""
     runtime: ServiceRuntime = request.app.state.runtime
 
     async def work(intake: Intake, admitted: Admitted, watch: io.DisconnectWatch) -> Response:
         return await _infer(runtime, request, admitted, watch, task, top_k, preview)
 
-    return await http_door(request, task, modality, lambda: runtime.served_model(modality), work, io.error_response)
+    return await http_door(
+        request, task, modality, lambda: runtime.model_for(modality, *named), work, io.error_response
+    )
 
 
 async def _infer(
@@ -92,7 +108,7 @@ async def _infer(
     drawing = Drawing(runtime, modality, hints) if preview else None
     try:
         outcome = await runtime.infer(
-            modality,
+            served.key,
             task,
             payload.data,
             top_k=top_k,

@@ -23,11 +23,11 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from modality_adapters import list_adapters
+from servable.served import ServedModel
 from service.http import request_io as io
 from service.http.client_identity import ClientIdentity
 from service.http.guarded_protocol import BODY_STALLED
 from service.runtime.decode_guard import HEAD_BYTES
-from service.runtime.served import ServedModel
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import ClientDisconnectedError, UnirepError
 

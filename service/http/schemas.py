@@ -64,6 +64,9 @@ class EmbedResponse(_Result):
 
 
 class ModelInfo(_Schema):
+    name: str | None = Field(default=None, description="what clients address it by: a repository name, or the modality")
+    model_version: str | None = Field(default=None, description="its version in the model repository (defaults: 1)")
+    state: str | None = Field(default=None, description="READY, or LOADING while the service starts")
     modality: str
     model: str
     weights: str

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from modality_adapters import adapter_class, list_adapters
+from servable.served import ServedModel
 from service.http.v2_tensors import Tensor
 from service.runtime.outcome import Outcome
-from service.runtime.served import ServedModel
 from service.runtime.serving import ServiceRuntime
-from unirep_errors import InputError, NotFoundError
+from unirep_errors import InputError
 
 FILE_INPUT = "FILE"
 MAP_INPUT = "MAP"
@@ -50,21 +51,22 @@ class RequestedOutput:
 class V2Answer:
     outputs: list[Tensor]
     parameters: dict[str, Any]
+    model_version: str = MODEL_VERSION
+    """The version that answered."""
 
 
 def served_for(runtime: ServiceRuntime, model: str, version: str | None) -> ServedModel:
-    """The served model a V2 name (and optional version) refers to; 404 otherwise."""
-    if model not in runtime.served:
-        runtime.served_model(model)  # raises the service's 404 / 503 with its message
-    if version not in (None, "", MODEL_VERSION):
-        raise NotFoundError(f"model {model!r} has no version {version!r}; it has {MODEL_VERSION!r}")
-    return runtime.served[model]
+    """The loaded model a V2 name (and optional version; the highest without) refers to; 404 otherwise."""
+    if not runtime.table.versions(model) and model in list_adapters():
+        runtime.served_model(model)  # a modality's default model: the service's 404 / 503 with its message
+    return runtime.table.resolve(model, version)
 
 
-def model_metadata(served: ServedModel) -> dict[str, Any]:
+def model_metadata(served: ServedModel, versions: list[str] | None = None) -> dict[str, Any]:
+    """A model's V2 metadata; ``versions``: every loaded version of its name (default: its own)."""
     return {
-        "name": served.modality,
-        "versions": [MODEL_VERSION],
+        "name": served.model_name,
+        "versions": versions or [served.model_version],
         "platform": "pytorch",
         "inputs": [
             {"name": FILE_INPUT, "datatype": "BYTES", "shape": [-1]},
@@ -75,6 +77,7 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
             {"name": EMBEDDING, "datatype": "FP32", "shape": [-1, served.embedding_dim]},
         ],
         "parameters": {
+            "modality": served.modality,
             "model": served.name,
             "weights": served.weights.source,
             "weights_random": served.weights.is_random,
@@ -83,6 +86,10 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
             "preprocess": served.params,
         },
     }
+
+
+def loaded_versions(runtime: ServiceRuntime, name: str) -> list[str]:
+    return [str(v) for v in sorted(runtime.table.versions(name))]
 
 
 def server_metadata() -> dict[str, Any]:
@@ -166,7 +173,7 @@ async def infer(
     ]
     calls = [
         runtime.infer(
-            served.modality,
+            served.key,
             "embed" if task == "embed" else "classify",
             data,
             top_k=k or None,
@@ -187,13 +194,15 @@ async def infer(
     outcomes: list[Outcome] = [r for r in results if isinstance(r, Outcome)]
     n = len(identities)
     tensors = [_output(served, out, outcomes[i * n : (i + 1) * n]) for i, out in enumerate(outputs)]
-    return V2Answer(tensors, _parameters(served, outcomes))
+    return V2Answer(tensors, _parameters(served, outcomes), served.model_version)
 
 
 def _hints(tensor: Tensor, modality: str) -> dict[str, Any]:
+    """Decoder params from the input's ``format`` parameter, a file extension: the adapter reads it as it reads an
+    upload's file name (e.g. a point cloud's ``ply``); a modality whose decoder sniffs every format ignores it."""
     fmt = tensor.parameters.get("format")
-    if modality == "pointcloud" and isinstance(fmt, str) and fmt:
-        return {"format": fmt.lower()}
+    if isinstance(fmt, str) and fmt:
+        return adapter_class(modality).request_hints(f"input.{fmt.lower()}", "")
     return {}
 
 

@@ -2,8 +2,8 @@
 port (``grpc_port``; off unless set), with the same models and semantics as the REST front (``v2_core``).
 
 The message and service classes are the ones ``tritonclient[grpc]`` ships, generated from the protocol's own
-``grpc_service.proto``: the wire format is the standard's, with no protoc step here. Only the health, metadata and
-infer methods are served; the others answer UNIMPLEMENTED (the servicer base class's default).
+``grpc_service.proto``: the wire format is the standard's, with no protoc step here. The health, metadata, infer and
+model repository methods are served; the others answer UNIMPLEMENTED (the servicer base class's default).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from service.http import v2_core as core
 from service.http.client_identity import ClientIdentity
 from service.http.intake import Admitted, Caller, Intake, paced
+from service.http.v2_grpc_repository import RepositoryMethods
 from service.http.v2_request import off_loop
 from service.http.v2_tensors import Tensor, element_count, tensor_bytes, tensor_from_raw, tensor_from_values
 from service.runtime.serving import ServiceRuntime
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 _STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.INVALID_ARGUMENT,
     415: grpc.StatusCode.INVALID_ARGUMENT,
@@ -122,7 +124,7 @@ def grpc_caller(context: grpc.aio.ServicerContext) -> Caller:
     return Caller(peer=address if kind in ("ipv4", "ipv6") else None, header=header, timeout_ms=timeout_ms)
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, runtime: ServiceRuntime, auth: Any = None, identity: ClientIdentity | None = None) -> None:
         self.runtime = runtime
         self.auth = auth
@@ -150,7 +152,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         try:
-            meta = core.model_metadata(core.served_for(self.runtime, request.name, request.version))
+            served = core.served_for(self.runtime, request.name, request.version)
+            meta = core.model_metadata(served, core.loaded_versions(self.runtime, request.name))
         except UnirepError as exc:
             await self._fail(context, exc)
         tensors = {
@@ -176,7 +179,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if failure is not None:
             await paced(failure)
             await self._fail(context, failure)
-        response = pb.ModelInferResponse(model_name=request.model_name, model_version=core.MODEL_VERSION, id=request.id)
+        response = pb.ModelInferResponse(
+            model_name=request.model_name, model_version=answer.model_version, id=request.id
+        )
         for key, value in answer.parameters.items():
             _set_param(response.parameters[key], value)
         for tensor in answer.outputs:

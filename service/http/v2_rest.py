@@ -95,7 +95,8 @@ async def server_metadata() -> dict[str, Any]:
 async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
     """One V2 model per served modality: its inputs (FILE bytes or a MAP) and outputs (PROBABILITIES, EMBEDDING)."""
     try:
-        meta = core.model_metadata(core.served_for(_runtime(request), model, version))
+        served = core.served_for(_runtime(request), model, version)
+        meta = core.model_metadata(served, core.loaded_versions(_runtime(request), model))
         if not await sees_paths(request):  # with API keys on, local paths are for key holders only
             meta["parameters"] = public_model(meta["parameters"])
         return JSONResponse(meta)
@@ -179,7 +180,7 @@ def _response(
         else:
             entry["data"] = tensor_json_data(tensor)
         outputs.append(entry)
-    content: dict[str, Any] = {"model_name": model, "model_version": core.MODEL_VERSION, "outputs": outputs}
+    content: dict[str, Any] = {"model_name": model, "model_version": answer.model_version, "outputs": outputs}
     if request_id is not None:
         content["id"] = request_id
     content["parameters"] = answer.parameters

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from servable.served import ServedModel
 from service.metrics import Metrics
 from service.runtime.batching import Batcher
 from service.runtime.decode_guard import DecodeGuard, GuardPolicy
 from service.runtime.decoder_pool import DecoderPool
-from service.runtime.served import ServedModel
 from service.runtime.stage_times import DecodeTimes
 from service.settings import ServiceSettings
 from unirep_errors import DeadlineExceededError, InvalidParameterError
@@ -35,7 +35,7 @@ def decode_guard(s: ServiceSettings) -> DecodeGuard:
 
 def latency_seeds(served: ServedModel, device_workers: list[Any], warmup: bool) -> dict[int, float]:
     """Warm-up batch latencies by batch size (1 and the largest; only 1 when warm-up ran at size 1 alone)."""
-    key = (served.modality, served.input_shape)
+    key = (served.key, served.input_shape)
     largest = max((w.latency.get(key, 0.0) for w in device_workers), default=0.0)
     if not warmup:
         return {1: largest}
@@ -63,7 +63,7 @@ def check_feasible(
     modality = served.modality
     decode_s = decode_times.estimate(modality) if decoding else 0.0
     waiting_s = pool.wait_estimate(decode_s, client) if pool is not None and decoding else 0.0
-    expected = waiting_s + decode_s + batcher.estimate(modality, served.input_shape)
+    expected = waiting_s + decode_s + batcher.estimate(served.key, served.input_shape)
     left = deadline - time.monotonic()
     if expected > left:
         metrics.dropped.labels(modality, "deadline").inc()

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from modality_adapters import AdapterLimits, BaseAdapter, get_adapter
+from servable.build import build_served_model
+from servable.served import ServedModel
 from service.metrics import Metrics
 from service.runtime.admission import decode_guard
 from service.runtime.backends import ExportCache, default_cache_dir
@@ -19,8 +21,6 @@ from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache
 from service.runtime.cpu_threads import plan_threads
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
-from service.runtime.model_build import build_served_model
-from service.runtime.served import ServedModel
 from service.runtime.transport import Transport
 from service.settings import ServiceSettings
 

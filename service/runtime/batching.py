@@ -84,6 +84,24 @@ class Batcher:
             bucket.latency.seed(size, seconds)
         return bucket
 
+    def add_model(self, key: str, policy: BatchPolicy, shape: tuple[int, ...], seeds: dict[int, float]) -> None:
+        """A model loaded while serving: its policy and its bucket, running at once."""
+        self.policies[key] = policy
+        self.add_bucket(key, shape, seeds)
+
+    def holds(self, key: str) -> bool:
+        """Whether any item of this model is queued or running."""
+        return any(b.queue or b.running for b in self.buckets.values() if b.modality == key)
+
+    async def remove_model(self, key: str) -> None:
+        """Stop a drained model's buckets (``holds`` is False: nothing of it is queued or running)."""
+        gone = [k for k, b in self.buckets.items() if b.modality == key]
+        tasks = [t for t in (self.buckets.pop(k).task for k in gone) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.policies.pop(key, None)
+
     def estimate(self, modality: str, shape: tuple[int, ...]) -> float:
         """Seconds from admission to result for an item of this bucket now (0 for an unknown bucket)."""
         bucket = self.buckets.get((modality, tuple(shape)))

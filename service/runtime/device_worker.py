@@ -15,17 +15,21 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from servable.served import ServedModel
 from service.runtime.backends import BuildRequest, Choice, ExportCache, Runner, build_runner, weights_digest
-from service.runtime.served import ServedModel
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
 
 log = logging.getLogger(__name__)
+
+WARM_QUIET_S = 1.0
+"""Idle time after which a device warms one cold batch size (a request arriving meanwhile waits for that one)."""
 
 
 @dataclass(frozen=True)
@@ -86,31 +90,48 @@ class DeviceWorker:
         self.device_name = str(device)
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.precision = choose_precision(device.type, precision, bf16)
-        self.served = models
+        self.served: dict[str, ServedModel] = {}
         self.modules: dict[str, nn.Module] = {}
-        for name, served in models.items():
-            if served.module is None:
-                raise ValueError(f"{name} is served elsewhere (no module here): a device worker needs the model")
-            module = served.module if device.type == "cpu" else copy.deepcopy(served.module)
-            module = module.to(device).eval()
-            if self.precision.channels_last:
-                module = module.to(memory_format=torch.channels_last)
-            self.modules[name] = module
-        # Each modality's backend: a compiled view of the module above, built (or loaded from the export cache),
-        # prepared for every batch size and checked against the module before the worker is ready.
-        cache = backend_cache or ExportCache(None)
         self.runners: dict[str, Runner] = {}
         self.backends: dict[str, Choice] = {}
-        for name, served in models.items():
-            self.runners[name], self.backends[name] = self._build_runner(served, self.modules[name], cache, threads)
+        self.cache = backend_cache or ExportCache(None)
+        self.threads = threads
+        for key, served in models.items():
+            self.install(key, served)
         self.inference_delay_s = inference_delay_s
         self.warmup_enabled = warmup_enabled
         self.latency: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a full batch per bucket (seconds): seeds the batcher's estimates."""
+        self.cold: deque[tuple[str, int]] = deque()
+        """(serving key, batch size) not run yet: warmed one at a time, between batches (``warm_next``)."""
+        self.ran: set[tuple[str, int]] = set()
+        """(serving key, batch size) a real batch ran: warm already."""
+        self.last_active = time.monotonic()
         self.latency_one: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a batch of one per bucket: with ``latency``, the two ends of the estimate."""
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+
+    def install(self, key: str, served: ServedModel) -> None:
+        """Place a model on this device under ``key``: its module, and its backend (a compiled view of the module,
+        built or loaded from the export cache and checked against it). Other keys keep serving meanwhile."""
+        if served.module is None:
+            raise ValueError(f"{key} is served elsewhere (no module here): a device worker needs the model")
+        module = served.module if self.device.type == "cpu" else copy.deepcopy(served.module)
+        module = module.to(self.device).eval()
+        if self.precision.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        runner, choice = self._build_runner(served, module, self.cache, self.threads)
+        self.modules[key], self.runners[key], self.backends[key] = module, runner, choice
+        self.served[key] = served  # last: a model is visible to warm-up and batches only once it is complete
+
+    def uninstall(self, key: str) -> None:
+        """Release a model no batch uses any more (its bucket has drained)."""
+        for table in (self.served, self.modules, self.runners, self.backends):
+            table.pop(key, None)
+        for latencies in (self.latency, self.latency_one):
+            for bucket in [b for b in latencies if b[0] == key]:
+                del latencies[bucket]
 
     def _build_runner(
         self, served: ServedModel, module: nn.Module, cache: ExportCache, threads: int | None
@@ -130,41 +151,69 @@ class DeviceWorker:
         log.info("[%s] backend %s on %s (%s)", served.modality, choice.name, self.device_name, choice.reason)
         return runner, choice
 
-    def warmup(self) -> None:
-        """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready."""
-        for modality, served in self.served.items():
-            for shape in (served.input_shape,):
-                sizes = list(range(1, served.config.max_batch_size + 1)) if self.warmup_enabled else [1]
-                for size in sizes:
-                    self._forward(modality, torch.zeros((size, *shape)))
-                # The estimate that seeds the batcher: best of 3 at the largest size, so one-time initialization
-                # and the decoder processes starting beside us do not inflate it.
-                timings = []
-                for _ in range(3):
-                    start = time.perf_counter()
-                    self._forward(modality, torch.zeros((sizes[-1], *shape)))
-                    self._sync()
-                    timings.append(time.perf_counter() - start)
-                self.latency[(modality, tuple(shape))] = min(timings)
-                self.latency_one[(modality, tuple(shape))] = (
-                    self._best_of(3, modality, shape) if sizes[-1] > 1 else min(timings)
-                )
-                log.info(
-                    "warmed %s %s on %s (batch sizes 1..%d, %s, %s): %.1f ms at the largest",
-                    modality,
-                    "x".join(map(str, shape)),
-                    self.device_name,
-                    max(sizes),
-                    self.backends[modality].name,
-                    self.precision.name,
-                    self.latency[(modality, tuple(shape))] * 1000,
-                )
+    def warmup(self, background: bool = False) -> None:
+        """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready (with
+        ``background``, sizes 1 and the largest before, the others later: ``warm_next``)."""
+        for key in list(self.served):
+            self.warm(key, background)
 
-    def _best_of(self, runs: int, modality: str, shape: tuple[int, ...]) -> float:
+    def warm(self, key: str, background: bool = False) -> None:
+        """Run one model's bucket at every batch size (or 1 without warm-up) and measure its batch latencies.
+
+        ``background``: only batch sizes 1 and the largest now (what the latency estimates need), the others queued
+        in ``cold`` for ``warm_next``, which the device's own thread runs when no batch waits: the model answers
+        seconds sooner, and a batch of a cold size runs at worst once more slowly."""
+        served = self.served[key]
+        shape = served.input_shape
+        every = list(range(1, served.config.max_batch_size + 1)) if self.warmup_enabled else [1]
+        sizes = sorted({1, every[-1]}) if background else every
+        for size in sizes:
+            self._forward(key, torch.zeros((size, *shape)))
+        self.cold.extend((key, size) for size in every if size not in sizes)
+        # The estimate that seeds the batcher: best of 3 at the largest size, so one-time initialization and the
+        # decoder processes starting beside us do not inflate it.
+        largest = self._best_of(3, key, shape, sizes[-1])
+        self.latency[(key, tuple(shape))] = largest
+        self.latency_one[(key, tuple(shape))] = self._best_of(3, key, shape, 1) if sizes[-1] > 1 else largest
+        log.info(
+            "warmed %s %s on %s (batch sizes 1..%d, %s, %s): %.1f ms at the largest",
+            key,
+            "x".join(map(str, shape)),
+            self.device_name,
+            max(sizes),
+            self.backends[key].name,
+            self.precision.name,
+            largest * 1000,
+        )
+
+    def quiet_for(self) -> float | None:
+        """Seconds until the device has been idle ``WARM_QUIET_S`` and may warm a cold size (0: now); None when
+        nothing is cold. Under traffic it never warms: the batches themselves run (and so warm) the sizes."""
+        if not self.cold:
+            return None
+        return max(0.0, self.last_active + WARM_QUIET_S - time.monotonic())
+
+    def warm_next(self) -> bool:
+        """Run one cold (model, batch size) once; False when every one is warm. Called between batches."""
+        while self.cold:
+            key, size = self.cold.popleft()
+            served = self.served.get(key)
+            if served is None or (key, size) in self.ran:
+                continue  # released meanwhile, or a batch of that size already ran
+            try:
+                self._forward(key, torch.zeros((size, *served.input_shape)))
+            except Exception:  # released while running: nothing is left to warm for it
+                log.debug("background warm-up of %s at batch size %d skipped", key, size, exc_info=True)
+            if not self.cold:
+                log.info("every batch size of every model is warm on %s", self.device_name)
+            return True
+        return False
+
+    def _best_of(self, runs: int, key: str, shape: tuple[int, ...], size: int) -> float:
         timings = []
         for _ in range(runs):
             start = time.perf_counter()
-            self._forward(modality, torch.zeros((1, *shape)))
+            self._forward(key, torch.zeros((size, *shape)))
             self._sync()
             timings.append(time.perf_counter() - start)
         return min(timings)
@@ -214,6 +263,7 @@ class DeviceWorker:
                         )
             results.update(outputs)
         self._sync()
+        self.last_active = time.monotonic()
         return BatchResult(
             batch_id=batch.batch_id,
             device=self.device_name,
@@ -225,6 +275,7 @@ class DeviceWorker:
 
     def _run(self, modality: str, items: list[BatchItem]) -> dict[str, ItemResult]:
         x = torch.stack([item.tensor for item in items])
+        self.ran.add((modality, len(items)))
         if self.device.type == "cuda":
             x = x.pin_memory()
         features, scores = self._forward(modality, x)

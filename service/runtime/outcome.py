@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.runtime.served import ServedModel
+from servable.served import ServedModel
 from service.runtime.work import ItemResult
 
 

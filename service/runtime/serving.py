@@ -13,14 +13,17 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from modality_adapters import list_adapters
+from servable.served import ServedModel
 from service.metrics import Metrics
-from service.runtime.admission import check_feasible, latency_seeds, resolve_top_k, with_cap_note
+from service.repository.manager import ModelRepository
+from service.runtime.admission import latency_seeds, resolve_top_k, with_cap_note
 from service.runtime.assembly import (
     build_models,
     local_cache,
@@ -31,28 +34,18 @@ from service.runtime.assembly import (
 )
 from service.runtime.batching import Batcher
 from service.runtime.cache import ResultCache, cache_key
-from service.runtime.decoder_pool import Decoded, DecoderPool
-from service.runtime.outcome import Outcome, result_body
-from service.runtime.served import ServedModel
+from service.runtime.compute import Job, compute
+from service.runtime.decoder_pool import DecoderPool
+from service.runtime.model_table import ModelTable
+from service.runtime.outcome import Outcome
 from service.runtime.singleflight import SingleFlight
 from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport
-from service.runtime.work import BatchItem, Task, new_id
+from service.runtime.work import Task
 from service.settings import ServiceSettings
-from unirep_errors import NotFoundError, ServiceUnavailableError, UndecodableInputError
+from unirep_errors import InvalidParameterError, NotFoundError, ServiceUnavailableError, UndecodableInputError
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Job:
-    """What one cache miss computes from: the upload (hashed once), its client, and the optional shortcuts."""
-
-    data: bytes
-    digest: str
-    client: str
-    decoded_map: torch.Tensor | None
-    on_decoded: Callable[[torch.Tensor], None] | None
 
 
 class ServiceRuntime:
@@ -70,6 +63,14 @@ class ServiceRuntime:
         self.flights = SingleFlight(self.cache)
         self.transport: Transport | None = transport
         self.served: dict[str, ServedModel] = {}
+        """Every loaded model by its serving key (a default model's is its modality), retiring versions included."""
+        self.table = ModelTable()
+        """Which loaded model answers a name and version: what new requests resolve to."""
+        self.users: Counter[str] = Counter()
+        """Serving key -> requests inside ``infer`` now: a replaced version is released only when it reaches 0."""
+        self.repository: ModelRepository | None = None
+        self.releasing: set[asyncio.Task[None]] = set()
+        """Replaced or unloaded models waiting to drain before they are released (``live_models.release``)."""
         self.adapters: dict[str, Any] = {}
         self.pool: DecoderPool | None = None
         self.batcher: Batcher | None = None
@@ -120,7 +121,11 @@ class ServiceRuntime:
             hints = getattr(self.transport, "device_workers", [])
             for modality, served in self.served.items():
                 self.batcher.add_bucket(modality, served.input_shape, latency_seeds(served, hints, s.warmup))
+                self.table.route(served)
             await self.batcher.start()
+            if s.model_repository:
+                self.repository = ModelRepository(self, s)
+                await self.repository.start()
             self.state = "ready"
             self.metrics.ready.set(1)
             log.info("ready: %s", ", ".join(sm.summary() for sm in self.served.values()))
@@ -159,6 +164,10 @@ class ServiceRuntime:
     async def stop(self) -> None:
         self.state = "stopped"
         self.metrics.ready.set(0)
+        if self.repository is not None:
+            await self.repository.stop()
+        for task in list(self.releasing):
+            task.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.transport is not None:
@@ -170,6 +179,9 @@ class ServiceRuntime:
     # --- the request path --------------------------------------------------------------------------------------
 
     def served_model(self, modality: str) -> ServedModel:
+        """The model loaded under a serving key (a modality's default model: the modality's name); 404 otherwise."""
+        if modality in self.served:
+            return self.served[modality]
         known = list_adapters()
         if modality not in known:
             raise NotFoundError(f"unknown modality {modality!r}; use one of {', '.join(known)}", modality=modality)
@@ -178,6 +190,16 @@ class ServiceRuntime:
             if self.state == "starting":
                 raise ServiceUnavailableError("the service is starting (loading and warming models)", retry_after=5)
             raise NotFoundError(f"modality {modality!r} is not enabled on this server", modality=modality)
+        return served
+
+    def model_for(self, modality: str, name: str | None = None, version: str | None = None) -> ServedModel:
+        """The model a native request names (``?model=``, ``&version=``): it must be of ``modality``; without a
+        name, the modality's default model."""
+        if name is None and version is None:
+            return self.served_model(modality)
+        served = self.table.resolve(name or modality, version)
+        if served.modality != modality:
+            raise InvalidParameterError(f"model {served.model_name!r} takes {served.modality}, not {modality}")
         return served
 
     def check_admission(self) -> None:
@@ -224,6 +246,26 @@ class ServiceRuntime:
         upload is hashed once here, for the cache and the decoder's quarantine alike.
         """
         served = self.served_model(modality)
+        job = Job(data, "", client, decoded_map, on_decoded)
+        self.users[served.key] += 1  # held until answered: a replaced version is released only after this
+        try:
+            return await self._answer(served, task, top_k, timeout_ms, cancelled, hints, job, all_classes)
+        finally:
+            self.users[served.key] -= 1
+
+    async def _answer(
+        self,
+        served: ServedModel,
+        task: Task,
+        top_k: int | None,
+        timeout_ms: float | None,
+        cancelled: Callable[[], bool],
+        hints: dict[str, Any] | None,
+        job: Job,
+        all_classes: bool,
+    ) -> Outcome:
+        """``infer`` once the model is chosen: the cache (keyed on that model's version), else a computation."""
+        modality, data = served.modality, job.data
         k = (
             (served.num_classes if all_classes else resolve_top_k(served, top_k, self.settings.max_top_k))
             if task == "classify"
@@ -247,72 +289,11 @@ class ServiceRuntime:
                     self.metrics.cache_coalesced.labels(modality).inc()
                 return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
             self.metrics.cache_misses.labels(modality).inc()
-            job = _Job(data, digest, client, decoded_map, on_decoded)
-            outcome = await self._compute(served, task, job, k, params, deadline_wall, deadline_mono, cancelled)
+            job = dataclasses.replace(job, digest=digest)
+            outcome = await compute(self, served, task, job, k, params, deadline_wall, deadline_mono, cancelled)
             await lease.publish(outcome.result)
         return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
 
-    async def _compute(
-        self,
-        served: ServedModel,
-        task: Task,
-        job: _Job,
-        k: int,
-        params: dict[str, Any],
-        deadline_wall: float | None,
-        deadline_mono: float | None,
-        cancelled: Callable[[], bool],
-    ) -> Outcome:
-        """A cache miss: decode in the pool (unless the map came preprocessed), batch, run on a worker, postprocess."""
-        modality = served.modality
-        assert self.pool is not None and self.batcher is not None
-        preprocessed = job.decoded_map is not None
-        times = self.decode_times
-        check_feasible(
-            served, deadline_mono, times, self.pool, self.batcher, self.metrics, not preprocessed, job.client
-        )
-        t0 = time.perf_counter()
-        self.decoding[modality] = self.decoding.get(modality, 0) + 1
-        try:
-            decoded = Decoded(job.decoded_map, 0.0) if job.decoded_map is not None else None
-            if decoded is None:
-                decoded = await self.pool.decode(
-                    modality, job.data, params, deadline=deadline_mono, client=job.client, digest=job.digest
-                )
-        except Exception as exc:
-            if getattr(exc, "code", "") == "deadline_exceeded":
-                self.metrics.dropped.labels(modality, "deadline").inc()
-            raise
-        finally:
-            self.decoding[modality] -= 1
-        preprocess_s = time.perf_counter() - t0
-        if not preprocessed:  # a preprocessed map took no decoding: it must not pull the decode estimate down
-            self.decode_times.observe(modality, preprocess_s)
-        self.metrics.preprocess_duration.labels(modality).observe(preprocess_s)
-        if tuple(decoded.tensor.shape) != served.input_shape:
-            raise UndecodableInputError(
-                f"decoded {modality} map has shape {tuple(decoded.tensor.shape)}; the model takes {served.input_shape}"
-            )
-        if job.on_decoded is not None:
-            job.on_decoded(decoded.tensor)
-        item = BatchItem(new_id(), decoded.tensor, task, k, time.time(), deadline_wall, cancelled)
-        pending = self.batcher.submit(item, modality, cancelled, client=job.client)
-        item_result, batch_result = await pending.future
-        queue_s = max(0.0, batch_result.started_at - item.enqueued_at)
-        self.metrics.queue_duration.labels(modality).observe(queue_s)
-        return Outcome(
-            result_body(served, item_result),
-            preprocess_ms=preprocess_s * 1000.0,
-            queue_ms=queue_s * 1000.0,
-            inference_ms=batch_result.inference_s * 1000.0,
-            batch_size=batch_result.batch_size,
-        )
-
     def describe_models(self) -> list[dict[str, Any]]:
-        """``GET /models``: each served model's description, without the wire-only weights detail."""
-        out = []
-        for sm in self.served.values():
-            desc = sm.describe()
-            desc.pop("weights_detail")
-            out.append(desc)
-        return out
+        """``GET /models``: every routed model and version, with its state, without the wire-only weights detail."""
+        return self.table.describe("READY" if self.ready else "LOADING")

@@ -28,9 +28,9 @@ from service.runtime.work import Batch, BatchResult
 from unirep_errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
+    from servable.served import ServedModel
     from service.metrics import Metrics
     from service.runtime.device_worker import DeviceWorker
-    from service.runtime.served import ServedModel
     from service.settings import ModalityConfig
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,10 @@ class LocalTransport(Transport):
         return self._ready and not self._stopped
 
     async def start(self) -> None:
-        """Warm every worker (concurrently, one thread each), then start their batch loops."""
+        """Warm every worker (concurrently, one thread each: batch sizes 1 and the largest), then start their batch
+        loops, which warm the other sizes while no batch waits."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, w.warmup) for w in self.device_workers))
+        await asyncio.gather(*(loop.run_in_executor(None, w.warmup, True) for w in self.device_workers))
         for worker in self.device_workers:
             self.metrics.worker_ready.labels(worker.device_name).set(1)
             thread = threading.Thread(target=self._loop, args=(worker,), name=f"unirep-worker-{worker.device_name}")
@@ -118,7 +119,11 @@ class LocalTransport(Transport):
 
     def _loop(self, worker: DeviceWorker) -> None:
         while True:
-            job = self._queue.get()
+            try:  # batches first; a cold batch size is warmed only once the device has been quiet a while
+                job = self._queue.get(timeout=worker.quiet_for())
+            except queue.Empty:
+                worker.warm_next()
+                continue
             if job is None:
                 self._queue.put(None)  # let the other workers see it too
                 return

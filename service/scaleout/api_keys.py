@@ -25,9 +25,10 @@ import redis.asyncio as aioredis
 
 from service.metrics import Metrics
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth
-from unirep_errors import RateLimitedError, ServiceUnavailableError, UnauthorizedError
+from unirep_errors import ForbiddenError, RateLimitedError, ServiceUnavailableError, UnauthorizedError
 
 TOKEN_PREFIX = "urk_"
+ADMIN_SCOPE = "admin"
 
 # KEYS: hash->id key, id-record prefix, rate-state prefix. ARGV: default rate/min (0 = unlimited), default burst.
 # Returns {0} for an unknown key, else {1, id, allowed (0/1), retry_after_ms}.
@@ -68,6 +69,8 @@ class KeyInfo:
     created_at: float
     rate_per_minute: float | None
     burst: int | None
+    admin: bool = False
+    """Admin scope: may also manage the model repository (load, unload); other keys may only run inference."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +80,7 @@ class KeyInfo:
             "created_at": self.created_at,
             "rate_per_minute": self.rate_per_minute,
             "burst": self.burst,
+            "admin": self.admin,
         }
 
 
@@ -130,6 +134,19 @@ class ApiKeyAuth:
             )
         return key_id
 
+    async def authorize_admin(self, authorization: str | None) -> str:
+        """``authorize``, and the key must have the admin scope (403 otherwise): managing models needs it."""
+        key_id = await self.authorize(authorization)
+        try:
+            scope = await self.client.hget(self.keys.key_record(key_id), "scope")
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc)
+            raise ServiceUnavailableError(f"cannot check API keys: {self.health.describe()}", retry_after=1) from None
+        if (scope.decode() if isinstance(scope, bytes) else scope) != ADMIN_SCOPE:
+            self.metrics.auth_rejected.labels("forbidden").inc()
+            raise ForbiddenError(f"API key {key_id} may run inference only: managing models needs an admin key")
+        return key_id
+
 
 class ApiKeyStore:
     """``unirep keys create|list|revoke``: the records behind ``ApiKeyAuth`` (synchronous, for the CLI)."""
@@ -138,11 +155,13 @@ class ApiKeyStore:
         self.client = client
         self.keys = keys
 
-    def create(self, name: str, rate_per_minute: float | None = None, burst: int | None = None) -> tuple[str, KeyInfo]:
+    def create(
+        self, name: str, rate_per_minute: float | None = None, burst: int | None = None, admin: bool = False
+    ) -> tuple[str, KeyInfo]:
         """A new key: the token (shown once, never stored) and its record."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         key_id = secrets.token_hex(6)
-        info = KeyInfo(key_id, name, token[:10], time.time(), rate_per_minute, burst)
+        info = KeyInfo(key_id, name, token[:10], time.time(), rate_per_minute, burst, admin)
         record: dict[str, str] = {
             "name": name,
             "prefix": info.prefix,
@@ -153,6 +172,8 @@ class ApiKeyStore:
             record["rate_per_minute"] = repr(float(rate_per_minute))
         if burst is not None:
             record["burst"] = str(int(burst))
+        if admin:
+            record["scope"] = ADMIN_SCOPE
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keys.key_record(key_id), mapping=record)  # type: ignore[arg-type]
         pipe.set(self.keys.key_by_hash(hash_token(token)), key_id)
@@ -176,6 +197,7 @@ class ApiKeyStore:
                     float(rec.get("created_at", 0.0)),
                     float(rec["rate_per_minute"]) if "rate_per_minute" in rec else None,
                     int(rec["burst"]) if "burst" in rec else None,
+                    rec.get("scope") == ADMIN_SCOPE,
                 )
             )
         return sorted(out, key=lambda k: k.created_at)

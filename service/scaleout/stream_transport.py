@@ -26,8 +26,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from servable.served import ServedModel
 from service.metrics import Metrics
-from service.runtime.served import ServedModel
 from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import decode_result, encode_batch

@@ -26,10 +26,10 @@ from typing import Any
 
 import redis
 
+from servable.served import ServedModel
 from service.metrics import Metrics
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.device_worker import DeviceWorker
-from service.runtime.served import ServedModel
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import BatchRequest, decode_batch, encode_failure, encode_result, pack_requests
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client

@@ -187,7 +187,7 @@ def write_checkpoints(directory: Path, settings: dict[str, str], modalities: tup
     import torch
 
     from modality_adapters import get_adapter
-    from service.runtime.model_build import build_served_model
+    from servable.build import build_served_model
 
     config = settings_from_env(settings)
     out: dict[str, str] = {}

@@ -101,8 +101,8 @@ def send(gateway: Proc, modality: str, seed: int, timeout_ms: int = DEADLINE_MS)
 def reference(cluster: Cluster, modality: str, seed: int) -> list[tuple[int, float]]:
     """The same weights and preprocessing in this process, through the same DeviceWorker code, batch of one."""
     from modality_adapters import get_adapter
+    from servable.build import build_served_model
     from service.runtime.device_worker import DeviceWorker
-    from service.runtime.model_build import build_served_model
     from service.runtime.work import Batch, BatchItem
 
     cfg = settings_from_env(cluster.env).modality(modality)

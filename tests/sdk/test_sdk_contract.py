@@ -29,9 +29,9 @@ PAIRS = [
 
 
 def test_sdk_modalities_are_the_registry() -> None:
-    from unirep_client._constants import Modality
+    from unirep_client._constants import KnownModality
 
-    assert list(typing.get_args(Modality)) == list_adapters()
+    assert list(typing.get_args(KnownModality)) == list_adapters()
     assert list(unirep_client.MODALITIES) == list_adapters()
 
 

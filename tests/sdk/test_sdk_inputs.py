@@ -81,7 +81,8 @@ def test_series_with_timestamps_go_as_json_with_iso_strings() -> None:
         ("audio", b"", {}, uc.InvalidInputError),
         ("video", "/no/such/file.mp4", {}, uc.InputFileNotFoundError),
         ("image", b"x", {"timestamps": ["t"]}, uc.InvalidInputError),
-        ("smell", b"x", {}, uc.UnknownModalityError),
+        ("Smell/../x", b"x", {}, uc.UnknownModalityError),
+        ("", b"x", {}, uc.UnknownModalityError),
     ],
 )
 def test_bad_inputs_are_refused_before_any_request(modality: str, data: object, kwargs: dict, error: type) -> None:
@@ -107,3 +108,11 @@ def test_bad_inputs_are_refused_before_any_request(modality: str, data: object, 
 )
 def test_bytes_get_a_content_type_from_their_magic(head: bytes, content_type: str) -> None:
     assert sniff_content_type(head + b"\0" * 16)[0] == content_type
+
+
+def test_a_modality_the_server_registered_takes_files_and_bytes() -> None:
+    """Modalities are the server's to define (``unirep serve --adapters``): any name goes out as a file upload."""
+    payload = encode_input("depth", b"\x00\x01\x02\x03")
+    assert payload.files is not None and payload.files["file"][1] == b"\x00\x01\x02\x03"
+    with pytest.raises(TypeError):
+        encode_input("depth", [[1.0]])

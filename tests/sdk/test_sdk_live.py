@@ -108,13 +108,16 @@ def test_a_missing_file_and_an_unknown_modality_are_sdk_errors(server: LiveServe
     with uc.Client(server.url, max_retries=0) as client:
         with pytest.raises(uc.InputFileNotFoundError) as missing:
             client.classify("image", tmp_path / "nowhere.png")
-        with pytest.raises(uc.UnknownModalityError) as unknown:
-            client.embed("smell", b"x")  # type: ignore[arg-type]
+        with pytest.raises(uc.UnknownModalityError) as unknown:  # not a modality name: refused before sending
+            client.embed("Smell!", b"x")
+        with pytest.raises(uc.NotFoundError) as unregistered:  # a name the server may or may not serve: it decides
+            client.embed("smell", b"x")
         with pytest.raises(uc.NotFoundError) as disabled:  # a modality this server does not serve
             client.classify("video", b"\x00\x00\x00\x18ftypmp42")
     assert missing.value.status_code is None and unknown.value.status_code is None
-    assert disabled.value.status_code == 404
-    assert all(isinstance(e.value, uc.UnirepError) for e in (missing, unknown, disabled))
+    assert disabled.value.status_code == unregistered.value.status_code == 404
+    assert "smell" in unregistered.value.message
+    assert all(isinstance(e.value, uc.UnirepError) for e in (missing, unknown, unregistered, disabled))
 
 
 def test_a_full_queue_answers_429_and_the_sdk_retries_until_served(overloaded: LiveServer) -> None:

@@ -20,6 +20,8 @@ from unirep_errors import DeadlineExceededError
 class Served:
     modality: str = "image"
     input_shape: tuple[int, ...] = (3, 64, 64)
+    key: str = "image"
+    """The batcher's name for the loaded model (a default model's is its modality)."""
 
 
 class Pool:

@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from modality_adapters import get_adapter
+from servable.build import build_served_model
+from servable.served import ServedModel
 from service.runtime.backends import (
     AUTO_ORDER,
     BACKEND_NAMES,
@@ -32,8 +34,6 @@ from service.runtime.backends import (
 from service.runtime.backends.onnxruntime_backend import OnnxRuntimeSpec
 from service.runtime.backends.tensorrt_backend import unavailable_reason as tensorrt_unavailable
 from service.runtime.backends.torch_backend import TorchRunner
-from service.runtime.model_build import build_served_model
-from service.runtime.served import ServedModel
 from service.settings import MODALITIES, ModalitySettings, ServiceSettings
 from tests.service.server import SMALL
 

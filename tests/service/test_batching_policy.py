@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from modality_adapters import get_adapter
+from servable.build import build_served_model
+from servable.served import ServedModel
 from service.metrics import Metrics
 from service.runtime.batching import Batcher
 from service.runtime.bucket import BatchPolicy
 from service.runtime.device_worker import DeviceWorker
-from service.runtime.model_build import build_served_model
-from service.runtime.served import ServedModel
 from service.runtime.transport import LocalTransport
 from service.runtime.work import BatchItem, new_id
 from service.settings import ServiceSettings

@@ -51,7 +51,7 @@ def test_random_weights_are_exported_with_the_served_seed(tmp_path: Path) -> Non
     """Random weights are seeded by ``random_seed``: the export is the model ``unirep serve`` builds with that seed."""
     ort = pytest.importorskip("onnxruntime")
     from modality_adapters import get_adapter
-    from service.runtime.model_build import build_served_model
+    from servable.build import build_served_model
     from service.settings import ServiceSettings
 
     x = torch.randn(2, 3, SIZE, SIZE)

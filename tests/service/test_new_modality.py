@@ -137,3 +137,24 @@ def test_the_settings_have_its_section(plugin_dir: Path) -> None:
         timeout=120,
     )
     assert missing.returncode == 2 and "no_such_plugin_module" in missing.stderr
+
+
+def test_the_sdk_and_cli_send_to_it(server: Server, tmp_path: Path) -> None:
+    from unirep_client import Client
+
+    with Client(server.url) as client:
+        answer = client.classify("depth", depth_map(4), top_k=2)
+        assert answer.modality == "depth" and len(answer.predictions) == 2
+        assert "depth" in {m.modality for m in client.models()}
+    sample = tmp_path / "map.bin"
+    sample.write_bytes(depth_map(5))
+    run = subprocess.run(
+        [sys.executable, "-m", "service.cli", "embed", "depth", str(sample), "--json", "--no-progress"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "UNIREP_URL": server.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["result"]["dim"] > 0

@@ -9,8 +9,8 @@ import sys
 import torch
 
 from modality_adapters import get_adapter
-from service.runtime.model_build import build_served_model
-from service.runtime.served import ServedModel
+from servable.build import build_served_model
+from servable.served import ServedModel
 from service.settings import ServiceSettings
 
 

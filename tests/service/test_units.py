@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from modality_adapters import get_adapter
-from service.labels import list_label_sets, load_labels
+from servable.build import build_served_model
+from servable.config import ModalitySettings
+from servable.labels import list_label_sets, load_labels
 from service.runtime.cache import MemoryLRUCache, cache_key
 from service.runtime.device_worker import DeviceWorker, choose_precision
-from service.runtime.model_build import build_served_model
 from service.runtime.work import Batch, BatchItem
 from service.settings import ServiceSettings, parse_overrides
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError
@@ -195,3 +196,21 @@ def test_timeseries_model_for_any_variable_count(params: dict[str, object], shap
     with torch.inference_mode():
         logits = served.module(x.unsqueeze(0))
     assert logits.shape == (1, served.num_classes) and torch.isfinite(logits).all()
+
+
+def test_background_warm_up_runs_the_cold_batch_sizes_between_batches() -> None:
+    """Sizes 1 and the largest before ready (what the estimates need); the others, one per idle moment."""
+    cfg = ModalitySettings(params={"input_size": 32}, max_batch_size=4, backend="torch").resolve("image")
+    served = build_served_model(cfg, get_adapter("image"))
+    worker = DeviceWorker(torch.device("cpu"), {"image": served}, "fp32")
+    worker.warmup(background=True)
+    assert list(worker.cold) == [("image", 2), ("image", 3)]
+    assert ("image", (3, 32, 32)) in worker.latency and ("image", (3, 32, 32)) in worker.latency_one
+    assert worker.quiet_for() is not None and worker.warm_next() and list(worker.cold) == [("image", 3)]
+    tensor = torch.zeros(3, 32, 32)
+    worker.execute(Batch("image", (3, 32, 32), [BatchItem(f"i{n}", tensor, "embed", 0, 0.0) for n in range(3)], 4))
+    assert 0.5 < worker.quiet_for() <= 1.0  # just busy: it waits for a quiet second before warming
+    assert not worker.warm_next() and not worker.cold  # a batch of 3 ran: size 3 is warm already
+    worker.warmup(background=True)
+    worker.uninstall("image")  # released before its turn: skipped, not an error
+    assert not worker.warm_next() and worker.quiet_for() is None

@@ -136,3 +136,22 @@ def test_errors_are_protocol_bodies(server: Server, client: httpclient.Inference
     )
     assert garbage.status_code == 400 and "error" in garbage.json()
     assert server.metric("unirep_requests_total", endpoint="v2_infer", status="200") >= 1
+
+
+def test_a_format_parameter_reaches_the_decoder_as_the_adapter_reads_it(server: Server) -> None:
+    points = np.random.default_rng(3).normal(size=(300, 3))
+    xyz = "".join(f"{x:.5f} {y:.5f} {z:.5f}\n" for x, y, z in points)
+
+    def infer(fmt: str | None) -> httpx.Response:
+        tensor: dict[str, object] = {"name": "FILE", "datatype": "BYTES", "shape": [1], "data": [xyz]}
+        if fmt is not None:
+            tensor["parameters"] = {"format": fmt}
+        body = {"inputs": [tensor], "outputs": [{"name": "PROBABILITIES", "parameters": {"classification": 3}}]}
+        return httpx.post(f"{server.url}/v2/models/pointcloud/infer", json=body, timeout=120)
+
+    sniffed, told = infer(None), infer("XYZ")
+    assert sniffed.status_code == told.status_code == 200, told.text
+    top = native(server, "/classify/pointcloud?top_k=3", "cloud.xyz", xyz.encode())["predictions"]
+    assert [int(row.split(":")[1]) for row in told.json()["outputs"][0]["data"]] == [p["index"] for p in top]  # type: ignore[index]
+    wrong = infer("PLY")  # the hint decides the decoder: these points are no PLY file
+    assert wrong.status_code == 422 and "PLY" in wrong.json()["error"]

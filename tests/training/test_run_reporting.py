@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from modality_adapters import get_adapter
+from servable.build import build_served_model
 from service.cli import build_parser
 from service.cli import main as cli_main
-from service.runtime.model_build import build_served_model
 from service.settings import ModalitySettings
 from tests.training.helpers import SMALL, make_dataset, small_config
 from training import TrainConfig, train

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from modality_adapters import get_adapter
-from service.runtime.model_build import build_served_model
+from servable.build import build_served_model
 from service.settings import ModalitySettings
 from tests.service import server as live
 from tests.training.helpers import CLASSES, SMALL, make_dataset, small_config

@@ -15,7 +15,7 @@ import torch
 
 from modality_adapters import get_adapter
 from models.trained import read_trained_info
-from service.runtime.model_build import build_served_model
+from servable.build import build_served_model
 from service.settings import ModalitySettings
 from tests.training.helpers import CLASSES, SMALL, make_dataset, small_config
 from training import train

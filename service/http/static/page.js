@@ -10,7 +10,8 @@ const EXTENSIONS = {
   timeseries: ["csv", "tsv", "json", "txt"],
 };
 const $ = (id) => document.getElementById(id);
-let models = {};
+let models = {};  // modality -> its default model
+let catalog = [];  // every loaded model and version (GET /models)
 let chosen = null;
 
 function guessModality(file) {
@@ -26,14 +27,35 @@ function guessModality(file) {
 function setFile(file) {
   chosen = file;
   const guess = guessModality(file);
-  if (guess) $("modality").value = guess;
+  if (guess && guess !== $("modality").value) { $("modality").value = guess; listModels(); }
   $("drop").querySelector("span").textContent = `${file.name} (${file.size} bytes)` +
     (guess ? ` — looks like ${guess}` : " — pick its modality below");
   limitTopK();
 }
 
+function selectedModel() {
+  return catalog[Number($("model").value)] || models[$("modality").value];
+}
+
+function listModels() {
+  // The chosen modality's models: its default first, then the repository's, each version by name.
+  const modality = $("modality").value;
+  const select = $("model");
+  select.replaceChildren();
+  catalog.forEach((m, i) => {
+    if (m.modality !== modality) return;
+    const option = document.createElement("option");
+    option.value = String(i);
+    const label = (m.name || m.modality) === m.modality ? "default" : `${m.name} v${m.model_version}`;
+    option.textContent = `${label} — ${m.model}, ${m.num_classes} classes${m.weights_random ? " (RANDOM WEIGHTS)" : ""}`;
+    if (label === "default") select.prepend(option); else select.appendChild(option);
+  });
+  select.selectedIndex = 0;
+  limitTopK();
+}
+
 function limitTopK() {
-  const info = models[$("modality").value];
+  const info = selectedModel();
   if (!info) return;
   const max = Math.min(100, info.num_classes);
   $("topk").max = String(max);
@@ -95,13 +117,16 @@ async function run(event) {
   $("error").hidden = true;
   if (!chosen) { showError("Pick or drop a file first."); return; }
   const modality = $("modality").value;
+  const picked = selectedModel();
+  const named = picked && (picked.name || modality) !== modality;
+  const pick = named ? `&model=${encodeURIComponent(picked.name)}&version=${picked.model_version}` : "";
   const topK = Math.max(1, Math.min(Number($("topk").value) || 5, Number($("topk").max) || 100));
   $("status").textContent = `Classifying ${chosen.name} as ${modality}…`;
   $("run").disabled = true;
   const started = performance.now();
   try {
     const [classified, preview] = await Promise.all([
-      fetch(`/classify/${modality}?top_k=${topK}`, { method: "POST", body: body(), headers: headers() }),
+      fetch(`/classify/${modality}?top_k=${topK}${pick}`, { method: "POST", body: body(), headers: headers() }),
       fetch(`/preview/${modality}`, { method: "POST", body: body(), headers: headers() }),
     ]);
     if (!classified.ok) {
@@ -114,7 +139,7 @@ async function run(event) {
     renderPredictions(answer.predictions);
     $("weights").textContent = `${answer.model} with weights ${answer.weights} answered (batch of ${answer.batch_size}` +
       `${classified.headers.get("X-Cache") === "hit" ? ", from the cache" : ""}).`;
-    $("random-warning").hidden = !(models[modality] && models[modality].weights_random);
+    $("random-warning").hidden = !(picked && picked.weights_random);
     if (preview.ok) {
       $("preview").src = URL.createObjectURL(await preview.blob());
       $("preview").alt = `The ${modality} map the model sees for ${chosen.name}`;
@@ -148,20 +173,23 @@ async function init() {
     if (e.dataTransfer.files.length) setFile(e.dataTransfer.files[0]);
   });
   $("file").addEventListener("change", () => { if ($("file").files.length) setFile($("file").files[0]); });
-  $("modality").addEventListener("change", limitTopK);
+  $("modality").addEventListener("change", listModels);
+  $("model").addEventListener("change", limitTopK);
   $("form").addEventListener("submit", run);
   try {
     const response = await fetch("/models");
     const listed = (await response.json()).models;
     const select = $("modality");
+    catalog = listed;
     for (const m of listed) {
+      if ((m.name || m.modality) !== m.modality) continue;  // a repository model: listed under "Model"
       models[m.modality] = m;
       const option = document.createElement("option");
       option.value = m.modality;
       option.textContent = `${m.modality} — ${m.model}, ${m.weights}${m.weights_random ? " (RANDOM WEIGHTS)" : ""}`;
       select.appendChild(option);
     }
-    limitTopK();
+    listModels();
   } catch (err) {
     showError(`Cannot list the models: ${err}`);
   }

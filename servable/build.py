@@ -2,9 +2,11 @@
 made in the input channels the adapter's map has, random parts seeded so every process builds the same model, and
 the state digested so that answers name the exact weights.
 
-Time series is the one composite model: its front end (the learned ``TimeSeriesEmbedding``, adapter output ->
-1 x H x W image, or identity for weight-free maps) followed by UniRepLKNet with as many input channels as the
-params give; a checkpoint holds both (``embedding.*`` keys, when the front end has weights, beside the backbone's).
+An adapter that declares a model front end (a ``front_end(**params)`` method, with ``backbone_in_chans`` in its
+resolved params) gets a composite model: that front end (e.g. a learned embedding of the adapter's output into a
+1 x H x W image, or identity for weight-free maps) followed by UniRepLKNet with as many input channels as the params
+give; a checkpoint holds both (``embedding.*`` keys, when the front end has weights, beside the backbone's). Every
+other adapter's map goes straight into UniRepLKNet, whose stem takes as many channels as the map has.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from modality_adapters import AUTO_WEIGHTS
-from modality_adapters.timeseries_embedding import TimeSeriesModel
+from modality_adapters.timeseries_embedding import TimeSeriesModel as FrontEndModel
 from models import (
     CheckpointError,
     LoadedWeights,
@@ -31,9 +33,9 @@ from models import (
 )
 from models.checkpoint import detect_form
 from models.trained import TrainedModelInfo
-from service.runtime.served import ServedModel, adapter_params, configured_labels
-from service.runtime.trained import apply_trained, trained_info
-from service.settings import ModalityConfig
+from servable.config import ModalityConfig
+from servable.served import ServedModel, adapter_params, configured_labels
+from servable.trained import apply_trained, trained_info
 from unirep_errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,8 @@ def _build(cfg: ModalityConfig, adapter: Any) -> ServedModel:
         cfg = apply_trained(cfg, trained)
     params = adapter_params(cfg, adapter)
     input_shape = tuple(int(v) for v in adapter.output_shape(**params))
-    if cfg.modality != "timeseries":
+    composite = has_front_end(adapter)
+    if not composite:
         cfg = _with_map_channels(cfg, input_shape[0])
     labels = trained.labels if trained is not None else configured_labels(cfg)
     weights = cfg.weights
@@ -95,8 +98,8 @@ def _build(cfg: ModalityConfig, adapter: Any) -> ServedModel:
         adapt_stem = adapt_stem or cfg.in_chans != 3
         reinit_head = reinit_head or len(labels) != get_model_config(cfg.model).num_classes
     module: nn.Module
-    if cfg.modality == "timeseries":
-        module, info = _build_timeseries(cfg, params, weights, len(labels), adapt_stem, reinit_head)
+    if composite:
+        module, info = _build_composite(cfg, adapter, params, weights, len(labels), adapt_stem, reinit_head)
         embedding_dim = get_model_config(cfg.model).dims[-1]
     else:
         model, info = load_model(
@@ -151,29 +154,34 @@ def _with_map_channels(cfg: ModalityConfig, channels: int) -> ModalityConfig:
     return replace(cfg, in_chans=channels)
 
 
-def _build_timeseries(
+def has_front_end(adapter: Any) -> bool:
+    """Whether the adapter declares a model front end (its maps are not UniRepLKNet's input as they are)."""
+    return callable(getattr(adapter, "front_end", None))
+
+
+def _build_composite(
     cfg: ModalityConfig,
+    adapter: Any,
     params: dict[str, Any],
     weights: str | None,
     num_classes: int,
     adapt_stem: bool,
     reinit_head: bool,
-) -> tuple[TimeSeriesModel, LoadedWeights]:
-    from modality_adapters import TimeSeriesAdapter
-
-    adapter = TimeSeriesAdapter()
+) -> tuple[FrontEndModel, LoadedWeights]:
     in_chans = adapter.resolve_params(**params).backbone_in_chans
     embedding = adapter.front_end(**params)
     if weights is None:
         backbone, info = load_model(cfg.model, None, in_chans=in_chans, num_classes=num_classes, deploy=True)
-        return TimeSeriesModel(embedding, backbone), info
+        return FrontEndModel(embedding, backbone), info
     path = resolve_weights(weights)
     state = read_state_dict(path)
     emb_state = {k[len("embedding.") :]: v for k, v in state.items() if k.startswith("embedding.")}
     rest = {k: v for k, v in state.items() if not k.startswith("embedding.")}
     learned = any(True for _ in embedding.parameters())
     if learned and not emb_state:
-        raise CheckpointError(f"{path} has no 'embedding.*' weights: a time-series checkpoint holds the embedding too")
+        raise CheckpointError(
+            f"{path} has no 'embedding.*' weights: a {cfg.modality} checkpoint holds the embedding too"
+        )
     if emb_state and not learned:
         raise CheckpointError(
             f"{path} holds a learned embedding, but the params say representation "
@@ -182,11 +190,11 @@ def _build_timeseries(
     try:
         embedding.load_state_dict(emb_state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: the time-series embedding does not fit: {exc}") from None
+        raise CheckpointError(f"{path}: the {cfg.modality} embedding does not fit: {exc}") from None
     form = detect_form(rest)
     backbone = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, deploy=form == "deploy")
     notes = load_checkpoint(backbone, rest, reinit_head=reinit_head, adapt_stem_channels=adapt_stem, origin=str(path))
     backbone.eval()
     if form == "train":
         backbone.reparameterize()
-    return TimeSeriesModel(embedding, backbone), LoadedWeights(str(weights), form, num_classes, in_chans, tuple(notes))
+    return FrontEndModel(embedding, backbone), LoadedWeights(str(weights), form, num_classes, in_chans, tuple(notes))

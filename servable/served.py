@@ -1,6 +1,6 @@
 """The models the service serves, one per enabled modality: what a served model is (``ServedModel``), its one
 description (``/models``, the stream workers' announcement, a scale-out gateway's rebuilt copy), its version (part
-of every cache key) and the decoder params and labels its settings give. ``service.runtime.model_build`` builds
+of every cache key) and the decoder params and labels its settings give. ``servable.build`` builds
 them.
 
 Weights policy: ``weights = "auto"`` means the variant's released ImageNet-1K
@@ -20,9 +20,9 @@ from typing import Any
 from torch import nn
 
 from models import CheckpointError, LoadedWeights, get_model_config
-from service.labels import load_labels
-from service.runtime.trained import apply_trained, trained_info
-from service.settings import ModalityConfig
+from servable.config import ModalityConfig
+from servable.labels import load_labels
+from servable.trained import apply_trained, trained_info
 
 
 @dataclass
@@ -44,6 +44,13 @@ class ServedModel:
     """sha256 of the served state (every tensor, after reparameterization): identifies the actual weights."""
     backend: str | None = None
     """The inference backend its device workers run (set once they are built; None until then)."""
+    repository_name: str | None = None
+    """The model's name in the model repository; None for a modality's default model (named after the modality)."""
+    repository_version: int | None = None
+    """Its version number in the repository (a default model is version 1)."""
+    serving_key: str | None = None
+    """What the batcher and device workers know this loaded model by: unique among the loaded ones, so a new
+    version (or new weights for the same version) is installed beside the one it replaces, never over it."""
 
     @property
     def modality(self) -> str:
@@ -54,6 +61,19 @@ class ServedModel:
         return self.config.model
 
     @property
+    def model_name(self) -> str:
+        """The name clients address it by (V2 model name, ``?model=``): its repository name, else its modality."""
+        return self.repository_name or self.modality
+
+    @property
+    def model_version(self) -> str:
+        return str(self.repository_version or 1)
+
+    @property
+    def key(self) -> str:
+        return self.serving_key or self.modality
+
+    @property
     def num_classes(self) -> int:
         return len(self.labels)
 
@@ -61,6 +81,8 @@ class ServedModel:
     def version(self) -> str:
         """Model + weights + preprocessing: part of every cache key, so that a change never serves stale results."""
         parts: list[Any] = [self.name, self.weights.source, self.weights_digest, self.params, self.config.multi_label]
+        if self.repository_name is not None:  # same weights under another label list answer differently
+            parts.append(list(self.labels))
         if self.provenance is not None:  # a retrained file at the same path is another model
             parts.append([self.provenance.get("created"), self.provenance.get("data_fingerprint")])
         blob = json.dumps(parts, sort_keys=True, default=str)
@@ -74,6 +96,8 @@ class ServedModel:
         """The one description of a served model: ``GET /models`` lists it, a stream worker announces it, and a
         scale-out gateway rebuilds its own ``ServedModel`` from it (``from_description``)."""
         return {
+            "name": self.model_name,
+            "model_version": self.model_version,
             "modality": self.modality,
             "model": self.name,
             "weights": self.weights.source,

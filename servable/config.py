@@ -4,10 +4,12 @@ adapter's ``serving`` defaults). ``service.settings`` adds one section per regis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from servable.labels import is_multi_label
 
 __all__ = ["ModalityConfig", "ModalitySettings", "modality_defaults"]
 
@@ -24,9 +26,8 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 
 
 def modality_defaults(modality: str) -> dict[str, Any]:
-    """A section's defaults: the common ones, then the adapter's own ``serving`` defaults."""
-    from dataclasses import asdict
-
+    """A section's defaults: the common ones, then the adapter's own ``serving`` defaults. The adapters (and so
+    torch) are imported on first use, so that reading settings (the CLI's arguments, ``--help``) stays light."""
     from modality_adapters import adapter_class
 
     return {**_COMMON_DEFAULTS, **asdict(adapter_class(modality).serving)}
@@ -74,7 +75,7 @@ class ModalitySettings(BaseModel):
             label_set = None
         multi_label = values["multi_label"]
         if multi_label is None:
-            multi_label = label_set == "audioset-527"
+            multi_label = is_multi_label(label_set)
         return ModalityConfig(
             modality=modality,
             enabled=bool(values["enabled"]),

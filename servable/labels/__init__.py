@@ -24,6 +24,15 @@ SHIPPED: dict[str, str] = {
 }
 
 
+MULTI_LABEL: frozenset[str] = frozenset({"audioset-527"})
+"""Shipped sets whose examples carry several labels at once: served with sigmoid scores unless configured."""
+
+
+def is_multi_label(label_set: str | None) -> bool:
+    """Whether a label set's classes are independent (sigmoid), as the set declares; single-label otherwise."""
+    return label_set in MULTI_LABEL
+
+
 def list_label_sets() -> list[str]:
     return list(SHIPPED)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from modality_adapters import AUTO_WEIGHTS
 from models.trained import TrainedModelInfo, read_trained_info
-from service.settings import ModalityConfig
+from servable.config import ModalityConfig
 from unirep_errors import CheckpointError
 
 
