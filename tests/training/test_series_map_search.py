@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from modality_adapters import get_adapter
-from service.runtime.model_build import build_served_model
+from servable.build import build_served_model
 from service.settings import ModalitySettings
 from tests.training.helpers import small_config
 from training import evaluate, train
