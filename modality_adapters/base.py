@@ -121,6 +121,12 @@ class BaseAdapter(ABC, Generic[P]):
     """A smaller map for training on a CPU (``unirep train --recipe cpu``): params over the served defaults."""
 
     @classmethod
+    def header_pixels(cls, data: bytes) -> int | None:
+        """Pixels the upload will decode to, read from its header without decoding (None: unknown). The gateway
+        sends uploads above a threshold to the heavy lane."""
+        return None
+
+    @classmethod
     def request_hints(cls, filename: str | None, content_type: str) -> dict[str, Any]:
         """Decoder params implied by the upload itself (file name, content type), merged per request."""
         return {}

@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from unirep_errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaTypeError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseAdapter, as_chw, encode_png
+from .image_header import image_pixels
 from .serving import AUTO_WEIGHTS, ServingDefaults
 from .training_augment import augment_image
 
@@ -69,6 +70,10 @@ class ImageAdapter(BaseAdapter[ImageParams]):
     heavy_imports: ClassVar[tuple[str, ...]] = ("PIL.Image",)
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="imagenet-1k", weights=AUTO_WEIGHTS)
     small_params: ClassVar[dict[str, Any]] = {"input_size": 112}
+
+    @classmethod
+    def header_pixels(cls, data: bytes) -> int | None:
+        return image_pixels(data)
 
     @classmethod
     def model_params(cls, model_config: Any) -> dict[str, Any]:

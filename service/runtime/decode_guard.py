@@ -17,11 +17,11 @@ dimensions are at fixed or easily scanned places; nothing is decoded here); othe
 from __future__ import annotations
 
 import math
-import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from modality_adapters import adapter_class, list_adapters
 from unirep_errors import DecoderCrashedError, RateLimitedError
 
 MAX_CLIENTS = 10_000
@@ -38,22 +38,6 @@ class GuardPolicy:
     decode_burst_s: float = 10.0
     heavy_pixels: int = 16_000_000
     heavy_bytes: int = 16 * 2**20
-
-
-def image_pixels(data: bytes) -> int | None:
-    """Width x height from an image header, or None when the format is not one we can read without decoding."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return int(width) * int(height)
-    if data[:4] == b"GIF8" and len(data) >= 10:
-        width, height = struct.unpack("<HH", data[6:10])
-        return int(width) * int(height)
-    if data[:2] == b"BM" and len(data) >= 26:
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(int(width)) * abs(int(height))
-    if data[:2] == b"\xff\xd8":
-        return _jpeg_pixels(data)
-    return None
 
 
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
@@ -101,20 +85,6 @@ def upload_kind(modality: str, head: bytes, content_type: str) -> str | None:
     if not found or b'name="file"' not in headers or len(content) < 16:
         return None
     return input_kind(modality, content)
-
-
-def _jpeg_pixels(data: bytes) -> int | None:
-    pos = 2
-    for _ in range(256):  # markers before the frame header; a hostile file cannot make this loop long
-        if pos + 9 > len(data) or data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return int(width) * int(height)
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        pos += 2 + int(length)
-    return None
 
 
 class _Bucket:
@@ -198,10 +168,9 @@ class DecodeGuard:
             self._quarantine.popitem(last=False)
 
     def is_heavy(self, modality: str, data: bytes) -> bool:
-        """Inputs whose decode is expected to be expensive: many pixels, or a large file."""
+        """Inputs whose decode is expected to be expensive: a large file, or many pixels by the header (for a
+        modality whose adapter can read that without decoding)."""
         if len(data) > self.policy.heavy_bytes:
             return True
-        if modality == "image":
-            pixels = image_pixels(data)
-            return pixels is not None and pixels > self.policy.heavy_pixels
-        return False
+        pixels = adapter_class(modality).header_pixels(data) if modality in list_adapters() else None
+        return pixels is not None and pixels > self.policy.heavy_pixels

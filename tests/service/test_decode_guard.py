@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.runtime.decode_guard import DecodeGuard, GuardPolicy, image_pixels, input_kind, upload_kind
+from modality_adapters.image_header import image_pixels
+from service.runtime.decode_guard import DecodeGuard, GuardPolicy, input_kind, upload_kind
 from unirep_errors import DecoderCrashedError, RateLimitedError
 
 
