@@ -176,3 +176,13 @@ def configured_labels(cfg: ModalityConfig) -> tuple[str, ...]:
         return labels
     n = cfg.num_classes or 2
     return tuple(f"class_{i}" for i in range(n))
+
+
+LOAD_SERIAL_MARK = "#"
+"""Separates a serving key's load serial (``pets/2#3``: the third load of version 2 of ``pets``) from its name."""
+
+
+def metrics_label(serving_key: str) -> str:
+    """The label metrics carry for a serving key: without the load serial, so reloading a version does not grow the
+    metric series without bound (``pets/2#3`` -> ``pets/2``; a default model's key is its modality, unchanged)."""
+    return serving_key.split(LOAD_SERIAL_MARK, 1)[0]

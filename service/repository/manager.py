@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from models.trained import read_trained_info
 from servable.build import build_served_model
 from servable.config import ModalitySettings
-from servable.served import ServedModel
+from servable.served import LOAD_SERIAL_MARK, ServedModel
 from service.repository.layout import MODEL_FILE, ModelFolder, check_name, read_folder, scan, write_files
 from service.runtime import live_models
 from unirep_errors import InputError, ModelLoadError, NotFoundError, UnirepError
@@ -232,7 +232,7 @@ class ModelRepository:
         cfg = ModalitySettings(weights=str(path), **folder.config.section()).resolve(info.modality)
         served = build_served_model(cfg, adapter, self.seed)
         served.repository_name, served.repository_version = folder.name, version
-        served.serving_key = f"{folder.name}/{version}#{next(self._serial)}"
+        served.serving_key = f"{folder.name}/{version}{LOAD_SERIAL_MARK}{next(self._serial)}"
         return served
 
     def _withdraw(self, name: str, version: int, reason: str) -> None:

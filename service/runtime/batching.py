@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from servable.served import metrics_label
 from service.metrics import Metrics
 from service.runtime.bucket import BatchPolicy, Bucket, Pending, drop_reason, fair_take, heaviest_other
 from service.runtime.stage_times import BatchLatency
@@ -77,7 +78,7 @@ class Batcher:
             policy = self.policies[modality]
             bucket = Bucket(modality, tuple(shape), policy, latency=BatchLatency(policy.max_batch_size))
             self.buckets[key] = bucket
-            self.metrics.queue_depth.labels(modality, bucket.label).set(0)
+            self.metrics.queue_depth.labels(metrics_label(modality), bucket.label).set(0)
             if self._running:
                 bucket.task = asyncio.create_task(self._run(bucket), name=f"bucket-{modality}-{bucket.label}")
         for size, seconds in (seeds or {}).items():
@@ -134,7 +135,7 @@ class Batcher:
         expected = bucket.until_done()
         if ahead >= policy.max_queue_size:
             retry = max(1, math.ceil(expected))
-            self.metrics.rejected.labels(modality, "queue_full").inc()
+            self.metrics.rejected.labels(metrics_label(modality), "queue_full").inc()
             error = QueueFullError(
                 f"the {modality} queue is full ({ahead} waiting); retry after {retry} s",
                 retry_after=retry,
@@ -148,7 +149,7 @@ class Batcher:
                 victim.future.set_exception(error)
         now = time.time()
         if item.deadline is not None and now + expected > item.deadline:
-            self.metrics.dropped.labels(modality, "deadline").inc()
+            self.metrics.dropped.labels(metrics_label(modality), "deadline").inc()
             raise DeadlineExceededError(
                 f"the deadline ({max(0.0, (item.deadline - now) * 1000):.0f} ms left) cannot be met: about "
                 f"{expected * 1000:.0f} ms of {modality} work is ahead of it",
@@ -157,7 +158,7 @@ class Batcher:
             )
         pending = Pending(item, cancelled, asyncio.get_running_loop().create_future(), client)
         bucket.queue.append(pending)
-        self.metrics.queue_depth.labels(modality, bucket.label).set(len(bucket.queue))
+        self.metrics.queue_depth.labels(metrics_label(modality), bucket.label).set(len(bucket.queue))
         bucket.changed.set()
         return pending
 
@@ -225,17 +226,17 @@ class Batcher:
                 keep.append(pending)
             else:
                 reason = "disconnected" if isinstance(error, ClientDisconnectedError) else "deadline"
-                self.metrics.dropped.labels(bucket.modality, reason).inc()
+                self.metrics.dropped.labels(metrics_label(bucket.modality), reason).inc()
                 if not pending.future.done():
                     pending.future.set_exception(error)
         if len(keep) != len(bucket.queue):
             bucket.queue = keep
-            self.metrics.queue_depth.labels(bucket.modality, bucket.label).set(len(keep))
+            self.metrics.queue_depth.labels(metrics_label(bucket.modality), bucket.label).set(len(keep))
 
     def _take(self, bucket: Bucket) -> list[Pending]:
         self._purge(bucket)
         items, bucket.queue = fair_take(bucket.queue, bucket.policy.max_batch_size)
-        self.metrics.queue_depth.labels(bucket.modality, bucket.label).set(len(bucket.queue))
+        self.metrics.queue_depth.labels(metrics_label(bucket.modality), bucket.label).set(len(bucket.queue))
         return items
 
     async def _execute(self, bucket: Bucket, pendings: list[Pending]) -> None:
@@ -270,7 +271,7 @@ class Batcher:
 
     def _record(self, bucket: Bucket, result: BatchResult) -> None:
         if self.transport.runs_models:
-            self.metrics.record_batch(bucket.modality, result, bucket.policy.max_batch_size)
+            self.metrics.record_batch(metrics_label(bucket.modality), result, bucket.policy.max_batch_size)
         if result.batch_size:
             bucket.latency.observe(result.batch_size, result.inference_s)
 

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from servable.served import ServedModel
+from servable.served import ServedModel, metrics_label
 from service.runtime.admission import latency_seeds
 from service.runtime.bucket import BatchPolicy
 from unirep_errors import ServiceUnavailableError
@@ -61,7 +61,7 @@ async def install(runtime: ServiceRuntime, served: ServedModel) -> ServedModel |
     backend = workers[0].backends[served.key]
     served.backend = backend.name
     for worker in workers:
-        runtime.metrics.backend_info.labels(served.key, worker.device_name, backend.name).set(1)
+        runtime.metrics.backend_info.labels(metrics_label(served.key), worker.device_name, backend.name).set(1)
     cfg = served.config
     policy = BatchPolicy(cfg.max_batch_size, cfg.max_delay_ms, cfg.max_queue_size)
     runtime.served[served.key] = served

@@ -316,3 +316,17 @@ def test_the_page_lets_the_user_pick_a_loaded_model(served: tuple[Server, int]) 
         labels = {text.split(" (#")[0] for text in page.locator("#predictions li .label").all_inner_texts()}
         assert labels <= set(PETS_1) | set(PETS_2) and labels
         chrome.close()
+
+
+def test_metrics_name_model_versions_not_loads(
+    served: tuple[Server, int], rest: httpclient.InferenceServerClient
+) -> None:
+    """Reloading a version installs it under a new serving key; its metric series must stay those of the version."""
+    for _ in range(2):
+        rest.load_model("pets")
+        classify(rest, "pets", 11)
+    text = httpx.get(f"{served[0].url}/metrics", timeout=60).text
+    labelled = [line.split("{", 1)[1] for line in text.splitlines() if line.startswith("unirep_") and "{" in line]
+    assert not [labels for labels in labelled if "#" in labels]
+    batches = [line for line in text.splitlines() if line.startswith("unirep_batches_total{")]
+    assert any('modality="pets/' in line for line in batches), batches
