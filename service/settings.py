@@ -11,7 +11,7 @@ that overriding one field of a section from any source never resets the others t
 from __future__ import annotations
 
 import os
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from servable.config import ModalityConfig, ModalitySettings
+from service.settings_values import checked_redis_url, networks
 
 
 class LimitsSettings(BaseModel):
@@ -198,36 +199,13 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
         """A URL the Redis client can connect with, checked here so a typo is one line at start, not a traceback."""
-        if not value:
-            return None
-        from urllib.parse import urlsplit
-
-        from service.redaction import redacted
-
-        try:
-            parts = urlsplit(value)
-            port = parts.port  # raises for a port that is not a number in range
-        except ValueError as exc:
-            raise ValueError(f"{redacted(value)!r} is malformed: {exc}") from None
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"{redacted(value)!r} must start with redis://, rediss:// or unix://")
-        if parts.scheme != "unix" and not parts.hostname:
-            raise ValueError(f"{redacted(value)!r} names no host (redis://HOST:6379/0)")
-        db = parts.path.strip("/")
-        if parts.scheme != "unix" and db and not db.isdigit():
-            raise ValueError(f"{redacted(value)!r}: the database after the host must be a number")
-        del port
-        return value
+        return checked_redis_url(value)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _parse_networks(cls, value: Any) -> Any:
         """A comma-separated string (the environment's form) or a list; host bits are allowed (10.1.2.3/8)."""
-        if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
-        if isinstance(value, list | tuple):
-            return [ip_network(str(part).strip(), strict=False) for part in value]
-        return value
+        return networks(value)
 
     @field_validator("device")
     @classmethod

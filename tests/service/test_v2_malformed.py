@@ -224,6 +224,21 @@ def rss_bytes(pid: int, field: str) -> int:
     raise AssertionError(f"{field} not in /proc/{pid}/status")
 
 
+def healthz_latencies_while(server: Server, send: Any) -> list[float]:
+    """Seconds of each ``/healthz`` asked (every 50 ms, on its own connection) while ``send`` runs in a thread."""
+    sender = threading.Thread(target=send)
+    latencies: list[float] = []
+    with server.client(timeout=30) as health:
+        sender.start()
+        while sender.is_alive():
+            started = time.perf_counter()
+            assert health.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    sender.join()
+    return latencies
+
+
 def large_json_body(target: int, layout: str) -> bytes:
     """About ``target`` bytes of JSON: one FP32 tensor of short decimal values (the densest the JSON path accepts),
     flat (as tritonclient sends it), in rows of 64, or in rows after an empty one (which keeps numpy's fast path
@@ -251,16 +266,7 @@ def test_large_json_body_parses_off_the_loop_within_bounds(served: tuple[Server,
     def send() -> None:
         answer["response"] = httpx.post(f"{server.url}/v2/models/image/infer", content=body, timeout=300)
 
-    sender = threading.Thread(target=send)
-    latencies: list[float] = []
-    with server.client(timeout=30) as health:
-        sender.start()
-        while sender.is_alive():
-            started = time.perf_counter()
-            assert health.get("/healthz").status_code == 200
-            latencies.append(time.perf_counter() - started)
-            time.sleep(0.05)
-    sender.join()
+    latencies = healthz_latencies_while(server, send)
     grown = rss_bytes(pid, "VmHWM") - before
     response = answer["response"]
     assert response.status_code == 400 and "MAP must be FP32 of shape" in response.json()["error"]
@@ -285,16 +291,7 @@ def test_large_grpc_contents_are_converted_off_the_loop(served: tuple[Server, in
         except grpc.RpcError as exc:
             failure["error"] = exc
 
-    sender = threading.Thread(target=send)
-    latencies: list[float] = []
-    with served[0].client(timeout=30) as health:
-        sender.start()
-        while sender.is_alive():
-            started = time.perf_counter()
-            assert health.get("/healthz").status_code == 200
-            latencies.append(time.perf_counter() - started)
-            time.sleep(0.05)
-    sender.join()
+    latencies = healthz_latencies_while(served[0], send)
     error = failure["error"]
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "MAP must be FP32 of shape" in error.details()
     assert len(latencies) >= 5 and max(latencies) <= 0.5, f"/healthz took {max(latencies):.2f} s"
