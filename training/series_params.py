@@ -41,18 +41,23 @@ class Choice:
     note: str
 
 
-def parse_series(examples: Sequence[Example]) -> list[tuple[np.ndarray, str]]:
-    """(T x V values, label) of every example the adapter can parse; the others are left for the decoder to report."""
+def parse_series(examples: Sequence[Example]) -> dict[int, tuple[np.ndarray, str]]:
+    """(T x V values, label) of every example the adapter can parse, by the example's ``id``; the others are left
+    for the decoder to report. Keyed so that a split of the examples picks its series without reading them again."""
     from modality_adapters import TimeSeriesAdapter
 
-    adapter, out = TimeSeriesAdapter(), []
+    adapter, out = TimeSeriesAdapter(), {}
     for example in examples:
         try:
             values, _ = adapter.parse(example.read())
         except (UnirepError, OSError):
             continue
-        out.append((values, example.label))
+        out[id(example)] = (values, example.label)
     return out
+
+
+def _pick(parsed: dict[int, tuple[np.ndarray, str]], examples: Sequence[Example]) -> list[tuple[np.ndarray, str]]:
+    return [parsed[id(e)] for e in examples if id(e) in parsed]
 
 
 def infer_series_params(series: Sequence[np.ndarray], params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +105,7 @@ def with_scale(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str
 def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cfg: TrainConfig, variant: str) -> Choice:
     """The run's series params: shape from the data, then the map (searched unless the run named one)."""
     parsed = parse_series(examples)
-    series = [values for values, _ in parsed]
+    series = [values for values, _ in parsed.values()]
     params = infer_series_params(series, params, cfg.params)
     if not series or params.get("representation") == "embedding" or any(k in cfg.params for k in SEARCHED):
         return Choice(with_scale(params, series), "")
@@ -112,7 +117,7 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         fit, held = stratified_split(examples, HOLDOUT_FRACTION, cfg.seed)
     except DatasetError:  # a class with one example: nothing to hold out
         return Choice(with_scale({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
-    fit_series, held_series = parse_series(fit), parse_series(held)
+    fit_series, held_series = _pick(parsed, fit), _pick(parsed, held)
     steps = _search_steps(cfg, len(fit))
     started, scores = time.monotonic(), []  # measured so that the note says what the search cost
     for option in options:
