@@ -44,6 +44,8 @@ class ServedModel:
     """sha256 of the served state (every tensor, after reparameterization): identifies the actual weights."""
     backend: str | None = None
     """The inference backend its device workers run (set once they are built; None until then)."""
+    backend_note: str | None = None
+    """Why that backend: "requested", or for ``auto`` the medians measured (or that the choice was remembered)."""
     repository_name: str | None = None
     """The model's name in the model repository; None for a modality's default model (named after the modality)."""
     repository_version: int | None = None
@@ -111,6 +113,7 @@ class ServedModel:
             "max_delay_ms": self.config.max_delay_ms,
             "version": self.version,
             "backend": self.backend,
+            "backend_note": self.backend_note,
             "provenance": self.provenance,
             "weights_detail": {
                 "form": self.weights.form,
@@ -146,7 +149,7 @@ class ServedModel:
             provenance,
             str(detail.get("digest", "")),
         )
-        model.backend = desc.get("backend")
+        model.backend, model.backend_note = desc.get("backend"), desc.get("backend_note")
         if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
             raise ValueError(
                 f"[{cfg.modality}] these settings describe {model.version} with input {list(model.input_shape)}, "

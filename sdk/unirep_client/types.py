@@ -89,6 +89,8 @@ class ModelInfo(_Model):
     """For a model trained with ``unirep train``: created, data fingerprint, command, validation figures."""
     backend: str | None = None
     """The inference backend serving it (torch, openvino, onnxruntime, tensorrt, cudagraphs); None when remote."""
+    backend_note: str | None = None
+    """Why that backend: "requested", or for ``auto`` the medians measured (or that the remembered choice was used)."""
 
 
 class Health(_Model):

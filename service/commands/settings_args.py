@@ -23,6 +23,13 @@ def add_settings_arguments(
     parser.add_argument("--config", default=None, help="TOML settings file (also $UNIREP_CONFIG)")
     if device:
         parser.add_argument("--device", default=None, help="auto, cpu, cuda, or cuda:0,cuda:1")
+        parser.add_argument(
+            "--remeasure-backends",
+            dest="backend_remeasure",
+            action="store_true",
+            default=None,
+            help="auto backends: time the candidates again instead of reusing the choice remembered for this host",
+        )
     if redis:
         parser.add_argument(
             "--redis-url", default=None, help="redis://[:password@]host:6379/0 (also $UNIREP_REDIS_URL)"
@@ -81,6 +88,7 @@ def load_settings(args: argparse.Namespace, command: str) -> Any:
             "model_repository",
             "model_control",
             "load_models",
+            "backend_remeasure",
         ):
             value = getattr(args, name, None)
             if value is not None:

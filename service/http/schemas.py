@@ -86,6 +86,8 @@ class ModelInfo(_Schema):
     )
     backend: str | None = None
     """The inference backend: torch, openvino, onnxruntime, tensorrt or cudagraphs."""
+    backend_note: str | None = None
+    """Why that backend: "requested", or for ``auto`` the medians it measured (or that it reused its choice)."""
 
 
 class ModelsResponse(_Schema):

@@ -63,6 +63,7 @@ def make_device_workers(
             warmup_enabled=settings.warmup,
             backend_cache=cache,
             threads=plan.model_threads if device.type == "cpu" else None,
+            remeasure_backends=settings.backend_remeasure,
         )
         for device in devices
     ]

@@ -85,6 +85,7 @@ class DeviceWorker:
         warmup_enabled: bool = True,
         backend_cache: ExportCache | None = None,
         threads: int | None = None,
+        remeasure_backends: bool = False,
     ) -> None:
         self.device = device
         self.device_name = str(device)
@@ -96,6 +97,8 @@ class DeviceWorker:
         self.backends: dict[str, Choice] = {}
         self.cache = backend_cache or ExportCache(None)
         self.threads = threads
+        self.remeasure_backends = remeasure_backends
+        """``auto``: measure the candidates even where a choice is remembered."""
         for key, served in models.items():
             self.install(key, served)
         self.inference_delay_s = inference_delay_s
@@ -147,7 +150,7 @@ class DeviceWorker:
             autocast_dtype=self.precision.autocast_dtype,
             channels_last=self.precision.channels_last,
         )
-        runner, choice = build_runner(served.config.backend, request, cache)
+        runner, choice = build_runner(served.config.backend, request, cache, self.remeasure_backends)
         log.info("[%s] backend %s on %s (%s)", served.modality, choice.name, self.device_name, choice.reason)
         return runner, choice
 

@@ -59,7 +59,7 @@ async def install(runtime: ServiceRuntime, served: ServedModel) -> ServedModel |
     started = time.perf_counter()
     await asyncio.get_running_loop().run_in_executor(None, _place, workers, served)
     backend = workers[0].backends[served.key]
-    served.backend = backend.name
+    served.backend, served.backend_note = backend.name, backend.reason
     for worker in workers:
         runtime.metrics.backend_info.labels(metrics_label(served.key), worker.device_name, backend.name).set(1)
     cfg = served.config

@@ -1,5 +1,6 @@
-"""A real ``unirep serve`` on the ``auto`` backend: the choice is reported in ``/models``, the log and the
-``unirep_backend_info`` metric; a restart reuses the exported graph from the cache and answers identically."""
+"""A real ``unirep serve`` on the ``auto`` backend: the measured choice and its medians are reported in
+``/models``, the log and the ``unirep_backend_info`` metric; a restart reuses the remembered choice (no measuring)
+and its exported graph from the cache, and answers identically."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from service.runtime.backends import AUTO_ORDER, SPECS
 from tests.service.media import jpeg
 from tests.service.server import running
 
-EXPECTED = next(n for n in AUTO_ORDER["cpu"] if SPECS[n].unavailable_reason("cpu") is None)
-pytestmark = pytest.mark.skipif(EXPECTED == "torch", reason="no compiled CPU backend (openvino, onnxruntime) installed")
+INSTALLED = [n for n in AUTO_ORDER["cpu"] if SPECS[n].unavailable_reason("cpu") is None]
+pytestmark = pytest.mark.skipif(INSTALLED == ["torch"], reason="no compiled CPU backend (openvino, onnxruntime)")
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +54,24 @@ def test_auto_backend_is_reported_and_its_export_survives_a_restart(tmp_path: Pa
     _, payload = jpeg(5)
     with running(tmp_path, settings) as server:
         (model,) = server.client().get("/models").json()["models"]
-        assert model["backend"] == EXPECTED
-        assert server.metric("unirep_backend_info", modality="image", device="cpu", backend=EXPECTED) == 1
+        chosen = model["backend"]
+        assert chosen in INSTALLED
+        assert model["backend_note"].startswith("auto on cpu: fastest of median")
+        assert all(f"{name} " in model["backend_note"] for name in INSTALLED)
+        assert server.metric("unirep_backend_info", modality="image", device="cpu", backend=chosen) == 1
         log = server.log_tail(100_000)
-        assert f"[image] backend {EXPECTED} on cpu (auto on cpu" in log
+        assert f"[image] backend {chosen} on cpu (auto on cpu: fastest of median" in log
+        assert "auto on cpu for 3x64x64: medians" in log and f"chose {chosen}" in log
         first = classify(server.url, payload)
-    entries = [p for p in Path(settings["UNIREP_BACKEND_CACHE_DIR"]).iterdir() if p.is_dir()]
-    assert len(entries) == 1
+    cache = Path(settings["UNIREP_BACKEND_CACHE_DIR"])
+    exported = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(exported) == len(INSTALLED) - 1 and (cache / "auto-choices.json").is_file()  # each compiled one
     with running(tmp_path, settings) as server:
+        (model,) = server.client().get("/models").json()["models"]
+        assert model["backend"] == chosen and "remembered" in model["backend_note"]
         log = server.log_tail(100_000)
-        assert "export cache hit" in log and f"exported {EXPECTED}" not in log
+        assert "medians" in log and "): chose " not in log and "exported" not in log
+        assert ("export cache hit" in log) == (chosen != "torch")
         second = classify(server.url, payload)
     assert [p["index"] for p in second] == [p["index"] for p in first]
     for a, b in zip(first, second, strict=True):

@@ -1,12 +1,13 @@
 """The backends by name, the ``auto`` choice, and building a checked runner for one served model on one device.
 
-``auto`` takes the first backend of the device's preference list that is installed and runs there. The lists are
-ordered by what we measured (see benchmarks/RESULTS.md): on CPU OpenVINO, then ONNX Runtime, then eager torch; on
-CUDA TensorRT, then torch replayed from CUDA graphs, then eager torch. An explicitly requested backend that cannot
-run is an error at start, never a silent fallback.
+``auto`` measures: every backend of the device's candidate list (CPU: OpenVINO, ONNX Runtime, eager torch; CUDA:
+TensorRT, torch replayed from CUDA graphs, eager torch) that is installed is built, checked and timed on the
+model, and the fastest serves; the choice is remembered per host and model (``auto_choice``). An explicitly
+requested backend that cannot run is an error at start, never a silent fallback.
 
 Every runner other than eager torch is compared with the eager deploy form on a fixed input before it serves
-(``check_against_eager``): past the tolerance the start fails loudly, naming the backend and the error.
+(``check_against_eager``): past the tolerance an explicitly requested backend fails the start loudly, naming the
+backend and the error, and ``auto`` skips it with that reason.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from service.runtime.backends.auto_choice import choose_auto
 from service.runtime.backends.base import BackendError, BackendSpec, BuildRequest, Runner
 from service.runtime.backends.cache import ExportCache
 from service.runtime.backends.exported import ExportedSpec
@@ -32,6 +34,7 @@ SPECS: dict[str, BackendSpec] = {
 }
 BACKEND_NAMES: tuple[str, ...] = (AUTO, *SPECS)
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    # the candidates ``auto`` measures per device; on a tie, the earlier wins
     "cpu": ("openvino", "onnxruntime", "torch"),
     "cuda": ("tensorrt", "cudagraphs", "torch"),
 }
@@ -50,25 +53,19 @@ class Choice:
 
 
 def resolve_backend(requested: str, device_type: str, specs: dict[str, BackendSpec] | None = None) -> Choice:
-    """The backend to build for ``requested`` ("auto" or a name) on ``device_type``; raises when it cannot run."""
+    """The backend to build for an explicit ``requested`` name on ``device_type``; raises when it cannot run.
+    For ``auto`` the name is decided by measuring (``build_runner``): here only that it is ``auto``."""
     specs = SPECS if specs is None else specs
     requested = requested.strip().lower()
-    if requested != AUTO:
-        spec = specs.get(requested)
-        if spec is None:
-            raise BackendError(f"unknown backend {requested!r}; use one of {', '.join(BACKEND_NAMES)}")
-        reason = spec.unavailable_reason(device_type)
-        if reason is not None:
-            raise BackendError(f"backend {requested!r} cannot run on {device_type}: {reason}")
-        return Choice(requested, "requested")
-    skipped: list[str] = []
-    for name in AUTO_ORDER.get(device_type, ("torch",)):
-        reason = specs[name].unavailable_reason(device_type)
-        if reason is None:
-            note = f"auto on {device_type}: first available of {', '.join(AUTO_ORDER.get(device_type, ()))}"
-            return Choice(name, note + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
-        skipped.append(f"{name}: {reason}")
-    raise BackendError(f"no backend can run on {device_type}: {'; '.join(skipped)}")
+    if requested == AUTO:
+        return Choice(AUTO, f"auto on {device_type}: measured at load")
+    spec = specs.get(requested)
+    if spec is None:
+        raise BackendError(f"unknown backend {requested!r}; use one of {', '.join(BACKEND_NAMES)}")
+    reason = spec.unavailable_reason(device_type)
+    if reason is not None:
+        raise BackendError(f"backend {requested!r} cannot run on {device_type}: {reason}")
+    return Choice(requested, "requested")
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -93,19 +90,31 @@ def check_against_eager(runner: Runner, request: BuildRequest) -> float:
     return error
 
 
-def build_runner(requested: str, request: BuildRequest, cache: ExportCache) -> tuple[Runner, Choice]:
-    """Resolve, build (through the export cache), prepare every batch size, and check against eager.
-
-    A runner that fails the check is never served. When it came from the export cache, the entry is moved aside
-    and exported once more (a stale or damaged graph); a second failure, or a fresh export that fails, stops the
-    start with the reason."""
+def build_runner(
+    requested: str, request: BuildRequest, cache: ExportCache, remeasure: bool = False
+) -> tuple[Runner, Choice]:
+    """Resolve, build (through the export cache), prepare every batch size, and check against eager; for
+    ``auto``, the candidate measured fastest (or remembered so; ``remeasure``: measure even so)."""
     choice = resolve_backend(requested, request.device.type)
-    spec = SPECS[choice.name]
+    if choice.name == AUTO:
+        candidates = AUTO_ORDER.get(request.device.type, ("torch",))
+        runner, name, note = choose_auto(
+            request, cache.root, candidates, SPECS, lambda n: build_checked(n, request, cache), remeasure
+        )
+        return runner, Choice(name, note)
+    return build_checked(choice.name, request, cache), choice
+
+
+def build_checked(name: str, request: BuildRequest, cache: ExportCache) -> Runner:
+    """One backend's runner, built and checked. A runner that fails the check is never served. When it came from
+    the export cache, the entry is moved aside and exported once more (a stale or damaged graph); a second
+    failure, or a fresh export that fails, raises with the reason."""
+    spec = SPECS[name]
     for attempt in (1, 2):
         hits = cache.hits
-        runner = _build(spec, choice, request, cache)
-        if choice.name == "torch":
-            return runner, choice
+        runner = _build(spec, name, request, cache)
+        if name == "torch":
+            return runner
         try:
             error = _check(runner, request)
         except BackendError as exc:
@@ -113,10 +122,10 @@ def build_runner(requested: str, request: BuildRequest, cache: ExportCache) -> t
                 spec.reject(request, cache, exc.message)
             if attempt == 2 or cache.hits == hits:
                 raise
-            log.warning("cached %s graph rejected (%s): exporting it again", choice.name, exc.message)
+            log.warning("cached %s graph rejected (%s): exporting it again", name, exc.message)
             continue
-        log.info("backend %s matches the eager deploy form (relative error %.1e)", choice.name, error)
-        return runner, choice
+        log.info("backend %s matches the eager deploy form (relative error %.1e)", name, error)
+        return runner
     raise AssertionError("unreachable")
 
 
@@ -129,13 +138,13 @@ def _check(runner: Runner, request: BuildRequest) -> float:
         raise BackendError(f"backend {runner.name} fails on the check input: {type(exc).__name__}: {exc}") from exc
 
 
-def _build(spec: BackendSpec, choice: Choice, request: BuildRequest, cache: ExportCache) -> Runner:
+def _build(spec: BackendSpec, name: str, request: BuildRequest, cache: ExportCache) -> Runner:
     try:
         runner = spec.build(request, cache)
+        if not runner.dynamic_batch:
+            runner.prepare(range(1, request.max_batch_size + 1))
     except BackendError:
         raise
     except Exception as exc:
-        raise BackendError(f"backend {choice.name} could not be built: {type(exc).__name__}: {exc}") from exc
-    if not runner.dynamic_batch:
-        runner.prepare(range(1, request.max_batch_size + 1))
+        raise BackendError(f"backend {name} could not be built: {type(exc).__name__}: {exc}") from exc
     return runner
