@@ -46,6 +46,16 @@ def test_print_settings_hides_the_redis_password(url: str) -> None:
     assert printed["port"] == 8000  # the rest is printed as it is
 
 
+def test_remeasure_backends_is_a_flag_and_a_setting() -> None:
+    """``auto`` reuses the backend it measured on this host unless told to measure again."""
+    assert json.loads(unirep("serve", "--print-settings").stdout)["backend_remeasure"] is False
+    flag = unirep("serve", "--remeasure-backends", "--print-settings")
+    assert flag.returncode == 0, flag.stderr
+    assert json.loads(flag.stdout)["backend_remeasure"] is True
+    env = unirep("serve", "--print-settings", env={"UNIREP_BACKEND_REMEASURE": "1"})
+    assert json.loads(env.stdout)["backend_remeasure"] is True, env.stderr
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
