@@ -70,14 +70,19 @@ class EmbedResult(_Result):
 
 
 class ModelInfo(_Model):
-    """One served model as listed by ``GET /models``."""
+    """One model version as listed by ``GET /models``: every serving one, then the versions the model repository
+    knows that do not serve (state LOADING or UNAVAILABLE, with the reason; their other fields are None)."""
 
     name: str | None = None
     """What it is addressed by (``model=``): its repository name, or the modality for a modality's default model."""
     model_version: str | None = None
     state: str | None = None
-    modality: str
-    model: str
+    """READY (serving), LOADING, or UNAVAILABLE (not loaded, unloaded, or its load failed)."""
+    reason: str | None = None
+    """Why it is not READY (e.g. the error of a failed load)."""
+    modality: str | None = None
+    """None for a version that does not serve."""
+    model: str | None = None
     weights: str | None = None
     weights_random: bool | None = None
     num_classes: int | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -12,18 +12,42 @@ from service.http.public_text import public_message
 from service.http.schemas import Health, ModelInfo, ModelsResponse, Readiness, dump
 from service.http.visibility import public_model, sees_paths
 from service.metrics import CONTENT_TYPE, Metrics
+from service.repository.manager import index_of
 from service.runtime.serving import ServiceRuntime
 
 router = APIRouter(tags=["service"])
 Runtime = Annotated[ServiceRuntime, Depends(deps.runtime)]
 
 
-@router.get("/models", response_model=ModelsResponse, summary="What each modality is served by, with which weights")
+@router.get(
+    "/models", response_model=ModelsResponse, summary="Every model and version known, its state, weights and backend"
+)
 async def list_models(runtime: Runtime, request: Request) -> Response:
-    """Every served model; with API keys on, local file paths only for callers that send a valid key."""
+    """Every served model, then every other version the model repository knows (LOADING, or UNAVAILABLE with the
+    reason); with API keys on, local file paths only for callers that send a valid key."""
     full = await sees_paths(request)
-    models = [ModelInfo.model_validate(m if full else public_model(m)) for m in runtime.describe_models()]
-    return JSONResponse(dump(ModelsResponse(models=models)))
+    listed = [m if full else public_model(m) for m in known_models(runtime)]
+    if not full:
+        listed = [{**m, "reason": public_message(m["reason"])} if m.get("reason") else m for m in listed]
+    return JSONResponse(dump(ModelsResponse(models=[ModelInfo.model_validate(m) for m in listed])))
+
+
+def known_models(runtime: ServiceRuntime) -> list[dict[str, Any]]:
+    """The routed models' descriptions, each with its index reason if it has one (a failed reload of a serving
+    version), then the index entries nothing routes: the version loading, failed, unloaded or never loaded."""
+    index = {(e.name, e.version): e for e in index_of(runtime)}
+    out = []
+    for desc in runtime.describe_models():
+        entry = index.pop((desc["name"], str(desc["model_version"])), None)
+        if entry is not None and entry.reason:
+            desc["reason"] = entry.reason
+        elif entry is not None and entry.state == "LOADING":
+            desc["reason"] = "serving while this version is loaded again"
+        out.append(desc)
+    for entry in index.values():
+        row = {"name": entry.name, "model_version": entry.version or None, "state": entry.state}
+        out.append({**row, "reason": entry.reason} if entry.reason else row)
+    return out
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process is up and its event loop answers")

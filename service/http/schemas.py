@@ -64,21 +64,31 @@ class EmbedResponse(_Result):
 
 
 class ModelInfo(_Schema):
+    """One model version. A version that does not serve (loading, failed, unloaded, not loaded) has only its name,
+    version, state and reason: the rest is known once it serves."""
+
     name: str | None = Field(default=None, description="what clients address it by: a repository name, or the modality")
-    model_version: str | None = Field(default=None, description="its version in the model repository (defaults: 1)")
-    state: str | None = Field(default=None, description="READY, or LOADING while the service starts")
-    modality: str
-    model: str
-    weights: str
-    weights_random: bool
-    num_classes: int
-    label_set: str | None
-    input_shape: list[int]
-    embedding_dim: int
-    multi_label: bool
-    max_batch_size: int
-    max_delay_ms: float
-    version: str
+    model_version: str | None = Field(
+        default=None, description="its version in the model repository (defaults: 1; null: a model not loaded)"
+    )
+    state: str | None = Field(
+        default=None,
+        description="READY (serving); LOADING (the service starts, or the version is being loaded); UNAVAILABLE "
+        "(not loaded, unloaded, or its load failed: see reason)",
+    )
+    reason: str | None = Field(default=None, description="why it is not READY, or what happened to it meanwhile")
+    modality: str | None = None
+    model: str | None = None
+    weights: str | None = None
+    weights_random: bool | None = None
+    num_classes: int | None = None
+    label_set: str | None = None
+    input_shape: list[int] | None = None
+    embedding_dim: int | None = None
+    multi_label: bool | None = None
+    max_batch_size: int | None = None
+    max_delay_ms: float | None = None
+    version: str | None = None
     provenance: dict[str, Any] | None = Field(
         default=None,
         description="for a model file made by `unirep train`: when, from which data (fingerprint), by which "

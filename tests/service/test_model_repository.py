@@ -125,6 +125,13 @@ def test_a_loaded_model_answers_v2_and_native_routes(
         listed = {(m["name"], m["model_version"]): m for m in http.get("/models").json()["models"]}
         assert listed[("pets", "1")]["state"] == "READY" and listed[("pets", "1")]["num_classes"] == 2
         assert listed[("pets", "1")]["max_batch_size"] == 4  # the model's config.toml
+        assert listed[("spare", None)] == {
+            "name": "spare",
+            "model_version": None,
+            "state": "UNAVAILABLE",
+            "reason": "not loaded",
+        }
+        assert listed[("image", "1")]["state"] == "READY" and "reason" not in listed[("image", "1")]
     with pytest.raises(InferenceServerException) as missing:
         rest.get_model_metadata("pets", "7")
     assert "no version" in str(missing.value)
@@ -200,6 +207,10 @@ def test_a_broken_version_fails_and_the_serving_one_stays(
         assert served[0].metric("unirep_model_changes_total", model="pets", result="failed") == 1
         entry = index(rest)[("pets", "3")]
         assert entry["state"] == "UNAVAILABLE" and "cannot read" in entry["reason"]
+        with served[0].client() as http:
+            listed = {(m["name"], m["model_version"]): m for m in http.get("/models").json()["models"]}
+        assert listed[("pets", "3")]["state"] == "UNAVAILABLE" and listed[("pets", "3")]["reason"] == entry["reason"]
+        assert listed[("pets", "2")]["state"] == "READY" and listed[("pets", "2")]["modality"] == "image"
         assert classify(rest, "pets", 4) == ("2", set(PETS_2))
     finally:
         shutil.rmtree(broken.parent)
@@ -207,6 +218,7 @@ def test_a_broken_version_fails_and_the_serving_one_stays(
 
 def test_load_with_files_in_the_request_then_unload(
     tmp_path: Path,
+    served: tuple[Server, int],
     server_tmp: Path,
     rest: httpclient.InferenceServerClient,
     grpc: grpcclient.InferenceServerClient,
@@ -229,6 +241,10 @@ def test_load_with_files_in_the_request_then_unload(
         classify(rest, "birds", 5)
     assert "no model 'birds'" in str(gone_rest.value)
     assert index(rest)[("birds", "1")]["state"] == "UNAVAILABLE"
+    with served[0].client() as http:
+        (birds,) = [m for m in http.get("/models").json()["models"] if m["name"] == "birds"]
+    assert birds["state"] == "UNAVAILABLE" and birds["model_version"] == "1" and "modality" not in birds
+    assert birds["reason"] == index(rest)[("birds", "1")]["reason"]
 
 
 def test_load_over_rest_with_files_and_a_config_override(
@@ -270,6 +286,13 @@ def test_sdk_and_cli_manage_and_address_models(served: tuple[Server, int], tmp_p
         assert len(client.embed("image", media.jpeg(8)[1], model="sides").embedding) > 0
         listed = {(m.name, m.model_version, m.state) for m in client.models()}
         assert ("sides", "3", "READY") in listed and ("image", "1", "READY") in listed
+        spare = next(m for m in client.models() if m.name == "spare")
+        assert (spare.state, spare.reason, spare.modality, spare.model_version) == (
+            "UNAVAILABLE",
+            "not loaded",
+            None,
+            None,
+        )
         with pytest.raises(BadRequestError, match="default model"):
             client.unload_model("image")
         cli = [sys.executable, "-m", "service.cli"]

@@ -180,8 +180,8 @@ async function init() {
     const response = await fetch("/models");
     const listed = (await response.json()).models;
     const select = $("modality");
-    catalog = listed;
-    for (const m of listed) {
+    catalog = listed.filter((m) => m.modality && m.state !== "UNAVAILABLE");  // what can answer now
+    for (const m of catalog) {
       if ((m.name || m.modality) !== m.modality) continue;  // a repository model: listed under "Model"
       models[m.modality] = m;
       const option = document.createElement("option");
