@@ -5,7 +5,10 @@ Run: ``.venv/bin/python benchmarks/model_lifecycle.py`` (CPU). Two measurements,
 
 - **start**: ``unirep serve`` with the README's defaults for every modality (random weights when the hub is
   offline, which load as fast as real ones), from the process start to ``/readyz`` and to the first answer of
-  each modality;
+  each modality, with the backend ``auto`` chose for each and why (``/models``). Three starts on one export
+  cache directory: ``cold`` (empty: every candidate exported, checked and timed), ``remembered`` (the choices of
+  the first start reused: only the chosen backends built), ``remeasured`` (graphs cached, but every candidate
+  built, checked and timed again: ``UNIREP_BACKEND_REMEASURE``); ``--cold-cache``: the first one only;
 - **swap**: ``unirep serve --model-control explicit`` serving an image model at 224 from a repository; while
   ``--concurrency`` clients classify through that model (``?model=pets``) without pause, version 2 is loaded with
   ``POST /v2/repository/models/NAME/load``. Reported: the load's duration, failed requests (must be 0), requests
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -42,12 +46,12 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def measure_start(workdir: Path, cold_cache: bool) -> dict[str, object]:
-    """Seconds from ``unirep serve`` to ready and to each modality's first answer (every modality, defaults).
-    ``cold_cache``: an empty export cache, so every backend graph is exported afresh (a first start)."""
-    settings = {"UNIREP_LOG_LEVEL": "warning"}
-    if cold_cache:
-        settings["UNIREP_BACKEND_CACHE_DIR"] = str(workdir / "empty-backend-cache")
+def measure_start(workdir: Path, cache_dir: Path, kind: str) -> dict[str, object]:
+    """Seconds from ``unirep serve`` to ready and to each modality's first answer (every modality, defaults), on
+    the export cache ``cache_dir``; ``kind`` "remeasured" makes ``auto`` time the candidates again."""
+    settings = {"UNIREP_LOG_LEVEL": "warning", "UNIREP_BACKEND_CACHE_DIR": str(cache_dir)}
+    if kind == "remeasured":
+        settings["UNIREP_BACKEND_REMEASURE"] = "1"
     t0 = time.monotonic()
     server = start(workdir, settings, base={})
     ready_s = time.monotonic() - t0
@@ -59,12 +63,14 @@ def measure_start(workdir: Path, cold_cache: bool) -> dict[str, object]:
                 answer = http.post(f"/classify/{modality}", files={"file": (name, data)})
                 answer.raise_for_status()
                 firsts[modality] = round(time.monotonic() - t0, 1)
+            models = http.get("/models").json()["models"]
     finally:
         stop(server)
     return {
-        "export_cache": "cold" if cold_cache else "as left by earlier starts",
+        "start": kind,
         "ready_s": round(ready_s, 1),
         "first_answer_s": firsts,
+        "backends": {m["modality"]: f"{m['backend']} ({m.get('backend_note')})" for m in models},
         "load_avg": round(load_average(), 2),
     }
 
@@ -110,8 +116,9 @@ async def _swap(url: str, concurrency: int, warm_s: float) -> dict[str, object]:
     }
 
 
-def measure_swap(workdir: Path, concurrency: int) -> dict[str, object]:
+def measure_swap(workdir: Path, concurrency: int, cache_dir: Path) -> dict[str, object]:
     repository = workdir / "repository"
+    shutil.rmtree(repository, ignore_errors=True)
     params = {"input_size": 224}
     write_image_model(version_file(repository, "pets", 1), ("cat", "dog"), seed=1, params=params)
     settings = {
@@ -121,11 +128,15 @@ def measure_swap(workdir: Path, concurrency: int) -> dict[str, object]:
         "UNIREP_MODEL_CONTROL": "explicit",
         "UNIREP_LOAD_MODELS": json.dumps(["pets"]),
         "UNIREP_CACHE_ENABLED": "false",
+        "UNIREP_BACKEND_CACHE_DIR": str(cache_dir),
     }
     server = start(workdir, settings, base={})
     try:
         write_image_model(version_file(repository, "pets", 2), ("ant", "bee"), seed=2, params=params)
-        return asyncio.run(_swap(server.url, concurrency, warm_s=3.0))
+        result = asyncio.run(_swap(server.url, concurrency, warm_s=3.0))
+        models = httpx.get(f"{server.url}/models", timeout=30).json()["models"]
+        (v2,) = [m for m in models if m["name"] == "pets" and m["model_version"] == "2"]
+        return {**result, "backend_v2": f"{v2.get('backend')} ({v2.get('backend_note')})"}
     finally:
         stop(server)
 
@@ -134,15 +145,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-start", action="store_true", help="measure the swap only")
     parser.add_argument("--skip-swap", action="store_true", help="measure the start only")
-    parser.add_argument("--cold-cache", action="store_true", help="start with an empty export cache")
+    parser.add_argument("--cold-cache", action="store_true", help="only the first start (empty export cache)")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--swaps", type=int, default=2, help="swaps on one export cache (the first exports and measures; then reused)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="unirep-lifecycle-") as tmp:
         results: dict[str, object] = {"cpus": os.cpu_count(), "load_avg_at_start": round(load_average(), 2)}
         if not args.skip_start:
-            results["start"] = measure_start(Path(tmp), args.cold_cache)
+            kinds = ["cold"] if args.cold_cache else ["cold", "remembered", "remeasured"]
+            results["start"] = [measure_start(Path(tmp), Path(tmp) / "start-cache", kind) for kind in kinds]
         if not args.skip_swap:
-            results["swap"] = measure_swap(Path(tmp), args.concurrency)
+            cache = Path(tmp) / "swap-cache"
+            results["swap"] = [measure_swap(Path(tmp), args.concurrency, cache) for _ in range(args.swaps)]
     print(json.dumps(results, indent=2))
     return 0
 
