@@ -69,9 +69,7 @@ class ServiceSettings(BaseSettings):
     backend_cache_dir: str | None = Field(
         default=None, description="exported graphs kept between starts (default: ~/.cache/unirep/backends)"
     )
-    backend_remeasure: bool = Field(
-        default=False, description="auto backends: measure the candidates again, not reusing the remembered choice"
-    )
+    backend_remeasure: bool = Field(default=False, description="auto: time the candidates again (not the remembered)")
     prefetch_batches: int = Field(default=1, ge=0, le=8, description="batches staged per device while one runs")
     warmup: bool = Field(
         default=True,
