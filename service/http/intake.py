@@ -144,13 +144,20 @@ class Intake:
         return await caller.read_body(self.runtime.settings.max_body_bytes, None)
 
     async def _identify(self, caller: Caller, admin: bool) -> None:
-        """Auth (the admin scope for management), then the client: its key when keys are on, else its address."""
-        key_id = None
-        if self.auth is not None:
-            values = caller.header("authorization")
-            header = values[0] if values else None
-            key_id = await (self.auth.authorize_admin(header) if admin else self.auth.authorize(header))
-        self.client = self.identity.client(caller.peer, caller.header, key_id)
+        """Auth (the admin scope for management), then the client: its key when keys are on, else its address. A
+        key's weight is noted for the client: fair scheduling gives it a share of the decoders and batch places in
+        proportion (every other client weighs 1)."""
+        if self.auth is None:
+            self.client = self.identity.client(caller.peer, caller.header)
+            return
+        values = caller.header("authorization")
+        header = values[0] if values else None
+        if admin:
+            self.client = self.identity.client(caller.peer, caller.header, await self.auth.authorize_admin(header))
+            return
+        grant = await self.auth.grant(header)
+        self.client = self.identity.client(caller.peer, caller.header, grant.key_id)
+        self.runtime.weights.note(self.client, grant.weight)
 
     def _upload_check(self, caller: Caller, modality: str) -> HeadCheck:
         content_type = (caller.header("content-type") or [""])[0]
