@@ -1,6 +1,8 @@
 """``unirep keys create|list|revoke``: API keys in Redis (``UNIREP_REDIS_URL``), for ``UNIREP_AUTH_ENABLED=true``.
 
-``create`` prints the token once (only its SHA-256 is stored); ``list`` shows ids, names, prefixes and limits;
+``create`` prints the token once (only its SHA-256 is stored); ``--weight W`` gives the key's client a share of
+the decoders and batch places proportional to W (clients weigh 1 by default); ``list`` shows ids, names, prefixes,
+limits and weights;
 ``revoke`` takes an id (or a unique name) and takes effect on the next request at every gateway.
 """
 
@@ -24,6 +26,12 @@ def add_parser(subparsers: Any) -> None:
     create.add_argument("--rate-per-minute", type=float, default=None, help="this key's rate (default: the setting)")
     create.add_argument("--burst", type=int, default=None, help="requests at once above the rate (default: setting)")
     create.add_argument("--admin", action="store_true", help="may also manage models (load, unload)")
+    create.add_argument(
+        "--weight",
+        type=float,
+        default=1.0,
+        help="share of decoders and batch places relative to other clients (default 1; 0.01 to 100)",
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(func=run_keys)
 
@@ -40,7 +48,7 @@ def run_keys(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from service.commands.settings_args import one_line
-    from service.scaleout.api_keys import ApiKeyStore
+    from service.scaleout.api_keys import ApiKeyStore, check_weight
     from service.scaleout.connection import REDIS_ERRORS, Keys, redacted, sync_client
     from service.settings import ServiceSettings
 
@@ -61,7 +69,12 @@ def run_keys(args: argparse.Namespace) -> int:
             if args.rate_per_minute is not None and args.rate_per_minute <= 0:
                 print("unirep keys: --rate-per-minute must be positive", file=sys.stderr)
                 return 2
-            token, info = store.create(args.name, args.rate_per_minute, args.burst, admin=args.admin)
+            try:
+                weight = check_weight(args.weight)
+            except ValueError as exc:
+                print(f"unirep keys: --weight: {exc}", file=sys.stderr)
+                return 2
+            token, info = store.create(args.name, args.rate_per_minute, args.burst, admin=args.admin, weight=weight)
             if args.json:
                 print(json.dumps({"token": token, **info.as_dict()}))
             else:
@@ -79,7 +92,10 @@ def run_keys(args: argparse.Namespace) -> int:
                     rate = "default" if info.rate_per_minute is None else f"{info.rate_per_minute:g}/min"
                     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
                     scope = "admin" if info.admin else "inference"
-                    print(f"{info.key_id}  {info.prefix}...  {created}  rate {rate}  {scope}  {info.name}")
+                    print(
+                        f"{info.key_id}  {info.prefix}...  {created}  rate {rate}  weight {info.weight:g}  {scope}  "
+                        f"{info.name}"
+                    )
             return 0
         if store.revoke(args.key):
             print(f"revoked {args.key}")

@@ -4,6 +4,10 @@ steps, in this order, exactly once:
 auth -> client identity -> served model -> admission -> per-client checks -> deadline -> body -> (the door's own
 work) -> accounting of the one status the caller actually got.
 
+Management requests (the model repository, REST and gRPC) take the same passage with an admin key and without the
+inference steps: auth with the admin scope -> client identity -> body (bounded, under the body deadlines) -> (the
+work) -> the one status, counted like any other (``admit_admin``).
+
 Why one module: copies of these steps drift (a door that forgets the client charges all its callers to one shared
 client and escapes per-client limits; one that counts its own status can count a 500 as a 200). A door describes
 its transport (a ``Caller``) and how to find its model; the intake does the rest, so no door can skip a step.
@@ -16,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -76,19 +80,30 @@ class Intake:
     the in-flight gauges go down and the request counter, duration histogram and log line get that one status.
     """
 
-    def __init__(self, runtime: ServiceRuntime, auth: Any, identity: ClientIdentity, door: str, model: str) -> None:
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        auth: Any,
+        identity: ClientIdentity,
+        door: str,
+        model: str,
+        inference: bool = True,
+    ) -> None:
         self.runtime = runtime
         self.auth = auth
         self.identity = identity
         self.door = door
         self.model = model
+        self.inference = inference
+        """An inference request (in the in-flight gauge and the drain's count), not a management one."""
         self.status = 500
         self.client = "anonymous"
         self.started = time.perf_counter()
 
     async def __aenter__(self) -> Intake:
-        self.runtime.metrics.in_flight.inc()
-        self.runtime.in_flight += 1
+        if self.inference:
+            self.runtime.metrics.in_flight.inc()
+            self.runtime.in_flight += 1
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -97,8 +112,9 @@ class Intake:
         elif isinstance(exc, asyncio.CancelledError):  # the transport gave up on the call: its client left
             self.status = CLIENT_CLOSED
         metrics = self.runtime.metrics
-        metrics.in_flight.dec()
-        self.runtime.in_flight -= 1
+        if self.inference:
+            metrics.in_flight.dec()
+            self.runtime.in_flight -= 1
         label = self.model if self.model in list_adapters() else "unknown"
         metrics.requests.labels(label, self.door, str(self.status)).inc()
         metrics.request_duration.labels(label, self.door).observe(time.perf_counter() - self.started)
@@ -106,11 +122,7 @@ class Intake:
 
     async def admit(self, caller: Caller, resolve: Callable[[], ServedModel]) -> Admitted:
         """Every step before the door's own work; raises the error to answer (a ``UnirepError``)."""
-        key_id = None
-        if self.auth is not None:
-            values = caller.header("authorization")
-            key_id = await self.auth.authorize(values[0] if values else None)
-        self.client = self.identity.client(caller.peer, caller.header, key_id)
+        await self._identify(caller, admin=False)
         served = resolve()
         self.model = served.modality
         self.runtime.check_admission()
@@ -121,6 +133,31 @@ class Intake:
             check = self._upload_check(caller, served.modality) if caller.upload else None
             body = await caller.read_body(self.runtime.settings.max_body_bytes, check)
         return Admitted(self.client, served, timeout_ms, body)
+
+    async def admit_admin(self, caller: Caller) -> bytes:
+        """The steps before a management request's work: an admin key (403 for an inference key), the client, and
+        the body (the same size bound; the protocol's body deadlines answer 408). No model and no admission: a model
+        is managed while the service drains or sheds load. Returns the body (empty where the transport parsed it)."""
+        await self._identify(caller, admin=True)
+        if caller.read_body is None:
+            return b""
+        return await caller.read_body(self.runtime.settings.max_body_bytes, None)
+
+    async def _identify(self, caller: Caller, admin: bool) -> None:
+        """Auth (the admin scope for management), then the client: its key when keys are on, else its address. A
+        key's weight is noted for the client: fair scheduling gives it a share of the decoders and batch places in
+        proportion (every other client weighs 1)."""
+        if self.auth is None:
+            self.client = self.identity.client(caller.peer, caller.header)
+            return
+        values = caller.header("authorization")
+        header = values[0] if values else None
+        if admin:
+            self.client = self.identity.client(caller.peer, caller.header, await self.auth.authorize_admin(header))
+            return
+        grant = await self.auth.grant(header)
+        self.client = self.identity.client(caller.peer, caller.header, grant.key_id)
+        self.runtime.weights.note(self.client, grant.weight)
 
     def _upload_check(self, caller: Caller, modality: str) -> HeadCheck:
         content_type = (caller.header("content-type") or [""])[0]
@@ -153,6 +190,9 @@ DOORS = {
     "/preview/{modality}": "preview",
     "/v2/models/{model}/infer": "v2_infer",
     "/v2/models/{model}/versions/{version}/infer": "v2_infer",
+    "/v2/repository/index": "repository_index",
+    "/v2/repository/models/{name}/load": "repository_load",
+    "/v2/repository/models/{name}/unload": "repository_unload",
 }
 """The HTTP doors by route, for requests the framework refuses before the door runs (invalid query parameters)."""
 
@@ -164,13 +204,15 @@ def count_refused_by_framework(request: Request, status: int) -> None:
     if door is None:
         return
     params = request.path_params
-    model = params.get("modality") or params.get("model") or ""
+    model = params.get("modality") or params.get("model") or params.get("name") or ""
     label = model if model in list_adapters() else "unknown"
     request.app.state.metrics.requests.labels(label, door, str(status)).inc()
 
 
 Work = Callable[[Intake, Admitted, io.DisconnectWatch], Awaitable[Response]]
+AdminWork = Callable[[bytes], Awaitable[Response]]
 Render = Callable[[UnirepError, str], Response]
+A = TypeVar("A")
 
 
 async def paced(error: UnirepError) -> None:
@@ -209,12 +251,37 @@ async def http_door(
     returns the answer; errors are answered by ``render`` (each protocol has its own error body). ``upload``:
     the body is the upload itself (not a protocol message around it)."""
     state = request.app.state
-    rid = io.request_id(request)
+    caller = http_caller(request, upload)
     intake = Intake(state.runtime, state.auth, state.identity, door, model)
+    return await _passage(request, intake, lambda: intake.admit(caller, resolve), work, render)
+
+
+async def admin_door(request: Request, door: str, model: str, work: AdminWork, render: Render) -> Response:
+    """Serve one HTTP management request (the model repository) through the intake's admin passage
+    (``Intake.admit_admin``): ``work`` gets the body and returns the answer; errors are answered by ``render``."""
+    state = request.app.state
+    caller = http_caller(request, upload=False)
+    intake = Intake(state.runtime, state.auth, state.identity, door, model, inference=False)
+
+    async def manage(intake: Intake, body: bytes, watch: io.DisconnectWatch) -> Response:
+        return await work(body)
+
+    return await _passage(request, intake, lambda: intake.admit_admin(caller), manage, render)
+
+
+async def _passage(
+    request: Request,
+    intake: Intake,
+    admit: Callable[[], Awaitable[A]],
+    work: Callable[[Intake, A, io.DisconnectWatch], Awaitable[Response]],
+    render: Render,
+) -> Response:
+    """An HTTP request through ``admit`` then ``work``, answered once and counted once with what the caller got."""
+    rid = io.request_id(request)
     watch: io.DisconnectWatch | None = None
     async with intake:
         try:
-            admitted = await intake.admit(http_caller(request, upload), resolve)
+            admitted = await admit()
             watch = io.DisconnectWatch(request.receive)
             response = await work(intake, admitted, watch)
             intake.answered(response.status_code, watch.gone)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
@@ -20,7 +19,8 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.http import v2_core as core
 from service.http.client_identity import ClientIdentity
-from service.http.intake import Admitted, Caller, Intake, paced
+from service.http.grpc_door import abort, grpc_door
+from service.http.intake import Admitted, Caller, Intake
 from service.http.v2_grpc_repository import RepositoryMethods
 from service.http.v2_request import off_loop
 from service.http.v2_tensors import Tensor, element_count, tensor_bytes, tensor_from_raw, tensor_from_values
@@ -29,19 +29,6 @@ from unirep_errors import InputError, UnirepError
 
 log = logging.getLogger(__name__)
 
-_STATUS = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    413: grpc.StatusCode.INVALID_ARGUMENT,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    422: grpc.StatusCode.INVALID_ARGUMENT,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    499: grpc.StatusCode.CANCELLED,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
 INLINE_VALUES = 65_536
 """Typed values converted on the event loop (a few milliseconds); more go to a thread."""
 _CONTENTS = {
@@ -108,22 +95,6 @@ def _inputs(request: Any) -> list[Tensor]:
     return [_input(given, raw[i] if raw else None) for i, given in enumerate(request.inputs)]
 
 
-def grpc_caller(context: grpc.aio.ServicerContext) -> Caller:
-    """A gRPC call as the front door sees it: its peer, its metadata (as headers), its deadline."""
-    metadata = list(context.invocation_metadata() or ())
-
-    def header(name: str) -> list[str]:
-        return [value for key, value in metadata if key == name and isinstance(value, str)]
-
-    def timeout_ms() -> float | None:
-        remaining = context.time_remaining()
-        return remaining * 1000.0 if remaining is not None else None
-
-    peer = urllib.parse.unquote(context.peer() or "")
-    kind, _, address = peer.partition(":")
-    return Caller(peer=address if kind in ("ipv4", "ipv6") else None, header=header, timeout_ms=timeout_ms)
-
-
 class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, runtime: ServiceRuntime, auth: Any = None, identity: ClientIdentity | None = None) -> None:
         self.runtime = runtime
@@ -131,7 +102,7 @@ class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer)
         self.identity = identity or ClientIdentity()
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: UnirepError) -> None:
-        await context.abort(_STATUS.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.message)
+        await abort(context, exc)
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         return pb.ServerLiveResponse(live=True)
@@ -164,21 +135,14 @@ class InferenceServicer(RepositoryMethods, pb_grpc.GRPCInferenceServiceServicer)
         )
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        caller = grpc_caller(context)
-        failure: UnirepError | None = None
-        async with Intake(self.runtime, self.auth, self.identity, "grpc_infer", request.model_name) as intake:
-            try:
-                admitted = await intake.admit(
-                    caller, lambda: core.served_for(self.runtime, request.model_name, request.model_version)
-                )
-                answer = await self._infer(request, admitted, context)
-                intake.answered(200)
-            except Exception as exc:
-                failure = intake.failed(exc)
-                intake.answered(failure.status_code, context.cancelled())
-        if failure is not None:
-            await paced(failure)
-            await self._fail(context, failure)
+        intake = Intake(self.runtime, self.auth, self.identity, "grpc_infer", request.model_name)
+
+        def admit(caller: Caller) -> Awaitable[Admitted]:
+            return intake.admit(
+                caller, lambda: core.served_for(self.runtime, request.model_name, request.model_version)
+            )
+
+        answer = await grpc_door(intake, context, admit, lambda admitted: self._infer(request, admitted, context))
         response = pb.ModelInferResponse(
             model_name=request.model_name, model_version=answer.model_version, id=request.id
         )

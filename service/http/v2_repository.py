@@ -4,7 +4,10 @@ model configuration, and ``parameters["file:N/model.safetensors"]``, base64 file
 folder) and ``POST /v2/repository/models/{name}/unload``.
 
 With API keys on, every one of them needs a key with the admin scope (``unirep keys create --admin``): an
-inference key gets 403. Errors leave as the protocol's ``{"error": "message"}``.
+inference key gets 403. Every one of them passes the front door's admin passage (``service.http.intake``): the
+admin key, the client, the bounded body (408 when it stalls), and one counted status (endpoints
+``repository_index``, ``repository_load``, ``repository_unload``). Errors leave as the protocol's
+``{"error": "message"}``.
 """
 
 from __future__ import annotations
@@ -12,21 +15,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from service.http import request_io as io
+from service.http.intake import admin_door
 from service.http.v2_rest import v2_error
 from service.http.v2_schemas import error_responses
 from service.repository.manager import ModelRepository, index_of
 from service.runtime.serving import ServiceRuntime
-from unirep_errors import InputError, UnirepError
+from unirep_errors import InputError
 
 router = APIRouter(prefix="/v2/repository", tags=["open inference protocol (v2): model repository"])
 FILE_PREFIX = "file:"
+M = TypeVar("M", bound=BaseModel)
 
 
 class IndexRequest(BaseModel):
@@ -72,55 +77,56 @@ def load_parameters(params: dict[str, Any], decode: bool) -> tuple[dict[str, Any
     return config, files
 
 
-async def _admin(request: Request) -> ServiceRuntime:
-    """The runtime, once the caller holds an admin key (when keys are on)."""
-    auth = getattr(request.app.state, "auth", None)
-    if auth is not None:
-        await auth.authorize_admin(request.headers.get("authorization"))
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
-async def _body(request: Request, runtime: ServiceRuntime, schema: type[BaseModel]) -> Any:
-    body = await io.read_body(request, runtime.settings.max_body_bytes)
+def _parse(body: bytes, schema: type[M]) -> M:
     try:
         return schema.model_validate_json(body or b"{}")
     except ValidationError as exc:
         raise InputError(f"invalid request: {exc.errors()[0]['msg']}") from None
 
 
-@router.post("/index", response_model=list[IndexEntry], responses=error_responses(400, 401, 403))
+async def _manage(
+    request: Request, door: str, model: str, act: Callable[[ServiceRuntime, bytes], Awaitable[Any]]
+) -> Response:
+    """One management request through the intake's admin passage (``intake.admin_door``); ``act`` returns the
+    JSON answer."""
+    runtime: ServiceRuntime = request.app.state.runtime
+
+    async def work(body: bytes) -> Response:
+        return JSONResponse(await act(runtime, body))
+
+    return await admin_door(request, door, model, work, lambda exc, rid: v2_error(exc, request))
+
+
+@router.post("/index", response_model=list[IndexEntry], responses=error_responses(400, 401, 403, 408, 413))
 async def repository_index(request: Request) -> Response:
     """Every model and version with its state (READY, LOADING, UNAVAILABLE) and why it is not ready."""
-    try:
-        runtime = await _admin(request)
-        asked: IndexRequest = await _body(request, runtime, IndexRequest)
-        entries = index_of(runtime, asked.ready)
-    except UnirepError as exc:
-        return v2_error(exc, request)
-    return JSONResponse([IndexEntry(**vars(e)).model_dump() for e in entries])
+
+    async def act(runtime: ServiceRuntime, body: bytes) -> Any:
+        entries = index_of(runtime, _parse(body, IndexRequest).ready)
+        return [IndexEntry(**vars(e)).model_dump() for e in entries]
+
+    return await _manage(request, "repository_index", "", act)
 
 
-@router.post("/models/{name}/load", responses=error_responses(400, 401, 403, 404))
+@router.post("/models/{name}/load", responses=error_responses(400, 401, 403, 404, 408, 413))
 async def repository_load(request: Request, name: str) -> Response:
     """Load or reload a model: built, checked and warmed beside what serves, then switched in atomically."""
-    try:
-        runtime = await _admin(request)
-        asked: ChangeRequest = await _body(request, runtime, ChangeRequest)
-        config, files = load_parameters(asked.parameters, decode=True)
+
+    async def act(runtime: ServiceRuntime, body: bytes) -> Any:
+        config, files = load_parameters(_parse(body, ChangeRequest).parameters, decode=True)
         await repository(runtime).load(name, config, files or None)
-    except UnirepError as exc:
-        return v2_error(exc, request)
-    return JSONResponse({})
+        return {}
+
+    return await _manage(request, "repository_load", name, act)
 
 
-@router.post("/models/{name}/unload", responses=error_responses(400, 401, 403, 404))
+@router.post("/models/{name}/unload", responses=error_responses(400, 401, 403, 404, 408, 413))
 async def repository_unload(request: Request, name: str) -> Response:
     """Stop serving a model; each version is released once the requests it admitted are answered."""
-    try:
-        runtime = await _admin(request)
-        await _body(request, runtime, ChangeRequest)
+
+    async def act(runtime: ServiceRuntime, body: bytes) -> Any:
+        _parse(body, ChangeRequest)
         await repository(runtime).unload(name)
-    except UnirepError as exc:
-        return v2_error(exc, request)
-    return JSONResponse({})
+        return {}
+
+    return await _manage(request, "repository_unload", name, act)

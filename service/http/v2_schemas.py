@@ -91,7 +91,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "malformed request (bad tensor, shape, datatype or parameter)",
         401: "missing or invalid API key (when API keys are on)",
+        403: "the API key lacks the scope (managing models needs an admin key)",
         404: "unknown model or version",
+        408: "the body stalled or did not arrive in time",
         413: "body over the size limit",
         422: "an input file that cannot be decoded",
         429: "queue full or rate limited (Retry-After)",

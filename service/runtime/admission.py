@@ -14,13 +14,15 @@ from service.metrics import Metrics
 from service.runtime.batching import Batcher
 from service.runtime.decode_guard import DecodeGuard, GuardPolicy
 from service.runtime.decoder_pool import DecoderPool
+from service.runtime.fair_queue import Weights, equal
 from service.runtime.stage_times import DecodeTimes
 from service.settings import ServiceSettings
 from unirep_errors import DeadlineExceededError, InvalidParameterError
 
 
-def decode_guard(s: ServiceSettings) -> DecodeGuard:
-    """Per-client budgets and the heavy-input threshold; the decode rate defaults to half the decoders."""
+def decode_guard(s: ServiceSettings, weight_of: Weights = equal) -> DecodeGuard:
+    """Per-client budgets and the heavy-input threshold; the decode rate defaults to half the decoders (times the
+    client's weight: a client entitled to a larger share of the decoders has a larger backstop)."""
     return DecodeGuard(
         GuardPolicy(
             crash_budget=s.client_crash_budget,
@@ -29,7 +31,8 @@ def decode_guard(s: ServiceSettings) -> DecodeGuard:
             decode_burst_s=s.client_decode_burst_s,
             heavy_pixels=s.heavy_image_pixels,
             heavy_bytes=s.heavy_input_bytes,
-        )
+        ),
+        weight_of,
     )
 
 

@@ -21,6 +21,7 @@ from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache
 from service.runtime.cpu_threads import plan_threads
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.device_worker import DeviceWorker, resolve_devices
+from service.runtime.fair_queue import Weights, equal
 from service.runtime.transport import Transport
 from service.settings import ServiceSettings
 
@@ -70,7 +71,10 @@ def make_device_workers(
 
 
 def make_decoder_pool(
-    settings: ServiceSettings, adapters: dict[str, BaseAdapter], on_failure: Callable[[str, str], None]
+    settings: ServiceSettings,
+    adapters: dict[str, BaseAdapter],
+    on_failure: Callable[[str, str], None],
+    weight_of: Weights = equal,
 ) -> DecoderPool:
     """The decoder processes with their limits, spares, heavy-input lane and per-client guard."""
     s = settings
@@ -83,7 +87,7 @@ def make_decoder_pool(
         on_failure=on_failure,
         spares=s.preprocess_spares,
         heavy_size=s.heavy_decoders,
-        guard=decode_guard(s),
+        guard=decode_guard(s, weight_of),
     )
 
 
@@ -95,11 +99,15 @@ def local_cache(settings: ServiceSettings) -> ResultCache:
 
 
 def make_batcher(
-    served: dict[str, ServedModel], transport: Transport, metrics: Metrics, upstream: Callable[[str], int]
+    served: dict[str, ServedModel],
+    transport: Transport,
+    metrics: Metrics,
+    upstream: Callable[[str], int],
+    weight_of: Weights = equal,
 ) -> Batcher:
     """One bucket policy per served model, from its batching settings."""
     policies = {
         m: BatchPolicy(sm.config.max_batch_size, sm.config.max_delay_ms, sm.config.max_queue_size)
         for m, sm in served.items()
     }
-    return Batcher(transport, metrics, policies, upstream=upstream)
+    return Batcher(transport, metrics, policies, upstream=upstream, weight_of=weight_of)

@@ -17,8 +17,9 @@ one C x H x W shape) has its own FIFO queue and its own task that forms batches:
 - admission is bounded: a full queue answers 429 with a Retry-After estimated from the bucket's batch latency (the
   429 falls on the client holding the most queued items: a newcomer with fewer takes the place of that client's
   newest item), and a deadline that cannot be met even before queueing answers 504 at once;
-- clients are served in turn: when more items wait than a batch holds, each client's oldest goes in first, one
-  per client per round (``bucket.fair_take``).
+- clients are served in turn: when more items wait than a batch holds, the places go to clients in fair turns
+  kept across batches, one per client per round at equal weights, in proportion to the clients' weights otherwise
+  (an API key may carry a weight; ``bucket.fair_take``), and a full queue's 429 weighs queued items the same way.
 
 A failing item fails alone: the worker reports errors per item (see ``service.runtime.device_worker``).
 """
@@ -36,6 +37,7 @@ from collections.abc import Callable
 from servable.served import metrics_label
 from service.metrics import Metrics
 from service.runtime.bucket import BatchPolicy, Bucket, Pending, drop_reason, fair_take, heaviest_other
+from service.runtime.fair_queue import Weights, equal
 from service.runtime.stage_times import BatchLatency
 from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
@@ -59,8 +61,11 @@ class Batcher:
         metrics: Metrics,
         policies: dict[str, BatchPolicy],
         upstream: Callable[[str], int] | None = None,
+        weight_of: Weights = equal,
     ) -> None:
         self.transport = transport
+        self.weight_of = weight_of
+        """Each client's weight for its share of batch places (``fair_take``) and queue places (``heaviest_other``)."""
         self.upstream = upstream
         """Requests of a modality admitted but not yet queued (being decoded): lets an idle device wait for them."""
         self.metrics = metrics
@@ -141,7 +146,7 @@ class Batcher:
                 retry_after=retry,
                 queue_size=policy.max_queue_size,
             )
-            victim = heaviest_other(bucket.queue, client)
+            victim = heaviest_other(bucket.queue, client, self.weight_of)
             if victim is None:
                 raise error
             bucket.queue.remove(victim)
@@ -235,7 +240,7 @@ class Batcher:
 
     def _take(self, bucket: Bucket) -> list[Pending]:
         self._purge(bucket)
-        items, bucket.queue = fair_take(bucket.queue, bucket.policy.max_batch_size)
+        items, bucket.queue = fair_take(bucket.queue, bucket.policy.max_batch_size, bucket.shares, self.weight_of)
         self.metrics.queue_depth.labels(metrics_label(bucket.modality), bucket.label).set(len(bucket.queue))
         return items
 

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from modality_adapters import adapter_class, list_adapters
+from service.runtime.fair_queue import Weights, equal
 from unirep_errors import DecoderCrashedError, RateLimitedError
 
 MAX_CLIENTS = 10_000
@@ -96,8 +97,10 @@ class _Bucket:
 
 
 class DecodeGuard:
-    def __init__(self, policy: GuardPolicy) -> None:
+    def __init__(self, policy: GuardPolicy, weight_of: Weights = equal) -> None:
         self.policy = policy
+        self.weight_of = weight_of
+        """A client's weight scales its decode rate and burst (its fair share of decoders scales with it)."""
         self._clients: OrderedDict[str, _Bucket] = OrderedDict()
         self._quarantine: OrderedDict[str, str] = OrderedDict()
 
@@ -105,13 +108,16 @@ class DecodeGuard:
         now = time.monotonic()
         bucket = self._clients.get(client)
         if bucket is None:
-            bucket = self._clients[client] = _Bucket(self.policy.decode_burst_s, now)
+            bucket = self._clients[client] = _Bucket(self.policy.decode_burst_s * self.weight_of(client), now)
             while len(self._clients) > MAX_CLIENTS:
                 self._clients.popitem(last=False)
         else:
             self._clients.move_to_end(client)
             elapsed = now - bucket.updated
-            bucket.tokens = min(self.policy.decode_burst_s, bucket.tokens + elapsed * self.policy.decode_rate)
+            weight = self.weight_of(client)
+            bucket.tokens = min(
+                self.policy.decode_burst_s * weight, bucket.tokens + elapsed * self.policy.decode_rate * weight
+            )
             bucket.updated = now
         window = self.policy.crash_window_s
         for kind in list(bucket.crashes):
@@ -149,7 +155,7 @@ class DecodeGuard:
         """The decode-time backstop: cheap enough to run before the body is read; binds only under contention."""
         bucket = self._bucket(client)
         if contended and bucket.tokens < 0:
-            retry = max(1, math.ceil(-bucket.tokens / self.policy.decode_rate))
+            retry = max(1, math.ceil(-bucket.tokens / (self.policy.decode_rate * self.weight_of(client))))
             raise RateLimitedError(
                 f"this client used more than its share of decoding time while others wait; retry after {retry} s",
                 retry_after=retry,

@@ -89,9 +89,10 @@ class DecoderPool:
         self.on_failure = on_failure
         """Called with (modality, reason) when a process is lost: the metrics hook."""
         self.guard = guard or DecodeGuard(GuardPolicy())
+        weight_of = self.guard.weight_of  # the clients' weights: their shares of decoders, and their budgets
         self.lanes = {
-            "normal": _Lane("normal", size, spares, 0),
-            "heavy": _Lane("heavy", heavy_size, spares, heavy_nice),
+            "normal": _Lane("normal", size, spares, 0, FairQueue(weight_of)),
+            "heavy": _Lane("heavy", heavy_size, spares, heavy_nice, FairQueue(weight_of)),
         }
         self._ctx = context(adapters)
         self._threads = ThreadPoolExecutor(max_workers=size + heavy_size + 4, thread_name_prefix="unirep-preprocess")

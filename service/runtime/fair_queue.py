@@ -2,9 +2,11 @@
 
 Why: with a FIFO, a client that keeps twelve uploads in flight makes a client with one wait behind all twelve. Here
 each waiting client has its own line, and a freed decoder goes to the client that has had the least decoding
-time so far (start-time fair queueing, the same outcome as deficit round robin with a quantum of decode-seconds,
-equal weights). A client that arrives is placed at the current virtual time, so it gets its turn soon but earns
-no credit for the time it was away. Nothing is ever idle while someone waits, so a lone client gets every decoder.
+time so far (start-time fair queueing, the same outcome as deficit round robin with a quantum of decode-seconds).
+Clients are weighted equally by default; a client of weight ``w`` (its API key's, see ``ClientWeights``) is
+charged ``cost / w``, so while clients wait their shares of decoding time are proportional to their weights. A
+client that arrives is placed at the current virtual time, so it gets its turn soon but earns no credit for the
+time it was away. Nothing is ever idle while someone waits, so a lone client gets every decoder.
 
 Costs are decoder-seconds: a request is charged its client's typical decode time when it is handed a decoder, and
 the difference when the decode ends, so a client of expensive inputs gets fewer of them per turn.
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -23,11 +26,41 @@ MAX_CLIENTS = 10_000
 _SMOOTHING = 0.2
 _DEFAULT_COST_S = 0.05
 
+Weights = Callable[[str], float]
+"""A client's fair-scheduling weight (1.0 unless its API key carries another)."""
+
+
+def equal(client: str) -> float:
+    return 1.0
+
+
+class ClientWeights:
+    """The weight of each client that sent a request lately (the intake notes it from the client's API key, whose
+    record carries it); 1.0 for any other. Bounded: the least recently noted are forgotten (and count as 1.0)."""
+
+    def __init__(self, limit: int = MAX_CLIENTS) -> None:
+        self.limit = limit
+        self._weights: OrderedDict[str, float] = OrderedDict()
+
+    def note(self, client: str, weight: float) -> None:
+        if weight == 1.0:
+            self._weights.pop(client, None)
+            return
+        self._weights[client] = weight
+        self._weights.move_to_end(client)
+        while len(self._weights) > self.limit:
+            self._weights.popitem(last=False)
+
+    def of(self, client: str) -> float:
+        return self._weights.get(client, 1.0)
+
 
 class FairQueue(Generic[T]):
-    """``await queue.get(client)`` -> a free item (a decoder), handed out in fair turns; ``put_nowait`` returns it."""
+    """``await queue.get(client)`` -> a free item (a decoder), handed out in fair turns; ``put_nowait`` returns it.
+    ``weight_of`` gives each client's weight: its turns come in proportion to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, weight_of: Weights = equal) -> None:
+        self.weight_of = weight_of
         self._free: deque[T] = deque()
         self._lines: dict[str, deque[asyncio.Future[T]]] = {}
         self._used: dict[str, float] = {}
@@ -89,7 +122,7 @@ class FairQueue(Generic[T]):
         if client not in self._used:
             return
         estimate = self._cost.get(client, _DEFAULT_COST_S)
-        self._used[client] += max(0.0, seconds) - estimate
+        self._used[client] += (max(0.0, seconds) - estimate) / self.weight_of(client)
         self._cost[client] = (1 - _SMOOTHING) * estimate + _SMOOTHING * max(0.0, seconds)
 
     def _arrive(self, client: str) -> None:
@@ -100,7 +133,7 @@ class FairQueue(Generic[T]):
 
     def _dispatched(self, client: str) -> None:
         self._clock = max(self._clock, self._used[client])
-        self._used[client] += self._cost.get(client, _DEFAULT_COST_S)
+        self._used[client] += self._cost.get(client, _DEFAULT_COST_S) / self.weight_of(client)
 
     def _forget(self, client: str, future: asyncio.Future[T]) -> None:
         line = self._lines.get(client)

@@ -36,6 +36,7 @@ from service.runtime.batching import Batcher
 from service.runtime.cache import ResultCache, cache_key
 from service.runtime.compute import Job, compute
 from service.runtime.decoder_pool import DecoderPool
+from service.runtime.fair_queue import ClientWeights
 from service.runtime.model_table import ModelTable
 from service.runtime.outcome import Outcome
 from service.runtime.singleflight import SingleFlight
@@ -80,6 +81,8 @@ class ServiceRuntime:
         self.decode_times = DecodeTimes()
         self.decoding: dict[str, int] = {}
         """Modality -> requests being decoded right now (the batcher waits for them when a device is idle)."""
+        self.weights = ClientWeights()
+        """Each client's share weight (of decoders and batch places), noted by the intake from its API key."""
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -101,7 +104,7 @@ class ServiceRuntime:
             self.adapters = make_adapters(s)
             self.metrics.initialize(list(self.adapters), redis=bool(s.redis_url))
             loop = asyncio.get_running_loop()
-            self.pool = make_decoder_pool(s, self.adapters, on_failure=self._on_decoder_lost)
+            self.pool = make_decoder_pool(s, self.adapters, self._on_decoder_lost, self.weights.of)
             pool_started = asyncio.create_task(self.pool.start())
             # A scale-out gateway loads no model: its transport describes the ones its stream workers serve.
             remote = await self.transport.describe_models(configs, self.adapters) if self.transport else None
@@ -113,7 +116,9 @@ class ServiceRuntime:
                 workers = await loop.run_in_executor(None, make_device_workers, s, self.served)
                 self._record_backends(workers)
                 self.transport = LocalTransport(workers, self.metrics, prefetch=s.prefetch_batches)
-            self.batcher = make_batcher(self.served, self.transport, self.metrics, lambda m: self.decoding.get(m, 0))
+            self.batcher = make_batcher(
+                self.served, self.transport, self.metrics, lambda m: self.decoding.get(m, 0), self.weights.of
+            )
             # Warm up only once the decoder processes have started: their imports would otherwise compete for the
             # CPU and inflate the latencies that seed the batcher's deadline estimates.
             await pool_started

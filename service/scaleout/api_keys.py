@@ -7,6 +7,8 @@ Why this shape:
   (``TIME``): one round trip, and gateways on hosts with skewed clocks still share one limit.
 - The limit is GCRA (the generic cell rate algorithm): ``rate_per_minute`` sustained with ``burst`` requests at
   once, and it tells a refused client exactly when to retry (``Retry-After``).
+- A key may carry a weight (``unirep keys create --weight``, default 1): its client's share of the decoders and
+  of batch places is proportional to it (``service.runtime.fair_queue``). It comes back with the same lookup.
 - Redis unreachable: keys cannot be checked, so requests fail closed with 503 (never served unauthenticated).
   Revoking a key takes effect on the next request: nothing is cached in the gateways.
 """
@@ -29,17 +31,21 @@ from unirep_errors import ForbiddenError, RateLimitedError, ServiceUnavailableEr
 
 TOKEN_PREFIX = "urk_"
 ADMIN_SCOPE = "admin"
+MIN_WEIGHT = 0.01
+MAX_WEIGHT = 100.0
+"""A key's weight is bounded: one key cannot claim (nearly) every decoder, nor be starved to nothing."""
 
 # KEYS: hash->id key, id-record prefix, rate-state prefix. ARGV: default rate/min (0 = unlimited), default burst.
-# Returns {0} for an unknown key, else {1, id, allowed (0/1), retry_after_ms}.
+# Returns {0} for an unknown key, else {1, id, allowed (0/1), retry_after_ms, weight ('' when the default)}.
 _CHECK = """
 local id = redis.call('GET', KEYS[1])
 if not id then return {0} end
-local rec = redis.call('HMGET', KEYS[2] .. id, 'name', 'rate_per_minute', 'burst')
+local rec = redis.call('HMGET', KEYS[2] .. id, 'name', 'rate_per_minute', 'burst', 'weight')
 if not rec[1] then return {0} end
+local weight = rec[4] or ''
 local rate = tonumber(rec[2]) or tonumber(ARGV[1])
 local burst = tonumber(rec[3]) or tonumber(ARGV[2])
-if rate <= 0 then return {1, id, 1, 0} end
+if rate <= 0 then return {1, id, 1, 0, weight} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = 60000 / rate
@@ -49,16 +55,43 @@ if tat < now then tat = now end
 local ahead = tat - now
 local tolerance = interval * (burst - 1)
 if ahead > tolerance then
-    return {1, id, 0, math.ceil(ahead - tolerance)}
+    return {1, id, 0, math.ceil(ahead - tolerance), weight}
 end
 local new_tat = tat + interval
 redis.call('SET', rkey, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-return {1, id, 1, 0}
+return {1, id, 1, 0, weight}
 """
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_weight(weight: float) -> float:
+    """A key's weight, or ValueError: a finite number from ``MIN_WEIGHT`` to ``MAX_WEIGHT``."""
+    if not (math.isfinite(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT):
+        raise ValueError(f"a key's weight must be from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}, not {weight!r}")
+    return float(weight)
+
+
+def stored_weight(raw: bytes | str | None) -> float:
+    """The weight of a key record's field: 1 when absent, and clamped to the bounds (a hand-edited record cannot
+    claim more)."""
+    if raw in (None, b"", ""):
+        return 1.0
+    try:
+        weight = float(raw.decode() if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return 1.0
+    return min(MAX_WEIGHT, max(MIN_WEIGHT, weight)) if math.isfinite(weight) else 1.0
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A request's valid key: its id and its fair-scheduling weight."""
+
+    key_id: str
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +104,8 @@ class KeyInfo:
     burst: int | None
     admin: bool = False
     """Admin scope: may also manage the model repository (load, unload); other keys may only run inference."""
+    weight: float = 1.0
+    """Its client's share of decoders and batch places, relative to other clients' (1 by default)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +116,7 @@ class KeyInfo:
             "rate_per_minute": self.rate_per_minute,
             "burst": self.burst,
             "admin": self.admin,
+            "weight": self.weight,
         }
 
 
@@ -106,6 +142,10 @@ class ApiKeyAuth:
 
     async def authorize(self, authorization: str | None) -> str:
         """The key id of a request's ``Authorization: Bearer <key>`` header, or the error to answer."""
+        return (await self.grant(authorization)).key_id
+
+    async def grant(self, authorization: str | None) -> Grant:
+        """The key (id and weight) of a request's ``Authorization: Bearer <key>`` header, or the error to answer."""
         scheme, _, token = (authorization or "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -132,7 +172,7 @@ class ApiKeyAuth:
             raise RateLimitedError(
                 f"API key {key_id} is over its rate limit; retry after {retry_s} s", retry_after=retry_s, key=key_id
             )
-        return key_id
+        return Grant(key_id, stored_weight(reply[4] if len(reply) > 4 else None))
 
     async def authorize_admin(self, authorization: str | None) -> str:
         """``authorize``, and the key must have the admin scope (403 otherwise): managing models needs it."""
@@ -156,12 +196,18 @@ class ApiKeyStore:
         self.keys = keys
 
     def create(
-        self, name: str, rate_per_minute: float | None = None, burst: int | None = None, admin: bool = False
+        self,
+        name: str,
+        rate_per_minute: float | None = None,
+        burst: int | None = None,
+        admin: bool = False,
+        weight: float = 1.0,
     ) -> tuple[str, KeyInfo]:
-        """A new key: the token (shown once, never stored) and its record."""
+        """A new key: the token (shown once, never stored) and its record; ValueError for a weight out of bounds."""
+        weight = check_weight(weight)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         key_id = secrets.token_hex(6)
-        info = KeyInfo(key_id, name, token[:10], time.time(), rate_per_minute, burst, admin)
+        info = KeyInfo(key_id, name, token[:10], time.time(), rate_per_minute, burst, admin, weight)
         record: dict[str, str] = {
             "name": name,
             "prefix": info.prefix,
@@ -174,6 +220,8 @@ class ApiKeyStore:
             record["burst"] = str(int(burst))
         if admin:
             record["scope"] = ADMIN_SCOPE
+        if weight != 1.0:
+            record["weight"] = repr(weight)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keys.key_record(key_id), mapping=record)  # type: ignore[arg-type]
         pipe.set(self.keys.key_by_hash(hash_token(token)), key_id)
@@ -198,6 +246,7 @@ class ApiKeyStore:
                     float(rec["rate_per_minute"]) if "rate_per_minute" in rec else None,
                     int(rec["burst"]) if "burst" in rec else None,
                     rec.get("scope") == ADMIN_SCOPE,
+                    stored_weight(rec.get("weight")),
                 )
             )
         return sorted(out, key=lambda k: k.created_at)

@@ -12,7 +12,7 @@ import torch
 from service.metrics import Metrics
 from service.runtime.singleflight import SingleFlight
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
-from service.scaleout.api_keys import ApiKeyAuth, ApiKeyStore
+from service.scaleout.api_keys import ApiKeyAuth, ApiKeyStore, Grant
 from service.scaleout.codec import decode_batch, decode_result, encode_batch, encode_result
 from service.scaleout.connection import Keys, RedisHealth, async_client, redacted, sync_client
 from service.scaleout.shared_cache import RedisCache
@@ -195,3 +195,28 @@ def test_api_keys_are_hashed_at_rest_limited_and_revocable(redis_server: RedisSe
 def test_urls_are_logged_without_their_password() -> None:
     assert redacted("redis://:s3cret@redis:6379/0") == "redis://***@redis:6379/0"
     assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_a_key_carries_its_weight_to_the_gateway(redis_server: RedisServer) -> None:
+    keys = Keys("weights")
+    store = ApiKeyStore(sync_client(redis_server.url, 2.0), keys)
+    heavy, heavy_info = store.create("gold", weight=3.0)
+    plain, _ = store.create("plain")
+    edited, edited_info = store.create("edited", weight=2.0)
+    redis_server.client().hset(keys.key_record(edited_info.key_id), "weight", "1e9")  # a hand-edited record
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 101.0):
+        with pytest.raises(ValueError, match="weight"):
+            store.create("bad", weight=bad)
+    assert {k.name: k.weight for k in store.list()} == {"gold": 3.0, "plain": 1.0, "edited": 100.0}
+
+    async def scenario() -> None:
+        client = async_client(redis_server.url, 1.0)
+        auth = ApiKeyAuth(client, keys, RedisHealth("auth", 1.0), Metrics(), rate_per_minute=None, burst=5)
+        assert await auth.grant(f"Bearer {heavy}") == Grant(heavy_info.key_id, 3.0)
+        assert (await auth.grant(f"Bearer {plain}")).weight == 1.0
+        assert (await auth.grant(f"Bearer {edited}")).weight == 100.0  # clamped to the bound
+        limited = ApiKeyAuth(client, keys, RedisHealth("auth", 1.0), Metrics(), rate_per_minute=60.0, burst=5)
+        assert (await limited.grant(f"Bearer {heavy}")).weight == 3.0  # also through the rate-limited path
+        await client.aclose()
+
+    asyncio.run(scenario())

@@ -158,6 +158,29 @@ def test_stalled_body_is_408_and_counted_as_408_on_every_door(server: Server, pa
     assert "Traceback" not in server.log_tail(20_000)
 
 
+@pytest.mark.parametrize(
+    ("path", "door"),
+    [("/v2/repository/index", "repository_index"), ("/v2/repository/models/pets/load", "repository_load")],
+)
+def test_a_stalled_management_body_is_408_and_counted_as_408(server: Server, path: str, door: str) -> None:
+    """The repository routes read their body through the front door too: a stalled one is answered 408 by the
+    protocol and counted as 408 on its endpoint, not as a hang-up or an error."""
+    before = server.metric("unirep_requests_total", endpoint=door, status="408")
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % path.encode()
+            + b'Content-Length: 5000\r\n\r\n{"parameters": {'
+        )
+        status, _, body = _read_response(sock)
+    assert status == 408 and _error_code(body) == "request_timeout"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and server.metric("unirep_requests_total", endpoint=door, status="408") == before:
+        time.sleep(0.1)
+    assert server.metric("unirep_requests_total", endpoint=door, status="408") == before + 1
+    assert server.metric("unirep_requests_total", endpoint=door, status="499") == 0
+    assert server.metric("unirep_requests_total", endpoint=door, status="500") == 0
+
+
 def test_trickled_body_is_408_at_the_body_deadline(server: Server) -> None:
     """A byte every 0.4 s is never idle for the 1 s idle timeout; the 3 s total deadline ends it."""
     with _connect(server) as sock:

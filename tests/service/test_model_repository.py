@@ -353,3 +353,48 @@ def test_metrics_name_model_versions_not_loads(
     assert not [labels for labels in labelled if "#" in labels]
     batches = [line for line in text.splitlines() if line.startswith("unirep_batches_total{")]
     assert any('modality="pets/' in line for line in batches), batches
+
+
+def _door_statuses(server: Server, door: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for (name, labels), value in server.samples().items():
+        table = dict(labels)
+        if name == "unirep_requests_total" and table.get("endpoint") == door:
+            out[table["status"]] = out.get(table["status"], 0) + int(value)
+    return out
+
+
+def _new(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {status: n - before.get(status, 0) for status, n in after.items() if n != before.get(status, 0)}
+
+
+def test_repository_routes_count_the_status_their_caller_saw(
+    served: tuple[Server, int], grpc: grpcclient.InferenceServerClient
+) -> None:
+    """The repository routes pass the front door like inference does: every answer is counted once, on its own
+    endpoint, with the status the caller got (REST and gRPC); none of them counts as inference in flight."""
+    server = served[0]
+    calls = {
+        "repository_index": [("/v2/repository/index", b"{}"), ("/v2/repository/index", b"{not json")],
+        "repository_load": [("/v2/repository/models/nothing-here/load", b"{}")],
+        "repository_unload": [
+            ("/v2/repository/models/image/unload", b"{}"),
+            ("/v2/repository/models/pets/unload", b'{"parameters": 3}'),
+        ],
+    }
+    with server.client() as client:
+        for door, requests in calls.items():
+            before = _door_statuses(server, door)
+            seen: dict[str, int] = {}
+            for path, body in requests:
+                status = str(client.post(path, content=body, headers={"Content-Type": "application/json"}).status_code)
+                seen[status] = seen.get(status, 0) + 1
+            assert _new(_door_statuses(server, door), before) == seen, door
+    assert seen == {"400": 2}  # a default model cannot be unloaded; parameters must be an object
+    before = _door_statuses(server, "grpc_repository_load")
+    grpc.get_model_repository_index()
+    with pytest.raises(InferenceServerException, match="nothing-here"):
+        grpc.load_model("nothing-here")
+    assert _door_statuses(server, "grpc_repository_index").get("200", 0) >= 1
+    assert _new(_door_statuses(server, "grpc_repository_load"), before) == {"404": 1}
+    assert server.metric("unirep_in_flight_requests") == 0

@@ -1,6 +1,7 @@
 """Overload and lifecycle against a real server whose batches take 1 s (one at a time, batch size 1):
-a full queue answers 429 with Retry-After, a deadline that passes in the queue answers 504 before compute, a
-client that leaves is dropped before compute, and SIGTERM under load finishes every admitted request.
+a full queue answers 429 with Retry-After (to the client holding the queue, not to a light one beside it), a
+deadline that passes in the queue answers 504 before compute, a client that leaves is dropped before compute, and
+SIGTERM under load finishes every admitted request.
 
 The tests share one server and run in file order; the last one stops it.
 """
@@ -82,6 +83,31 @@ def test_full_queue_answers_429_with_retry_after(server: Server) -> None:
         assert response.json()["error"]["code"] == "queue_full"
         assert int(response.headers["Retry-After"]) >= 1
     assert server.metric("unirep_rejected_requests_total", modality="image", reason="queue_full") >= len(refused)
+
+
+def _client_at(server: Server, address: str) -> httpx.AsyncClient:
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    return httpx.AsyncClient(base_url=server.url, timeout=30, transport=transport)
+
+
+def test_a_full_queue_refuses_the_heavy_client_not_the_light_one(server: Server) -> None:
+    """A client at 127.0.0.2 keeps the queue (3 places) full; a client at 127.0.0.3 sends one request at a time
+    meanwhile. The 429s fall on the heavy client (its newest queued item makes room), never on the light one."""
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        async with _client_at(server, "127.0.0.2") as heavy, _client_at(server, "127.0.0.3") as light:
+            bursts: list[asyncio.Task[httpx.Response]] = []
+            light_statuses: list[int] = []
+            for round_ in range(2):
+                bursts += [asyncio.create_task(_post(heavy, 100 * (round_ + 1) + i)) for i in range(6)]
+                await _until_queued(server, 3)
+                light_statuses.append((await _post(light, 300 + round_)).status_code)
+            heavy_statuses = [r.status_code for r in await asyncio.gather(*bursts)]
+            return heavy_statuses, light_statuses
+
+    heavy_statuses, light_statuses = asyncio.run(scenario())
+    assert light_statuses == [200, 200], (light_statuses, heavy_statuses)
+    assert set(heavy_statuses) == {200, 429} and heavy_statuses.count(429) >= 4, heavy_statuses
 
 
 def test_disconnected_client_is_dropped_before_compute(server: Server) -> None:

@@ -188,6 +188,21 @@ def test_reported_bodies_are_refused(served: tuple[Server, int], rest: httpx.Cli
     assert_refused(response)
 
 
+@pytest.mark.parametrize("literal", ["+1", ".5", "1.", "01"])
+def test_large_arrays_refuse_what_json_does_not_allow(rest: httpx.Client, literal: str) -> None:
+    """A large FP32 array (the numpy path) with one number JSON does not allow: 400 naming it, on one line."""
+    values = ["0.5"] * 30_000 + [literal]
+    body = b'{"inputs":[{"name":"MAP","datatype":"FP32","shape":[%d],"data":[%s]}]}' % (
+        len(values),
+        ",".join(values).encode(),
+    )
+    response = rest.post("/v2/models/image/infer", content=body)
+    assert response.status_code == 400, response.text[:300]
+    message = response.json()["error"]
+    assert f"{literal!r} is not one" in message and "\n" not in message, message
+    assert_refused(response)
+
+
 def test_schemathesis_finds_no_server_error_on_v2(served: tuple[Server, int], tmp_path: Path) -> None:
     pytest.importorskip("schemathesis")
     command = [

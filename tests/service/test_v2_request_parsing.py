@@ -74,6 +74,15 @@ def large(values: list[str]) -> list[str]:
         (large(["0x10"]), "not valid JSON"),  # not a number run: the JSON parser says so
         (large(["--1"]), "comma-separated numbers"),
         (large(["1e"]), "comma-separated numbers"),
+        # numpy reads these; JSON does not, so neither does the service
+        (large(["+1"]), "'\\+1' is not one"),
+        (large([".5"]), "'\\.5' is not one"),
+        (large(["-.5"]), "'-\\.5' is not one"),
+        (large(["1."]), "'1\\.' is not one"),
+        (large(["01"]), "'01' is not one"),
+        (large(["-01.5"]), "'-01\\.5' is not one"),
+        (large(["1.e5"]), "'1\\.e5' is not one"),
+        (large(["1E+"]), "'1E\\+' is not one"),
     ],
 )
 def test_what_is_not_a_clean_number_list_is_refused(values: list[str], reason: str) -> None:
@@ -136,3 +145,25 @@ def test_a_data_key_inside_a_string_or_parameters_is_left_alone() -> None:
     parsed, inputs, _, _ = parse_now(json.dumps(request).encode(), None)
     assert parsed.id == request["id"] and parsed.parameters == request["parameters"]
     assert inputs[0].data == [b"x"]
+
+
+@pytest.mark.parametrize("literal", ["0", "-0", "10", "-0.5", "1e5", "1E+05", "2.5e-07", "1e999"])
+def test_every_json_number_form_takes_the_numpy_path(literal: str) -> None:
+    values = large([literal])
+    text = body(values, "FP64", [len(values)])
+    assert v2_numbers.lift(text)[1]
+    if literal == "1e999":  # a JSON number, out of range
+        with pytest.raises(InputError, match="out of range"):
+            parse_now(text, None)
+        return
+    (tensor,) = parse_now(text, None)[1]
+    assert tensor.data[0] == float(literal)
+
+
+@pytest.mark.parametrize("literal", ["+1", ".5", "1.", "01"])
+def test_small_arrays_refuse_the_same_literals(literal: str) -> None:
+    """The JSON path (arrays under the lift size) refuses them too: one grammar whatever the size."""
+    text = body([literal, "0.5"], "FP32", [2])
+    assert not v2_numbers.lift(text)[1]
+    with pytest.raises(InputError):
+        parse_now(text, None)
