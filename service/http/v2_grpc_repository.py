@@ -35,7 +35,7 @@ class RepositoryMethods:
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         try:
             await self._admin(context)
-            entries = index_of(self.runtime, request.ready)
+            entries = await index_of(self.runtime, request.ready)
         except UnirepError as exc:
             await self._fail(context, exc)
         models = [pb.RepositoryIndexResponse.ModelIndex(**vars(e)) for e in entries]

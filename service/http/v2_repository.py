@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from service.http import request_io as io
 from service.http.v2_rest import v2_error
 from service.http.v2_schemas import error_responses
-from service.repository.manager import ModelRepository, index_of
+from service.repository.manager import Repository, index_of
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError, UnirepError
 
@@ -44,7 +44,7 @@ class ChangeRequest(BaseModel):
     parameters: dict[str, Any] = {}
 
 
-def repository(runtime: ServiceRuntime) -> ModelRepository:
+def repository(runtime: ServiceRuntime) -> Repository:
     if runtime.repository is None:
         raise InputError("no model repository is configured: start the server with --model-repository DIR")
     return runtime.repository
@@ -95,7 +95,7 @@ async def repository_index(request: Request) -> Response:
     try:
         runtime = await _admin(request)
         asked: IndexRequest = await _body(request, runtime, IndexRequest)
-        entries = index_of(runtime, asked.ready)
+        entries = await index_of(runtime, asked.ready)
     except UnirepError as exc:
         return v2_error(exc, request)
     return JSONResponse([IndexEntry(**vars(e)).model_dump() for e in entries])

@@ -66,9 +66,13 @@ class RedisStreamsTransport(Transport):
         self.reader = async_client(settings.redis_url, settings.redis_timeout_s, blocking=True)
         self.health = RedisHealth("streams", settings.redis_retry_s, metrics, settings.redis_url)
         self.versions: dict[str, str] = {}
-        """Modality -> the model version this gateway's batches ask for (the workers check it)."""
+        """Serving key -> the model version this gateway's batches ask for (the workers check it)."""
+        self.required: set[str] = set()
+        """The modalities whose default models readiness needs (repository versions come and go)."""
         self.live: dict[str, int] = {}
-        """Modality -> devices of live workers serving it."""
+        """Serving key -> devices of live workers serving it."""
+        self.worker_infos: list[dict[str, Any]] = []
+        """The live workers' descriptions, as last read (``refresh``)."""
         self._waiting: dict[str, _Waiting] = {}
         self._in_flight = 0
         self._changed = asyncio.Event()
@@ -85,7 +89,7 @@ class RedisStreamsTransport(Transport):
     def unavailable_reason(self) -> str | None:
         if not self.health.up:
             return f"{self.health.describe()}; the gateway cannot reach its workers"
-        missing = [m for m in self.versions if self.live.get(m, 0) == 0]
+        missing = [m for m in self.required if self.live.get(m, 0) == 0]
         if missing:
             return (
                 f"no live worker serves {', '.join(missing)} (start `unirep worker` against the same Redis; a worker "
@@ -119,7 +123,18 @@ class RedisStreamsTransport(Transport):
             model = ServedModel.from_description(cfg, adapters[cfg.modality], announced[cfg.modality])
             served[cfg.modality] = model
             self.versions[cfg.modality] = model.version
+        self.required = set(wanted)
         return served
+
+    def make_repository(self, runtime: Any) -> Any:
+        """The model repository of a scale-out deployment: in Redis, loaded by the workers."""
+        from service.scaleout.repository_sync import ScaleoutRepository
+
+        return ScaleoutRepository(runtime, self)
+
+    async def refresh(self) -> dict[str, dict[str, Any]]:
+        """Re-read the live workers now: serving key -> a description of its model (also refreshes ``live``)."""
+        return await self._announcements()
 
     async def _announcements(self) -> dict[str, dict[str, Any]]:
         """Modality -> one live worker's description of its model; also refreshes ``live`` (device counts)."""
@@ -131,10 +146,8 @@ class RedisStreamsTransport(Transport):
         infos: Any = await self.client.hmget(self.keys.worker_info, ids) if ids else []
         live: dict[str, int] = {}
         models: dict[str, dict[str, Any]] = {}
-        for raw in infos:
-            if raw is None:
-                continue
-            info = json.loads(raw)
+        self.worker_infos = [json.loads(raw) for raw in infos if raw is not None]
+        for info in self.worker_infos:
             for modality, desc in info.get("models", {}).items():
                 live[modality] = live.get(modality, 0) + max(1, len(info.get("devices", [])))
                 models.setdefault(modality, desc)
@@ -270,8 +283,9 @@ class RedisStreamsTransport(Transport):
                 except REDIS_ERRORS as exc:
                     self.health.failed(exc)
                     self._fail_waiting(f"{self.health.describe()}; the batch's reply is lost")
-            for modality in self.versions:
-                self.metrics.stream_workers.labels(modality).set(self.live.get(modality, 0))
+            for modality in list(self.versions):
+                if modality in self.required:
+                    self.metrics.stream_workers.labels(modality).set(self.live.get(modality, 0))
                 if self.health.up and self.live.get(modality, 0) == 0:
                     self._fail_waiting(f"no live worker serves {modality} any more", modality)
             self._changed.set()  # capacity follows the live workers
