@@ -5,7 +5,8 @@ In order, on one cluster: a model sent as files through gateway A answers throug
 ``?model=&version=``); a new version swaps in under concurrent inference with no failed request, no answer mixing
 versions, and the new labels once the load returns; a version that cannot be read (refused by the gateway) or that
 fails to build on the workers is reported with its reason while the serving one keeps serving; unload answers 404
-through every gateway; a worker started after the loads serves them alone.
+through every gateway; a gateway with ``--model-control poll`` publishes its directory; a worker started after the
+loads serves them alone.
 """
 
 from __future__ import annotations
@@ -223,6 +224,33 @@ def test_unload_answers_404_through_every_gateway(cluster: Cluster) -> None:
     assert "default model" in str(default.value)
     for client in (a, b):
         client.close()
+
+
+def test_a_polling_gateway_publishes_its_directory(cluster: Cluster, tmp_path: Path) -> None:
+    """``--model-control poll`` on a gateway: its folders are published, changes follow, a removed folder unloads."""
+    import shutil
+
+    write_image_model(version_file(tmp_path, "fish", 1), ("cod", "eel"), seed=6)
+    polling = {
+        "UNIREP_MODEL_REPOSITORY": str(tmp_path),
+        "UNIREP_MODEL_CONTROL": "poll",
+        "UNIREP_REPOSITORY_POLL_S": "1",
+    }
+    gateway = launch("gateway", cluster.workdir, {**cluster.env, **polling})
+    a = cluster.rest(0)
+    try:
+        wait_ready(gateway)
+        eventually(lambda: a.is_model_ready("fish", "1"), what="A routes what the polling gateway published")
+        assert classify(a, "fish", 9) == ("1", {"cod", "eel"})
+        write_image_model(version_file(tmp_path, "fish", 2), ("ray", "koi", "gar"), seed=7)
+        eventually(lambda: a.is_model_ready("fish", "2"), 60, "the new version is published")
+        assert classify(a, "fish", 9) == ("2", {"ray", "koi", "gar"})
+        shutil.rmtree(tmp_path / "fish")
+        eventually(lambda: not a.is_model_ready("fish"), 60, "the removed folder is unloaded")
+        assert index(a)[("fish", "2")]["state"] == "UNAVAILABLE"
+    finally:
+        stop(gateway)
+        a.close()
 
 
 def test_a_worker_started_after_the_loads_serves_them(cluster: Cluster) -> None:
