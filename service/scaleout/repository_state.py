@@ -15,6 +15,7 @@ reason, in the description they heartbeat (``"repository"``); a READY one is als
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -24,7 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from service.repository.manager import IndexEntry
-from service.scaleout.connection import Keys
+from service.scaleout.connection import REDIS_ERRORS, Keys
 from unirep_errors import ServiceUnavailableError
 
 READY, LOADING, UNAVAILABLE = "READY", "LOADING", "UNAVAILABLE"
@@ -32,6 +33,7 @@ LOCK_TTL_MS = 15 * 60 * 1000
 """A gateway that dies holding the repository lock frees it after this."""
 LOCK_WAIT_S = 600.0
 LOAD_WAIT_S = 600.0
+UNREACHABLE = "Redis is unreachable: the model repository could not change (retry)"
 """How long a load waits for the workers to build and warm its versions."""
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -116,22 +118,45 @@ async def live_workers(client: aioredis.Redis, keys: Keys, ttl_s: float) -> list
     return [json.loads(raw) for raw in infos if raw is not None]
 
 
+async def collect_files(client: aioredis.Redis, keys: Keys) -> int:
+    """Delete the version files no record routes or loads any more (under the lock); how many."""
+    referenced = {spec.file for _, _, spec in wanted(await read_records(client, keys)).values()}
+    stale = [
+        key
+        async for key in client.scan_iter(match=keys.repository_file("*"), count=500)
+        if (key.decode() if isinstance(key, bytes) else str(key)).rsplit(":", 1)[-1] not in referenced
+    ]
+    if stale:
+        await client.delete(*stale)
+    return len(stale)
+
+
 class RepositoryLock:
-    """One repository change at a time across gateways (SET NX with a token; freed by its holder, or by TTL)."""
+    """One repository change at a time across gateways (SET NX with a token; freed by its holder, or by TTL).
+    Redis failing meanwhile answers 503: the change did not happen, or not wholly (retry it)."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
-        self.client, self.key, self.token = client, keys.repository_lock, uuid.uuid4().hex
+        self.client, self.keys, self.token = client, keys, uuid.uuid4().hex
 
     async def __aenter__(self) -> RepositoryLock:
         deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
-        while not await self.client.set(self.key, self.token, nx=True, px=LOCK_TTL_MS):
-            if asyncio.get_running_loop().time() > deadline:
-                raise ServiceUnavailableError("another gateway is changing the model repository", retry_after=5)
-            await asyncio.sleep(0.1)
+        try:
+            while not await self.client.set(self.keys.repository_lock, self.token, nx=True, px=LOCK_TTL_MS):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise ServiceUnavailableError("another gateway is changing the model repository", retry_after=5)
+                await asyncio.sleep(0.1)
+        except REDIS_ERRORS:
+            raise ServiceUnavailableError(UNREACHABLE, retry_after=1) from None
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.eval(_UNLOCK, 1, self.key, self.token)
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await collect_files(self.client, self.keys)
+                await self.client.eval(_UNLOCK, 1, self.keys.repository_lock, self.token)
+        finally:
+            if isinstance(exc, REDIS_ERRORS):
+                raise ServiceUnavailableError(UNREACHABLE, retry_after=1) from None
 
 
 async def await_workers(

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import redis
 
 from tests.redis.helpers import Proc, RedisServer, launch, stop, wait_ready
 from tests.service import media
@@ -216,6 +217,8 @@ def test_unload_answers_404_through_every_gateway(cluster: Cluster) -> None:
         name, data = media.jpeg(5)
         assert http.post("/classify/image?model=birds", files={"file": (name, data)}).status_code == 404
     assert index(a)[("birds", "1")]["state"] == "UNAVAILABLE"
+    stored = redis.Redis.from_url(cluster.env["UNIREP_REDIS_URL"]).keys("reposcale:repository:file:*")
+    assert len(stored) == 1  # pets 2's file; those of replaced, failed and unloaded versions are deleted
     with pytest.raises(InferenceServerException) as never:
         a.load_model("birds")  # it was never in the repository: only its files were
     assert "no model 'birds'" in str(never.value)
