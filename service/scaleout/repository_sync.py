@@ -33,6 +33,7 @@ from service.repository.layout import ModelFolder, check_name, read_folder, scan
 from service.repository.manager import IndexEntry
 from service.repository.versions import version_config
 from service.scaleout import repository_state as state
+from service.scaleout.connection import REDIS_ERRORS
 from service.scaleout.gateway_routes import GatewayRoutes
 from service.scaleout.repository_state import ModelRecord, RepositoryLock, VersionSpec
 from unirep_errors import InputError, ModelLoadError, NotFoundError, UnirepError
@@ -48,7 +49,7 @@ SYNC_S = 0.25
 
 class ScaleoutRepository:
     def __init__(self, runtime: ServiceRuntime, transport: RedisStreamsTransport) -> None:
-        settings = runtime.settings
+        settings = self.settings = runtime.settings
         self.runtime, self.transport = runtime, transport
         self.client, self.keys = transport.client, transport.keys
         self.root = Path(settings.model_repository) if settings.model_repository else None
@@ -203,7 +204,13 @@ class ScaleoutRepository:
             if new:
                 record.loading = new
                 await state.publish(self.client, self.keys, record)
-                failures = await state.await_workers(self.client, self.keys, self.runtime.settings.worker_ttl_s, new)
+                try:
+                    failures = await state.await_workers(self.client, self.keys, self.settings.worker_ttl_s, new)
+                except BaseException:  # stopped while waiting: the workers must not keep building for nobody
+                    record.loading = {}
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        await state.publish(self.client, self.keys, record)
+                    raise
         if failures:
             record.loading = {}
             for version, reason in failures.items():
@@ -266,8 +273,10 @@ class ScaleoutRepository:
         """Republish what changed in the directory, and unload what this gateway published and is gone."""
         while True:
             await asyncio.sleep(self.poll_s)
-            with contextlib.suppress(Exception):
+            try:
                 await self.apply_changes()
+            except Exception:
+                log.exception("repository poll failed")
 
     async def apply_changes(self) -> None:
         present = scan(self.root) if self.root is not None else {}

@@ -10,7 +10,8 @@ Never hanging: a batch waits at most until its earliest deadline (then 503); whe
 worker serves the batch's modality any more (heartbeats older than ``worker_ttl_s``), waiting batches fail at once
 with 503, and ``ready`` turns false so that new requests get 503 at admission, with the reason, until Redis and a
 worker are back. The gateway holds no model: ``describe_models`` builds the served models' descriptions (labels,
-input shape, version for the cache key) from the workers' announcements.
+input shape, version for the cache key) from the workers' announcements. A repository version has a stream of its
+own, named by its serving key (``<ns>:stream:pets/2#7``); ``make_repository`` gives the repository kept in Redis.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class RedisStreamsTransport(Transport):
         next_log = 0.0
         while True:
             try:
-                announced = await self._announcements()
+                announced = await self.refresh()
                 self.health.succeeded()
             except REDIS_ERRORS as exc:
                 self.health.failed(exc)
@@ -133,11 +134,7 @@ class RedisStreamsTransport(Transport):
         return ScaleoutRepository(runtime, self)
 
     async def refresh(self) -> dict[str, dict[str, Any]]:
-        """Re-read the live workers now: serving key -> a description of its model (also refreshes ``live``)."""
-        return await self._announcements()
-
-    async def _announcements(self) -> dict[str, dict[str, Any]]:
-        """Modality -> one live worker's description of its model; also refreshes ``live`` (device counts)."""
+        """Serving key -> one live worker's description of its model; also refreshes ``live`` (device counts)."""
         now_s, now_us = await self.client.time()
         now_ms = now_s * 1000 + now_us // 1000
         ids: Any = await self.client.zrangebyscore(
@@ -277,7 +274,7 @@ class RedisStreamsTransport(Transport):
         while not self._stopped:
             if self.health.available():
                 try:
-                    await self._announcements()
+                    await self.refresh()
                     await self.client.expire(self.reply_key, REPLY_TTL_S)
                     self.health.succeeded()
                 except REDIS_ERRORS as exc:
