@@ -123,9 +123,12 @@ class ServedModel:
         }
 
     @classmethod
-    def from_description(cls, cfg: ModalityConfig, adapter: Any, desc: dict[str, Any]) -> ServedModel:
+    def from_description(
+        cls, cfg: ModalityConfig, adapter: Any, desc: dict[str, Any], repository: tuple[str, int, str] | None = None
+    ) -> ServedModel:
         """A model served elsewhere, as this process's settings describe it: no module. Settings that disagree
-        with the description (another version or input shape) are refused, so the cache never mixes them."""
+        with the description (another version or input shape) are refused, so the cache never mixes them.
+        ``repository``: a repository version's name, version number and serving key."""
         trained = trained_info(cfg)  # a file made by `unirep train` configures the modality itself
         if trained is not None:
             cfg = apply_trained(cfg, trained)
@@ -150,6 +153,8 @@ class ServedModel:
             str(detail.get("digest", "")),
         )
         model.backend, model.backend_note = desc.get("backend"), desc.get("backend_note")
+        if repository is not None:
+            model.repository_name, model.repository_version, model.serving_key = repository
         if model.version != desc["version"] or list(model.input_shape) != list(desc["input_shape"]):
             raise ValueError(
                 f"[{cfg.modality}] these settings describe {model.version} with input {list(model.input_shape)}, "

@@ -5,7 +5,9 @@
   ``/healthz``, ``/readyz`` and ``/metrics`` on ``--port``. Run one per host (it uses all of that host's devices).
 
 Both take the same settings as ``serve`` (flags > ``UNIREP_*`` > TOML) and need ``UNIREP_REDIS_URL``; gateways and
-workers must agree on the model settings (the gateway checks the workers' model versions at startup).
+workers must agree on the model settings (the gateway checks the workers' model versions at startup). The model
+repository lives in Redis: gateways take ``--model-repository``/``--model-control`` and publish it, workers load
+what it routes (``service.scaleout.repository_sync``, ``service.scaleout.worker_repository``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
     gateway = subparsers.add_parser(
         "gateway", help="HTTP gateway of a scale-out deployment: batches go to workers through Redis Streams"
     )
-    add_settings_arguments(gateway, device=False, redis=True)
+    add_settings_arguments(gateway, device=False, redis=True, repository=True)
     gateway.set_defaults(func=run_gateway)
 
     worker = subparsers.add_parser(
@@ -57,6 +59,8 @@ def run_worker(args: argparse.Namespace) -> int:
     log = logging.getLogger("unirep.worker")
     metrics = Metrics()
     worker = StreamWorker(settings, metrics)
+    if settings.model_repository:
+        log.warning("a worker does not read --model-repository: it loads what the gateways publish to Redis")
 
     def readiness() -> str | None:
         if worker.stopping.is_set():

@@ -26,16 +26,16 @@ async def list_models(runtime: Runtime, request: Request) -> Response:
     """Every served model, then every other version the model repository knows (LOADING, or UNAVAILABLE with the
     reason); with API keys on, local file paths only for callers that send a valid key."""
     full = await sees_paths(request)
-    listed = [m if full else public_model(m) for m in known_models(runtime)]
+    listed = [m if full else public_model(m) for m in await known_models(runtime)]
     if not full:
         listed = [{**m, "reason": public_message(m["reason"])} if m.get("reason") else m for m in listed]
     return JSONResponse(dump(ModelsResponse(models=[ModelInfo.model_validate(m) for m in listed])))
 
 
-def known_models(runtime: ServiceRuntime) -> list[dict[str, Any]]:
+async def known_models(runtime: ServiceRuntime) -> list[dict[str, Any]]:
     """The routed models' descriptions, each with its index reason if it has one (a failed reload of a serving
     version), then the index entries nothing routes: the version loading, failed, unloaded or never loaded."""
-    index = {(e.name, e.version): e for e in index_of(runtime)}
+    index = {(e.name, e.version): e for e in await index_of(runtime)}
     out = []
     for desc in runtime.describe_models():
         entry = index.pop((desc["name"], str(desc["model_version"])), None)

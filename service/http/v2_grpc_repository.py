@@ -44,7 +44,8 @@ class RepositoryMethods:
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         async def act() -> Any:
-            models = [pb.RepositoryIndexResponse.ModelIndex(**vars(e)) for e in index_of(self.runtime, request.ready)]
+            entries = await index_of(self.runtime, request.ready)
+            models = [pb.RepositoryIndexResponse.ModelIndex(**vars(e)) for e in entries]
             return pb.RepositoryIndexResponse(models=models)
 
         return await self._manage(context, "grpc_repository_index", "", act)

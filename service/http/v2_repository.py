@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from service.http.intake import admin_door
 from service.http.v2_rest import v2_error
 from service.http.v2_schemas import error_responses
-from service.repository.manager import ModelRepository, index_of
+from service.repository.manager import Repository, index_of
 from service.runtime.serving import ServiceRuntime
 from unirep_errors import InputError
 
@@ -49,7 +49,7 @@ class ChangeRequest(BaseModel):
     parameters: dict[str, Any] = {}
 
 
-def repository(runtime: ServiceRuntime) -> ModelRepository:
+def repository(runtime: ServiceRuntime) -> Repository:
     if runtime.repository is None:
         raise InputError("no model repository is configured: start the server with --model-repository DIR")
     return runtime.repository
@@ -102,7 +102,7 @@ async def repository_index(request: Request) -> Response:
     """Every model and version with its state (READY, LOADING, UNAVAILABLE) and why it is not ready."""
 
     async def act(runtime: ServiceRuntime, body: bytes) -> Any:
-        entries = index_of(runtime, _parse(body, IndexRequest).ready)
+        entries = await index_of(runtime, _parse(body, IndexRequest).ready)
         return [IndexEntry(**vars(e)).model_dump() for e in entries]
 
     return await _manage(request, "repository_index", "", act)

@@ -25,13 +25,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from models.trained import read_trained_info
-from servable.build import build_served_model
-from servable.config import ModalitySettings
 from servable.served import LOAD_SERIAL_MARK, ServedModel
 from service.repository.layout import MODEL_FILE, ModelFolder, check_name, read_folder, scan, write_files
+from service.repository.versions import build_version
 from service.runtime import live_models
 from unirep_errors import InputError, ModelLoadError, NotFoundError, UnirepError
 
@@ -49,6 +47,19 @@ class IndexEntry:
     state: str
     """READY, LOADING or UNAVAILABLE (Triton's states)."""
     reason: str = ""
+
+
+class Repository(Protocol):
+    """What the repository routes drive: this module's ``ModelRepository`` in one process, or the Redis-backed
+    ``service.scaleout.repository_sync.ScaleoutRepository`` behind a scale-out gateway."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def index(self, ready_only: bool = False) -> list[IndexEntry]: ...
+    async def load(
+        self, name: str, config: dict[str, Any] | None = None, files: dict[str, bytes] | None = None
+    ) -> None: ...
+    async def unload(self, name: str) -> None: ...
 
 
 class ModelRepository:
@@ -221,19 +232,9 @@ class ModelRepository:
         path = folder.versions.get(version)
         if path is None:
             raise ModelLoadError(f"the version policy asks for version {version}, which {folder.path} does not hold")
-        if not path.is_file():
-            raise ModelLoadError(f"{path} does not exist: a version folder holds {MODEL_FILE}")
-        info = read_trained_info(path)
-        if info is None:
-            raise ModelLoadError(f"{path} is not a model file written by `unirep train` (it does not say its modality)")
-        adapter = self.runtime.adapters.get(info.modality)
-        if adapter is None:
-            raise ModelLoadError(f"{path} is a {info.modality} model, and {info.modality} is not enabled here")
-        cfg = ModalitySettings(weights=str(path), **folder.config.section()).resolve(info.modality)
-        served = build_served_model(cfg, adapter, self.seed)
-        served.repository_name, served.repository_version = folder.name, version
-        served.serving_key = f"{folder.name}/{version}{LOAD_SERIAL_MARK}{next(self._serial)}"
-        return served
+        key = f"{folder.name}/{version}{LOAD_SERIAL_MARK}{next(self._serial)}"
+        section = folder.config.section()
+        return build_version(path, folder.name, version, section, self.runtime.adapters, self.seed, key)
 
     def _withdraw(self, name: str, version: int, reason: str) -> None:
         served = self.runtime.table.withdraw(name, version)
@@ -272,8 +273,13 @@ class ModelRepository:
             await self.unload(name, by_poll=True)
 
 
-def index_of(runtime: ServiceRuntime, ready_only: bool = False) -> list[IndexEntry]:
-    """The repository's index; without a repository, the default models alone."""
+async def index_of(runtime: ServiceRuntime, ready_only: bool = False) -> list[IndexEntry]:
+    """The repository's index; without a repository, the default models alone. A repository shared by several
+    processes (scale-out, ``refresh``) is re-read first, so the index shows a change made through another gateway."""
     if runtime.repository is not None:
+        refresh = getattr(runtime.repository, "refresh", None)
+        if refresh is not None:
+            with contextlib.suppress(Exception):  # Redis away: the last state read
+                await refresh()
         return runtime.repository.index(ready_only)
     return [IndexEntry(sm.model_name, sm.model_version, "READY") for sm in runtime.table.all()]

@@ -40,12 +40,13 @@ def device_workers(runtime: ServiceRuntime) -> list[Any]:
     return workers
 
 
-def _place(workers: list[Any], served: ServedModel) -> None:
-    """Blocking: install and warm on every device (a failure leaves none of them holding the model)."""
+def place(workers: list[Any], served: ServedModel, background: bool = True) -> None:
+    """Blocking: install and warm on every device (a failure leaves none of them holding the model);
+    ``background``: the sizes beyond 1 and the largest are warmed later, between batches."""
     try:
         for worker in workers:
             worker.install(served.key, served)
-            worker.warm(served.key, background=True)
+            worker.warm(served.key, background=background)
     except BaseException:
         for worker in workers:
             worker.uninstall(served.key)
@@ -57,7 +58,7 @@ async def install(runtime: ServiceRuntime, served: ServedModel) -> ServedModel |
     workers = device_workers(runtime)
     assert runtime.batcher is not None
     started = time.perf_counter()
-    await asyncio.get_running_loop().run_in_executor(None, _place, workers, served)
+    await asyncio.get_running_loop().run_in_executor(None, place, workers, served)
     backend = workers[0].backends[served.key]
     served.backend, served.backend_note = backend.name, backend.reason
     for worker in workers:

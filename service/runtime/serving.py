@@ -22,7 +22,7 @@ import torch
 from modality_adapters import list_adapters
 from servable.served import ServedModel
 from service.metrics import Metrics
-from service.repository.manager import ModelRepository
+from service.repository.manager import ModelRepository, Repository
 from service.runtime.admission import latency_seeds, resolve_top_k, with_cap_note
 from service.runtime.assembly import (
     build_models,
@@ -69,7 +69,7 @@ class ServiceRuntime:
         """Which loaded model answers a name and version: what new requests resolve to."""
         self.users: Counter[str] = Counter()
         """Serving key -> requests inside ``infer`` now: a replaced version is released only when it reaches 0."""
-        self.repository: ModelRepository | None = None
+        self.repository: Repository | None = None
         self.releasing: set[asyncio.Task[None]] = set()
         """Replaced or unloaded models waiting to drain before they are released (``live_models.release``)."""
         self.adapters: dict[str, Any] = {}
@@ -128,8 +128,12 @@ class ServiceRuntime:
                 self.batcher.add_bucket(modality, served.input_shape, latency_seeds(served, hints, s.warmup))
                 self.table.route(served)
             await self.batcher.start()
-            if s.model_repository:
+            make_repository = getattr(self.transport, "make_repository", None)  # scale-out: the one in Redis
+            if make_repository is not None:
+                self.repository = make_repository(self)
+            elif s.model_repository:
                 self.repository = ModelRepository(self, s)
+            if self.repository is not None:
                 await self.repository.start()
             self.state = "ready"
             self.metrics.ready.set(1)

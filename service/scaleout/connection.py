@@ -93,6 +93,30 @@ class Keys:
         """Hash: worker id -> JSON description (modalities, model versions, weights, devices)."""
         return f"{self.ns}:worker-info"
 
+    @property
+    def repository(self) -> str:
+        """Hash: model name -> JSON record of its desired versions (``service.scaleout.repository_state``)."""
+        return f"{self.ns}:repository"
+
+    def repository_file(self, sha256: str) -> str:
+        """A repository version's file, stored once by content."""
+        return f"{self.ns}:repository:file:{sha256}"
+
+    @property
+    def repository_generation(self) -> str:
+        """Counter bumped on every repository change: what workers and gateways watch."""
+        return f"{self.ns}:repository:generation"
+
+    @property
+    def repository_serial(self) -> str:
+        """Counter naming each loaded version's serving key (``pets/2#7``), the same on every process."""
+        return f"{self.ns}:repository:serial"
+
+    @property
+    def repository_lock(self) -> str:
+        """Held by the gateway changing the repository, so that changes from several gateways do not interleave."""
+        return f"{self.ns}:repository:lock"
+
     group = "workers"
     """The one consumer group every worker joins, on every model stream."""
 

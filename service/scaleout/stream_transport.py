@@ -10,7 +10,8 @@ Never hanging: a batch waits at most until its earliest deadline (then 503); whe
 worker serves the batch's modality any more (heartbeats older than ``worker_ttl_s``), waiting batches fail at once
 with 503, and ``ready`` turns false so that new requests get 503 at admission, with the reason, until Redis and a
 worker are back. The gateway holds no model: ``describe_models`` builds the served models' descriptions (labels,
-input shape, version for the cache key) from the workers' announcements.
+input shape, version for the cache key) from the workers' announcements. A repository version has a stream of its
+own, named by its serving key (``<ns>:stream:pets/2#7``); ``make_repository`` gives the repository kept in Redis.
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ class RedisStreamsTransport(Transport):
         self.reader = async_client(settings.redis_url, settings.redis_timeout_s, blocking=True)
         self.health = RedisHealth("streams", settings.redis_retry_s, metrics, settings.redis_url)
         self.versions: dict[str, str] = {}
-        """Modality -> the model version this gateway's batches ask for (the workers check it)."""
+        """Serving key -> the model version this gateway's batches ask for (the workers check it)."""
+        self.required: set[str] = set()
+        """The modalities whose default models readiness needs (repository versions come and go)."""
         self.live: dict[str, int] = {}
-        """Modality -> devices of live workers serving it."""
+        """Serving key -> devices of live workers serving it."""
+        self.worker_infos: list[dict[str, Any]] = []
+        """The live workers' descriptions, as last read (``refresh``)."""
         self._waiting: dict[str, _Waiting] = {}
         self._in_flight = 0
         self._changed = asyncio.Event()
@@ -85,7 +90,7 @@ class RedisStreamsTransport(Transport):
     def unavailable_reason(self) -> str | None:
         if not self.health.up:
             return f"{self.health.describe()}; the gateway cannot reach its workers"
-        missing = [m for m in self.versions if self.live.get(m, 0) == 0]
+        missing = [m for m in self.required if self.live.get(m, 0) == 0]
         if missing:
             return (
                 f"no live worker serves {', '.join(missing)} (start `unirep worker` against the same Redis; a worker "
@@ -102,7 +107,7 @@ class RedisStreamsTransport(Transport):
         next_log = 0.0
         while True:
             try:
-                announced = await self._announcements()
+                announced = await self.refresh()
                 self.health.succeeded()
             except REDIS_ERRORS as exc:
                 self.health.failed(exc)
@@ -119,10 +124,17 @@ class RedisStreamsTransport(Transport):
             model = ServedModel.from_description(cfg, adapters[cfg.modality], announced[cfg.modality])
             served[cfg.modality] = model
             self.versions[cfg.modality] = model.version
+        self.required = set(wanted)
         return served
 
-    async def _announcements(self) -> dict[str, dict[str, Any]]:
-        """Modality -> one live worker's description of its model; also refreshes ``live`` (device counts)."""
+    def make_repository(self, runtime: Any) -> Any:
+        """The model repository of a scale-out deployment: in Redis, loaded by the workers."""
+        from service.scaleout.repository_sync import ScaleoutRepository
+
+        return ScaleoutRepository(runtime, self)
+
+    async def refresh(self) -> dict[str, dict[str, Any]]:
+        """Serving key -> one live worker's description of its model; also refreshes ``live`` (device counts)."""
         now_s, now_us = await self.client.time()
         now_ms = now_s * 1000 + now_us // 1000
         ids: Any = await self.client.zrangebyscore(
@@ -131,10 +143,8 @@ class RedisStreamsTransport(Transport):
         infos: Any = await self.client.hmget(self.keys.worker_info, ids) if ids else []
         live: dict[str, int] = {}
         models: dict[str, dict[str, Any]] = {}
-        for raw in infos:
-            if raw is None:
-                continue
-            info = json.loads(raw)
+        self.worker_infos = [json.loads(raw) for raw in infos if raw is not None]
+        for info in self.worker_infos:
             for modality, desc in info.get("models", {}).items():
                 live[modality] = live.get(modality, 0) + max(1, len(info.get("devices", [])))
                 models.setdefault(modality, desc)
@@ -264,14 +274,15 @@ class RedisStreamsTransport(Transport):
         while not self._stopped:
             if self.health.available():
                 try:
-                    await self._announcements()
+                    await self.refresh()
                     await self.client.expire(self.reply_key, REPLY_TTL_S)
                     self.health.succeeded()
                 except REDIS_ERRORS as exc:
                     self.health.failed(exc)
                     self._fail_waiting(f"{self.health.describe()}; the batch's reply is lost")
-            for modality in self.versions:
-                self.metrics.stream_workers.labels(modality).set(self.live.get(modality, 0))
+            for modality in list(self.versions):
+                if modality in self.required:
+                    self.metrics.stream_workers.labels(modality).set(self.live.get(modality, 0))
                 if self.health.up and self.live.get(modality, 0) == 0:
                     self._fail_waiting(f"no live worker serves {modality} any more", modality)
             self._changed.set()  # capacity follows the live workers

@@ -10,10 +10,12 @@ A heartbeat thread keeps the worker visible (a sorted set scored with Redis's ow
 gateways build their model descriptions from) and re-claims the entries being computed (XCLAIM JUSTID), which
 resets their idle time: only a worker that stopped heartbeating (dead, or cut off from Redis) has its batches
 taken over, however long a batch takes. A worker that restarts joins as a new consumer and takes work at once.
+Repository versions (``pets/2#7``) are loaded, announced and released by ``worker_repository``'s own thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,13 +28,14 @@ from typing import Any
 
 import redis
 
-from servable.served import ServedModel
+from servable.served import ServedModel, metrics_label
 from service.metrics import Metrics
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.device_worker import DeviceWorker
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import BatchRequest, decode_batch, encode_failure, encode_result, pack_requests
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client
+from service.scaleout.worker_repository import WorkerRepository
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -58,21 +61,26 @@ class StreamWorker:
         self.metrics = metrics
         self.keys = Keys(settings.redis_namespace)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.url = settings.redis_url
         self.client = sync_client(settings.redis_url, settings.redis_timeout_s)
         self.health = RedisHealth("streams", settings.redis_retry_s, metrics, settings.redis_url)
         self.served: dict[str, ServedModel] = {}
+        """Serving key (a modality, or a repository version's ``pets/2#7``) -> model; replaced, never mutated."""
+        self.adapters: dict[str, Any] = {}
         self.devices: list[DeviceWorker] = []
         self.ready = False
         self.stopping = threading.Event()
         self._in_progress: dict[str, set[tuple[str, bytes]]] = defaultdict(set)
         self._lock = threading.Lock()
         self._heartbeat = self.client.register_script(_HEARTBEAT)
+        self.repository = WorkerRepository(self)
 
     # --- startup ---------------------------------------------------------------------------------------------
 
     def build(self) -> None:
         """Load every enabled modality's model and warm it on every device (as ``unirep serve`` does)."""
-        self.served = build_models(self.settings, make_adapters(self.settings))
+        self.adapters = make_adapters(self.settings)
+        self.served = build_models(self.settings, self.adapters)
         self.devices = make_device_workers(self.settings, self.served, decoders=0)  # no decoders run here
         for device in self.devices:
             for modality, choice in device.backends.items():
@@ -88,22 +96,22 @@ class StreamWorker:
 
     def description(self) -> dict[str, Any]:
         """What the gateways read: the models (version, weights, shapes) and devices of this worker."""
-        models = {modality: sm.describe() for modality, sm in self.served.items()}
+        models = {key: sm.describe() for key, sm in self.served.items()}
         return {
             "id": self.worker_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "devices": [d.device_name for d in self.devices],
             "models": models,
+            "repository": dict(self.repository.states),
         }
 
     # --- main loop ----------------------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Consume until ``stopping`` is set (SIGTERM), finishing the batches in hand, then leave the pool."""
-        info = json.dumps(self.description())
-        beat = threading.Thread(target=self._heartbeat_loop, args=(info,), name="unirep-heartbeat", daemon=True)
-        beat.start()
+        threading.Thread(target=self._heartbeat_loop, name="unirep-heartbeat", daemon=True).start()
+        threading.Thread(target=self.repository.run, name="unirep-repository", daemon=True).start()
         consumers = [
             threading.Thread(target=self._consume, args=(d,), name=f"unirep-consumer-{d.device_name}")
             for d in self.devices
@@ -112,29 +120,22 @@ class StreamWorker:
             thread.start()
         self.ready = True
         self.metrics.ready.set(1)
-        log.info(
-            "worker %s consuming %s on %s (Redis %s)",
-            self.worker_id,
-            ", ".join(self.keys.stream(m) for m in self.served),
-            ", ".join(d.device_name for d in self.devices),
-            redacted(self.settings.redis_url or ""),
-        )
+        streams, devices = ", ".join(map(self.keys.stream, self.served)), ", ".join(d.device_name for d in self.devices)
+        log.info("worker %s consuming %s on %s (Redis %s)", self.worker_id, streams, devices, redacted(self.url))
         for thread in consumers:
             thread.join()
         self.ready = False
         self.metrics.ready.set(0)
-        try:
+        with contextlib.suppress(*REDIS_ERRORS):
             self.client.zrem(self.keys.workers, self.worker_id)
             self.client.hdel(self.keys.worker_info, self.worker_id)
-        except REDIS_ERRORS:
-            pass
         log.info("worker %s left the pool", self.worker_id)
 
-    def _ensure_groups(self) -> None:
-        for modality in self.served:
+    def _ensure_groups(self, served: list[str]) -> None:
+        for key in served:
             try:
                 # Id 0: batches a gateway sent before any worker existed are served too (stale ones expire).
-                self.client.xgroup_create(self.keys.stream(modality), self.keys.group, id="0", mkstream=True)
+                self.client.xgroup_create(self.keys.stream(key), self.keys.group, id="0", mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -142,14 +143,15 @@ class StreamWorker:
     def _consume(self, device: DeviceWorker) -> None:
         consumer = f"{self.worker_id}/{device.device_name}"
         reader = sync_client(self.settings.redis_url or "", self.settings.redis_timeout_s, blocking=True)
-        streams: dict[Any, Any] = {self.keys.stream(m): ">" for m in self.served}
-        groups_ok = False
+        grouped: list[str] = []
         next_claim = 0.0
         while not self.stopping.is_set():
             try:
-                if not groups_ok:
-                    self._ensure_groups()
-                    groups_ok = True
+                served = list(self.served)  # repository versions come and go (``worker_repository``)
+                if served != grouped:
+                    self._ensure_groups([key for key in served if key not in grouped])
+                    grouped = served
+                streams: dict[Any, Any] = {self.keys.stream(key): ">" for key in served}
                 entries: list[Entry] = []
                 if time.monotonic() >= next_claim:
                     entries = self._reclaim(reader, consumer)
@@ -164,8 +166,8 @@ class StreamWorker:
                 if entries:
                     self._process(device, reader, consumer, entries)
             except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):  # Redis restarted without its data: the groups are gone
-                    groups_ok = False
+                if "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):  # Redis lost its data, or a stream retired
+                    grouped = []
                     continue
                 log.exception("Redis refused a stream command")
                 time.sleep(0.5)
@@ -178,8 +180,8 @@ class StreamWorker:
         """Batches left pending by a worker that stopped heartbeating (their idle time passed the limit)."""
         out: list[Entry] = []
         idle_ms = int(self.settings.stream_claim_idle_ms)
-        for modality in self.served:
-            stream = self.keys.stream(modality)
+        for key, served in list(self.served.items()):
+            stream = self.keys.stream(key)
             reply: Any = client.xautoclaim(
                 stream, self.keys.group, consumer, idle_ms, "0-0", count=self.settings.stream_read_count
             )
@@ -187,8 +189,8 @@ class StreamWorker:
             for entry_id, fields in claimed:
                 out.append((stream, entry_id, fields or None))
             if claimed:
-                self.metrics.stream_reclaimed.labels(modality).inc(len(claimed))
-                log.warning("took over %d %s batch(es) from a dead worker", len(claimed), modality)
+                self.metrics.stream_reclaimed.labels(served.modality).inc(len(claimed))
+                log.warning("took over %d %s batch(es) from a dead worker", len(claimed), metrics_label(key))
         return out
 
     def _process(self, device: DeviceWorker, client: redis.Redis, consumer: str, entries: list[Entry]) -> None:
@@ -207,7 +209,8 @@ class StreamWorker:
                     replies.append((request.reply_to, encode_failure(request.batch.batch_id, refusal, consumer, ids)))
                 else:
                     requests.append((stream, entry_id, request))
-            for group in pack_requests(requests, {m: sm.config.max_batch_size for m, sm in self.served.items()}):
+            sizes = {key: sm.config.max_batch_size for key, sm in self.served.items()}
+            for group in pack_requests(requests, sizes):
                 replies.extend(self._run(device, consumer, group))
             pipe = client.pipeline(transaction=False)
             for reply_to, fields in replies:
@@ -253,7 +256,8 @@ class StreamWorker:
         items = [item for _, _, req in group for item in req.batch.items]
         merged = Batch(first.modality, first.shape, items, first.max_batch_size)
         result = device.execute(merged)
-        self.metrics.record_batch(first.modality, result, self.served[first.modality].config.max_batch_size)
+        limit = self.served[first.modality].config.max_batch_size
+        self.metrics.record_batch(metrics_label(first.modality), result, limit)
         by_id = {r.item_id: r for r in result.items}
         out = []
         for _, _, req in group:
@@ -270,11 +274,16 @@ class StreamWorker:
 
     # --- heartbeat ------------------------------------------------------------------------------------------------
 
-    def _heartbeat_loop(self, info: str) -> None:
+    def beat_now(self) -> None:
+        """Heartbeat with the current description (also on a repository change, so gateways see it at once)."""
+        info = json.dumps(self.description())
+        self._heartbeat(keys=[self.keys.workers, self.keys.worker_info], args=[self.worker_id, info])
+
+    def _heartbeat_loop(self) -> None:
         interval = max(0.1, self.settings.worker_ttl_s / 5)
         while not self.stopping.is_set():
             try:
-                self._heartbeat(keys=[self.keys.workers, self.keys.worker_info], args=[self.worker_id, info])
+                self.beat_now()
                 self._touch_in_progress()
                 self.health.succeeded()
             except REDIS_ERRORS as exc:

@@ -1,6 +1,7 @@
 """Managing models needs an admin key: with API keys on, the repository extension (REST and gRPC, through the real
 ``tritonclient``) answers 401 without a key and 403 to an inference key, and works with a key made by
-``unirep keys create --admin``; the model it loads then answers inference keys."""
+``unirep keys create --admin``; the model it loads then answers inference keys. The same through a scale-out
+gateway, whose repository lives in Redis."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.redis.helpers import Proc, RedisServer, running, unirep_cli
+from tests.redis.helpers import Proc, RedisServer, launch, running, stop, unirep_cli, wait_ready
 from tests.service.media import jpeg
 from tests.service.repository_models import version_file, write_image_model
 from tests.service.server import IMAGE_ONLY, free_port
@@ -80,3 +81,35 @@ def test_only_admin_keys_manage_models(server: Proc, env: dict[str, str]) -> Non
     rest.unload_model("pets", headers=bearer(admin))
     rest.close()
     grpc.close()
+
+
+def test_a_scale_out_gateway_needs_an_admin_key_too(workdir: Path, env: dict[str, str]) -> None:
+    """The same check through ``unirep gateway``: the repository in Redis is changed by admin keys alone."""
+    scaled = {**env, "UNIREP_REDIS_NAMESPACE": "repoauth-scale", "UNIREP_GRPC_PORT": str(free_port())}
+    worker_env = {k: v for k, v in scaled.items() if not k.startswith(("UNIREP_MODEL_", "UNIREP_GRPC"))}
+    worker = launch("worker", workdir, worker_env)
+    gateway = launch("gateway", workdir, scaled)
+    try:
+        wait_ready(worker, gateway)
+        admin, inference = token(scaled, "--admin"), token(scaled)
+        rest = httpclient.InferenceServerClient(gateway.url.removeprefix("http://"), network_timeout=300)
+        with pytest.raises(InferenceServerException) as refused:
+            rest.load_model("pets", headers=bearer(inference))
+        assert "[403]" in str(refused.value) or refused.value.status() == "403"
+        with pytest.raises(InferenceServerException):
+            rest.get_model_repository_index()
+        rest.load_model("pets", headers=bearer(admin))
+        entries = {(e["name"], e["state"]) for e in rest.get_model_repository_index(headers=bearer(admin))}
+        assert ("pets", "READY") in entries
+        tensor = httpclient.InferInput("FILE", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([jpeg(3)[1]], dtype=np.object_))
+        wanted = [httpclient.InferRequestedOutput("PROBABILITIES", class_count=2)]
+        result = rest.infer("pets", [tensor], outputs=wanted, headers=bearer(inference))
+        assert {row.decode().split(":", 2)[2] for row in result.as_numpy("PROBABILITIES")[0]} == {"cat", "dog"}
+        with pytest.raises(InferenceServerException):
+            rest.unload_model("pets", headers=bearer(inference))
+        rest.unload_model("pets", headers=bearer(admin))
+        rest.close()
+    finally:
+        stop(gateway)
+        stop(worker)
