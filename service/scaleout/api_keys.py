@@ -211,7 +211,7 @@ class ApiKeyStore:
         record: dict[str, str] = {
             "name": name,
             "prefix": info.prefix,
-            "created_at": f"{info.created_at:.3f}",
+            "created_at": f"{info.created_at:.6f}",
             "hash": hash_token(token),
         }
         if rate_per_minute is not None:
