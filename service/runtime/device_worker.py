@@ -1,10 +1,10 @@
 """A device worker: deploy-form copies of every served model on one device, running batches synchronously.
 
 It is transport-agnostic on purpose: ``LocalTransport`` calls ``execute`` from a thread, and a Redis Streams
-worker process calls the same method on batches it read from a stream. On CUDA the worker uses
-channels_last and bf16 autocast (fp16 where bf16 is unsupported); ``choose_precision`` holds that decision so it
-is testable without a GPU. Every (model, shape) bucket is run at every batch size during ``warmup`` (cuDNN picks
-its algorithms per shape), and the measured latencies seed the batcher's deadline estimates.
+worker process calls the same method on batches it read from a stream. On CUDA the worker uses channels_last and
+bf16 autocast (fp16 where bf16 is unsupported): ``devices.choose_precision``. Every (model, shape) bucket is run
+at every batch size during ``warmup`` (cuDNN picks its algorithms per shape), and the measured latencies seed the
+batcher's deadline estimates.
 
 A model on ``auto`` with no remembered backend serves its first preferred candidate at once; the others are
 measured once it is warm, in the background (``backend_measure``), and the fastest swapped in between batches.
@@ -21,7 +21,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,6 +28,7 @@ from torch import nn
 from servable.served import ServedModel
 from service.runtime.backend_measure import BackgroundMeasurer, Pending
 from service.runtime.backends import BuildRequest, Choice, ExportCache, Runner, start_runner, weights_digest
+from service.runtime.devices import choose_precision
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
 
@@ -36,47 +36,6 @@ log = logging.getLogger(__name__)
 
 WARM_QUIET_S = 1.0
 """Idle time after which a device warms one cold batch size (a request arriving meanwhile waits for that one)."""
-
-
-@dataclass(frozen=True)
-class Precision:
-    autocast_dtype: torch.dtype | None
-    """None: plain fp32."""
-    channels_last: bool
-
-    @property
-    def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")
-
-
-def choose_precision(device_type: str, requested: str = "auto", bf16_supported: bool = True) -> Precision:
-    """fp32 on CPU; on CUDA bf16 autocast when the GPU has it (Ampere and later), else fp16; channels_last on CUDA.
-
-    bf16 first because it keeps fp32's range (LayerNorm/GRN statistics do not overflow); fp16 is the fallback
-    for older GPUs. An explicit request wins, except that bf16 on a GPU without it falls back to fp16.
-    """
-    on_cuda = device_type == "cuda"
-    if requested == "fp32" or (requested == "auto" and not on_cuda):
-        return Precision(None, on_cuda)
-    if requested == "fp16":
-        return Precision(torch.float16, on_cuda)
-    if requested in ("auto", "bf16"):
-        if on_cuda and not bf16_supported:
-            return Precision(torch.float16, True)
-        return Precision(torch.bfloat16, on_cuda)
-    raise ValueError(f"unknown precision {requested!r}; use auto, fp32, bf16 or fp16")
-
-
-def resolve_devices(spec: str) -> list[torch.device]:
-    """'auto' -> every visible CUDA GPU, else the CPU; 'cuda' -> all GPUs; otherwise a comma-separated list."""
-    spec = spec.strip().lower()
-    if spec in ("auto", "cuda"):
-        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
-        if spec == "cuda":
-            raise RuntimeError("device 'cuda' was requested but no CUDA GPU is visible")
-        return [torch.device("cpu")]
-    return [torch.device(part.strip()) for part in spec.split(",")]
 
 
 class DeviceWorker:

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from service.runtime.backends import SPECS, BackendError, BuildRequest, ExportCache, Runner, build_runner
-from service.runtime.backends.auto_choice import REMEMBERED, choose_auto, start_auto
+from service.runtime.backends.auto_choice import choose_auto, start_auto
 from service.runtime.backends.base import BackendSpec
+from service.runtime.backends.remembered import REMEMBERED
 from service.runtime.backends.torch_backend import TorchRunner
 from tests.service.test_backends import request_for, served_model
 

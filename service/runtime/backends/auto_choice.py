@@ -6,28 +6,20 @@ left to the device worker, after the service is ready (``service.runtime.backend
 ``choose_auto`` measures before returning (tools, and the tests of the timing itself).
 
 No fixed order is right everywhere: on a small shared CPU host OpenVINO, ONNX Runtime and eager torch trade places
-from model to model and from run to run. So at load every candidate the device can run is built (through the
+from model to model and from run to run. So every candidate the device can run is built (through the
 export cache) and checked against the eager model, then timed on the model's warm-up input in interleaved rounds
 (A, B, C, then B, C, A, ...: a noisy neighbour slows every candidate alike rather than one of them), and the
 lowest median wins; a tie goes to the earlier candidate of the device's list. A candidate that fails to build or
 to check is skipped with its reason.
 
-The choice is kept in ``auto-choices.json`` in the export cache directory, keyed by the host (CPU model and count,
-threads, device, every candidate library's version) and the model (weights digest, input shape, batch size,
-precision), so the next start builds only the remembered backend. A file that does not parse, or an entry that
-names another host or model (a copied cache), is ignored and measured afresh; ``remeasure`` forces a measurement.
-Two processes writing at once may lose one entry (the file is replaced whole): that model is measured again.
+The choice is kept per host and model in the export cache directory (``remembered``), so the next start builds
+only the remembered backend; ``remeasure`` forces a measurement.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -39,11 +31,10 @@ from typing import Any
 import torch
 
 from service.runtime.backends.base import BackendError, BackendSpec, BuildRequest, Runner
+from service.runtime.backends.remembered import RememberedChoices, host_fingerprint, model_fingerprint
 
 log = logging.getLogger(__name__)
 
-REMEMBERED = "auto-choices.json"
-FORMAT = 1
 TIMING_BATCH = 1
 """The batch timed: a single request's latency, what decides the first answers and light traffic."""
 MIN_ROUNDS, MAX_ROUNDS = 3, 15
@@ -81,89 +72,6 @@ def time_interleaved(
                 samples[name].append(time.perf_counter() - t0)
         rounds += 1
     return {name: statistics.median(s) for name, s in samples.items()}, rounds
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def host_fingerprint(request: BuildRequest, versions: Mapping[str, str]) -> dict[str, Any]:
-    """What decides the ranking on this host: the hardware, the threads, and the libraries (JSON-native values)."""
-    device = request.device
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "threads": request.threads,
-        "device": device.type,
-        "gpu": gpu,
-        "torch": torch.__version__,
-        "versions": dict(sorted(versions.items())),
-    }
-
-
-def model_fingerprint(request: BuildRequest) -> dict[str, Any]:
-    return {
-        "weights": request.weights_digest,
-        "input_shape": list(request.input_shape),
-        "max_batch_size": request.max_batch_size,
-        "precision": str(request.autocast_dtype or "fp32"),
-        "channels_last": request.channels_last,
-    }
-
-
-class RememberedChoices:
-    """The ``auto-choices.json`` of one export cache directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.path = Path(root) / REMEMBERED
-
-    @staticmethod
-    def key(host: dict[str, Any], model: dict[str, Any]) -> str:
-        blob = json.dumps({"host": host, "model": model}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def recall(self, host: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] | None:
-        """The remembered entry for this host and model, or None (none, unreadable, or made for another)."""
-        entry = self._entries().get(self.key(host, model))
-        if not isinstance(entry, dict) or not isinstance(entry.get("backend"), str):
-            return None
-        if entry.get("host") != host or entry.get("model") != model:  # a foreign entry under our key: not ours
-            log.warning("remembered backend choice in %s names another host or model: measuring again", self.path)
-            return None
-        return entry
-
-    def remember(self, host: dict[str, Any], model: dict[str, Any], entry: dict[str, Any]) -> None:
-        entries = self._entries()
-        entries[self.key(host, model)] = {**entry, "host": host, "model": model}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{REMEMBERED}-", dir=self.path.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"format": FORMAT, "entries": entries}, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except OSError as exc:  # a read-only cache: the next start measures again, nothing worse
-            log.warning("cannot remember the backend choice in %s: %s", self.path, exc)
-
-    def _entries(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring the remembered backend choices in %s (%s): measuring again", self.path, exc)
-            return {}
-        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
-            log.warning("ignoring the remembered backend choices in %s: not our format", self.path)
-            return {}
-        entries: dict[str, Any] = data["entries"]
-        return entries
 
 
 def _ms(medians: Mapping[str, float]) -> str:
