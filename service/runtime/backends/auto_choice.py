@@ -112,10 +112,11 @@ def survey(request: BuildRequest, root: Path, candidates: Sequence[str], specs: 
     available = [n for n in candidates if specs[n].unavailable_reason(request.device.type) is None]
     if not available:
         raise BackendError(f"no backend can run on {request.device.type}: {'; '.join(skipped)}")
-    host = host_fingerprint(request, {n: specs[n].version() for n in available})
-    model = model_fingerprint(request)
-    remembered = RememberedChoices(root)
-    entry = remembered.recall(host, model) if len(available) > 1 else None
+    remembered, host, model, entry = RememberedChoices(root), {}, {}, None
+    if len(available) > 1:  # one candidate: nothing to compare nor remember (nor to ask the device about)
+        host = host_fingerprint(request, {n: specs[n].version() for n in available})
+        model = model_fingerprint(request)
+        entry = remembered.recall(host, model)
     if entry is not None and entry["backend"] not in available:
         entry = None
     return Survey(where, available, skipped, host, model, remembered, entry)
