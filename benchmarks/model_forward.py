@@ -40,7 +40,7 @@ class Case:
 def build_backend(variant: str, name: str, device: torch.device, dtype: str, max_batch: int, threads: int) -> Any:
     """A service backend's runner over the deploy form, as the worker builds it (checked against eager)."""
     from service.runtime.backends import BuildRequest, ExportCache, build_runner, weights_digest
-    from service.runtime.device_worker import choose_precision
+    from service.runtime.devices import choose_precision
 
     model = create_model(variant).eval()
     model.reparameterize()

@@ -5,10 +5,12 @@ Run: ``.venv/bin/python benchmarks/model_lifecycle.py`` (CPU). Two measurements,
 
 - **start**: ``unirep serve`` with the README's defaults for every modality (random weights when the hub is
   offline, which load as fast as real ones), from the process start to ``/readyz`` and to the first answer of
-  each modality, with the backend ``auto`` chose for each and why (``/models``). Three starts on one export
-  cache directory: ``cold`` (empty: every candidate exported, checked and timed), ``remembered`` (the choices of
-  the first start reused: only the chosen backends built), ``remeasured`` (graphs cached, but every candidate
-  built, checked and timed again: ``UNIREP_BACKEND_REMEASURE``); ``--cold-cache``: the first one only;
+  each modality, with the backend ``auto`` serves then and why (``/models``), and when its background
+  measurement has reported for every model (``measured_s``, and the backends then). Three starts on one export
+  cache directory: ``cold`` (empty: the first preferred candidate exported, checked and served, the others built
+  and timed in the background once ready), ``remembered`` (the choices of the first start reused: only the chosen
+  backends built), ``remeasured`` (graphs cached, the remembered backend serves while every candidate is built
+  and timed again in the background: ``UNIREP_BACKEND_REMEASURE``); ``--cold-cache``: the first one only;
 - **swap**: ``unirep serve --model-control explicit`` serving an image model at 224 from a repository; while
   ``--concurrency`` clients classify through that model (``?model=pets``) without pause, version 2 is loaded with
   ``POST /v2/repository/models/NAME/load``. Reported: the load's duration, failed requests (must be 0), requests
@@ -64,6 +66,7 @@ def measure_start(workdir: Path, cache_dir: Path, kind: str) -> dict[str, object
                 answer.raise_for_status()
                 firsts[modality] = round(time.monotonic() - t0, 1)
             models = http.get("/models").json()["models"]
+            measured_s, measured = _measured(http, t0)
     finally:
         stop(server)
     return {
@@ -71,8 +74,22 @@ def measure_start(workdir: Path, cache_dir: Path, kind: str) -> dict[str, object
         "ready_s": round(ready_s, 1),
         "first_answer_s": firsts,
         "backends": {m["modality"]: f"{m['backend']} ({m.get('backend_note')})" for m in models},
+        "measured_s": measured_s,
+        "backends_measured": {m["modality"]: f"{m['backend']} ({m.get('backend_note')})" for m in measured},
         "load_avg": round(load_average(), 2),
     }
+
+
+def _measured(http: httpx.Client, t0: float, timeout_s: float = 300.0) -> tuple[float | None, list[dict[str, str]]]:
+    """Seconds from the start until no model's note says it is still measuring in the background (None: not
+    within ``timeout_s``), and ``/models`` then."""
+    while True:
+        models: list[dict[str, str]] = http.get("/models").json()["models"]
+        if not any("in the background" in (m.get("backend_note") or "") for m in models):
+            return round(time.monotonic() - t0, 1), models
+        if time.monotonic() - t0 > timeout_s:
+            return None, models
+        time.sleep(0.5)
 
 
 async def _hammer(url: str, model: str, stop_at: asyncio.Event, log: list[tuple[float, float, str, int]]) -> None:

@@ -20,7 +20,8 @@ from service.runtime.bucket import BatchPolicy
 from service.runtime.cache import MemoryLRUCache, NullCache, ResultCache
 from service.runtime.cpu_threads import plan_threads
 from service.runtime.decoder_pool import DecoderPool
-from service.runtime.device_worker import DeviceWorker, resolve_devices
+from service.runtime.device_worker import DeviceWorker
+from service.runtime.devices import resolve_devices
 from service.runtime.fair_queue import Weights, equal
 from service.runtime.transport import Transport
 from service.settings import ServiceSettings

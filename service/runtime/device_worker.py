@@ -1,10 +1,13 @@
 """A device worker: deploy-form copies of every served model on one device, running batches synchronously.
 
 It is transport-agnostic on purpose: ``LocalTransport`` calls ``execute`` from a thread, and a Redis Streams
-worker process calls the same method on batches it read from a stream. On CUDA the worker uses
-channels_last and bf16 autocast (fp16 where bf16 is unsupported); ``choose_precision`` holds that decision so it
-is testable without a GPU. Every (model, shape) bucket is run at every batch size during ``warmup`` (cuDNN picks
-its algorithms per shape), and the measured latencies seed the batcher's deadline estimates.
+worker process calls the same method on batches it read from a stream. On CUDA the worker uses channels_last and
+bf16 autocast (fp16 where bf16 is unsupported): ``devices.choose_precision``. Every (model, shape) bucket is run
+at every batch size during ``warmup`` (cuDNN picks its algorithms per shape), and the measured latencies seed the
+batcher's deadline estimates.
+
+A model on ``auto`` with no remembered backend serves its first preferred candidate at once; the others are
+measured once it is warm, in the background (``backend_measure``), and the fastest swapped in between batches.
 
 One bad item never fails its batch-mates: if a batch raises, its items are retried one by one and only the
 items that fail again get an error.
@@ -14,15 +17,18 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from servable.served import ServedModel
-from service.runtime.backends import BuildRequest, Choice, ExportCache, Runner, build_runner, weights_digest
+from service.runtime.backend_measure import BackgroundMeasurer, Pending
+from service.runtime.backends import BuildRequest, Choice, ExportCache, Runner, start_runner, weights_digest
+from service.runtime.devices import choose_precision
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError, UnirepError
 
@@ -30,47 +36,6 @@ log = logging.getLogger(__name__)
 
 WARM_QUIET_S = 1.0
 """Idle time after which a device warms one cold batch size (a request arriving meanwhile waits for that one)."""
-
-
-@dataclass(frozen=True)
-class Precision:
-    autocast_dtype: torch.dtype | None
-    """None: plain fp32."""
-    channels_last: bool
-
-    @property
-    def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")
-
-
-def choose_precision(device_type: str, requested: str = "auto", bf16_supported: bool = True) -> Precision:
-    """fp32 on CPU; on CUDA bf16 autocast when the GPU has it (Ampere and later), else fp16; channels_last on CUDA.
-
-    bf16 first because it keeps fp32's range (LayerNorm/GRN statistics do not overflow); fp16 is the fallback
-    for older GPUs. An explicit request wins, except that bf16 on a GPU without it falls back to fp16.
-    """
-    on_cuda = device_type == "cuda"
-    if requested == "fp32" or (requested == "auto" and not on_cuda):
-        return Precision(None, on_cuda)
-    if requested == "fp16":
-        return Precision(torch.float16, on_cuda)
-    if requested in ("auto", "bf16"):
-        if on_cuda and not bf16_supported:
-            return Precision(torch.float16, True)
-        return Precision(torch.bfloat16, on_cuda)
-    raise ValueError(f"unknown precision {requested!r}; use auto, fp32, bf16 or fp16")
-
-
-def resolve_devices(spec: str) -> list[torch.device]:
-    """'auto' -> every visible CUDA GPU, else the CPU; 'cuda' -> all GPUs; otherwise a comma-separated list."""
-    spec = spec.strip().lower()
-    if spec in ("auto", "cuda"):
-        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
-        if spec == "cuda":
-            raise RuntimeError("device 'cuda' was requested but no CUDA GPU is visible")
-        return [torch.device("cpu")]
-    return [torch.device(part.strip()) for part in spec.split(",")]
 
 
 class DeviceWorker:
@@ -99,6 +64,16 @@ class DeviceWorker:
         self.threads = threads
         self.remeasure_backends = remeasure_backends
         """``auto``: measure the candidates even where a choice is remembered."""
+        self.device_lock = threading.RLock()
+        """Held while a runner runs: a batch, a warm-up pass, one background timing run, a backend switch."""
+        self.executing = False
+        self.last_active = time.monotonic()
+        self.pending: dict[str, Pending] = {}
+        """``auto`` models whose candidates are still to be measured (submitted once the model is warm)."""
+        self.measurer = BackgroundMeasurer(self, self.cache)
+        self._warming_all = False
+        self.on_switch: Callable[[str, str, str], None] | None = None
+        """Called with (key, old backend, new backend) after a switch (the transport updates its metrics)."""
         for key, served in models.items():
             self.install(key, served)
         self.inference_delay_s = inference_delay_s
@@ -109,7 +84,6 @@ class DeviceWorker:
         """(serving key, batch size) not run yet: warmed one at a time, between batches (``warm_next``)."""
         self.ran: set[tuple[str, int]] = set()
         """(serving key, batch size) a real batch ran: warm already."""
-        self.last_active = time.monotonic()
         self.latency_one: dict[tuple[str, tuple[int, ...]], float] = {}
         """Warm-up latency of a batch of one per bucket: with ``latency``, the two ends of the estimate."""
         if device.type == "cuda":
@@ -124,41 +98,79 @@ class DeviceWorker:
         module = module.to(self.device).eval()
         if self.precision.channels_last:
             module = module.to(memory_format=torch.channels_last)
-        runner, choice = self._build_runner(served, module, self.cache, self.threads)
-        self.modules[key], self.runners[key], self.backends[key] = module, runner, choice
+        request = self._request(served, module)
+        started = start_runner(served.config.backend, request, self.cache, self.remeasure_backends)
+        choice = Choice(started.name, started.note)
+        log.info("[%s] backend %s on %s (%s)", served.modality, choice.name, self.device_name, choice.reason)
+        if started.pending is not None:
+            self.pending[key] = Pending(key, served, request, started)
+        self.modules[key], self.runners[key], self.backends[key] = module, started.runner, choice
         self.served[key] = served  # last: a model is visible to warm-up and batches only once it is complete
 
     def uninstall(self, key: str) -> None:
         """Release a model no batch uses any more (its bucket has drained)."""
-        for table in (self.served, self.modules, self.runners, self.backends):
+        for table in (self.served, self.modules, self.runners, self.backends, self.pending):
             table.pop(key, None)
         for latencies in (self.latency, self.latency_one):
             for bucket in [b for b in latencies if b[0] == key]:
                 del latencies[bucket]
 
-    def _build_runner(
-        self, served: ServedModel, module: nn.Module, cache: ExportCache, threads: int | None
-    ) -> tuple[Runner, Choice]:
-        request = BuildRequest(
+    def _request(self, served: ServedModel, module: nn.Module) -> BuildRequest:
+        return BuildRequest(
             module=module,
             input_shape=served.input_shape,
             device=self.device,
             max_batch_size=served.config.max_batch_size,
-            threads=threads,
-            cache_dir=cache.root,
+            threads=self.threads,
+            cache_dir=self.cache.root,
             weights_digest=weights_digest(module),
             autocast_dtype=self.precision.autocast_dtype,
             channels_last=self.precision.channels_last,
         )
-        runner, choice = build_runner(served.config.backend, request, cache, self.remeasure_backends)
-        log.info("[%s] backend %s on %s (%s)", served.modality, choice.name, self.device_name, choice.reason)
-        return runner, choice
+
+    def switch_backend(self, key: str, served: ServedModel, runner: Runner, choice: Choice) -> bool:
+        """Serve ``key`` with ``runner`` from the next batch on (False: ``served`` is no longer installed there).
+
+        Under the device lock, so a batch in flight finishes on the runner it started with. ``served`` is the
+        object ``/models`` reads, so its backend and note follow."""
+        with self.device_lock:
+            if self.served.get(key) is not served:
+                return False
+            switched, old = self.runners[key] is not runner, self.backends[key].name
+            self.runners[key], self.backends[key] = runner, choice
+            served.backend, served.backend_note = choice.name, choice.reason
+        if self.on_switch is not None and old != choice.name:
+            self.on_switch(key, old, choice.name)
+        if switched:  # the sizes between 1 and the largest are cold on the new runner: warmed when idle
+            sizes = range(2, served.config.max_batch_size) if self.warmup_enabled else range(0)
+            self.ran.difference_update((key, size) for size in sizes)
+            self.cold.extend((key, size) for size in sizes)
+        return True
+
+    def quiet_since(self) -> float:
+        """When the device last ran a batch (now while one runs): background work waits for a quiet device."""
+        return time.monotonic() if self.executing else self.last_active
+
+    def close(self) -> None:
+        """Stop the background measurement (the models keep the backends they have)."""
+        self.measurer.stop()
 
     def warmup(self, background: bool = False) -> None:
         """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready (with
         ``background``, sizes 1 and the largest before, the others later: ``warm_next``)."""
-        for key in list(self.served):
-            self.warm(key, background)
+        self._warming_all = True
+        try:
+            for key in list(self.served):
+                self.warm(key, background)
+        finally:
+            self._warming_all = False
+        for key in list(self.pending):
+            self._measure_later(key)
+
+    def _measure_later(self, key: str) -> None:
+        """Hand ``key``'s pending measurement to the background thread, once every model is warm."""
+        if not self._warming_all and (pending := self.pending.pop(key, None)) is not None:
+            self.measurer.submit(pending)
 
     def warm(self, key: str, background: bool = False) -> None:
         """Run one model's bucket at every batch size (or 1 without warm-up) and measure its batch latencies.
@@ -188,6 +200,8 @@ class DeviceWorker:
             self.precision.name,
             largest * 1000,
         )
+        self.last_active = time.monotonic()
+        self._measure_later(key)
 
     def quiet_for(self) -> float | None:
         """Seconds until the device has been idle ``WARM_QUIET_S`` and may warm a cold size (0: now); None when
@@ -227,13 +241,22 @@ class DeviceWorker:
 
     @torch.inference_mode()
     def _forward(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features, logits = self.runners[modality].run(x)
+        with self.device_lock:
+            features, logits = self.runners[modality].run(x)
         served = self.served[modality]
         scores = torch.sigmoid(logits.float()) if served.config.multi_label else torch.softmax(logits.float(), -1)
         return features.float(), scores
 
     def execute(self, batch: Batch) -> BatchResult:
         """Run a batch: skip dead items, stack, forward once, postprocess each item (errors per item)."""
+        self.executing = True
+        try:
+            return self._execute(batch)
+        finally:
+            self.last_active = time.monotonic()
+            self.executing = False
+
+    def _execute(self, batch: Batch) -> BatchResult:
         started = time.time()
         t0 = time.perf_counter()
         results: dict[str, ItemResult] = {}
@@ -266,7 +289,6 @@ class DeviceWorker:
                         )
             results.update(outputs)
         self._sync()
-        self.last_active = time.monotonic()
         return BatchResult(
             batch_id=batch.batch_id,
             device=self.device_name,

@@ -24,6 +24,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from servable.served import metrics_label
 from service.runtime.work import Batch, BatchResult
 from unirep_errors import ServiceUnavailableError
 
@@ -99,10 +100,19 @@ class LocalTransport(Transport):
         self._threads: list[threading.Thread] = []
         self._ready = False
         self._stopped = False
+        for worker in workers:
+            worker.on_switch = self._backend_switched
 
     @property
     def ready(self) -> bool:
         return self._ready and not self._stopped
+
+    def _backend_switched(self, key: str, old: str, new: str) -> None:
+        """``auto`` measured in the background and swapped a model's backend: the backend metric follows."""
+        for worker in self.device_workers:
+            if worker.backends.get(key) is not None and worker.backends[key].name == new:
+                self.metrics.backend_info.labels(metrics_label(key), worker.device_name, old).set(0)
+                self.metrics.backend_info.labels(metrics_label(key), worker.device_name, new).set(1)
 
     async def start(self) -> None:
         """Warm every worker (concurrently, one thread each: batch sizes 1 and the largest), then start their batch
@@ -164,6 +174,8 @@ class LocalTransport(Transport):
         self._stopped = True
         self._ready = False
         self._queue.put(None)
+        for worker in self.device_workers:
+            worker.close()
         loop = asyncio.get_running_loop()
         for thread in self._threads:
             await loop.run_in_executor(None, thread.join, 30.0)

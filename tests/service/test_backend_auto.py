@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from service.runtime.backends import SPECS, BackendError, BuildRequest, ExportCache, Runner, build_runner
-from service.runtime.backends.auto_choice import REMEMBERED, choose_auto
+from service.runtime.backends.auto_choice import choose_auto, start_auto
 from service.runtime.backends.base import BackendSpec
+from service.runtime.backends.remembered import REMEMBERED
 from service.runtime.backends.torch_backend import TorchRunner
 from tests.service.test_backends import request_for, served_model
 
@@ -199,3 +200,22 @@ def test_auto_on_a_real_small_model_serves_a_backend_matching_eager_and_remember
         assert "remembered" in second.reason
         assert restarted.hits == (0 if choice.name == "torch" else 1)  # the chosen graph alone was loaded
     torch.testing.assert_close(again.run(x)[1], ref_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_start_without_a_remembered_choice_builds_only_the_first_preferred_candidate(tmp_path: Path) -> None:
+    """The service is ready sooner: the others are left to measure in the background (test_backend_background)."""
+    builder = Builder()
+    started = start_auto(request(), tmp_path, list(SPEEDS), specs(), builder)  # type: ignore[arg-type]
+    assert started.name == "slow" and builder.built == Counter(slow=1)
+    assert started.to_measure() == ["fast", "middle"] and "measuring fast, middle in the background" in started.note
+    assert not (tmp_path / REMEMBERED).exists()  # nothing measured, nothing remembered yet
+
+    failing = Builder(failing={"slow": "slow disagrees"})
+    started = start_auto(request(), tmp_path, list(SPEEDS), specs(), failing)  # type: ignore[arg-type]
+    assert started.name == "fast" and started.to_measure() == ["middle"] and "slow: slow disagrees" in started.note
+
+    choose(tmp_path, Builder())  # measured once: remembered
+    again = Builder()
+    started = start_auto(request(), tmp_path, list(SPEEDS), specs(), again)  # type: ignore[arg-type]
+    assert (started.name, started.pending) == ("fast", None) and again.built == Counter(fast=1)
+    assert "remembered" in started.note

@@ -27,6 +27,7 @@ from service.runtime.backends import (
     ExportCache,
     build_runner,
     check_against_eager,
+    onnx_export,
     relative_error,
     resolve_backend,
     weights_digest,
@@ -97,8 +98,8 @@ def test_export_cache_is_reused_across_restarts_and_a_corrupted_entry_is_rebuilt
     request = request_for(served, cache_root=tmp_path)
     first = ExportCache(tmp_path)
     build_runner("openvino", request, first)
-    assert (first.builds, first.hits) == (1, 0)
-    (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert (first.builds, first.hits) == (2, 0)  # the shared ONNX export, and the IR converted from it
+    (entry,) = [p for p in tmp_path.iterdir() if (p / "model.bin").is_file()]
     exported_at = (entry / "model.bin").stat().st_mtime_ns
 
     restarted = ExportCache(tmp_path)  # a new process would see exactly this directory
@@ -111,9 +112,38 @@ def test_export_cache_is_reused_across_restarts_and_a_corrupted_entry_is_rebuilt
     caplog.set_level("WARNING")
     after = ExportCache(tmp_path)
     runner, _ = build_runner("openvino", request, after)
-    assert (after.builds, after.hits) == (1, 0)
+    assert (after.builds, after.hits) == (1, 1)  # the IR converted again from the cached ONNX export
     assert "corrupted" in caplog.text
     assert check_against_eager(runner, request) <= 1e-4
+
+
+@pytest.mark.skipif(len(CPU_BACKENDS) < 2, reason="needs both openvino and onnxruntime")
+@pytest.mark.parametrize("order", [("openvino", "onnxruntime"), ("onnxruntime", "openvino")])
+def test_openvino_and_onnxruntime_share_one_onnx_export(
+    models: dict[str, ServedModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: tuple[str, str]
+) -> None:
+    """A cold start builds both: the model is traced to ONNX once, and each backend is still checked on its own."""
+    exports: list[Path] = []
+    real_export = onnx_export.export_onnx
+
+    def counting(module: torch.nn.Module, shape: tuple[int, ...], path: Path, dynamic_batch: bool = True) -> Path:
+        exports.append(path)
+        return real_export(module, shape, path, dynamic_batch)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", counting)
+    request = request_for(models["audio"], cache_root=tmp_path)
+    cache = ExportCache(tmp_path)
+    first, _ = build_runner(order[0], request, cache)
+    assert len(exports) == 1
+    second, _ = build_runner(order[1], request, cache)
+    assert len(exports) == 1 and cache.hits == 1  # the second found the first's export
+    for runner in (first, second):
+        assert runner.name in order and check_against_eager(runner, request) <= 1e-4
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # the ONNX graph and the OpenVINO IR
+
+    restarted = ExportCache(tmp_path)
+    build_runner(order[1], request, restarted)
+    assert len(exports) == 1 and (restarted.builds, restarted.hits) == (0, 1)
 
 
 @pytest.mark.skipif("onnxruntime" not in CPU_BACKENDS, reason="onnxruntime is not installed")
@@ -155,8 +185,8 @@ def zero_graph(entry: Path) -> None:
 class ZeroingOnnx(OnnxRuntimeSpec):
     """An exporter that writes a zeroed graph every time (a broken onnx or torch.onnx release, say)."""
 
-    def write(self, request: BuildRequest, directory: Path) -> None:
-        super().write(request, directory)
+    def write(self, request: BuildRequest, directory: Path, cache: ExportCache) -> None:
+        super().write(request, directory, cache)
         zero_onnx(directory / "model.onnx")
 
 

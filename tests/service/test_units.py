@@ -14,7 +14,8 @@ from servable.build import build_served_model
 from servable.config import ModalitySettings
 from servable.labels import list_label_sets, load_labels
 from service.runtime.cache import MemoryLRUCache, cache_key
-from service.runtime.device_worker import DeviceWorker, choose_precision
+from service.runtime.device_worker import DeviceWorker
+from service.runtime.devices import choose_precision
 from service.runtime.work import Batch, BatchItem
 from service.settings import ServiceSettings, parse_overrides
 from unirep_errors import ClientDisconnectedError, DeadlineExceededError

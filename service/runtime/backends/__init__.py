@@ -15,6 +15,7 @@ from service.runtime.backends.registry import (
     check_against_eager,
     relative_error,
     resolve_backend,
+    start_runner,
 )
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "default_cache_dir",
     "relative_error",
     "resolve_backend",
+    "start_runner",
     "weights_digest",
 ]

@@ -21,8 +21,9 @@ class ExportedSpec(BackendSpec):
     """A backend whose runner loads a file written by ``write`` (kept in the export cache)."""
 
     @abstractmethod
-    def write(self, request: BuildRequest, directory: Path) -> None:
-        """Export the request's model into ``directory`` (a fresh temporary one)."""
+    def write(self, request: BuildRequest, directory: Path, cache: ExportCache) -> None:
+        """Export the request's model into ``directory`` (a fresh temporary one); ``cache`` holds what several
+        backends share (the ONNX export)."""
 
     @abstractmethod
     def load(self, request: BuildRequest, entry: Path) -> Runner:
@@ -45,7 +46,7 @@ class ExportedSpec(BackendSpec):
         key = self.cache_key(request)
         what = f"{self.name} {'x'.join(map(str, request.input_shape))}"
         for attempt in (1, 2):
-            entry = cache.get_or_build(key, lambda d: self.write(request, d), what)
+            entry = cache.get_or_build(key, lambda d: self.write(request, d, cache), what)
             try:
                 return self.load(request, entry)
             except Exception as exc:

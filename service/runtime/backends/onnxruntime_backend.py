@@ -1,4 +1,5 @@
-"""ONNX Runtime on CPU: the ONNX export (kept in the export cache) in one session with a dynamic batch axis.
+"""ONNX Runtime on CPU: the ONNX export (kept in the export cache, the same entry OpenVINO converts) in one session
+with a dynamic batch axis.
 
 Intra-op threads follow the service's thread budget, and their spinning is off: a spinning pool burns the cores
 the decoder processes need between batches, the same collapse OpenMP's active wait policy causes.
@@ -13,10 +14,9 @@ import numpy as np
 import torch
 
 from service.runtime.backends.base import BuildRequest, Runner
+from service.runtime.backends.cache import ExportCache
 from service.runtime.backends.exported import ExportedSpec
-from service.runtime.backends.onnx_export import export_onnx
-
-ONNX_NAME = "model.onnx"
+from service.runtime.backends.onnx_export import ONNX_NAME, onnx_key, write_onnx
 
 
 class OnnxRuntimeRunner(Runner):
@@ -57,8 +57,12 @@ class OnnxRuntimeSpec(ExportedSpec):
 
         return str(ort.__version__)
 
-    def write(self, request: BuildRequest, directory: Path) -> None:
-        export_onnx(request.module, request.input_shape, directory / ONNX_NAME)
+    def cache_key(self, request: BuildRequest) -> str:
+        """The shared ONNX export itself: ONNX Runtime loads it as it is (its version decides nothing there)."""
+        return onnx_key(request)
+
+    def write(self, request: BuildRequest, directory: Path, cache: ExportCache) -> None:
+        write_onnx(request, directory)
 
     def load(self, request: BuildRequest, entry: Path) -> Runner:
         return OnnxRuntimeRunner(entry / ONNX_NAME, request.threads)

@@ -1,5 +1,6 @@
-"""OpenVINO on CPU: the ONNX export converted to OpenVINO IR (kept in the export cache), compiled with a dynamic
-batch axis, fp32 inference precision and the service's thread budget.
+"""OpenVINO on CPU: the ONNX export (the export cache's shared entry, which ONNX Runtime loads too) converted to
+OpenVINO IR (kept in the export cache), compiled with a dynamic batch axis, fp32 inference precision and the
+service's thread budget.
 
 fp32 is forced because OpenVINO would otherwise pick bf16 on CPUs that have it, which moves the logits by far more
 than the start-up check allows. Thread pinning is off: the cores are shared with the decoder processes.
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 
 from service.runtime.backends.base import BuildRequest, Runner
+from service.runtime.backends.cache import ExportCache
 from service.runtime.backends.exported import ExportedSpec
-from service.runtime.backends.onnx_export import export_onnx
+from service.runtime.backends.onnx_export import cached_onnx, export_onnx, onnx_key
 
 IR_NAME = "model.xml"
 
@@ -32,15 +34,21 @@ def compile_config(threads: int | None) -> dict[str, Any]:
     return config
 
 
-def write_ir(module: torch.nn.Module, input_shape: tuple[int, ...], directory: Path) -> Path:
-    """ONNX export -> OpenVINO IR (``model.xml`` + ``model.bin``, fp32 weights) in ``directory``."""
+def convert_onnx(onnx_path: Path, directory: Path) -> Path:
+    """ONNX graph -> OpenVINO IR (``model.xml`` + ``model.bin``, fp32 weights) in ``directory``."""
     import openvino as ov
 
-    onnx_path = export_onnx(module, input_shape, directory / "model.onnx")
     model = ov.convert_model(str(onnx_path))
     ov.save_model(model, str(directory / IR_NAME), compress_to_fp16=False)
-    onnx_path.unlink()
     return directory / IR_NAME
+
+
+def write_ir(module: torch.nn.Module, input_shape: tuple[int, ...], directory: Path) -> Path:
+    """ONNX export -> OpenVINO IR in ``directory`` (no export cache: ``unirep export``)."""
+    onnx_path = export_onnx(module, input_shape, directory / "model.onnx")
+    path = convert_onnx(onnx_path, directory)
+    onnx_path.unlink()
+    return path
 
 
 class OpenVinoRunner(Runner):
@@ -80,8 +88,13 @@ class OpenVinoSpec(ExportedSpec):
 
         return str(ov.get_version())
 
-    def write(self, request: BuildRequest, directory: Path) -> None:
-        write_ir(request.module, request.input_shape, directory)
+    def write(self, request: BuildRequest, directory: Path, cache: ExportCache) -> None:
+        convert_onnx(cached_onnx(request, cache), directory)
+
+    def reject(self, request: BuildRequest, cache: ExportCache, reason: str) -> None:
+        """The IR disagrees: the shared ONNX graph it came from is suspect too, so both are exported anew."""
+        super().reject(request, cache, reason)
+        cache.set_aside(cache.root / onnx_key(request), f"the openvino IR converted from it was rejected: {reason}")
 
     def load(self, request: BuildRequest, entry: Path) -> Runner:
         return OpenVinoRunner(entry / IR_NAME, request.threads)

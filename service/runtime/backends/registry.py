@@ -2,8 +2,9 @@
 
 ``auto`` measures: every backend of the device's candidate list (CPU: OpenVINO, ONNX Runtime, eager torch; CUDA:
 TensorRT, torch replayed from CUDA graphs, eager torch) that is installed is built, checked and timed on the
-model, and the fastest serves; the choice is remembered per host and model (``auto_choice``). An explicitly
-requested backend that cannot run is an error at start, never a silent fallback.
+model, and the fastest serves; the choice is remembered per host and model (``auto_choice``). A service starts
+with ``start_runner``: the remembered choice, or the first preferred candidate while the others are measured in
+the background. An explicitly requested backend that cannot run is an error at start, never a silent fallback.
 
 Every runner other than eager torch is compared with the eager deploy form on a fixed input before it serves
 (``check_against_eager``): past the tolerance an explicitly requested backend fails the start loudly, naming the
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from service.runtime.backends.auto_choice import choose_auto
+from service.runtime.backends.auto_choice import AutoStart, choose_auto, start_auto
 from service.runtime.backends.base import BackendError, BackendSpec, BuildRequest, Runner
 from service.runtime.backends.cache import ExportCache
 from service.runtime.backends.exported import ExportedSpec
@@ -103,6 +104,16 @@ def build_runner(
         )
         return runner, Choice(name, note)
     return build_checked(choice.name, request, cache), choice
+
+
+def start_runner(requested: str, request: BuildRequest, cache: ExportCache, remeasure: bool = False) -> AutoStart:
+    """What a service serves at once: for ``auto`` without a remembered choice (or with ``remeasure``), a runner
+    whose ``pending`` candidates are still to be measured; otherwise as ``build_runner``, with nothing pending."""
+    choice = resolve_backend(requested, request.device.type)
+    if choice.name != AUTO:
+        return AutoStart(build_checked(choice.name, request, cache), choice.name, choice.reason, None)
+    candidates = AUTO_ORDER.get(request.device.type, ("torch",))
+    return start_auto(request, cache.root, candidates, SPECS, lambda n: build_checked(n, request, cache), remeasure)
 
 
 def build_checked(name: str, request: BuildRequest, cache: ExportCache) -> Runner:

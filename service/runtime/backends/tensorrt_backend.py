@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from service.runtime.backends.base import BackendError, BuildRequest, Runner
-from service.runtime.backends.cache import entry_key
+from service.runtime.backends.cache import ExportCache, entry_key
 from service.runtime.backends.exported import ExportedSpec
 from service.runtime.backends.onnx_export import INPUT, OUTPUTS, export_onnx
 
@@ -110,7 +110,7 @@ class TensorRtSpec(ExportedSpec):
         gpu: Any = torch.cuda.get_device_name(request.device) if request.device.type == "cuda" else "none"
         return entry_key(base=super().cache_key(request), gpu=gpu)
 
-    def write(self, request: BuildRequest, directory: Path) -> None:
+    def write(self, request: BuildRequest, directory: Path, cache: ExportCache | None = None) -> None:
         onnx_path = export_onnx(request.module, request.input_shape, directory / "model.onnx")
         (directory / ENGINE_NAME).write_bytes(_build_engine(onnx_path, request))
         onnx_path.unlink()

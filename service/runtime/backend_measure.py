@@ -1,0 +1,158 @@
+"""``auto``'s measurement after the service is ready: the other candidates built and timed beside the serving one,
+and the model switched to the fastest between two batches.
+
+A cold start (no remembered choice) serves the device's first preferred candidate at once rather than building
+and timing every candidate first (an ONNX export and a compile each, then seconds of timing per model: 20-30 s
+of a cold start on a small CPU host). The rest is done here, by one thread per device worker, as low priority work:
+
+- before each build, and before each timed run, it waits until the device has been idle ``QUIET_S`` (no batch
+  running, none finished within that time): under steady traffic it simply waits;
+- each timed run holds the device (``DeviceWorker.device_lock``) for that one run, so a batch arriving meanwhile
+  waits for one run at most, and the timings are not disturbed by a batch;
+- the builds (an export-cache hit, a compile, the check against eager) run beside the batches, not holding the
+  device, except a CUDA graph capture, which must not overlap another launch on the device.
+
+The fastest is remembered (the next start uses it directly) and, when it is not the one serving, swapped in under
+the device lock: a batch in flight finishes on the runner it started with, the next one runs on the new runner.
+A model released or replaced meanwhile is left alone (its measurement is dropped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from service.runtime.backends import BackendError, BuildRequest, Choice, ExportCache, Runner
+from service.runtime.backends.auto_choice import BUDGET_S, AutoStart, measure
+from service.runtime.backends.registry import build_checked
+
+if TYPE_CHECKING:
+    from servable.served import ServedModel
+    from service.runtime.device_worker import DeviceWorker
+
+log = logging.getLogger(__name__)
+
+QUIET_S = 0.5
+"""Idle time of the device before a background build or timed run starts."""
+ON_DEVICE = ("cudagraphs",)
+"""Candidates whose build runs work on the device itself (graph capture): built holding the device."""
+
+
+@dataclass
+class Pending:
+    """One model's measurement, queued when it was installed and started once it is warm."""
+
+    key: str
+    served: ServedModel
+    """The model installed under ``key`` when this was queued: another one there since means drop this."""
+    request: BuildRequest
+    start: AutoStart
+
+
+class BackgroundMeasurer:
+    """The one thread measuring a device worker's pending models, one model after the other."""
+
+    def __init__(self, worker: DeviceWorker, cache: ExportCache, budget_s: float = BUDGET_S) -> None:
+        self.worker, self.cache, self.budget_s = worker, cache, budget_s
+        self.jobs: queue.Queue[Pending | None] = queue.Queue()
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, pending: Pending) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self._loop, name=f"unirep-measure-{self.worker.device_name}", daemon=True
+            )
+            self.thread.start()
+        self.jobs.put(pending)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.jobs.put(None)
+
+    def idle(self) -> bool:
+        """Nothing is being measured or waiting to be."""
+        return self.jobs.unfinished_tasks == 0
+
+    def _loop(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                self._measure(job)
+            except _StoppedError:
+                return
+            except Exception:  # the model keeps serving on its current backend
+                log.exception("background measurement of %s on %s failed", job.key, self.worker.device_name)
+            finally:
+                self.jobs.task_done()
+
+    def _current(self, job: Pending) -> bool:
+        return self.worker.served.get(job.key) is job.served
+
+    def wait_quiet(self) -> None:
+        """Return once the device has been idle ``QUIET_S`` (raises ``_StoppedError`` when the worker closes)."""
+        while True:
+            if self.stopped.is_set():
+                raise _StoppedError
+            wait = self.worker.quiet_since() + QUIET_S - time.monotonic()
+            if wait <= 0:
+                return
+            self.stopped.wait(min(wait, QUIET_S))
+
+    @contextlib.contextmanager
+    def gate(self) -> Iterator[None]:
+        """A quiet moment, then the device held for one run."""
+        self.wait_quiet()
+        with self.worker.device_lock:
+            yield
+
+    def _measure(self, job: Pending) -> None:
+        started = job.start
+        assert started.pending is not None
+        request = job.request
+        if started.name in ("torch", "cudagraphs"):  # an export would trace the very module serving the batches
+            request = dataclasses.replace(request, module=copy.deepcopy(request.module))
+        runners: dict[str, Runner] = {started.name: started.runner}
+        for name in started.to_measure():
+            self.wait_quiet()
+            if not self._current(job):
+                return
+            held = self.worker.device_lock if name in ON_DEVICE else contextlib.nullcontext()
+            try:
+                with held:
+                    runners[name] = build_checked(name, request, self.cache)
+            except BackendError as exc:
+                log.warning("%s: skipping %s: %s", started.pending.where, name, exc.message)
+                started.pending.failed.append(f"{name}: {exc.message}")
+        if not self._current(job):
+            return
+        if len(runners) == 1:
+            note = f"{started.pending.where}: {started.name}, the only candidate that serves{started.pending.tail()}"
+            self.worker.switch_backend(job.key, job.served, started.runner, Choice(started.name, note))
+            return
+        best, note = measure(started.pending, request, runners, self.budget_s, self.gate)
+        runner = runners[best]
+        if best != started.name:
+            self._warm(runner, job)
+        if self.worker.switch_backend(job.key, job.served, runner, Choice(best, note)) and best != started.name:
+            log.info("[%s] switched from %s to %s on %s", job.key, started.name, best, self.worker.device_name)
+
+    def _warm(self, runner: Runner, job: Pending) -> None:
+        """Run the new runner once at batch size 1 and the largest (lazy allocations) before it serves."""
+        shape = job.request.input_shape
+        for size in sorted({1, job.request.max_batch_size}):
+            with self.gate(), torch.inference_mode():
+                runner.run(torch.zeros((size, *shape)))
+
+
+class _StoppedError(Exception):
+    """The worker closed while a measurement waited for a quiet moment."""
