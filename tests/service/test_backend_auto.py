@@ -219,3 +219,21 @@ def test_a_start_without_a_remembered_choice_builds_only_the_first_preferred_can
     started = start_auto(request(), tmp_path, list(SPEEDS), specs(), again)  # type: ignore[arg-type]
     assert (started.name, started.pending) == ("fast", None) and again.built == Counter(fast=1)
     assert "remembered" in started.note
+
+
+def test_a_cold_start_serves_the_quick_to_build_candidate_and_measures_the_preferred_ones(tmp_path: Path) -> None:
+    """The service's cold start serves eager (``serve_cold``: no export to wait for); the preferred candidates are
+    measured in the background; once a choice is remembered, it is served instead, whatever ``serve_cold`` says."""
+    builder = Builder()
+    started = start_auto(request(), tmp_path, list(SPEEDS), specs(), builder, serve_cold="middle")  # type: ignore[arg-type]
+    assert started.name == "middle" and builder.built == Counter(middle=1)
+    assert started.to_measure() == ["slow", "fast"] and "at once" in started.note
+
+    broken = Builder(failing={"middle": "middle disagrees"})
+    started = start_auto(request(), tmp_path, list(SPEEDS), specs(), broken, serve_cold="middle")  # type: ignore[arg-type]
+    assert started.name == "slow" and "middle: middle disagrees" in started.note
+
+    choose(tmp_path, Builder())
+    again = Builder()
+    started = start_auto(request(), tmp_path, list(SPEEDS), specs(), again, serve_cold="middle")  # type: ignore[arg-type]
+    assert (started.name, started.pending) == ("fast", None) and again.built == Counter(fast=1)

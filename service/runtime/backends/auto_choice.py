@@ -224,15 +224,20 @@ def start_auto(
     specs: Mapping[str, BackendSpec],
     build: Callable[[str], Runner],
     remeasure: bool = False,
+    serve_cold: str | None = None,
 ) -> AutoStart:
     """What ``auto`` serves at once: the remembered choice (nothing measured), or, with none or with ``remeasure``,
-    the remembered choice or else the device's first preferred candidate that builds and checks, with the other
-    candidates left to measure (``AutoStart.pending``). Only the backend served is built here."""
+    the remembered choice or else ``serve_cold`` (a candidate that is quick to build: eager needs no export) or
+    the device's first preferred candidate that builds and checks, with the other candidates left to measure
+    (``AutoStart.pending``). Only the backend served is built here."""
     known = survey(request, root, candidates, specs)
     if len(known.available) == 1:
         (name,) = known.available
         return AutoStart(build(name), name, f"{known.where}: {name}, the only candidate installed{known.tail()}", None)
-    first = [known.entry["backend"]] if known.entry is not None else []
+    if known.entry is not None:
+        first = [known.entry["backend"]]
+    else:
+        first = [serve_cold] if serve_cold in known.available else []
     for name in first + [n for n in known.available if n not in first]:
         runner = _build_or_skip(known, name, build)
         if runner is None:
@@ -241,6 +246,8 @@ def start_auto(
             note = f"{known.where}: {_recalled(known.entry)}"
             if not remeasure:
                 return AutoStart(runner, name, note, None)
+        elif name == serve_cold:
+            note = f"{known.where}: {name} at once (no export to wait for)"
         else:
             note = f"{known.where}: {name}, the first preferred candidate that serves"
         started = AutoStart(runner, name, note, known)

@@ -39,6 +39,9 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("openvino", "onnxruntime", "torch"),
     "cuda": ("tensorrt", "cudagraphs", "torch"),
 }
+SERVES_COLD = "torch"
+"""What ``auto`` serves on a start with no remembered choice while the others are measured in the background:
+eager has no export or conversion to wait for (OpenVINO's costs ~5 s per model on two cores)."""
 FP32_TOLERANCE = 1e-4
 """Largest relative difference (max |backend - eager| / max |eager|) of features and logits in fp32."""
 REDUCED_TOLERANCE = 3e-2
@@ -113,7 +116,15 @@ def start_runner(requested: str, request: BuildRequest, cache: ExportCache, reme
     if choice.name != AUTO:
         return AutoStart(build_checked(choice.name, request, cache), choice.name, choice.reason, None)
     candidates = AUTO_ORDER.get(request.device.type, ("torch",))
-    return start_auto(request, cache.root, candidates, SPECS, lambda n: build_checked(n, request, cache), remeasure)
+    return start_auto(
+        request,
+        cache.root,
+        candidates,
+        SPECS,
+        lambda n: build_checked(n, request, cache),
+        remeasure,
+        serve_cold=SERVES_COLD,
+    )
 
 
 def build_checked(name: str, request: BuildRequest, cache: ExportCache) -> Runner:
