@@ -4,10 +4,12 @@ Real series come with any number of variables and any length, so these are param
 
 - ``representation``: ``"embedding"`` (the learned Corrformer-style embedding, the official map) or weight-free
   image maps joined by ``+`` and stacked as channels: joint maps of all variables at once (``values``, ``jrp``)
-  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``); see ``timeseries_maps``.
+  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``, ``plot``); see ``timeseries_maps``.
 - ``num_vars``: the variables the model was trained on; 0 means "any": joint maps take any count as they are,
   per-variable maps are averaged over variables.
 - ``length_mode``: ``"resample"`` (linear interpolation of the whole series to the model's length, any T >= 2),
+  ``"paa"`` (a longer series averaged over equal spans, one per step of the map: nothing between the picked
+  steps is dropped; a shorter one resampled up),
   ``"pad"`` (a series no longer than the map keeps its steps and is padded with zeros; a longer one is resampled
   down) or ``"window"`` (the last ``seq_len`` steps, as the official forecaster reads its input; shorter series
   are refused).
@@ -49,7 +51,7 @@ DEFAULT_REPRESENTATION = "values+gasf+gadf+rp"
 """The served default: the value image keeps every variable and how they move together at any variable count;
 the per-variable maps beside it carried the univariate sets (benchmarks/ts_representations.py, figures in
 benchmarks/RESULTS.md). A trained model's representation is chosen on its data."""
-LENGTH_MODES = ("resample", "pad", "window")
+LENGTH_MODES = ("resample", "paa", "pad", "window")
 NORMALIZATIONS = ("series", "dataset")
 MAX_FITTED_LENGTH = 512
 """``fit_params`` caps the learned embedding's length: longer series are resampled down to it."""

@@ -15,6 +15,9 @@ from servable.build import build_served_model
 from service.settings import ModalitySettings
 from tests.training.helpers import small_config
 from training import evaluate, train
+from training.data import Example
+from training.series_params import FOLDS, MARGIN, holdouts, pick
+from unirep_errors import DatasetError
 
 SMALL = {"image_size": 16}
 
@@ -75,3 +78,43 @@ def test_an_explicit_representation_skips_the_search(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["params"]["representation"] == "values" and metrics["params"]["normalize"] == "series"
     assert not any("map:" in n for n in metrics["notes"])
+
+
+def _examples(per_class: dict[str, int]) -> list[Example]:
+    return [Example(label=c, payload=b"[1, 2]", name=f"{c}{i}") for c, n in per_class.items() for i in range(n)]
+
+
+def test_a_small_training_split_is_cross_validated_every_series_held_out_once() -> None:
+    examples = _examples({"a": 20, "b": 10, "c": 6})  # a quarter would be 9 series
+    splits = holdouts(examples, seed=0)
+    assert len(splits) == FOLDS
+    held = [e for _, h in splits for e in h]
+    assert sorted(e.name for e in held) == sorted(e.name for e in examples)  # each exactly once
+    for fit, h in splits:
+        assert set(fit).isdisjoint(h) and len(fit) + len(h) == len(examples)
+        assert {e.label for e in fit} == {"a", "b", "c"}  # every class still learned in every fold
+        counts = {c: sum(e.label == c for e in h) for c in "abc"}
+        assert counts["a"] in (6, 7) and counts["b"] in (3, 4) and counts["c"] == 2  # stratified
+    assert [x.name for x in holdouts(examples, seed=0)[0][1]] == [x.name for x in splits[0][1]]  # seeded
+    assert [x.name for x in holdouts(examples, seed=1)[0][1]] != [x.name for x in splits[0][1]]
+
+
+def test_a_large_training_split_keeps_one_holdout_and_single_examples_cannot_be_held_out() -> None:
+    splits = holdouts(_examples({"a": 70, "b": 60}), seed=0)
+    assert len(splits) == 1 and len(splits[0][1]) == round(0.25 * 70) + round(0.25 * 60)
+    with pytest.raises(DatasetError, match="single example"):
+        holdouts(_examples({"a": 20, "b": 1}), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("tallies", "chosen"),
+    [
+        ([(10, 12, 5.0), (11, 12, 1.0), (9, 12, 0.5)], 0),  # one series better: noise, the default stays
+        ([(10, 12, 5.0), (11, 12, 1.0), (12, 12, 3.0)], 2),  # two better: replaced
+        ([(30, 36, 9.0), (33, 36, 4.0), (33, 36, 2.0)], 2),  # a tie on right answers goes to the lower loss
+        ([(33, 36, 9.0), (33, 36, 1.0), (20, 36, 1.0)], 0),
+    ],
+)
+def test_the_default_is_replaced_only_by_the_margin(tallies: list[tuple[int, int, float]], chosen: int) -> None:
+    assert MARGIN == 2
+    assert pick(tallies) == chosen
