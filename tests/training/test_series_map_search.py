@@ -53,6 +53,7 @@ def test_the_map_is_chosen_on_the_training_split_and_recorded(searched: tuple[Pa
     assert params["length_mode"] == "pad"  # 12 steps into a 16-step map
     notes = metrics["notes"]
     assert isinstance(notes, list) and any("chosen by holdout accuracy" in n for n in notes)
+    assert any(f"{FOLDS} folds: each of the 24 training series held out once" in n for n in notes)  # 6 would be noise
     adapter = get_adapter("timeseries")
     served = build_served_model(ModalitySettings(weights=str(weights)).resolve("timeseries"), adapter)
     assert served.params["normalize"] == "dataset"
