@@ -17,7 +17,7 @@ from tests.training.helpers import small_config
 from training import evaluate, train
 from training.data import Example
 from training.series_params import FOLDS, MARGIN, holdouts, pick
-from unirep_errors import DatasetError
+from unirep_errors import DatasetError, InvalidParameterError
 
 SMALL = {"image_size": 16}
 
@@ -141,3 +141,13 @@ def test_a_near_map_stores_the_training_series_and_the_served_model_draws_agains
     ]
     assert sum(float(v) == pytest.approx(1.0, abs=1e-4) for v in nearest_itself) == 12  # each stored one finds itself
     assert evaluate("timeseries", test, result.weights, device="cpu", workers=1).num_examples == 6
+
+
+@pytest.mark.parametrize(
+    "params", [{"image_size": 2}, {"image_size": 2, "representation": "values"}, {"representation": "nope"}]
+)
+def test_invalid_series_params_are_refused_before_training(tmp_path: Path, params: dict[str, object]) -> None:
+    data = level_series(tmp_path / "train", 16, 0)
+    with pytest.raises(InvalidParameterError):
+        train(small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params={**SMALL, **params}))
+    assert not (tmp_path / "out" / "metrics.json").exists()
