@@ -34,7 +34,7 @@ from unirep_errors import InputTooLargeError, UndecodableInputError, Unsupported
 from .base import BaseAdapter, as_chw, check_finite, check_size, encode_png, gray_to_uint8
 from .serving import ServingDefaults
 from .timeseries_embedding import TimeSeriesEmbedding, embedding_map_size
-from .timeseries_maps import pad, render, resample
+from .timeseries_maps import paa, pad, render, resample
 from .timeseries_params import PRESETS, TimeSeriesParams, fit_params
 from .timeseries_text import find_stamp_column, is_number, maybe_stamp, parse_stamp, time_features
 from .training_augment import augment_series
@@ -233,7 +233,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         check_finite(values, "series")
         cut = values[-p.seq_len :] if p.length_mode == "window" else values
         keep = p.length_mode == "pad" and t <= p.length  # padded at rendering, after normalizing the real steps
-        window = cut if keep else resample(cut, p.length)
+        window = cut if keep else (paa if p.length_mode == "paa" else resample)(cut, p.length)
         if p.normalize == "dataset":
             mean, std = np.asarray(p.data_mean)[None, :], np.asarray(p.data_std)[None, :]
         else:
@@ -248,7 +248,14 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
     def _render(self, normed: np.ndarray, p: TimeSeriesParams) -> torch.Tensor:
         if normed.shape[0] < p.length:
             normed = pad(normed, p.length)
-        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
+        return torch.from_numpy(render(normed, p.kinds, p.num_vars == 0, p.prototype_array))
+
+    def fitted(self, values: np.ndarray, **params: Any) -> np.ndarray:
+        """``(image_size, V)``: a ``(T, V)`` series fitted, normalized and padded as the maps are drawn from it (the
+        form the ``near`` map's prototypes are stored in)."""
+        p = self.resolve_params(**params)
+        normed = self._fit(np.asarray(values, dtype=np.float64), p)
+        return pad(normed, p.length) if normed.shape[0] < p.length else normed
 
     def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
         p = self.resolve_params(**params)
@@ -279,4 +286,6 @@ def _length_rule(p: TimeSeriesParams) -> str:
         return f"at least {p.seq_len} time steps (it reads the last {p.seq_len})"
     if p.length_mode == "pad":
         return f"at least 2 time steps (padded to {p.length}, or resampled down to it)"
+    if p.length_mode == "paa":
+        return f"at least 2 time steps (averaged down to {p.length} spans, or resampled up to it)"
     return f"at least 2 time steps (resampled to {p.length})"

@@ -1,12 +1,13 @@
 """Series -> image maps with no weights: value images, joint and per-variable recurrence plots, Gramian angular
-fields, Morlet scalograms.
+fields, Morlet scalograms, line plots.
 
 UniRepLKNet is an image network; these maps lay a series out so that a 2-D convolution sees its structure.
 Two families:
 
 - per-variable maps picture each variable against itself, ``(V, n, n)``: a Gramian angular field puts the
   (polar-encoded) value pairs ``(i, j)`` at pixel ``(i, j)``, a recurrence plot the distance between the values at
-  ``i`` and ``j``, a scalogram the wavelet energy at scale (row) and time (column). They say nothing about how the
+  ``i`` and ``j``, a scalogram the wavelet energy at scale (row) and time (column), a line plot the value (row)
+  at each step (column). They say nothing about how the
   variables move together, and a model that takes any variable count must average them.
 - joint maps picture all variables at once, ``(1, n, n)`` whatever ``V`` is: the value image lays the variables
   out as bands of rows over time (columns), so a convolution spans neighbouring variables and sees them rise and
@@ -24,11 +25,15 @@ import itertools
 import numpy as np
 
 __all__ = [
+    "DATA_KINDS",
     "IMAGE_KINDS",
     "JOINT_KINDS",
     "gadf",
     "gasf",
     "joint_recurrence",
+    "line_plot",
+    "nearness",
+    "paa",
     "pad",
     "recurrence",
     "render",
@@ -50,6 +55,24 @@ def resample(values: np.ndarray, length: int) -> np.ndarray:
     src = np.linspace(0.0, 1.0, t)
     dst = np.linspace(0.0, 1.0, length)
     return np.stack([np.interp(dst, src, values[:, v]) for v in range(values.shape[1])], axis=1)
+
+
+def paa(values: np.ndarray, length: int) -> np.ndarray:
+    """``(T, V)`` -> ``(length, V)``: a longer series cut into ``length`` equal spans, each replaced by its mean
+    (piecewise aggregate approximation); a series no longer than ``length`` is resampled up as ``resample`` does.
+
+    Picking ``length`` of 1460 steps by interpolation reads one step in 45 and drops the spikes between them (the
+    aliasing of any downsampling without a low-pass); the span means keep every step's contribution. Spans with
+    fractional ends are weighted exactly: the mean is the integral of the step function over the span.
+    """
+    t = values.shape[0]
+    if t <= length:
+        return resample(values, length)
+    integral = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)], axis=0)  # at 0..T
+    edges = np.linspace(0.0, float(t), length + 1)
+    at_edges = np.stack([np.interp(edges, np.arange(t + 1), integral[:, v]) for v in range(values.shape[1])], axis=1)
+    out: np.ndarray = np.diff(at_edges, axis=0) / np.diff(edges)[:, None]
+    return out
 
 
 def pad(values: np.ndarray, length: int) -> np.ndarray:
@@ -121,6 +144,27 @@ def value_image(x: np.ndarray) -> np.ndarray:
     return np.tanh(np.stack(rows, axis=0) / 2.0)[None].astype(np.float32)
 
 
+def line_plot(x: np.ndarray) -> np.ndarray:
+    """The series drawn as a line, per variable ``(V, n, n)``: time across the columns, the value down the rows
+    (the top row high), each column lit from the value at its step to halfway to its neighbours' values, with a
+    soft edge of about one row. In [-1, 1] (-1 where the line is not).
+
+    A univariate series in the value image is one row repeated ``n`` times; drawn, its shape (peaks, slopes, how
+    far apart) is an edge the convolution can follow, the way the eye reads a plot. Values (unit variance) are
+    placed by ``tanh(x / 2)``, as the value image squashes them.
+    """
+    n = x.shape[0]
+    y = np.tanh(x.T / 2.0)  # (V, n) in (-1, 1)
+    left = np.concatenate([y[:, :1], (y[:, :-1] + y[:, 1:]) / 2.0], axis=1)
+    right = np.concatenate([(y[:, :-1] + y[:, 1:]) / 2.0, y[:, -1:]], axis=1)
+    lo = np.minimum(y, np.minimum(left, right))[:, None, :]  # (V, 1, n)
+    hi = np.maximum(y, np.maximum(left, right))[:, None, :]
+    levels = np.linspace(1.0, -1.0, n)[None, :, None]  # row 0 the highest value
+    width = 2.0 / max(n - 1, 1)
+    gap = np.maximum(np.maximum(lo - levels, levels - hi), 0.0) / width
+    return (2.0 * np.exp(-0.5 * gap**2) - 1.0).astype(np.float32)
+
+
 def joint_recurrence(x: np.ndarray) -> np.ndarray:
     """Distance between the V-dimensional states at ``i`` and ``j``: ``(1, n, n)``, the largest scaled to 1, in [-1, 1].
 
@@ -131,6 +175,22 @@ def joint_recurrence(x: np.ndarray) -> np.ndarray:
     return (2.0 * dist / max(float(dist.max()), _EPS) - 1.0)[None].astype(np.float32)
 
 
+def nearness(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """How near the series is to each of ``P <= n * n`` prototypes, ``(1, n, n)``: pixel ``k`` (row-major) is
+    ``1 - RMS distance`` to prototype ``k`` (``prototypes``: ``(P, n, V)``, series fitted and normalized as this
+    one is), clipped to [-1, 1]; pixels past the last prototype are 0.
+
+    The prototypes are training series stored in the model's params (no labels: which of them is near which class
+    is what the network learns), so the map carries the distances a nearest-neighbour classifier decides by,
+    measured at serving time exactly as in training.
+    """
+    n = x.shape[0]
+    dist = np.sqrt(((prototypes - x[None]) ** 2).mean(axis=(1, 2)))
+    flat = np.zeros(n * n)
+    flat[: len(dist)] = np.clip(1.0 - dist, -1.0, 1.0)
+    return flat.reshape(1, n, n).astype(np.float32)
+
+
 IMAGE_KINDS = {
     "values": value_image,
     "jrp": joint_recurrence,
@@ -138,21 +198,28 @@ IMAGE_KINDS = {
     "gadf": gadf,
     "rp": recurrence,
     "cwt": scalogram,
+    "plot": line_plot,
 }
-"""The weight-free map kinds by name, as ``TimeSeriesParams.representation`` spells them."""
-JOINT_KINDS = frozenset({"values", "jrp"})
+"""The weight-free map kinds drawn from the series alone, by name, as ``TimeSeriesParams.representation`` spells
+them; ``DATA_KINDS`` (below) are drawn against data the model stores."""
+JOINT_KINDS = frozenset({"values", "jrp", "near"})
 """Kinds that make one channel from all variables; the others make one channel per variable."""
+DATA_KINDS = frozenset({"near"})
+"""Kinds drawn against data the model stores (its ``prototypes``), passed to ``render``."""
 
 
-def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool) -> np.ndarray:
+def render(
+    x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool, prototypes: np.ndarray | None = None
+) -> np.ndarray:
     """Stack the kinds' maps as channels: one per joint kind, and per per-variable kind ``V`` channels, or one (their
     mean over variables) when pooling.
 
     Pooling is how one model takes any number of variables with per-variable kinds: the mean map over variables
     has a fixed channel count (and loses how the variables relate; joint kinds keep it at any count).
+    ``prototypes`` (``(P, n, V)``) are what the data kinds (``near``) are drawn against.
     """
     maps = []
     for kind in kinds:
-        m = IMAGE_KINDS[kind](x)
+        m = nearness(x, np.asarray(prototypes)) if kind in DATA_KINDS else IMAGE_KINDS[kind](x)
         maps.append(m.mean(axis=0, keepdims=True) if pool_variables and kind not in JOINT_KINDS else m)
     return np.concatenate(maps, axis=0)

@@ -36,9 +36,9 @@ class PreparedData:
         return self.train.skipped + self.val.skipped
 
 
-def served_params(modality: str, model: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def served_params(modality: str, model: str, overrides: dict[str, Any], validate: bool = True) -> dict[str, Any]:
     """The adapter params the service would use for this model, the adapter's training choices (``training_params``),
-    then the run's overrides (validated)."""
+    then the run's overrides (validated, unless the caller fills in what they take from the data first)."""
     from modality_adapters import get_adapter
     from models import get_model_config
 
@@ -48,7 +48,8 @@ def served_params(modality: str, model: str, overrides: dict[str, Any]) -> dict[
     params.update(adapter.training_params())
     params.update(overrides)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
-    adapter.resolve_params(**params)
+    if validate:
+        adapter.resolve_params(**params)
     return params
 
 
@@ -79,13 +80,15 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
 
     train_examples, val_examples = _split(cfg)
     labels = check_classes(train_examples)
-    params = served_params(cfg.modality, model, cfg.params)
+    series = cfg.modality == "timeseries"  # its params are checked once the data's scale and prototypes are in
+    params = served_params(cfg.modality, model, cfg.params, validate=not series)
     notes: list[str] = []
-    if cfg.modality == "timeseries":  # variables, length and map from the training split (never validation)
+    if series:  # variables, length and map from the training split (never validation)
         from training.series_params import choose_series_params
 
         choice = choose_series_params(train_examples, params, cfg, model)
         params, notes = choice.params, [choice.note] if choice.note else []
+        get_adapter(cfg.modality).resolve_params(**params)
         if notes and rank == 0 and cfg.progress:
             print(choice.note, file=sys.stderr)
     adapter: Any = get_adapter(cfg.modality)

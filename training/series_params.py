@@ -12,8 +12,9 @@ the first candidate, the served default, is taken without a search.
 from __future__ import annotations
 
 import os
+import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,13 @@ from unirep_errors import DatasetError, InputTooLargeError, UndecodableInputErro
 
 SEARCHED = ("representation", "length_mode", "normalize")
 """The params the search chooses; giving any of them explicitly skips it."""
-MIN_SEARCH_EXAMPLES = 24
+MIN_SEARCH_EXAMPLES = 12
 HOLDOUT_FRACTION = 0.25
+MIN_HELD = 30
+"""A single holdout smaller than this decides by one or two series; below it the search cross-validates."""
+FOLDS = 3
+MARGIN = 2
+"""Held-out series (summed over folds) a candidate must get right beyond the served default's to replace it."""
 SEARCH_STEPS = (20, 60)
 """Optimizer steps per candidate: a sixth of the run's planned steps, within these bounds."""
 
@@ -102,35 +108,118 @@ def with_scale(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str
     return {**params, **dataset_scale([s for s in series if s.shape[1] == params["num_vars"]])}
 
 
+def with_prototypes(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str, Any]:
+    """``params`` with the ``near`` map's prototypes when it draws one: the training series (no labels), fitted and
+    normalized as the map's input, ordered by their first principal component (near series sit side by side in
+    the map), at most ``image_size ** 2`` of them (evenly spaced in that order)."""
+    from modality_adapters import TimeSeriesAdapter
+
+    if "near" not in str(params.get("representation", "")).split("+") or params.get("prototypes"):
+        return params
+    adapter, plain, fitted = TimeSeriesAdapter(), {**params, "representation": "values"}, []
+    for values in series:
+        try:
+            fitted.append(adapter.fitted(values, **plain).ravel())
+        except (UndecodableInputError, InputTooLargeError):  # the decoder refuses it in training too
+            continue
+    if not fitted:
+        return params
+    rows = np.stack(fitted)
+    centred = rows - rows.mean(axis=0)
+    order = np.argsort(centred @ np.linalg.svd(centred, full_matrices=False)[2][0], kind="stable")
+    cap = int(params.get("image_size", 64)) ** 2
+    if len(order) > cap:
+        order = order[np.linspace(0, len(order) - 1, cap).round().astype(int)]
+    return {**params, "prototypes": rows[order].round(6).tolist()}
+
+
+def with_data(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str, Any]:
+    """``params`` with what they take from the training series: their scale, then the prototypes."""
+    return with_prototypes(with_scale(params, series), series)
+
+
 def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cfg: TrainConfig, variant: str) -> Choice:
     """The run's series params: shape from the data, then the map (searched unless the run named one)."""
     parsed = parse_series(examples)
     series = [values for values, _ in parsed.values()]
     params = infer_series_params(series, params, cfg.params)
     if not series or params.get("representation") == "embedding" or any(k in cfg.params for k in SEARCHED):
-        return Choice(with_scale(params, series), "")
+        return Choice(with_data(params, series), "")
     options = candidates(series, int(params.get("image_size", 64)))
     if len(examples) < MIN_SEARCH_EXAMPLES:
         note = f"map: {_describe(options[0])} (too few training series, {len(examples)}, to compare maps)"
-        return Choice(with_scale({**params, **options[0]}, series), note)
+        return Choice(with_data({**params, **options[0]}, series), note)
     try:
-        fit, held = stratified_split(examples, HOLDOUT_FRACTION, cfg.seed)
+        splits = holdouts(examples, cfg.seed)
     except DatasetError:  # a class with one example: nothing to hold out
-        return Choice(with_scale({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
-    fit_series, held_series = _pick(parsed, fit), _pick(parsed, held)
-    steps = _search_steps(cfg, len(fit))
-    started, scores = time.monotonic(), []  # measured so that the note says what the search cost
-    for option in options:
-        trial = with_scale({**params, **option}, [s for s, _ in fit_series])
-        scores.append(_score(trial, fit_series, held_series, cfg, variant, steps))
-    best = max(range(len(options)), key=lambda i: (scores[i][0], -scores[i][1], -i))
-    tried = "; ".join(f"{_describe(o)} {a:.3f}" for o, (a, _) in zip(options, scores, strict=True))
-    seconds = time.monotonic() - started
-    note = (
-        f"map: {_describe(options[best])}, chosen by holdout accuracy after {steps} steps on {len(fit)} of the "
-        f"{len(examples)} training series, scored on the other {len(held)} ({tried}; {seconds:.0f} s)"
+        return Choice(with_data({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
+    steps = _search_steps(cfg, len(splits[0][0]))
+    started = time.monotonic()  # measured so that the note says what the search cost
+    tallies = [_tally({**params, **option}, splits, parsed, cfg, variant, steps) for option in options]
+    best = pick(tallies)
+    tried = "; ".join(f"{_describe(o)} {c}/{n}" for o, (c, n, _) in zip(options, tallies, strict=True))
+    how = (
+        f"{len(splits)} folds: each of the {len(examples)} training series held out once, {steps} steps on the rest"
+        if len(splits) > 1
+        else f"{steps} steps on {len(splits[0][0])} of the {len(examples)} training series, scored on the other "
+        f"{len(splits[0][1])}"
     )
-    return Choice(with_scale({**params, **options[best]}, series), note)
+    kept = " (the default: no candidate won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
+    note = (
+        f"map: {_describe(options[best])}{kept}, chosen by holdout accuracy ({how}; right of held out: {tried}; "
+        f"{time.monotonic() - started:.0f} s)"
+    )
+    return Choice(with_data({**params, **options[best]}, series), note)
+
+
+def holdouts(examples: Sequence[Example], seed: int) -> list[tuple[list[Example], list[Example]]]:
+    """The (fit, held) pairs the candidates are scored on: one stratified holdout of ``HOLDOUT_FRACTION``, or,
+    where that would hold out fewer than ``MIN_HELD`` series, ``FOLDS`` stratified folds (each series held out
+    once). A class with a single example raises ``DatasetError``: it cannot be both learned and held out."""
+    if round(len(examples) * HOLDOUT_FRACTION) >= MIN_HELD:
+        return [stratified_split(examples, HOLDOUT_FRACTION, seed)]
+    by_class: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        by_class[example.label].append(example)
+    single = sorted(label for label, items in by_class.items() if len(items) < 2)
+    if single:
+        raise DatasetError(f"class(es) {single} have a single example: nothing to hold out")
+    rng = random.Random(seed)
+    folds: list[list[Example]] = [[] for _ in range(FOLDS)]
+    dealt = 0
+    for label in sorted(by_class):  # dealt round the folds class by class: each fold gets its share of every class
+        items = list(by_class[label])
+        rng.shuffle(items)
+        for item in items:
+            folds[dealt % FOLDS].append(item)
+            dealt += 1
+    return [([e for j, fold in enumerate(folds) if j != i for e in fold], folds[i]) for i in range(FOLDS)]
+
+
+def pick(tallies: Sequence[tuple[int, int, float]], margin: int = MARGIN) -> int:
+    """Index of the candidate with the most held-out series right (ties: lower held-out loss, then the earlier one),
+    or 0, the served default, unless that candidate gets at least ``margin`` more series right than it."""
+    best = max(range(len(tallies)), key=lambda i: (tallies[i][0], -tallies[i][2], -i))
+    return best if tallies[best][0] - tallies[0][0] >= margin else 0
+
+
+def _tally(
+    params: dict[str, Any],
+    splits: Sequence[tuple[list[Example], list[Example]]],
+    parsed: dict[int, tuple[np.ndarray, str]],
+    cfg: TrainConfig,
+    variant: str,
+    steps: int,
+) -> tuple[int, int, float]:
+    """(series right, series held out, summed loss) of one candidate over the splits; the training data's scale,
+    when the candidate uses one, is each split's fit part's."""
+    right, held, loss = 0, 0, 0.0
+    for fit_examples, held_examples in splits:
+        fit, scored = _pick(parsed, fit_examples), _pick(parsed, held_examples)
+        trial = with_data(params, [s for s, _ in fit])
+        c, n, lsum = _score(trial, fit, scored, cfg, variant, steps)
+        right, held, loss = right + c, held + n, loss + lsum
+    return right, held, loss
 
 
 def _describe(option: dict[str, Any]) -> str:
@@ -150,8 +239,9 @@ def _score(
     cfg: TrainConfig,
     variant: str,
     steps: int,
-) -> tuple[float, float]:
-    """(accuracy, loss) on ``held`` of the run's network trained ``steps`` steps on ``fit`` with the run's recipe."""
+) -> tuple[int, int, float]:
+    """(series right, series scored, summed loss) on ``held`` of the run's network trained ``steps`` steps on
+    ``fit`` with the run's recipe."""
     from training.distributed import pick_device
     from training.modeling import build_model
     from training.recipe import make_optimizer, make_scheduler, soft_cross_entropy, soft_targets
@@ -162,7 +252,7 @@ def _score(
     x_fit, y_fit = (t.to(device) for t in _encode(fit, params, index))
     x_held, y_held = (t.to(device) for t in _encode(held, params, index))
     if not len(x_fit) or not len(x_held):
-        return 0.0, float("inf")
+        return 0, len(held), float("inf")
     torch.manual_seed(cfg.seed)
     net = build_model("timeseries", variant, x_fit.shape[1], len(labels), params).to(device)
     optimizer = make_optimizer(net, cfg.lr, cfg.weight_decay)
@@ -180,8 +270,8 @@ def _score(
     net.eval()
     with torch.no_grad():
         logits = torch.cat([net(x_held[i : i + 64]) for i in range(0, len(x_held), 64)]).float()
-    accuracy = float((logits.argmax(-1) == y_held).float().mean())
-    return accuracy, float(torch.nn.functional.cross_entropy(logits, y_held))
+    right = int((logits.argmax(-1) == y_held).sum())
+    return right, len(y_held), float(torch.nn.functional.cross_entropy(logits, y_held, reduction="sum"))
 
 
 def _encode(

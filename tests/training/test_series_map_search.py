@@ -15,6 +15,9 @@ from servable.build import build_served_model
 from service.settings import ModalitySettings
 from tests.training.helpers import small_config
 from training import evaluate, train
+from training.data import Example
+from training.series_params import FOLDS, MARGIN, holdouts, pick
+from unirep_errors import DatasetError, InvalidParameterError
 
 SMALL = {"image_size": 16}
 
@@ -50,6 +53,7 @@ def test_the_map_is_chosen_on_the_training_split_and_recorded(searched: tuple[Pa
     assert params["length_mode"] == "pad"  # 12 steps into a 16-step map
     notes = metrics["notes"]
     assert isinstance(notes, list) and any("chosen by holdout accuracy" in n for n in notes)
+    assert any(f"{FOLDS} folds: each of the 24 training series held out once" in n for n in notes)  # 6 would be noise
     adapter = get_adapter("timeseries")
     served = build_served_model(ModalitySettings(weights=str(weights)).resolve("timeseries"), adapter)
     assert served.params["normalize"] == "dataset"
@@ -75,3 +79,75 @@ def test_an_explicit_representation_skips_the_search(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["params"]["representation"] == "values" and metrics["params"]["normalize"] == "series"
     assert not any("map:" in n for n in metrics["notes"])
+
+
+def _examples(per_class: dict[str, int]) -> list[Example]:
+    return [Example(label=c, payload=b"[1, 2]", name=f"{c}{i}") for c, n in per_class.items() for i in range(n)]
+
+
+def test_a_small_training_split_is_cross_validated_every_series_held_out_once() -> None:
+    examples = _examples({"a": 20, "b": 10, "c": 6})  # a quarter would be 9 series
+    splits = holdouts(examples, seed=0)
+    assert len(splits) == FOLDS
+    held = [e for _, h in splits for e in h]
+    assert sorted(e.name for e in held) == sorted(e.name for e in examples)  # each exactly once
+    for fit, h in splits:
+        assert set(fit).isdisjoint(h) and len(fit) + len(h) == len(examples)
+        assert {e.label for e in fit} == {"a", "b", "c"}  # every class still learned in every fold
+        counts = {c: sum(e.label == c for e in h) for c in "abc"}
+        assert counts["a"] in (6, 7) and counts["b"] in (3, 4) and counts["c"] == 2  # stratified
+    assert [x.name for x in holdouts(examples, seed=0)[0][1]] == [x.name for x in splits[0][1]]  # seeded
+    assert [x.name for x in holdouts(examples, seed=1)[0][1]] != [x.name for x in splits[0][1]]
+
+
+def test_a_large_training_split_keeps_one_holdout_and_single_examples_cannot_be_held_out() -> None:
+    splits = holdouts(_examples({"a": 70, "b": 60}), seed=0)
+    assert len(splits) == 1 and len(splits[0][1]) == round(0.25 * 70) + round(0.25 * 60)
+    with pytest.raises(DatasetError, match="single example"):
+        holdouts(_examples({"a": 20, "b": 1}), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("tallies", "chosen"),
+    [
+        ([(10, 12, 5.0), (11, 12, 1.0), (9, 12, 0.5)], 0),  # one series better: noise, the default stays
+        ([(10, 12, 5.0), (11, 12, 1.0), (12, 12, 3.0)], 2),  # two better: replaced
+        ([(30, 36, 9.0), (33, 36, 4.0), (33, 36, 2.0)], 2),  # a tie on right answers goes to the lower loss
+        ([(33, 36, 9.0), (33, 36, 1.0), (20, 36, 1.0)], 0),
+    ],
+)
+def test_the_default_is_replaced_only_by_the_margin(tallies: list[tuple[int, int, float]], chosen: int) -> None:
+    assert MARGIN == 2
+    assert pick(tallies) == chosen
+
+
+def test_a_near_map_stores_the_training_series_and_the_served_model_draws_against_them(tmp_path: Path) -> None:
+    data, test = level_series(tmp_path / "train", 8, 0), level_series(tmp_path / "test", 3, 1)
+    params = {**SMALL, "representation": "values+near"}
+    result = train(small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params=params))
+    recorded = json.loads((tmp_path / "out" / "metrics.json").read_text())["params"]
+    assert len(recorded["prototypes"]) == 12  # the 16 series less the 4 the run validates on
+    assert all(len(row) == 16 * 2 for row in recorded["prototypes"])  # 12 steps padded to 16, 2 variables
+    adapter = get_adapter("timeseries")
+    served = build_served_model(ModalitySettings(weights=str(result.weights)).resolve("timeseries"), adapter)
+    assert served.params["prototypes"] == recorded["prototypes"]
+    payload = (test / "high" / "0.csv").read_bytes()
+    cached = adapter.decode_for_training(payload, **served.params)
+    torch.testing.assert_close(
+        adapter.training_input(cached, **served.params), adapter.decode(payload, **served.params)
+    )
+    nearest_itself = [
+        adapter.decode(p.read_bytes(), **served.params)[1].flatten()[:12].max() for p in sorted(data.rglob("*.csv"))
+    ]
+    assert sum(float(v) == pytest.approx(1.0, abs=1e-4) for v in nearest_itself) == 12  # each stored one finds itself
+    assert evaluate("timeseries", test, result.weights, device="cpu", workers=1).num_examples == 6
+
+
+@pytest.mark.parametrize(
+    "params", [{"image_size": 2}, {"image_size": 2, "representation": "values"}, {"representation": "nope"}]
+)
+def test_invalid_series_params_are_refused_before_training(tmp_path: Path, params: dict[str, object]) -> None:
+    data = level_series(tmp_path / "train", 16, 0)
+    with pytest.raises(InvalidParameterError):
+        train(small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params={**SMALL, **params}))
+    assert not (tmp_path / "out" / "metrics.json").exists()

@@ -1,0 +1,134 @@
+"""Compare series maps and training choices on the TRAIN split only: dev-train / dev-val carved from it.
+
+The UCR/UEA test splits are for reporting a settled model once; ideas are compared here instead. Each set's
+training split is cut in two (stratified, seeded: ``benchmarks.ucr.holdout``), the two parts are written as class
+folders of CSV files, and ``unirep train``'s core (``training.train``, the named recipe, the adapter's
+augmentation, the step floor) trains on dev-train with the config's params and reports dev-val accuracy per
+epoch. A config that leaves the map open (``search``) lets the trainer choose, as a real run would. Beside it,
+1-NN Euclidean on the same dev split, for scale.
+
+Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
+[--threads 1] [--json out.json]``. Config names: see ``CONFIGS``; any adapter param can be added with
+``--param name=value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.ucr import Split, holdout, load_split, one_nn_euclidean
+from training import TrainConfig, train
+
+MAPS = "values+gasf+gadf+rp"
+CONFIGS: dict[str, dict[str, Any]] = {
+    "search": {},
+    "default": {"representation": MAPS, "normalize": "series", "length_mode": "resample"},
+    "default_paa": {"representation": MAPS, "normalize": "series", "length_mode": "paa"},
+    "default_paa64": {"representation": MAPS, "normalize": "series", "length_mode": "paa", "image_size": 64},
+    "plot_paa": {"representation": "plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
+    "values_plot_paa": {"representation": "values+plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
+    "values_dataset": {"representation": "values", "normalize": "dataset", "length_mode": "resample"},
+    "default_dataset_paa": {"representation": MAPS, "normalize": "dataset", "length_mode": "paa"},
+    "near": {"representation": "near", "normalize": "series", "length_mode": "resample"},
+    "default_near": {"representation": f"{MAPS}+near", "normalize": "series", "length_mode": "resample"},
+    "plot_near": {"representation": "plot+near", "normalize": "series", "length_mode": "resample"},
+}
+"""Named param sets (``search``: leave the map to the trainer's choice)."""
+
+
+def dev_splits(split: Split, folds: int, fraction: float, seed: int) -> list[Split]:
+    """One stratified holdout of the training split (``folds`` 1), or ``folds`` stratified folds of it, each
+    training series held out once: on a 36-series split a single holdout is 11 series and decides by one."""
+    if folds <= 1:
+        return [holdout(split, fraction, seed)]
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(len(split.train_x), dtype=int)
+    dealt = 0
+    for label in np.unique(split.train_y):
+        for i in rng.permutation(np.flatnonzero(split.train_y == label)):
+            fold_of[i], dealt = dealt % folds, dealt + 1
+    out = []
+    for k in range(folds):
+        fit, val = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
+        out.append(Split(f"{split.name} (train fold {k})", [split.train_x[i] for i in fit], split.train_y[fit],
+                         [split.train_x[i] for i in val], split.train_y[val], split.labels))  # fmt: skip
+    return out
+
+
+def write_folder(root: Path, xs: list[np.ndarray], ys: np.ndarray, labels: list[str]) -> Path:
+    """One CSV file per series (T rows of V values) under ``root/<label>/``."""
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        folder = root / labels[int(y)]
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savetxt(folder / f"{i:05d}.csv", x, delimiter=",", fmt="%.9g")
+    return root
+
+
+def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Train on ``root/fit`` with ``config``, validating on ``root/val`` every epoch (nothing is picked on it)."""
+    out = root / "runs" / name
+    cfg = TrainConfig.from_recipe(
+        args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
+        min_steps=args.min_steps, params=config, device="cpu", progress=False, workers=1,
+        cache_dir=str(root / "cache"), augment=not args.no_augment, select="last", seed=args.seed,
+    )  # fmt: skip
+    started = time.perf_counter()
+    train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    accs = [round(e["val_acc"], 3) for e in metrics["epochs"]]
+    chosen = {k: metrics["params"].get(k) for k in ("representation", "normalize", "length_mode", "image_size")}
+    return {
+        "dev_val_last": accs[-1], "dev_val_last3": round(float(np.mean(accs[-3:])), 3), "per_epoch": accs,
+        "chosen": chosen, "notes": metrics["notes"], "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sets", default="ArrowHead,ItalyPowerDemand,Covid3Month_disc,OSULeaf,ACSF1")
+    ap.add_argument("--configs", default="default,default_paa")
+    ap.add_argument("--param", action="append", default=[], help="name=value added to every config")
+    ap.add_argument("--fraction", type=float, default=0.3, help="share of each class held out as dev-val")
+    ap.add_argument("--folds", type=int, default=1, help="k > 1: k folds of the training split, each held out once")
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the training seed")
+    ap.add_argument("--recipe", default="cpu")
+    ap.add_argument("--min-steps", type=int, default=200)
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    extra = {k: json.loads(v) if v[:1].isdigit() else v for k, _, v in (p.partition("=") for p in args.param)}
+    rows = []
+    for name in args.sets.split(","):
+        for k, dev in enumerate(dev_splits(load_split(name), args.folds, args.fraction, args.split_seed)):
+            base = {"set": name, "fold": k, "dev_fit": len(dev.train_x), "dev_val": len(dev.test_x)}
+            base["one_nn_ed"] = round(one_nn_euclidean(dev), 3)
+            with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
+                root = Path(tmp)
+                write_folder(root / "fit", dev.train_x, dev.train_y, dev.labels)
+                write_folder(root / "val", dev.test_x, dev.test_y, dev.labels)
+                for config in args.configs.split(","):
+                    row = {**base, "config": config, **dev_run(root, config, {**CONFIGS[config], **extra}, args)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    if args.json:
+                        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
