@@ -41,9 +41,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "values_plot_paa": {"representation": "values+plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
     "values_dataset": {"representation": "values", "normalize": "dataset", "length_mode": "resample"},
     "default_dataset_paa": {"representation": MAPS, "normalize": "dataset", "length_mode": "paa"},
-    "near": {"representation": "near", "normalize": "series", "length_mode": "resample"},
-    "default_near": {"representation": f"{MAPS}+near", "normalize": "series", "length_mode": "resample"},
-    "plot_near": {"representation": "plot+near", "normalize": "series", "length_mode": "resample"},
 }
 """Named param sets (``search``: leave the map to the trainer's choice)."""
 

@@ -248,14 +248,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
     def _render(self, normed: np.ndarray, p: TimeSeriesParams) -> torch.Tensor:
         if normed.shape[0] < p.length:
             normed = pad(normed, p.length)
-        return torch.from_numpy(render(normed, p.kinds, p.num_vars == 0, p.prototype_array))
-
-    def fitted(self, values: np.ndarray, **params: Any) -> np.ndarray:
-        """``(image_size, V)``: a ``(T, V)`` series fitted, normalized and padded as the maps are drawn from it (the
-        form the ``near`` map's prototypes are stored in)."""
-        p = self.resolve_params(**params)
-        normed = self._fit(np.asarray(values, dtype=np.float64), p)
-        return pad(normed, p.length) if normed.shape[0] < p.length else normed
+        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
 
     def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
         p = self.resolve_params(**params)

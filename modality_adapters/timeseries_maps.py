@@ -25,14 +25,12 @@ import itertools
 import numpy as np
 
 __all__ = [
-    "DATA_KINDS",
     "IMAGE_KINDS",
     "JOINT_KINDS",
     "gadf",
     "gasf",
     "joint_recurrence",
     "line_plot",
-    "nearness",
     "paa",
     "pad",
     "recurrence",
@@ -175,22 +173,6 @@ def joint_recurrence(x: np.ndarray) -> np.ndarray:
     return (2.0 * dist / max(float(dist.max()), _EPS) - 1.0)[None].astype(np.float32)
 
 
-def nearness(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """How near the series is to each of ``P <= n * n`` prototypes, ``(1, n, n)``: pixel ``k`` (row-major) is
-    ``1 - RMS distance`` to prototype ``k`` (``prototypes``: ``(P, n, V)``, series fitted and normalized as this
-    one is), clipped to [-1, 1]; pixels past the last prototype are 0.
-
-    The prototypes are training series stored in the model's params (no labels: which of them is near which class
-    is what the network learns), so the map carries the distances a nearest-neighbour classifier decides by,
-    measured at serving time exactly as in training.
-    """
-    n = x.shape[0]
-    dist = np.sqrt(((prototypes - x[None]) ** 2).mean(axis=(1, 2)))
-    flat = np.zeros(n * n)
-    flat[: len(dist)] = np.clip(1.0 - dist, -1.0, 1.0)
-    return flat.reshape(1, n, n).astype(np.float32)
-
-
 IMAGE_KINDS = {
     "values": value_image,
     "jrp": joint_recurrence,
@@ -200,26 +182,20 @@ IMAGE_KINDS = {
     "cwt": scalogram,
     "plot": line_plot,
 }
-"""The weight-free map kinds drawn from the series alone, by name, as ``TimeSeriesParams.representation`` spells
-them; ``DATA_KINDS`` (below) are drawn against data the model stores."""
-JOINT_KINDS = frozenset({"values", "jrp", "near"})
+"""The weight-free map kinds by name, as ``TimeSeriesParams.representation`` spells them."""
+JOINT_KINDS = frozenset({"values", "jrp"})
 """Kinds that make one channel from all variables; the others make one channel per variable."""
-DATA_KINDS = frozenset({"near"})
-"""Kinds drawn against data the model stores (its ``prototypes``), passed to ``render``."""
 
 
-def render(
-    x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool, prototypes: np.ndarray | None = None
-) -> np.ndarray:
+def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool) -> np.ndarray:
     """Stack the kinds' maps as channels: one per joint kind, and per per-variable kind ``V`` channels, or one (their
     mean over variables) when pooling.
 
     Pooling is how one model takes any number of variables with per-variable kinds: the mean map over variables
     has a fixed channel count (and loses how the variables relate; joint kinds keep it at any count).
-    ``prototypes`` (``(P, n, V)``) are what the data kinds (``near``) are drawn against.
     """
     maps = []
     for kind in kinds:
-        m = nearness(x, np.asarray(prototypes)) if kind in DATA_KINDS else IMAGE_KINDS[kind](x)
+        m = IMAGE_KINDS[kind](x)
         maps.append(m.mean(axis=0, keepdims=True) if pool_variables and kind not in JOINT_KINDS else m)
     return np.concatenate(maps, axis=0)

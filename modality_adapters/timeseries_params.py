@@ -4,9 +4,7 @@ Real series come with any number of variables and any length, so these are param
 
 - ``representation``: ``"embedding"`` (the learned Corrformer-style embedding, the official map) or weight-free
   image maps joined by ``+`` and stacked as channels: joint maps of all variables at once (``values``, ``jrp``)
-  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``, ``plot``); see ``timeseries_maps``. ``near`` (joint)
-  is the series' nearness to ``prototypes``, training series stored with the model (``(P, image_size * V)``,
-  fitted and normalized as the map's input is; see ``training.series_params``).
+  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``, ``plot``); see ``timeseries_maps``.
 - ``num_vars``: the variables the model was trained on; 0 means "any": joint maps take any count as they are,
   per-variable maps are averaged over variables.
 - ``length_mode``: ``"resample"`` (linear interpolation of the whole series to the model's length, any T >= 2),
@@ -37,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .timeseries_embedding import EMBEDDING_LAYOUTS, TIME_FEATURES_PER_FREQ
-from .timeseries_maps import DATA_KINDS, IMAGE_KINDS, JOINT_KINDS
+from .timeseries_maps import IMAGE_KINDS, JOINT_KINDS
 
 __all__ = [
     "DEFAULT_REPRESENTATION",
@@ -86,12 +84,10 @@ class TimeSeriesParams:
     normalize: str = "series"
     data_mean: tuple[float, ...] = ()
     data_std: tuple[float, ...] = ()
-    prototypes: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("data_mean", "data_std"):  # JSON (a model file's params) carries them as lists
             object.__setattr__(self, name, _floats(name, getattr(self, name)))
-        object.__setattr__(self, "prototypes", _prototypes(self.prototypes))
         _check_int("seq_len", self.seq_len, 2, 100_000)
         _check_int("num_vars", self.num_vars, 0, 100_000)
         _check_int("image_size", self.image_size, 4, 1024)
@@ -99,11 +95,9 @@ class TimeSeriesParams:
         if self.preset and self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         kinds = self.kinds
-        known = {"embedding", *IMAGE_KINDS, *DATA_KINDS}
+        known = {"embedding", *IMAGE_KINDS}
         if not kinds or not set(kinds) <= known or len(set(kinds)) != len(kinds):
-            raise ValueError(
-                f"representation must be 'embedding' or '+'-joined {sorted(known - {'embedding'})}, got {kinds}"
-            )
+            raise ValueError(f"representation must be 'embedding' or '+'-joined {sorted(IMAGE_KINDS)}, got {kinds}")
         if "embedding" in kinds and (len(kinds) > 1 or self.num_vars == 0):
             raise ValueError("the learned embedding stands alone and needs a fixed num_vars (>= 1)")
         if self.length_mode not in LENGTH_MODES:
@@ -111,7 +105,6 @@ class TimeSeriesParams:
         if self.length_mode == "pad" and "embedding" in kinds:
             raise ValueError("length_mode 'pad' is for the image maps; the learned embedding resamples or windows")
         self._check_normalization()
-        self._check_prototypes()
         if self.embedding_layout not in EMBEDDING_LAYOUTS:
             raise ValueError(f"embedding_layout must be one of {EMBEDDING_LAYOUTS}, got {self.embedding_layout!r}")
         if self.freq not in TIME_FEATURES_PER_FREQ:
@@ -126,22 +119,6 @@ class TimeSeriesParams:
             raise ValueError("normalize 'dataset' needs a fixed num_vars and data_mean, data_std with one value each")
         if not all(s > 0 for s in self.data_std):
             raise ValueError("data_std must be positive")
-
-    def _check_prototypes(self) -> None:
-        if "near" not in self.kinds:
-            return
-        n, count = self.image_size, len(self.prototypes)
-        if self.num_vars == 0 or not 1 <= count <= n * n:
-            raise ValueError(f"the 'near' map needs a fixed num_vars and 1 to {n * n} prototypes, got {count}")
-        if any(len(row) != n * self.num_vars for row in self.prototypes):
-            raise ValueError(f"each prototype must hold image_size x num_vars = {n * self.num_vars} values")
-
-    @property
-    def prototype_array(self) -> np.ndarray | None:
-        """The prototypes as ``(P, image_size, num_vars)`` for the ``near`` map, or None."""
-        if not self.prototypes or "near" not in self.kinds:
-            return None
-        return np.asarray(self.prototypes, dtype=np.float64).reshape(len(self.prototypes), self.image_size, -1)
 
     @classmethod
     def build(cls, **params: Any) -> TimeSeriesParams:
@@ -187,14 +164,6 @@ def _floats(name: str, value: Any) -> tuple[float, ...]:
     if not all(np.isfinite(out)):
         raise ValueError(f"{name} must be finite")
     return out
-
-
-def _prototypes(value: Any) -> tuple[tuple[float, ...], ...]:
-    try:
-        rows = tuple(_floats("prototypes", row) for row in value)
-    except TypeError:
-        raise ValueError(f"prototypes must be a list of lists of numbers, got {type(value).__name__}") from None
-    return rows
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:

@@ -108,51 +108,21 @@ def with_scale(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str
     return {**params, **dataset_scale([s for s in series if s.shape[1] == params["num_vars"]])}
 
 
-def with_prototypes(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str, Any]:
-    """``params`` with the ``near`` map's prototypes when it draws one: the training series (no labels), fitted and
-    normalized as the map's input, ordered by their first principal component (near series sit side by side in
-    the map), at most ``image_size ** 2`` of them (evenly spaced in that order)."""
-    from modality_adapters import TimeSeriesAdapter
-
-    if "near" not in str(params.get("representation", "")).split("+") or params.get("prototypes"):
-        return params
-    adapter, plain, fitted = TimeSeriesAdapter(), {**params, "representation": "values"}, []
-    for values in series:
-        try:
-            fitted.append(adapter.fitted(values, **plain).ravel())
-        except (UndecodableInputError, InputTooLargeError):  # the decoder refuses it in training too
-            continue
-    if not fitted:
-        return params
-    rows = np.stack(fitted)
-    centred = rows - rows.mean(axis=0)
-    order = np.argsort(centred @ np.linalg.svd(centred, full_matrices=False)[2][0], kind="stable")
-    cap = int(params.get("image_size", 64)) ** 2
-    if len(order) > cap:
-        order = order[np.linspace(0, len(order) - 1, cap).round().astype(int)]
-    return {**params, "prototypes": rows[order].round(6).tolist()}
-
-
-def with_data(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str, Any]:
-    """``params`` with what they take from the training series: their scale, then the prototypes."""
-    return with_prototypes(with_scale(params, series), series)
-
-
 def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cfg: TrainConfig, variant: str) -> Choice:
     """The run's series params: shape from the data, then the map (searched unless the run named one)."""
     parsed = parse_series(examples)
     series = [values for values, _ in parsed.values()]
     params = infer_series_params(series, params, cfg.params)
     if not series or params.get("representation") == "embedding" or any(k in cfg.params for k in SEARCHED):
-        return Choice(with_data(params, series), "")
+        return Choice(with_scale(params, series), "")
     options = candidates(series, int(params.get("image_size", 64)))
     if len(examples) < MIN_SEARCH_EXAMPLES:
         note = f"map: {_describe(options[0])} (too few training series, {len(examples)}, to compare maps)"
-        return Choice(with_data({**params, **options[0]}, series), note)
+        return Choice(with_scale({**params, **options[0]}, series), note)
     try:
         splits = holdouts(examples, cfg.seed)
     except DatasetError:  # a class with one example: nothing to hold out
-        return Choice(with_data({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
+        return Choice(with_scale({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
     steps = _search_steps(cfg, len(splits[0][0]))
     started = time.monotonic()  # measured so that the note says what the search cost
     tallies = [_tally({**params, **option}, splits, parsed, cfg, variant, steps) for option in options]
@@ -169,7 +139,7 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         f"map: {_describe(options[best])}{kept}, chosen by holdout accuracy ({how}; right of held out: {tried}; "
         f"{time.monotonic() - started:.0f} s)"
     )
-    return Choice(with_data({**params, **options[best]}, series), note)
+    return Choice(with_scale({**params, **options[best]}, series), note)
 
 
 def holdouts(examples: Sequence[Example], seed: int) -> list[tuple[list[Example], list[Example]]]:
@@ -216,7 +186,7 @@ def _tally(
     right, held, loss = 0, 0, 0.0
     for fit_examples, held_examples in splits:
         fit, scored = _pick(parsed, fit_examples), _pick(parsed, held_examples)
-        trial = with_data(params, [s for s, _ in fit])
+        trial = with_scale(params, [s for s, _ in fit])
         c, n, lsum = _score(trial, fit, scored, cfg, variant, steps)
         right, held, loss = right + c, held + n, loss + lsum
     return right, held, loss
