@@ -80,7 +80,7 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
 
     train_examples, val_examples = _split(cfg)
     labels = check_classes(train_examples)
-    series = cfg.modality == "timeseries"  # its params are checked once the data's scale and prototypes are in
+    series = cfg.modality == "timeseries"  # its params are checked once the data's scale is in
     params = served_params(cfg.modality, model, cfg.params, validate=not series)
     notes: list[str] = []
     if series:  # variables, length and map from the training split (never validation)

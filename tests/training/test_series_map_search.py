@@ -121,28 +121,6 @@ def test_the_default_is_replaced_only_by_the_margin(tallies: list[tuple[int, int
     assert pick(tallies) == chosen
 
 
-def test_a_near_map_stores_the_training_series_and_the_served_model_draws_against_them(tmp_path: Path) -> None:
-    data, test = level_series(tmp_path / "train", 8, 0), level_series(tmp_path / "test", 3, 1)
-    params = {**SMALL, "representation": "values+near"}
-    result = train(small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params=params))
-    recorded = json.loads((tmp_path / "out" / "metrics.json").read_text())["params"]
-    assert len(recorded["prototypes"]) == 12  # the 16 series less the 4 the run validates on
-    assert all(len(row) == 16 * 2 for row in recorded["prototypes"])  # 12 steps padded to 16, 2 variables
-    adapter = get_adapter("timeseries")
-    served = build_served_model(ModalitySettings(weights=str(result.weights)).resolve("timeseries"), adapter)
-    assert served.params["prototypes"] == recorded["prototypes"]
-    payload = (test / "high" / "0.csv").read_bytes()
-    cached = adapter.decode_for_training(payload, **served.params)
-    torch.testing.assert_close(
-        adapter.training_input(cached, **served.params), adapter.decode(payload, **served.params)
-    )
-    nearest_itself = [
-        adapter.decode(p.read_bytes(), **served.params)[1].flatten()[:12].max() for p in sorted(data.rglob("*.csv"))
-    ]
-    assert sum(float(v) == pytest.approx(1.0, abs=1e-4) for v in nearest_itself) == 12  # each stored one finds itself
-    assert evaluate("timeseries", test, result.weights, device="cpu", workers=1).num_examples == 6
-
-
 @pytest.mark.parametrize(
     "params", [{"image_size": 2}, {"image_size": 2, "representation": "values"}, {"representation": "nope"}]
 )
