@@ -6,7 +6,9 @@ and timing every candidate first (an ONNX export and a compile each, then second
 of a cold start on a small CPU host). The rest is done here, by one thread per device worker, as low priority work:
 
 - before each build, and before each timed run, it waits until the device has been idle ``QUIET_S`` (no batch
-  running, none finished within that time): under steady traffic it simply waits;
+  running, none finished within that time); under traffic that never leaves such a gap it waits at most
+  ``PATIENCE_S`` per step and then goes ahead between two batches (else a model loaded under load would stay on
+  its first backend, up to 2-3x slower, for as long as the load lasts);
 - each timed run holds the device (``DeviceWorker.device_lock``) for that one run, so a batch arriving meanwhile
   waits for one run at most, and the timings are not disturbed by a batch;
 - the builds (an export-cache hit, a compile, the check against eager) run beside the batches, not holding the
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 QUIET_S = 0.5
 """Idle time of the device before a background build or timed run starts."""
+PATIENCE_S = 20.0
+"""Longest wait for that idle time, per build or timed run; then it runs between two batches anyway."""
 ON_DEVICE = ("cudagraphs",)
 """Candidates whose build runs work on the device itself (graph capture): built holding the device."""
 
@@ -62,8 +66,12 @@ class Pending:
 class BackgroundMeasurer:
     """The one thread measuring a device worker's pending models, one model after the other."""
 
-    def __init__(self, worker: DeviceWorker, cache: ExportCache, budget_s: float = BUDGET_S) -> None:
-        self.worker, self.cache, self.budget_s = worker, cache, budget_s
+    def __init__(
+        self, worker: DeviceWorker, cache: ExportCache, budget_s: float = BUDGET_S, patience_s: float = PATIENCE_S
+    ) -> None:
+        self.worker, self.cache, self.budget_s, self.patience_s = worker, cache, budget_s, patience_s
+        self.impatient = False
+        """Set once a step went ahead without a quiet moment (logged once)."""
         self.jobs: queue.Queue[Pending | None] = queue.Queue()
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
@@ -99,14 +107,27 @@ class BackgroundMeasurer:
         return self.worker.served.get(job.key) is job.served
 
     def wait_quiet(self) -> None:
-        """Return once the device has been idle ``QUIET_S`` (raises ``_StoppedError`` when the worker closes)."""
+        """Return once the device has been idle ``QUIET_S``, or after ``patience_s`` without such a moment (raises
+        ``_StoppedError`` when the worker closes)."""
+        give_up = time.monotonic() + self.patience_s
         while True:
             if self.stopped.is_set():
                 raise _StoppedError
-            wait = self.worker.quiet_since() + QUIET_S - time.monotonic()
+            now = time.monotonic()
+            wait = self.worker.quiet_since() + QUIET_S - now
             if wait <= 0:
                 return
-            self.stopped.wait(min(wait, QUIET_S))
+            if now >= give_up:
+                if not self.impatient:
+                    self.impatient = True
+                    log.info(
+                        "%s never idle for %.1f s in %.0f s: measuring backends between batches",
+                        self.worker.device_name,
+                        QUIET_S,
+                        self.patience_s,
+                    )
+                return
+            self.stopped.wait(min(wait, QUIET_S, give_up - now))
 
     @contextlib.contextmanager
     def gate(self) -> Iterator[None]:

@@ -101,18 +101,11 @@ class LocalTransport(Transport):
         self._ready = False
         self._stopped = False
         for worker in workers:
-            worker.on_switch = self._backend_switched
+            follow_backend_switches(metrics, worker)
 
     @property
     def ready(self) -> bool:
         return self._ready and not self._stopped
-
-    def _backend_switched(self, key: str, old: str, new: str) -> None:
-        """``auto`` measured in the background and swapped a model's backend: the backend metric follows."""
-        for worker in self.device_workers:
-            if worker.backends.get(key) is not None and worker.backends[key].name == new:
-                self.metrics.backend_info.labels(metrics_label(key), worker.device_name, old).set(0)
-                self.metrics.backend_info.labels(metrics_label(key), worker.device_name, new).set(1)
 
     async def start(self) -> None:
         """Warm every worker (concurrently, one thread each: batch sizes 1 and the largest), then start their batch
@@ -191,3 +184,14 @@ def _set_result(future: asyncio.Future[BatchResult], result: BatchResult) -> Non
 def _set_exception(future: asyncio.Future[BatchResult], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def follow_backend_switches(metrics: Metrics, worker: DeviceWorker) -> None:
+    """``auto`` measured in the background and swapped a model's backend on ``worker``: ``unirep_backend_info``
+    follows (in ``unirep serve`` and on scale-out workers alike)."""
+
+    def switched(key: str, old: str, new: str) -> None:
+        metrics.backend_info.labels(metrics_label(key), worker.device_name, old).set(0)
+        metrics.backend_info.labels(metrics_label(key), worker.device_name, new).set(1)
+
+    worker.on_switch = switched

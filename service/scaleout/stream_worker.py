@@ -32,6 +32,7 @@ from servable.served import ServedModel, metrics_label
 from service.metrics import Metrics
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.device_worker import DeviceWorker
+from service.runtime.transport import follow_backend_switches
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import BatchRequest, decode_batch, encode_failure, encode_result, pack_requests
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client
@@ -83,6 +84,7 @@ class StreamWorker:
         self.served = build_models(self.settings, self.adapters)
         self.devices = make_device_workers(self.settings, self.served, decoders=0)  # no decoders run here
         for device in self.devices:
+            follow_backend_switches(self.metrics, device)
             for modality, choice in device.backends.items():
                 self.served[modality].backend = choice.name
                 self.metrics.backend_info.labels(modality, device.device_name, choice.name).set(1)

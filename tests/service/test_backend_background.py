@@ -205,3 +205,39 @@ def test_a_batch_in_flight_finishes_on_its_runner_and_the_next_runs_on_the_new_o
     assert again.items[0].error is None and fast.runs == 1  # type: ignore[attr-defined]
     torch.testing.assert_close(torch.tensor(again.items[0].embedding), torch.tensor(result.items[0].embedding))
     worker.close()
+
+
+class BusyDevice:
+    """A device worker that is never idle (a batch finished just now, every time it is asked)."""
+
+    device_name = "cpu"
+
+    def quiet_since(self) -> float:
+        return time.monotonic()
+
+
+def test_under_traffic_that_never_pauses_the_measurement_goes_ahead_after_its_patience(tmp_path: Path) -> None:
+    """Else a model loaded under steady load would stay on its first backend for as long as the load lasts."""
+    measurer = backend_measure.BackgroundMeasurer(BusyDevice(), ExportCache(tmp_path), patience_s=0.3)  # type: ignore[arg-type]
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (measurer.wait_quiet(), done.set()), daemon=True)
+    waiter.start()
+    assert done.wait(10), "waited for a quiet moment that never comes"
+    assert measurer.impatient
+
+    quiet = backend_measure.BackgroundMeasurer(BusyDevice(), ExportCache(tmp_path), patience_s=3600)  # type: ignore[arg-type]
+    quiet.worker.quiet_since = lambda: time.monotonic() - 10  # type: ignore[method-assign]
+    quiet.wait_quiet()  # idle for 10 s: goes at once, and is not counted as impatient
+    assert not quiet.impatient
+
+
+def test_the_backend_metric_follows_a_switch_on_the_worker_that_switched() -> None:
+    """The same follower is wired in ``unirep serve``'s transport and on scale-out stream workers."""
+    from service.runtime.transport import follow_backend_switches
+
+    metrics, device = Metrics(), BusyDevice()
+    follow_backend_switches(metrics, device)  # type: ignore[arg-type]
+    metrics.backend_info.labels("image", "cpu", "torch").set(1)
+    device.on_switch("image", "torch", "openvino")  # type: ignore[attr-defined]
+    assert metrics.backend_info.labels("image", "cpu", "torch")._value.get() == 0
+    assert metrics.backend_info.labels("image", "cpu", "openvino")._value.get() == 1
