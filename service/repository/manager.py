@@ -23,6 +23,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -95,7 +96,8 @@ class ModelRepository:
             except UnirepError as exc:
                 log.error("model %s did not load: %s", name, exc.message)
         if self.control == "poll":
-            self._poller = asyncio.create_task(self._poll(), name="unirep-repository-poll")
+            poller = poll_every(self.poll_s, self.apply_changes)
+            self._poller = asyncio.create_task(poller, name="unirep-repository-poll")
 
     async def stop(self) -> None:
         if self._poller is not None:
@@ -244,15 +246,6 @@ class ModelRepository:
             self.runtime.metrics.model_changes.labels(name, "unloaded").inc()
             live_models.schedule_release(self.runtime, served)
 
-    async def _poll(self) -> None:
-        """Rescan the repository and apply what changed, until stopped."""
-        while True:
-            await asyncio.sleep(self.poll_s)
-            try:
-                await self.apply_changes()
-            except Exception:
-                log.exception("repository poll failed")
-
     async def apply_changes(self) -> None:
         present = scan(self.root)
         for name in present:
@@ -283,3 +276,14 @@ async def index_of(runtime: ServiceRuntime, ready_only: bool = False) -> list[In
                 await refresh()
         return runtime.repository.index(ready_only)
     return [IndexEntry(sm.model_name, sm.model_version, "READY") for sm in runtime.table.all()]
+
+
+async def poll_every(seconds: float, apply_changes: Callable[[], Awaitable[None]]) -> None:
+    """Rescan and apply what changed every ``seconds``, until cancelled; a failed pass is logged, the next one
+    tries again (the repository of one process and the one a scale-out gateway publishes poll alike)."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await apply_changes()
+        except Exception:
+            log.exception("repository poll failed")

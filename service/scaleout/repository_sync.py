@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from servable.served import LOAD_SERIAL_MARK
 from service.repository.layout import ModelFolder, check_name, read_folder, scan, write_files
-from service.repository.manager import IndexEntry
+from service.repository.manager import IndexEntry, poll_every
 from service.repository.versions import version_config
 from service.scaleout import repository_state as state
 from service.scaleout.connection import REDIS_ERRORS
@@ -79,7 +79,8 @@ class ScaleoutRepository:
                 log.error("model %s did not load: %s", name, exc.message)
         self._tasks.append(asyncio.create_task(self._sync(), name="unirep-repository-sync"))
         if self.control == "poll":
-            self._tasks.append(asyncio.create_task(self._poll(), name="unirep-repository-poll"))
+            poller = poll_every(self.poll_s, self.apply_changes)
+            self._tasks.append(asyncio.create_task(poller, name="unirep-repository-poll"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -269,16 +270,8 @@ class ScaleoutRepository:
 
     # --- poll ------------------------------------------------------------------------------------------------------
 
-    async def _poll(self) -> None:
-        """Republish what changed in the directory, and unload what this gateway published and is gone."""
-        while True:
-            await asyncio.sleep(self.poll_s)
-            try:
-                await self.apply_changes()
-            except Exception:
-                log.exception("repository poll failed")
-
     async def apply_changes(self) -> None:
+        """Republish what changed in the directory, and unload what this gateway published and is gone."""
         present = scan(self.root) if self.root is not None else {}
         for name, path in present.items():
             try:
