@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "search": {},
     "default": {"representation": MAPS, "normalize": "series", "length_mode": "resample"},
     "default_paa": {"representation": MAPS, "normalize": "series", "length_mode": "paa"},
+    "default64": {"representation": MAPS, "normalize": "series", "length_mode": "resample", "image_size": 64},
     "default_paa64": {"representation": MAPS, "normalize": "series", "length_mode": "paa", "image_size": 64},
     "plot_paa": {"representation": "plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
     "values_plot_paa": {"representation": "values+plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
