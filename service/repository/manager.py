@@ -123,11 +123,7 @@ class ModelRepository:
         return [e for e in found if e.state == "READY"] if ready_only else found
 
     def check_control(self) -> None:
-        if self.control != "explicit":
-            raise InputError(
-                f"model control is {self.control!r}: loading and unloading through the API needs "
-                "--model-control explicit"
-            )
+        require_explicit(self.control)
 
     async def load(
         self,
@@ -141,9 +137,7 @@ class ModelRepository:
         ``internal``: the start or the poller loads it, whatever the control mode."""
         if not internal:
             self.check_control()
-        check_name(name)
-        if name in self._defaults():
-            raise InputError(f"{name!r} is the default model of its modality: it is configured by the settings")
+        check_managed(self.runtime, name)
         async with self._lock:
             folder = self._folder(name, config, files)
             wanted = folder.config.version_policy.select(list(folder.versions))
@@ -162,8 +156,7 @@ class ModelRepository:
         """Stop serving every version of ``name``; each is released once its admitted requests are answered."""
         if not by_poll:
             self.check_control()
-        if name in self._defaults():
-            raise InputError(f"{name!r} is the default model of its modality: it is configured by the settings")
+        check_managed(self.runtime, name)
         async with self._lock:
             versions = self.runtime.table.versions(name)
             if not versions and not any(key[0] == name for key in self.states):
@@ -185,9 +178,6 @@ class ModelRepository:
             self._uploaded[name] = folder
         if previous is not None and previous != folder:
             shutil.rmtree(previous, ignore_errors=True)
-
-    def _defaults(self) -> set[str]:
-        return {sm.model_name for sm in self.runtime.table.all() if sm.repository_name is None}
 
     def _folder(self, name: str, config: dict[str, Any] | None, files: dict[str, bytes] | None) -> ModelFolder:
         if files:
@@ -287,3 +277,18 @@ async def poll_every(seconds: float, apply_changes: Callable[[], Awaitable[None]
             await apply_changes()
         except Exception:
             log.exception("repository poll failed")
+
+
+def require_explicit(control: str) -> None:
+    """Loads and unloads through the API are for ``explicit`` model control only (Triton's rule)."""
+    if control != "explicit":
+        raise InputError(
+            f"model control is {control!r}: loading and unloading through the API needs --model-control explicit"
+        )
+
+
+def check_managed(runtime: ServiceRuntime, name: str) -> None:
+    """``name`` is a valid repository name and not a modality's default model (those follow the settings)."""
+    check_name(name)
+    if name in {sm.model_name for sm in runtime.table.all() if sm.repository_name is None}:
+        raise InputError(f"{name!r} is the default model of its modality: it is configured by the settings")

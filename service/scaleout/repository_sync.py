@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from servable.served import LOAD_SERIAL_MARK
-from service.repository.layout import ModelFolder, check_name, read_folder, scan, write_files
-from service.repository.manager import IndexEntry, poll_every
+from service.repository.layout import ModelFolder, read_folder, scan, write_files
+from service.repository.manager import IndexEntry, check_managed, poll_every, require_explicit
 from service.repository.versions import version_config
 from service.scaleout import repository_state as state
 from service.scaleout.connection import REDIS_ERRORS
 from service.scaleout.gateway_routes import GatewayRoutes
 from service.scaleout.repository_state import ModelRecord, RepositoryLock, VersionSpec
-from unirep_errors import InputError, ModelLoadError, NotFoundError, UnirepError
+from unirep_errors import ModelLoadError, NotFoundError, UnirepError
 
 if TYPE_CHECKING:
     from service.runtime.serving import ServiceRuntime
@@ -125,16 +125,7 @@ class ScaleoutRepository:
     # --- load and unload ----------------------------------------------------------------------------------------
 
     def check_control(self) -> None:
-        if self.control != "explicit":
-            raise InputError(
-                f"model control is {self.control!r}: loading and unloading through the API needs "
-                "--model-control explicit"
-            )
-
-    def _check_managed(self, name: str) -> None:
-        check_name(name)
-        if name in {sm.model_name for sm in self.runtime.table.all() if sm.repository_name is None}:
-            raise InputError(f"{name!r} is the default model of its modality: it is configured by the settings")
+        require_explicit(self.control)
 
     async def load(
         self,
@@ -147,7 +138,7 @@ class ScaleoutRepository:
         """Load (or reload) ``name`` on every worker; returns once routed, raises ``ModelLoadError`` naming why."""
         if not internal:
             self.check_control()
-        self._check_managed(name)
+        check_managed(self.runtime, name)
         async with self._lock:
             upload = Path(tempfile.mkdtemp(prefix="unirep-upload-", dir=self.files)) if files else None
             try:
@@ -256,7 +247,7 @@ class ScaleoutRepository:
         """Stop routing every version of ``name``; each is released once its admitted requests are answered."""
         if not by_poll:
             self.check_control()
-        self._check_managed(name)
+        check_managed(self.runtime, name)
         async with self._lock, RepositoryLock(self.client, self.keys):
             record = (await state.read_records(self.client, self.keys)).get(name)
             if record is None or not (record.routed or record.reasons):
