@@ -1,10 +1,14 @@
-"""A stream worker's heartbeat: kept apart from the batch loop, which it only has to be told about.
+"""The workers' heartbeats: a stream worker's ``Heartbeat``, and ``live_workers``, the gateways' reading of them
+(the one place that knows how they are kept in Redis). Kept apart from the batch loop, which the heartbeat only has
+to be told about, and from the gateway's transport.
 
-Every ``worker_ttl_s / 5`` it writes the worker into a sorted set scored with Redis's own clock (so hosts with
-skewed clocks agree on who is alive), beside the description the gateways build their model descriptions from, and
-re-claims (XCLAIM JUSTID) the entries the worker's consumers are computing, which resets their idle time: only a
-worker that stopped heartbeating (dead, or cut off from Redis) has its batches taken over, however long a batch
+Every ``worker_ttl_s / 5`` the heartbeat writes the worker into a sorted set scored with Redis's own clock (so
+hosts with skewed clocks agree on who is alive), beside the description the gateways build their model descriptions
+from, and re-claims (XCLAIM JUSTID) the entries the worker's consumers are computing, which resets their idle time:
+only a worker that stopped heartbeating (dead, or cut off from Redis) has its batches taken over, however long a batch
 takes. The batch loop reports those entries with ``holding``.
+
+A worker counts as live while its last beat is within ``worker_ttl_s`` by that same clock.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth
 
@@ -85,3 +90,12 @@ class Heartbeat:
                 by_stream[stream].append(entry_id)
             for stream, ids in by_stream.items():
                 self.client.xclaim(stream, self.keys.group, consumer, 0, list[Any](ids), justid=True)
+
+
+async def live_workers(client: aioredis.Redis, keys: Keys, ttl_s: float) -> list[dict[str, Any]]:
+    """The descriptions of the workers whose last beat is within ``ttl_s`` (by Redis's clock)."""
+    now_s, now_us = await client.time()
+    now_ms = now_s * 1000 + now_us // 1000
+    ids: Any = await client.zrangebyscore(keys.workers, now_ms - ttl_s * 1000, "+inf")
+    infos: Any = await client.hmget(keys.worker_info, ids) if ids else []
+    return [json.loads(raw) for raw in infos if raw is not None]
