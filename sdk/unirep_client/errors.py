@@ -260,32 +260,13 @@ class ServiceUnavailableError(APIStatusError):
     code = "service_unavailable"
 
 
-_BY_CODE: dict[str, type[APIStatusError]] = {
-    cls.code: cls
-    for cls in (
-        InternalServerError,
-        ModelError,
-        UnknownModelError,
-        CheckpointError,
-        BadRequestError,
-        UndecodableInputError,
-        DecoderCrashedError,
-        InvalidParameterError,
-        RequestValidationError,
-        UnsupportedMediaTypeError,
-        InputTooLargeError,
-        NotFoundError,
-        UnauthorizedError,
-        ForbiddenError,
-        ModelLoadError,
-        RateLimitedError,
-        QueueFullError,
-        DeadlineExceededError,
-        PreprocessTimeoutError,
-        ClientDisconnectedError,
-        ServiceUnavailableError,
-    )
-}
+def _family(root: type[APIStatusError]) -> list[type[APIStatusError]]:
+    """``root``'s subclasses, theirs, and so on."""
+    return [cls for sub in root.__subclasses__() for cls in (sub, *_family(sub))]
+
+
+_BY_CODE = {cls.code: cls for cls in _family(APIStatusError)}
+"""Every class above by its code: defining a class maps it, with no list to keep in step."""
 
 # When the code is unknown (a newer server, or a proxy's HTML page), the status still says what kind of failure
 # it is. Every 4xx stays under BadRequestError's family except 401, 403, 404 and 429, which mean something else.

@@ -17,6 +17,9 @@ of a cold start on a small CPU host). The rest is done here, by one thread per d
 The fastest is remembered (the next start uses it directly) and, when it is not the one serving, swapped in under
 the device lock: a batch in flight finishes on the runner it started with, the next one runs on the new runner.
 A model released or replaced meanwhile is left alone (its measurement is dropped).
+
+``BackgroundSwitching`` is the device worker's side of all this (the device lock, when the device last ran a
+batch, the models still to measure, the switch): a mixin of ``DeviceWorker``, kept here beside the thread it serves.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,7 +44,6 @@ from service.runtime.backends.registry import build_checked
 
 if TYPE_CHECKING:
     from servable.served import ServedModel
-    from service.runtime.device_worker import DeviceWorker
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +66,96 @@ class Pending:
     start: AutoStart
 
 
+class BackgroundSwitching:
+    """A device worker's side of the background measurement: the lock that batches and timed runs take in turn,
+    when the device last ran a batch, the models still to measure, and the switch to the fastest between batches.
+
+    Mixed into ``DeviceWorker``, which owns the tables declared here (the switch updates them)."""
+
+    device_name: str
+    served: dict[str, ServedModel]
+    runners: dict[str, Runner]
+    backends: dict[str, Choice]
+    cold: deque[tuple[str, int]]
+    ran: set[tuple[str, int]]
+    warmup_enabled: bool
+
+    def start_background(self, cache: ExportCache) -> None:
+        """Set up the state above (before the first model is installed); the thread starts with the first job."""
+        self.device_lock = threading.RLock()
+        """Held while a runner runs: a batch, a warm-up pass, one background timing run, a backend switch."""
+        self.executing = False
+        self.last_active = time.monotonic()
+        self.pending: dict[str, Pending] = {}
+        """``auto`` models whose candidates are still to be measured (submitted once the model is warm)."""
+        self.measurer = BackgroundMeasurer(self, cache)
+        self._warming_all = False
+        self.on_switch: Callable[[str, str, str], None] | None = None
+        """Called with (key, old backend, new backend) after a switch (the transport updates its metrics)."""
+
+    @contextlib.contextmanager
+    def running_batch(self) -> Iterator[None]:
+        """Mark the device busy while a batch runs (background work waits for a quiet device)."""
+        self.executing = True
+        try:
+            yield
+        finally:
+            self.last_active = time.monotonic()
+            self.executing = False
+
+    def quiet_since(self) -> float:
+        """When the device last ran a batch (now while one runs): background work waits for a quiet device."""
+        return time.monotonic() if self.executing else self.last_active
+
+    @contextlib.contextmanager
+    def warming_all(self) -> Iterator[None]:
+        """Warm every model inside: the pending measurements start once they all are (not one by one)."""
+        self._warming_all = True
+        try:
+            yield
+        finally:
+            self._warming_all = False
+        for key in list(self.pending):
+            self.measure_later(key)
+
+    def measure_later(self, key: str) -> None:
+        """Hand ``key``'s pending measurement to the background thread, once every model is warm."""
+        if not self._warming_all and (pending := self.pending.pop(key, None)) is not None:
+            self.measurer.submit(pending)
+
+    def switch_backend(self, key: str, served: ServedModel, runner: Runner, choice: Choice) -> bool:
+        """Serve ``key`` with ``runner`` from the next batch on (False: ``served`` is no longer installed there).
+
+        Under the device lock, so a batch in flight finishes on the runner it started with. ``served`` is the
+        object ``/models`` reads, so its backend and note follow."""
+        with self.device_lock:
+            if self.served.get(key) is not served:
+                return False
+            switched, old = self.runners[key] is not runner, self.backends[key].name
+            self.runners[key], self.backends[key] = runner, choice
+            served.backend, served.backend_note = choice.name, choice.reason
+        if self.on_switch is not None and old != choice.name:
+            self.on_switch(key, old, choice.name)
+        if switched:  # the sizes between 1 and the largest are cold on the new runner: warmed when idle
+            sizes = range(2, served.config.max_batch_size) if self.warmup_enabled else range(0)
+            self.ran.difference_update((key, size) for size in sizes)
+            self.cold.extend((key, size) for size in sizes)
+        return True
+
+    def close(self) -> None:
+        """Stop the background measurement (the models keep the backends they have)."""
+        self.measurer.stop()
+
+
 class BackgroundMeasurer:
     """The one thread measuring a device worker's pending models, one model after the other."""
 
     def __init__(
-        self, worker: DeviceWorker, cache: ExportCache, budget_s: float = BUDGET_S, patience_s: float = PATIENCE_S
+        self,
+        worker: BackgroundSwitching,
+        cache: ExportCache,
+        budget_s: float = BUDGET_S,
+        patience_s: float = PATIENCE_S,
     ) -> None:
         self.worker, self.cache, self.budget_s, self.patience_s = worker, cache, budget_s, patience_s
         self.impatient = False

@@ -1,10 +1,14 @@
-"""A cache miss on its way through the runtime: decoded in the pool (unless the map came preprocessed), batched
-into the model's bucket (its serving key: each loaded version has its own), run on a device worker, and
-postprocessed with that model's labels."""
+"""A request on its way through the runtime once its model is chosen (``answer``): the result cache, or an identical
+request already computing it, else a computation (``compute``): decoded in the pool (unless the map came
+preprocessed), batched into the model's bucket (its serving key: each loaded version has its own), run on a device
+worker, and postprocessed with that model's labels.
+
+Kept apart from ``serving.ServiceRuntime``, which owns the components this path walks through."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -12,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from servable.served import ServedModel
-from service.runtime.admission import check_feasible
+from service.runtime.admission import check_feasible, resolve_top_k, with_cap_note
+from service.runtime.cache import cache_key
 from service.runtime.decoder_pool import Decoded
 from service.runtime.outcome import Outcome, result_body
 from service.runtime.work import BatchItem, Task, new_id
@@ -88,3 +93,45 @@ async def compute(
         inference_ms=batch_result.inference_s * 1000.0,
         batch_size=batch_result.batch_size,
     )
+
+
+async def answer(
+    runtime: ServiceRuntime,
+    served: ServedModel,
+    task: Task,
+    top_k: int | None,
+    timeout_ms: float | None,
+    cancelled: Callable[[], bool],
+    hints: dict[str, Any] | None,
+    job: Job,
+    all_classes: bool,
+) -> Outcome:
+    """``ServiceRuntime.infer`` once the model is chosen: the cache (keyed on that model's version), else computed."""
+    modality, data = served.modality, job.data
+    k = (
+        (served.num_classes if all_classes else resolve_top_k(served, top_k, runtime.settings.max_top_k))
+        if task == "classify"
+        else 0
+    )
+    if not data:
+        raise UndecodableInputError(
+            f"the request has no {modality} payload: send it as multipart field 'file' or as the raw body"
+        )
+    timeout_ms = timeout_ms if timeout_ms is not None else runtime.settings.default_timeout_ms
+    deadline_wall = time.time() + timeout_ms / 1000.0 if timeout_ms is not None else None
+    deadline_mono = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
+    params = {**served.params, **(hints or {})}
+    digest = hashlib.sha256(data).hexdigest()
+    key = cache_key(digest, modality, task, {"top_k": k, **(hints or {})}, served.version)
+    # Cached, or being computed by an identical request (here or, with Redis, on another gateway): wait for it.
+    async with runtime.flights.lead(key, deadline_mono) as lease:
+        if lease.result is not None:
+            runtime.metrics.cache_hits.labels(modality).inc()
+            if lease.coalesced:
+                runtime.metrics.cache_coalesced.labels(modality).inc()
+            return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
+        runtime.metrics.cache_misses.labels(modality).inc()
+        job = dataclasses.replace(job, digest=digest)
+        outcome = await compute(runtime, served, task, job, k, params, deadline_wall, deadline_mono, cancelled)
+        await lease.publish(outcome.result)
+    return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))

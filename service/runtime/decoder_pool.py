@@ -35,11 +35,10 @@ import numpy as np
 import torch
 
 from service.runtime.decode_guard import DecodeGuard, GuardPolicy, input_kind, upload_kind
-from service.runtime.decoder_process import FAULT_PREFIX, DecoderLostError, Slot, context
+from service.runtime.decoder_process import DecoderLostError, Slot, context, lost_twice
 from service.runtime.fair_queue import FairQueue
 from unirep_errors import DeadlineExceededError, DecoderCrashedError, PreprocessTimeoutError, ServiceUnavailableError
 
-__all__ = ["FAULT_PREFIX", "Decoded", "DecoderPool"]
 log = logging.getLogger(__name__)
 
 SPAWN_TIMEOUT_S = 120.0
@@ -101,10 +100,6 @@ class DecoderPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._started = False
-
-    @property
-    def size(self) -> int:
-        return self.lanes["normal"].size
 
     @property
     def ready(self) -> bool:
@@ -226,23 +221,13 @@ class DecoderPool:
                 if len(losses) < 2:
                     log.info("decoder lost (%s) on a %s input; retrying it once on another decoder", lost, modality)
                     continue
-                raise self._verdict(losses, digest, modality) from None
+                error = lost_twice(losses, modality)
+                if isinstance(error, DecoderCrashedError):  # the input's fault: refused from now on
+                    self.guard.quarantine(digest, losses[-1].why)
+                raise error from None
             if not success:
                 raise payload
             return Decoded(torch.from_numpy(np.asarray(payload)), float(seconds))
-
-    def _verdict(self, losses: list[DecoderLostError], digest: str, modality: str) -> Exception:
-        if all(lost.input_like for lost in losses):
-            self.guard.quarantine(digest, losses[-1].why)
-            return DecoderCrashedError(
-                f"the {modality} decoder crashed on this file twice ({losses[-1].why}); the file is refused",
-                exit=losses[-1].why,
-            )
-        return ServiceUnavailableError(
-            f"a decoder process was lost twice while decoding this {modality} input ({losses[-1].why}); "
-            "this is not a problem with the file: retry",
-            retry_after=2,
-        )
 
     async def _attempt(
         self, lane: _Lane, modality: str, data: bytes, params: dict[str, Any], deadline: float | None, client: str

@@ -7,6 +7,7 @@ lower its own CPU priority (the lane for expensive inputs runs niced, so that it
 
 A lost process is classified: a crash in native code (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) may be the input's
 fault; a SIGKILL (the kernel's OOM killer, an operator), SIGTERM or a broken pipe is not, so the pool retries it.
+Lost on the retry too, the input is refused only when both losses were input-like (``lost_twice``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import Any
 
 import torch
 
-from unirep_errors import InputTooLargeError, PreprocessTimeoutError, UndecodableInputError, UnirepError
+from unirep_errors import (
+    DecoderCrashedError,
+    InputTooLargeError,
+    PreprocessTimeoutError,
+    ServiceUnavailableError,
+    UndecodableInputError,
+    UnirepError,
+)
 
 FAULT_PREFIX = b"UNIREP-FAULT:"
 """Test hook (only with ``debug_fault_injection``): ``UNIREP-FAULT:hang``, ``:crash``, ``:kill``, ``:oom``, or
@@ -55,6 +63,21 @@ class DecoderLostError(Exception):
         super().__init__(why)
         self.why = why
         self.input_like = input_like
+
+
+def lost_twice(losses: list[DecoderLostError], modality: str) -> UnirepError:
+    """The answer when an input's decoder was lost on its try and its retry: the input's fault (422, and the pool
+    quarantines it) when both losses were crashes in native code; otherwise the service's (503: retry)."""
+    why = losses[-1].why
+    if all(lost.input_like for lost in losses):
+        return DecoderCrashedError(
+            f"the {modality} decoder crashed on this file twice ({why}); the file is refused", exit=why
+        )
+    return ServiceUnavailableError(
+        f"a decoder process was lost twice while decoding this {modality} input ({why}); "
+        "this is not a problem with the file: retry",
+        retry_after=2,
+    )
 
 
 def _address_space_bytes() -> int:

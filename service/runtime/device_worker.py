@@ -7,7 +7,8 @@ at every batch size during ``warmup`` (cuDNN picks its algorithms per shape), an
 batcher's deadline estimates.
 
 A model on ``auto`` with no remembered backend serves its first preferred candidate at once; the others are
-measured once it is warm, in the background (``backend_measure``), and the fastest swapped in between batches.
+measured once it is warm, in the background, and the fastest swapped in between batches: the worker's side of that
+(device lock, idle tracking, pending measurements, the switch) is ``backend_measure.BackgroundSwitching``.
 
 One bad item never fails its batch-mates: if a batch raises, its items are retried one by one and only the
 items that fail again get an error.
@@ -17,16 +18,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from servable.served import ServedModel
-from service.runtime.backend_measure import BackgroundMeasurer, Pending
+from service.runtime.backend_measure import BackgroundSwitching, Pending
 from service.runtime.backends import BuildRequest, Choice, ExportCache, Runner, start_runner, weights_digest
 from service.runtime.devices import choose_precision
 from service.runtime.work import Batch, BatchItem, BatchResult, ItemResult
@@ -38,7 +37,7 @@ WARM_QUIET_S = 1.0
 """Idle time after which a device warms one cold batch size (a request arriving meanwhile waits for that one)."""
 
 
-class DeviceWorker:
+class DeviceWorker(BackgroundSwitching):
     """Every served model, on one device, in deploy form and eval mode."""
 
     def __init__(
@@ -64,16 +63,7 @@ class DeviceWorker:
         self.threads = threads
         self.remeasure_backends = remeasure_backends
         """``auto``: measure the candidates even where a choice is remembered."""
-        self.device_lock = threading.RLock()
-        """Held while a runner runs: a batch, a warm-up pass, one background timing run, a backend switch."""
-        self.executing = False
-        self.last_active = time.monotonic()
-        self.pending: dict[str, Pending] = {}
-        """``auto`` models whose candidates are still to be measured (submitted once the model is warm)."""
-        self.measurer = BackgroundMeasurer(self, self.cache)
-        self._warming_all = False
-        self.on_switch: Callable[[str, str, str], None] | None = None
-        """Called with (key, old backend, new backend) after a switch (the transport updates its metrics)."""
+        self.start_background(self.cache)
         for key, served in models.items():
             self.install(key, served)
         self.inference_delay_s = inference_delay_s
@@ -128,49 +118,12 @@ class DeviceWorker:
             channels_last=self.precision.channels_last,
         )
 
-    def switch_backend(self, key: str, served: ServedModel, runner: Runner, choice: Choice) -> bool:
-        """Serve ``key`` with ``runner`` from the next batch on (False: ``served`` is no longer installed there).
-
-        Under the device lock, so a batch in flight finishes on the runner it started with. ``served`` is the
-        object ``/models`` reads, so its backend and note follow."""
-        with self.device_lock:
-            if self.served.get(key) is not served:
-                return False
-            switched, old = self.runners[key] is not runner, self.backends[key].name
-            self.runners[key], self.backends[key] = runner, choice
-            served.backend, served.backend_note = choice.name, choice.reason
-        if self.on_switch is not None and old != choice.name:
-            self.on_switch(key, old, choice.name)
-        if switched:  # the sizes between 1 and the largest are cold on the new runner: warmed when idle
-            sizes = range(2, served.config.max_batch_size) if self.warmup_enabled else range(0)
-            self.ran.difference_update((key, size) for size in sizes)
-            self.cold.extend((key, size) for size in sizes)
-        return True
-
-    def quiet_since(self) -> float:
-        """When the device last ran a batch (now while one runs): background work waits for a quiet device."""
-        return time.monotonic() if self.executing else self.last_active
-
-    def close(self) -> None:
-        """Stop the background measurement (the models keep the backends they have)."""
-        self.measurer.stop()
-
     def warmup(self, background: bool = False) -> None:
         """Run every bucket at every batch size 1..max_batch_size once, before the worker reports ready (with
         ``background``, sizes 1 and the largest before, the others later: ``warm_next``)."""
-        self._warming_all = True
-        try:
+        with self.warming_all():
             for key in list(self.served):
                 self.warm(key, background)
-        finally:
-            self._warming_all = False
-        for key in list(self.pending):
-            self._measure_later(key)
-
-    def _measure_later(self, key: str) -> None:
-        """Hand ``key``'s pending measurement to the background thread, once every model is warm."""
-        if not self._warming_all and (pending := self.pending.pop(key, None)) is not None:
-            self.measurer.submit(pending)
 
     def warm(self, key: str, background: bool = False) -> None:
         """Run one model's bucket at every batch size (or 1 without warm-up) and measure its batch latencies.
@@ -201,7 +154,7 @@ class DeviceWorker:
             largest * 1000,
         )
         self.last_active = time.monotonic()
-        self._measure_later(key)
+        self.measure_later(key)
 
     def quiet_for(self) -> float | None:
         """Seconds until the device has been idle ``WARM_QUIET_S`` and may warm a cold size (0: now); None when
@@ -249,12 +202,8 @@ class DeviceWorker:
 
     def execute(self, batch: Batch) -> BatchResult:
         """Run a batch: skip dead items, stack, forward once, postprocess each item (errors per item)."""
-        self.executing = True
-        try:
+        with self.running_batch():
             return self._execute(batch)
-        finally:
-            self.last_active = time.monotonic()
-            self.executing = False
 
     def _execute(self, batch: Batch) -> BatchResult:
         started = time.time()

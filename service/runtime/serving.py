@@ -1,5 +1,6 @@
 """The serving runtime: built from the settings, it owns the served models, the preprocessing pool, the batcher,
-the transport (with its device workers) and the result cache, and walks one request through them.
+the transport (with its device workers) and the result cache, and walks one request through them (the path itself
+is ``compute.answer``).
 
 Kept apart from the HTTP layer (``service.http``) so that the request path can be driven without HTTP (benchmarks,
 other protocols), and so that scale-out injects its Redis cache and Redis Streams transport:
@@ -9,8 +10,6 @@ other protocols), and so that scale-out injects its Redis cache and Redis Stream
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from modality_adapters import list_adapters
 from servable.served import ServedModel
 from service.metrics import Metrics
 from service.repository.manager import ModelRepository, Repository
-from service.runtime.admission import latency_seeds, resolve_top_k, with_cap_note
+from service.runtime.admission import latency_seeds
 from service.runtime.assembly import (
     build_models,
     local_cache,
@@ -33,8 +32,8 @@ from service.runtime.assembly import (
     make_device_workers,
 )
 from service.runtime.batching import Batcher
-from service.runtime.cache import ResultCache, cache_key
-from service.runtime.compute import Job, compute
+from service.runtime.cache import ResultCache
+from service.runtime.compute import Job, answer
 from service.runtime.decoder_pool import DecoderPool
 from service.runtime.fair_queue import ClientWeights
 from service.runtime.model_table import ModelTable
@@ -44,7 +43,7 @@ from service.runtime.stage_times import DecodeTimes
 from service.runtime.transport import LocalTransport, Transport
 from service.runtime.work import Task
 from service.settings import ServiceSettings
-from unirep_errors import InvalidParameterError, NotFoundError, ServiceUnavailableError, UndecodableInputError
+from unirep_errors import InvalidParameterError, NotFoundError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -258,50 +257,9 @@ class ServiceRuntime:
         job = Job(data, "", client, decoded_map, on_decoded)
         self.users[served.key] += 1  # held until answered: a replaced version is released only after this
         try:
-            return await self._answer(served, task, top_k, timeout_ms, cancelled, hints, job, all_classes)
+            return await answer(self, served, task, top_k, timeout_ms, cancelled, hints, job, all_classes)
         finally:
             self.users[served.key] -= 1
-
-    async def _answer(
-        self,
-        served: ServedModel,
-        task: Task,
-        top_k: int | None,
-        timeout_ms: float | None,
-        cancelled: Callable[[], bool],
-        hints: dict[str, Any] | None,
-        job: Job,
-        all_classes: bool,
-    ) -> Outcome:
-        """``infer`` once the model is chosen: the cache (keyed on that model's version), else a computation."""
-        modality, data = served.modality, job.data
-        k = (
-            (served.num_classes if all_classes else resolve_top_k(served, top_k, self.settings.max_top_k))
-            if task == "classify"
-            else 0
-        )
-        if not data:
-            raise UndecodableInputError(
-                f"the request has no {modality} payload: send it as multipart field 'file' or as the raw body"
-            )
-        timeout_ms = timeout_ms if timeout_ms is not None else self.settings.default_timeout_ms
-        deadline_wall = time.time() + timeout_ms / 1000.0 if timeout_ms is not None else None
-        deadline_mono = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
-        params = {**served.params, **(hints or {})}
-        digest = hashlib.sha256(data).hexdigest()
-        key = cache_key(digest, modality, task, {"top_k": k, **(hints or {})}, served.version)
-        # Cached, or being computed by an identical request (here or, with Redis, on another gateway): wait for it.
-        async with self.flights.lead(key, deadline_mono) as lease:
-            if lease.result is not None:
-                self.metrics.cache_hits.labels(modality).inc()
-                if lease.coalesced:
-                    self.metrics.cache_coalesced.labels(modality).inc()
-                return Outcome(with_cap_note(lease.result, top_k, k), cache_hit=True)
-            self.metrics.cache_misses.labels(modality).inc()
-            job = dataclasses.replace(job, digest=digest)
-            outcome = await compute(self, served, task, job, k, params, deadline_wall, deadline_mono, cancelled)
-            await lease.publish(outcome.result)
-        return dataclasses.replace(outcome, result=with_cap_note(outcome.result, top_k, k))
 
     def describe_models(self) -> list[dict[str, Any]]:
         """``GET /models``: every routed model and version, with its state, without the wire-only weights detail."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -33,6 +32,7 @@ from service.runtime.transport import Transport
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import decode_result, encode_batch
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, async_client, redacted
+from service.scaleout.worker_heartbeat import live_workers
 from service.settings import ModalityConfig, ServiceSettings
 from unirep_errors import ServiceUnavailableError
 
@@ -135,15 +135,9 @@ class RedisStreamsTransport(Transport):
 
     async def refresh(self) -> dict[str, dict[str, Any]]:
         """Serving key -> one live worker's description of its model; also refreshes ``live`` (device counts)."""
-        now_s, now_us = await self.client.time()
-        now_ms = now_s * 1000 + now_us // 1000
-        ids: Any = await self.client.zrangebyscore(
-            self.keys.workers, now_ms - self.settings.worker_ttl_s * 1000, "+inf"
-        )
-        infos: Any = await self.client.hmget(self.keys.worker_info, ids) if ids else []
+        self.worker_infos = await live_workers(self.client, self.keys, self.settings.worker_ttl_s)
         live: dict[str, int] = {}
         models: dict[str, dict[str, Any]] = {}
-        self.worker_infos = [json.loads(raw) for raw in infos if raw is not None]
         for info in self.worker_infos:
             for modality, desc in info.get("models", {}).items():
                 live[modality] = live.get(modality, 0) + max(1, len(info.get("devices", [])))

@@ -6,24 +6,21 @@ thread that loops: take over batches a dead worker left pending (XAUTOCLAIM, onc
 batches of the same bucket up to ``max_batch_size`` into one forward pass (``DeviceWorker.execute``: items past
 their deadline are skipped, never computed), reply to each batch's gateway, then XACK and XDEL the entries.
 
-A heartbeat thread keeps the worker visible (a sorted set scored with Redis's own clock, plus a description the
-gateways build their model descriptions from) and re-claims the entries being computed (XCLAIM JUSTID), which
-resets their idle time: only a worker that stopped heartbeating (dead, or cut off from Redis) has its batches
-taken over, however long a batch takes. A worker that restarts joins as a new consumer and takes work at once.
+A heartbeat thread (``worker_heartbeat``) keeps the worker visible and re-claims the entries being computed, so
+that only a worker that stopped heartbeating (dead, or cut off from Redis) has its batches taken over, however long
+a batch takes. A worker that restarts joins as a new consumer and takes work at once.
 Repository versions (``pets/2#7``) are loaded, announced and released by ``worker_repository``'s own thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
 from typing import Any
 
 import redis
@@ -36,6 +33,7 @@ from service.runtime.transport import follow_backend_switches
 from service.runtime.work import Batch, BatchResult
 from service.scaleout.codec import BatchRequest, decode_batch, encode_failure, encode_result, pack_requests
 from service.scaleout.connection import REDIS_ERRORS, Keys, RedisHealth, redacted, sync_client
+from service.scaleout.worker_heartbeat import Heartbeat
 from service.scaleout.worker_repository import WorkerRepository
 from service.settings import ServiceSettings
 
@@ -43,12 +41,6 @@ log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 500
 REPLY_MAXLEN = 10_000
-_HEARTBEAT = """
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-"""
 
 Entry = tuple[str, bytes, dict[bytes, bytes] | None]
 """(stream key, entry id, fields; None when the entry was deleted while pending)."""
@@ -71,9 +63,9 @@ class StreamWorker:
         self.devices: list[DeviceWorker] = []
         self.ready = False
         self.stopping = threading.Event()
-        self._in_progress: dict[str, set[tuple[str, bytes]]] = defaultdict(set)
-        self._lock = threading.Lock()
-        self._heartbeat = self.client.register_script(_HEARTBEAT)
+        self.heartbeat = Heartbeat(
+            self.client, self.keys, self.worker_id, self.description, self.health, settings.worker_ttl_s
+        )
         self.repository = WorkerRepository(self)
 
     # --- startup ---------------------------------------------------------------------------------------------
@@ -112,7 +104,7 @@ class StreamWorker:
 
     def run(self) -> None:
         """Consume until ``stopping`` is set (SIGTERM), finishing the batches in hand, then leave the pool."""
-        threading.Thread(target=self._heartbeat_loop, name="unirep-heartbeat", daemon=True).start()
+        threading.Thread(target=self.heartbeat.run, args=(self.stopping,), name="unirep-heartbeat", daemon=True).start()
         threading.Thread(target=self.repository.run, name="unirep-repository", daemon=True).start()
         consumers = [
             threading.Thread(target=self._consume, args=(d,), name=f"unirep-consumer-{d.device_name}")
@@ -196,9 +188,7 @@ class StreamWorker:
         return out
 
     def _process(self, device: DeviceWorker, client: redis.Redis, consumer: str, entries: list[Entry]) -> None:
-        with self._lock:
-            self._in_progress[consumer].update((s, e) for s, e, _ in entries)
-        try:
+        with self.heartbeat.holding(consumer, ((s, e) for s, e, _ in entries)):
             requests: list[tuple[str, bytes, BatchRequest]] = []
             replies: list[tuple[str, dict[bytes, bytes]]] = []
             for stream, entry_id, fields in entries:
@@ -222,9 +212,6 @@ class StreamWorker:
                 pipe.xack(stream, self.keys.group, entry_id)
                 pipe.xdel(stream, entry_id)
             pipe.execute()
-        finally:
-            with self._lock:
-                self._in_progress[consumer].difference_update((s, e) for s, e, _ in entries)
 
     def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None) -> BatchRequest | None:
         if not fields:
@@ -273,32 +260,3 @@ class StreamWorker:
             )
             out.append((req.reply_to, encode_result(part, consumer)))
         return out
-
-    # --- heartbeat ------------------------------------------------------------------------------------------------
-
-    def beat_now(self) -> None:
-        """Heartbeat with the current description (also on a repository change, so gateways see it at once)."""
-        info = json.dumps(self.description())
-        self._heartbeat(keys=[self.keys.workers, self.keys.worker_info], args=[self.worker_id, info])
-
-    def _heartbeat_loop(self) -> None:
-        interval = max(0.1, self.settings.worker_ttl_s / 5)
-        while not self.stopping.is_set():
-            try:
-                self.beat_now()
-                self._touch_in_progress()
-                self.health.succeeded()
-            except REDIS_ERRORS as exc:
-                self.health.failed(exc)
-            self.stopping.wait(interval)
-
-    def _touch_in_progress(self) -> None:
-        """XCLAIM our own in-progress entries (JUSTID): their idle time restarts, so nobody reclaims them."""
-        with self._lock:
-            held = {c: list(entries) for c, entries in self._in_progress.items() if entries}
-        for consumer, entries in held.items():
-            by_stream: dict[str, list[bytes]] = defaultdict(list)
-            for stream, entry_id in entries:
-                by_stream[stream].append(entry_id)
-            for stream, ids in by_stream.items():
-                self.client.xclaim(stream, self.keys.group, consumer, 0, list[Any](ids), justid=True)

@@ -98,7 +98,7 @@ class WorkerRepository:
 
     def _announce(self, key: str, name: str, version: int, state: str, reason: str = "") -> None:
         self.states[key] = {"name": name, "version": str(version), "state": state, "reason": reason}
-        self.worker.beat_now()
+        self.worker.heartbeat.beat_now()
 
     def _load(self, key: str, name: str, version: int, spec: VersionSpec) -> None:
         self._announce(key, name, version, LOADING)
@@ -175,4 +175,4 @@ class WorkerRepository:
         self.retiring.pop(key, None)
         self.worker.metrics.model_changes.labels(state.get("name", key), "unloaded").inc()
         log.info("released %s version %s (%s)", state.get("name"), state.get("version"), key)
-        self.worker.beat_now()
+        self.worker.heartbeat.beat_now()
