@@ -102,8 +102,8 @@ def add_parser(subparsers: Any) -> None:
         choices=("train", "ridge"),
         default=None,
         help="train: the whole network by gradient steps; ridge: keep the backbone as initialized (or --init) and "
-        "solve the head in closed form on its features (seconds; strong on a few dozen examples). Default: train, "
-        "unless a time-series map search finds the ridge head clearly better on held-out training series",
+        "solve the head in closed form on its features (seconds; strong on a few dozen examples) (default: train, "
+        "unless a time-series map search finds the ridge head clearly better on held-out training series)",
     )
     train.add_argument(
         "--resume",
