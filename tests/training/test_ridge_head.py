@@ -101,9 +101,10 @@ def test_the_search_scores_the_ridge_head_and_keeps_training_where_training_wins
 @pytest.mark.parametrize(
     ("trained", "ridge", "chosen"),
     [
-        ((36, 100, 0.0), (55, 100, 0.0), True),  # 19 of 100 ahead: beyond 15 %
-        ((36, 100, 0.0), (50, 100, 0.0), False),  # 14 of 100: within what short training leaves on the table
-        ((43, 50, 0.0), (49, 50, 0.0), False),  # 6 of 50: needs 8
+        ((39, 100, 0.0), (51, 100, 0.0), True),  # 12 of 100 ahead: beyond 10 %
+        ((39, 100, 0.0), (48, 100, 0.0), False),  # 9 of 100: within what the whole run gains on a short trial
+        ((43, 50, 0.0), (48, 50, 0.0), True),  # 5 of 50
+        ((43, 50, 0.0), (47, 50, 0.0), False),
         ((10, 12, 0.0), (12, 12, 0.0), True),  # 2 of 12: the floor of two series
         ((10, 12, 0.0), (11, 12, 0.0), False),
     ],
