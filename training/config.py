@@ -20,6 +20,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 (``small_params``), so that a set of a few hundred examples trains in minutes on two cores; its cost and accuracy on
 the benchmark sets are in the README."""
 SELECTIONS = ("best", "last")
+HEADS = ("train", "ridge")
+"""``train``: the whole network by gradient steps; ``ridge``: the backbone as initialized (or ``--init``) and the
+head solved in closed form (``training.ridge_head``)."""
 
 
 @dataclass
@@ -59,6 +62,8 @@ class TrainConfig:
     """channels_last memory format; None means on CUDA only."""
     init: str | None = None
     freeze_backbone: bool = False
+    head: str | None = None
+    """One of ``HEADS``; None: ``train``, unless a time-series run's map search finds the ridge head better."""
     resume: str | Path | None = None
     workers: int | None = None
     """Decoding processes (None: one per CPU)."""
@@ -104,6 +109,10 @@ class TrainConfig:
             problems.append("--label-smoothing and --drop-path must be in [0, 1)")
         if self.select not in SELECTIONS:
             problems.append(f"--select must be one of {SELECTIONS}, got {self.select!r}")
+        if self.head is not None and self.head not in HEADS:
+            problems.append(f"--head must be one of {HEADS}, got {self.head!r}")
+        if self.head == "ridge" and self.resume:
+            problems.append("--head ridge solves the head in one go: there is nothing to --resume")
         if self.mixup is not None and not 0.0 <= self.mixup <= 1.0:
             problems.append(f"--mixup is a probability in [0, 1], got {self.mixup}")
         if problems:

@@ -74,6 +74,16 @@ def announce(run: Run) -> None:
     """Measure, say the plan on stderr (rank 0), record the estimate in the run's notes, open the run's bar."""
     if not run.d.is_main or run.start_epoch >= run.cfg.epochs:
         return
+    if run.head == "ridge":
+        data, shape = run.data, "x".join(str(v) for v in run.adapter.output_shape(**run.data.params))
+        line = (
+            f"fitting the head of {run.variant} on {run.d.device.type}: {len(data.train.tensors)} examples, "
+            f"{len(data.labels)} classes, {len(data.val.tensors)} for validation; ridge regression on the features "
+            f"of the {'--init' if run.cfg.init else 'untrained'} backbone, no training steps; map {shape}"
+        )
+        run.notes.append(line)
+        print(line, file=sys.stderr, flush=True)
+        return
     step_seconds = seconds_per_step(run)
     line = describe(run, step_seconds)
     run.notes.append(line)

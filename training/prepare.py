@@ -30,6 +30,8 @@ class PreparedData:
     fingerprint: str
     notes: list[str] = field(default_factory=list)
     """What was decided from the data before training (a time-series model's map), for the run's notes."""
+    head: str | None = None
+    """The head the data chose (a time-series map search may find the ridge head better), when the run left it open."""
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -83,11 +85,12 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
     series = cfg.modality == "timeseries"  # its params are checked once the data's scale is in
     params = served_params(cfg.modality, model, cfg.params, validate=not series)
     notes: list[str] = []
+    head = None
     if series:  # variables, length and map from the training split (never validation)
         from training.series_params import choose_series_params
 
         choice = choose_series_params(train_examples, params, cfg, model)
-        params, notes = choice.params, [choice.note] if choice.note else []
+        params, notes, head = choice.params, [choice.note] if choice.note else [], choice.head
         get_adapter(cfg.modality).resolve_params(**params)
         if notes and rank == 0 and cfg.progress:
             print(choice.note, file=sys.stderr)
@@ -105,4 +108,4 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
         print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
         for source, reason in skipped[:5]:
             print(f"  {source}: {reason}", file=sys.stderr)
-    return PreparedData(labels, params, in_chans, train, val, fingerprint(train.digests + val.digests), notes)
+    return PreparedData(labels, params, in_chans, train, val, fingerprint(train.digests + val.digests), notes, head)

@@ -7,24 +7,28 @@ the map, where stretching them invents it. So when the run leaves the map open (
 training split and are scored on the rest of it; the best is the model's map and travels in its params. The
 validation and test data are never looked at. Too few examples to hold some out (``MIN_SEARCH_EXAMPLES``) and
 the first candidate, the served default, is taken without a search.
+
+When the run leaves its head open too, the same holdouts score each map with the closed-form ridge head on the
+untrained network (``training.ridge_head``); it replaces training when it is clearly ahead of every trained
+candidate (``RIDGE_MARGIN``).
 """
 
 from __future__ import annotations
 
-import os
+import math
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from training.config import TrainConfig
 from training.data import Example, stratified_split
-from unirep_errors import DatasetError, InputTooLargeError, UndecodableInputError, UnirepError
+from training.series_trials import ridge_score, trained_score
+from unirep_errors import DatasetError, UnirepError
 
 SEARCHED = ("representation", "length_mode", "normalize")
 """The params the search chooses; giving any of them explicitly skips it."""
@@ -37,6 +41,11 @@ MARGIN = 2
 """Held-out series (summed over folds) a candidate must get right beyond the served default's to replace it."""
 SEARCH_STEPS = (20, 60)
 """Optimizer steps per candidate: a sixth of the run's planned steps, within these bounds."""
+RIDGE_MARGIN = 0.10
+"""Share of the held-out series the ridge head must get right beyond the best trained candidate to replace
+training (and never fewer than ``MARGIN``): a trained candidate is scored after a sixth of the run's steps, the
+ridge head at its full strength, and the whole run gains on the short trial (2-6 points on dev splits of
+training data), so a smaller lead would favour the ridge head unfairly."""
 
 
 @dataclass
@@ -45,6 +54,8 @@ class Choice:
 
     params: dict[str, Any]
     note: str
+    head: str | None = None
+    """``ridge`` where the search found the closed-form head better than training; else None (train)."""
 
 
 def parse_series(examples: Sequence[Example]) -> dict[int, tuple[np.ndarray, str]]:
@@ -135,11 +146,19 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         f"{len(splits[0][1])}"
     )
     kept = " (the default: no candidate won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
+    head, ridge_note = None, ""
+    if cfg.head is None and not cfg.init and not cfg.freeze_backbone:
+        ridge = [_tally({**params, **option}, splits, parsed, cfg, variant, 0, ridge_score) for option in options]
+        r = pick(ridge, margin=0)
+        if ridge_is_clearly_ahead(tallies[best], ridge[r]):
+            best, head, kept = r, "ridge", ""
+        counts = " / ".join(f"{c}/{n}" for c, n, _ in ridge)
+        ridge_note = f"; the ridge head, same maps: {counts}" + ("" if head else " (training kept)")
     note = (
-        f"map: {_describe(options[best])}{kept}, chosen by holdout accuracy ({how}; right of held out: {tried}; "
-        f"{time.monotonic() - started:.0f} s)"
+        f"map: {_describe(options[best])}{kept}{' with the ridge head' if head else ''}, chosen by holdout accuracy "
+        f"({how}; right of held out: {tried}{ridge_note}; {time.monotonic() - started:.0f} s)"
     )
-    return Choice(with_scale({**params, **options[best]}, series), note)
+    return Choice(with_scale({**params, **options[best]}, series), note, head)
 
 
 def holdouts(examples: Sequence[Example], seed: int) -> list[tuple[list[Example], list[Example]]]:
@@ -166,6 +185,12 @@ def holdouts(examples: Sequence[Example], seed: int) -> list[tuple[list[Example]
     return [([e for j, fold in enumerate(folds) if j != i for e in fold], folds[i]) for i in range(FOLDS)]
 
 
+def ridge_is_clearly_ahead(trained: tuple[int, int, float], ridge: tuple[int, int, float]) -> bool:
+    """Whether the ridge head's tally beats the best trained candidate's by ``RIDGE_MARGIN`` of the held-out series
+    (at least ``MARGIN`` series)."""
+    return ridge[0] - trained[0] >= max(MARGIN, math.ceil(RIDGE_MARGIN * trained[1]))
+
+
 def pick(tallies: Sequence[tuple[int, int, float]], margin: int = MARGIN) -> int:
     """Index of the candidate with the most held-out series right (ties: lower held-out loss, then the earlier one),
     or 0, the served default, unless that candidate gets at least ``margin`` more series right than it."""
@@ -180,14 +205,16 @@ def _tally(
     cfg: TrainConfig,
     variant: str,
     steps: int,
+    score: Callable[..., tuple[int, int, float]] | None = None,
 ) -> tuple[int, int, float]:
-    """(series right, series held out, summed loss) of one candidate over the splits; the training data's scale,
-    when the candidate uses one, is each split's fit part's."""
+    """(series right, series held out, summed loss) of one candidate over the splits (``score``: trained for
+    ``steps``, the default, or ``ridge_score``); the training data's scale, when the candidate uses one, is each
+    split's fit part's."""
     right, held, loss = 0, 0, 0.0
     for fit_examples, held_examples in splits:
         fit, scored = _pick(parsed, fit_examples), _pick(parsed, held_examples)
         trial = with_scale(params, [s for s, _ in fit])
-        c, n, lsum = _score(trial, fit, scored, cfg, variant, steps)
+        c, n, lsum = (score or trained_score)(trial, fit, scored, cfg, variant, steps)
         right, held, loss = right + c, held + n, loss + lsum
     return right, held, loss
 
@@ -200,66 +227,3 @@ def _search_steps(cfg: TrainConfig, num_train: int) -> int:
     per_epoch = max(1, num_train // cfg.batch_size)
     planned = max(cfg.min_steps, per_epoch * cfg.epochs)
     return max(SEARCH_STEPS[0], min(SEARCH_STEPS[1], planned // 6))
-
-
-def _score(
-    params: dict[str, Any],
-    fit: Sequence[tuple[np.ndarray, str]],
-    held: Sequence[tuple[np.ndarray, str]],
-    cfg: TrainConfig,
-    variant: str,
-    steps: int,
-) -> tuple[int, int, float]:
-    """(series right, series scored, summed loss) on ``held`` of the run's network trained ``steps`` steps on
-    ``fit`` with the run's recipe."""
-    from training.distributed import pick_device
-    from training.modeling import build_model
-    from training.recipe import make_optimizer, make_scheduler, soft_cross_entropy, soft_targets
-
-    labels = sorted({label for _, label in fit})
-    index = {label: i for i, label in enumerate(labels)}
-    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    x_fit, y_fit = (t.to(device) for t in _encode(fit, params, index))
-    x_held, y_held = (t.to(device) for t in _encode(held, params, index))
-    if not len(x_fit) or not len(x_held):
-        return 0, len(held), float("inf")
-    torch.manual_seed(cfg.seed)
-    net = build_model("timeseries", variant, x_fit.shape[1], len(labels), params).to(device)
-    optimizer = make_optimizer(net, cfg.lr, cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, steps, max(1, steps // 10))
-    order = torch.Generator().manual_seed(cfg.seed)
-    batch = min(cfg.batch_size, len(x_fit))
-    net.train()
-    for _ in range(steps):
-        idx = torch.randperm(len(x_fit), generator=order)[:batch].to(device)
-        loss = soft_cross_entropy(net(x_fit[idx]), soft_targets(y_fit[idx], len(labels), cfg.label_smoothing))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-    net.eval()
-    with torch.no_grad():
-        logits = torch.cat([net(x_held[i : i + 64]) for i in range(0, len(x_held), 64)]).float()
-    right = int((logits.argmax(-1) == y_held).sum())
-    return right, len(y_held), float(torch.nn.functional.cross_entropy(logits, y_held, reduction="sum"))
-
-
-def _encode(
-    pairs: Sequence[tuple[np.ndarray, str]], params: dict[str, Any], index: dict[str, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The served maps of the series the model would take (the decoder refuses the others in training too)."""
-    from modality_adapters import TimeSeriesAdapter
-
-    adapter = TimeSeriesAdapter()
-    maps, targets = [], []
-    for values, label in pairs:
-        if label not in index:
-            continue
-        try:
-            maps.append(adapter.decode_array(values, **params))
-        except (UndecodableInputError, InputTooLargeError):  # a series the decoder refuses; bad params raise
-            continue
-        targets.append(index[label])
-    if not maps:
-        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
-    return torch.stack(maps), torch.tensor(targets)

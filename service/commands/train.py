@@ -98,6 +98,14 @@ def add_parser(subparsers: Any) -> None:
     )
     train.add_argument("--freeze-backbone", action="store_true", help="train only the head (fast on a CPU)")
     train.add_argument(
+        "--head",
+        choices=("train", "ridge"),
+        default=None,
+        help="train: the whole network by gradient steps; ridge: keep the backbone as initialized (or --init) and "
+        "solve the head in closed form on its features (seconds; strong on a few dozen examples) (default: train, "
+        "unless a time-series map search finds the ridge head clearly better on held-out training series)",
+    )
+    train.add_argument(
         "--resume",
         nargs="?",
         const="",
@@ -174,6 +182,7 @@ def _config(args: argparse.Namespace) -> Any:
         amp=args.amp,
         init=args.init,
         freeze_backbone=args.freeze_backbone,
+        head=args.head,
         resume=resume,
         workers=args.workers,
         cache_dir=args.cache_dir,

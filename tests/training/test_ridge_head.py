@@ -1,0 +1,122 @@
+"""``--head ridge``: the backbone as its seed made it, the head solved in closed form; and the time-series map search
+choosing it only when it is clearly ahead of training on held-out training series."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modality_adapters import get_adapter
+from servable.build import build_served_model
+from service.settings import ModalitySettings
+from tests.training.helpers import small_config
+from training import evaluate, train
+from training.config import TrainConfig
+from training.modeling import build_model
+from training.series_params import ridge_is_clearly_ahead
+from unirep_errors import InvalidParameterError
+
+SMALL = {"image_size": 16}
+PERIODS = (3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
+
+
+def periodic_series(root: Path, per_class: int, seed: int, classes: int = 4) -> Path:
+    """Classes told apart by the period of a noisy wave of random phase and amplitude (48 steps, one variable)."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(48)
+    for period in PERIODS[:classes]:
+        folder = root / f"p{int(period)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            wave = rng.uniform(0.5, 2.0) * np.sin(2 * np.pi * steps / period + rng.uniform(0, 2 * np.pi))
+            values = wave + 0.2 * rng.normal(size=steps.shape)
+            (folder / f"{i}.csv").write_text("\n".join(f"{v:.5f}" for v in values) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ridge_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, Path, dict[str, object]]:
+    root = tmp_path_factory.mktemp("ridge")
+    data, test = periodic_series(root / "train", 10, 0), periodic_series(root / "test", 8, 1)
+    params = {**SMALL, "representation": "values+gasf+gadf+rp"}
+    cfg = small_config("timeseries", data, root / "out", root / "cache", params=params, head="ridge", seed=5)
+    train(cfg)
+    return cfg, test, json.loads((root / "out" / "metrics.json").read_text())
+
+
+def test_the_ridge_head_makes_no_training_step_and_keeps_the_seeded_backbone(
+    ridge_run: tuple[TrainConfig, Path, dict[str, object]],
+) -> None:
+    cfg, _, metrics = ridge_run
+    schedule = metrics["schedule"]
+    assert isinstance(schedule, dict) and schedule["optimizer_steps"] == 0
+    notes = metrics["notes"]
+    assert isinstance(notes, list) and any("ridge regression on the features of" in n for n in notes)
+    served = build_served_model(
+        ModalitySettings(weights=str(Path(cfg.out) / "model.safetensors")).resolve("timeseries"),
+        get_adapter("timeseries"),
+    )
+    assert served.module is not None
+    torch.manual_seed(cfg.seed)  # the network the run started from: same seed, same shape
+    fresh = build_model("timeseries", "unireplknet_a", 4, 4, served.params)
+    state = served.module.state_dict()
+    stem = next(k for k in state if k.endswith("downsample_layers.0.0.weight"))
+    torch.testing.assert_close(state[stem], fresh.state_dict()[stem])  # the backbone was not trained
+    head = next(k for k in state if k.endswith("head.weight"))
+    assert not torch.allclose(state[head], fresh.state_dict()[head])  # the head was solved
+
+
+def test_the_ridge_head_classifies_unseen_series_and_serves_as_evaluated(
+    ridge_run: tuple[TrainConfig, Path, dict[str, object]],
+) -> None:
+    cfg, test, metrics = ridge_run
+    deploy = metrics["deploy_check"]
+    assert isinstance(deploy, dict) and deploy["passed"]
+    report = evaluate("timeseries", test, Path(cfg.out) / "model.safetensors", device="cpu", workers=1)
+    assert report.accuracy >= 0.75  # 32 series of 4 periods from 30 training ones; an unfitted head: chance (0.25)
+
+
+def test_the_search_scores_the_ridge_head_and_keeps_training_where_training_wins(tmp_path: Path) -> None:
+    """Six periods, six series each: here 20 trial steps of training already beat the solved head (23 against 16
+    of 30 held-out series), so the run trains; the note says both."""
+    data = periodic_series(tmp_path / "train", 6, 2, classes=6)
+    cfg = small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params=dict(SMALL), val_fraction=0.2)
+    train(cfg)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    choice = next(n for n in metrics["notes"] if n.startswith("map: "))
+    assert "the ridge head, same maps:" in choice and "(training kept)" in choice
+    assert metrics["schedule"]["optimizer_steps"] > 0
+    named = small_config(
+        "timeseries", data, tmp_path / "out2", tmp_path / "cache", params=dict(SMALL), val_fraction=0.2, head="train"
+    )
+    train(named)
+    notes = json.loads((tmp_path / "out2" / "metrics.json").read_text())["notes"]
+    assert not any("ridge" in n for n in notes)  # a run that names its head is not second-guessed
+
+
+@pytest.mark.parametrize(
+    ("trained", "ridge", "chosen"),
+    [
+        ((39, 100, 0.0), (51, 100, 0.0), True),  # 12 of 100 ahead: beyond 10 %
+        ((39, 100, 0.0), (48, 100, 0.0), False),  # 9 of 100: within what the whole run gains on a short trial
+        ((43, 50, 0.0), (48, 50, 0.0), True),  # 5 of 50
+        ((43, 50, 0.0), (47, 50, 0.0), False),
+        ((10, 12, 0.0), (12, 12, 0.0), True),  # 2 of 12: the floor of two series
+        ((10, 12, 0.0), (11, 12, 0.0), False),
+    ],
+)
+def test_the_ridge_head_must_be_clearly_ahead(
+    trained: tuple[int, int, float], ridge: tuple[int, int, float], chosen: bool
+) -> None:
+    assert ridge_is_clearly_ahead(trained, ridge) is chosen
+
+
+def test_bad_head_values_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="--head must be one of"):
+        small_config("timeseries", tmp_path, tmp_path / "o", tmp_path / "c", head="lasso").check()
+    with pytest.raises(InvalidParameterError, match="nothing to --resume"):
+        small_config("timeseries", tmp_path, tmp_path / "o", tmp_path / "c", head="ridge", resume=tmp_path).check()
