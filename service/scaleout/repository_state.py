@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from service.repository.manager import IndexEntry
 from service.scaleout.connection import REDIS_ERRORS, Keys
+from service.scaleout.worker_heartbeat import live_workers
 from unirep_errors import ServiceUnavailableError
 
 READY, LOADING, UNAVAILABLE = "READY", "LOADING", "UNAVAILABLE"
@@ -107,15 +108,6 @@ async def publish(client: aioredis.Redis, keys: Keys, record: ModelRecord) -> No
     pipe.hset(keys.repository, record.name, record.dumps())
     pipe.incr(keys.repository_generation)
     await pipe.execute()
-
-
-async def live_workers(client: aioredis.Redis, keys: Keys, ttl_s: float) -> list[dict[str, Any]]:
-    """The descriptions of the workers that heartbeated within ``ttl_s`` (Redis's clock)."""
-    now_s, now_us = await client.time()
-    now_ms = now_s * 1000 + now_us // 1000
-    ids: Any = await client.zrangebyscore(keys.workers, now_ms - ttl_s * 1000, "+inf")
-    infos: Any = await client.hmget(keys.worker_info, ids) if ids else []
-    return [json.loads(raw) for raw in infos if raw is not None]
 
 
 async def collect_files(client: aioredis.Redis, keys: Keys) -> int:
