@@ -68,7 +68,13 @@ def ridge_epoch(run: Run) -> dict[str, Any]:
     adapter, params = run.adapter, run.data.params
     index = {label: i for i, label in enumerate(run.data.labels)}
     targets = [index[label] for label in run.data.train.labels]
-    features = pooled_features(run.net, [adapter.training_input(t, **params) for t in run.data.train.tensors])
+    tensors = run.data.train.tensors  # mapped a batch at a time: a large image set's maps would not fit in memory
+    features = np.concatenate(
+        [
+            pooled_features(run.net, [adapter.training_input(t, **params) for t in tensors[i : i + FEATURE_BATCH]])
+            for i in range(0, len(tensors), FEATURE_BATCH)
+        ]
+    )
     alpha = fit_ridge_head(run.net, features, targets, len(run.data.labels))
     head = backbone_of(run.net).head
     with torch.no_grad():

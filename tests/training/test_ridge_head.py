@@ -13,7 +13,7 @@ import torch
 from modality_adapters import get_adapter
 from servable.build import build_served_model
 from service.settings import ModalitySettings
-from tests.training.helpers import small_config
+from tests.training.helpers import make_dataset, small_config
 from training import evaluate, train
 from training.config import TrainConfig
 from training.modeling import build_model
@@ -120,3 +120,17 @@ def test_bad_head_values_are_refused(tmp_path: Path) -> None:
         small_config("timeseries", tmp_path, tmp_path / "o", tmp_path / "c", head="lasso").check()
     with pytest.raises(InvalidParameterError, match="nothing to --resume"):
         small_config("timeseries", tmp_path, tmp_path / "o", tmp_path / "c", head="ridge", resume=tmp_path).check()
+
+
+def test_the_ridge_head_works_for_any_modality_through_the_cli(tmp_path: Path) -> None:
+    """``unirep train image ... --head ridge``: the images' features in batches, no step, and a file that serves
+    as it was evaluated (the deploy check)."""
+    from service.cli import main as cli
+
+    data = make_dataset(tmp_path / "data", "image", per_class=6)
+    out = tmp_path / "out"
+    argv = ["train", "image", str(data), "--out", str(out), "--head", "ridge", "--param", "input_size=32"]
+    assert cli([*argv, "--device", "cpu", "--workers", "1", "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["schedule"]["optimizer_steps"] == 0 and metrics["deploy_check"]["passed"]
+    assert any("ridge regression on the features of" in n for n in metrics["notes"])
