@@ -61,7 +61,6 @@ class Run:
     """The whole run's progress bar (steps), or None when progress is off."""
     selected: dict[str, Any] = field(default_factory=dict)
     """Which epoch's network the model file holds (``training.selection``), set when the run finishes."""
-    head: str = "train"  # TrainConfig.head, or the data's choice (a series map search) when the run left it open
 
     @property
     def adapter(self) -> Any:
@@ -246,8 +245,7 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     amp = cuda if cfg.amp is None else cfg.amp
     run = Run(cfg, d, variant, data, model, net, optimizer, scheduler, steps, passes, amp, channels_last, notes=notes)
-    run.head = cfg.head or data.head or "train"
-    if passes > 1 and run.head == "train":
+    if passes > 1 and data.head == "train":
         notes.append(f"{passes} passes per epoch to reach --min-steps {cfg.min_steps} ({steps * cfg.epochs} steps)")
     if cfg.resume:
         load_resume(run)
@@ -274,8 +272,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     try:
         run = build_run(cfg, d)
         announce(run)
-        for epoch in range(run.start_epoch, 1 if run.head == "ridge" else cfg.epochs):
-            entry = ridge_epoch(run) if run.head == "ridge" else train_epoch(run, epoch)
+        ridge = run.data.head == "ridge"
+        for epoch in range(run.start_epoch, 1 if ridge else cfg.epochs):
+            entry = ridge_epoch(run) if ridge else train_epoch(run, epoch)
             entry.update(validate(run))
             run.history.append(entry)
             run.best = remember_if_best(run.best, run.net, entry) if cfg.select == "best" else None

@@ -74,7 +74,7 @@ def announce(run: Run) -> None:
     """Measure, say the plan on stderr (rank 0), record the estimate in the run's notes, open the run's bar."""
     if not run.d.is_main or run.start_epoch >= run.cfg.epochs:
         return
-    if run.head == "ridge":
+    if run.data.head == "ridge":
         data, shape = run.data, "x".join(str(v) for v in run.adapter.output_shape(**run.data.params))
         line = (
             f"fitting the head of {run.variant} on {run.d.device.type}: {len(data.train.tensors)} examples, "

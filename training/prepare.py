@@ -30,8 +30,9 @@ class PreparedData:
     fingerprint: str
     notes: list[str] = field(default_factory=list)
     """What was decided from the data before training (a time-series model's map), for the run's notes."""
-    head: str | None = None
-    """The head the data chose (a time-series map search may find the ridge head better), when the run left it open."""
+    head: str = "train"
+    """How the head is made: ``TrainConfig.head``, or where the run left it open the data's choice (a time-series map
+    search may find the ridge head better), else ``train``."""
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -108,4 +109,13 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
         print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
         for source, reason in skipped[:5]:
             print(f"  {source}: {reason}", file=sys.stderr)
-    return PreparedData(labels, params, in_chans, train, val, fingerprint(train.digests + val.digests), notes, head)
+    return PreparedData(
+        labels,
+        params,
+        in_chans,
+        train,
+        val,
+        fingerprint(train.digests + val.digests),
+        notes,
+        cfg.head or head or "train",
+    )
