@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -155,6 +157,35 @@ def test_a_corrupted_remembered_file_is_ignored_and_rewritten(tmp_path: Path, da
     _, name, _ = choose(tmp_path, builder)
     assert name == "fast" and builder.built == Counter(slow=1, fast=1, middle=1)
     assert json.loads((tmp_path / REMEMBERED).read_text())["format"] == 1
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from service.runtime.backends.remembered import RememberedChoices
+root, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+while not (root / "go").exists():
+    time.sleep(0.001)
+choices = RememberedChoices(root)
+for i in range(count):
+    choices.remember({"host": "h"}, {"model": f"{name}-{i}"}, {"backend": "eager"})
+"""
+
+
+def test_processes_remembering_at_once_keep_every_entry(tmp_path: Path) -> None:
+    """Replicas sharing an export cache remember their choices into one file at the same moment: none is lost."""
+    writers, count = 4, 25
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"p{k}", str(count)]) for k in range(writers)
+    ]
+    time.sleep(1.0)  # let every writer import and wait for the start
+    (tmp_path / "go").touch()
+    assert [p.wait(timeout=120) for p in procs] == [0] * writers
+    entries = json.loads((tmp_path / REMEMBERED).read_text())["entries"]
+    assert sorted(e["model"]["model"] for e in entries.values()) == sorted(
+        f"p{k}-{i}" for k in range(writers) for i in range(count)
+    )
+    assert not list(tmp_path.glob(f".{REMEMBERED}-*"))  # no half-written file left behind
 
 
 def test_a_foreign_entry_under_our_key_is_ignored(tmp_path: Path) -> None:

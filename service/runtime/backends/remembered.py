@@ -3,19 +3,22 @@ model and count, threads, device, every candidate library's version) and the mod
 batch size, precision).
 
 A file that does not parse, or an entry that names another host or model (a copied cache), is ignored and the
-model measured afresh. Two processes writing at once may lose one entry (the file is replaced whole): that model
-is measured again.
+model measured afresh. Several processes (a pool's workers, replicas sharing a volume) remember choices into
+the same file: each read-modify-write holds an exclusive ``flock`` on a lock file beside it, and the file is replaced
+whole (written aside, then renamed), so a reader never sees half a file and no writer drops another's entry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import platform
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from service.runtime.backends.base import BuildRequest
 log = logging.getLogger(__name__)
 
 REMEMBERED = "auto-choices.json"
+LOCK = ".auto-choices.lock"
 FORMAT = 1
 
 
@@ -86,16 +90,32 @@ class RememberedChoices:
         return entry
 
     def remember(self, host: dict[str, Any], model: dict[str, Any], entry: dict[str, Any]) -> None:
-        entries = self._entries()
-        entries[self.key(host, model)] = {**entry, "host": host, "model": model}
+        """Add (or replace) this host and model's entry, keeping every other process's entries."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{REMEMBERED}-", dir=self.path.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"format": FORMAT, "entries": entries}, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            with self._locked():  # read, add, replace as one step against the other writers
+                entries = self._entries()
+                entries[self.key(host, model)] = {**entry, "host": host, "model": model}
+                self._replace({"format": FORMAT, "entries": entries})
         except OSError as exc:  # a read-only cache: the next start measures again, nothing worse
             log.warning("cannot remember the backend choice in %s: %s", self.path, exc)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.parent / LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+            yield
+
+    def _replace(self, content: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{REMEMBERED}-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(content, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _entries(self) -> dict[str, Any]:
         try:
