@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -43,9 +43,13 @@ class ServedModel:
     weights_digest: str = ""
     """sha256 of the served state (every tensor, after reparameterization): identifies the actual weights."""
     backend: str | None = None
-    """The inference backend its device workers run (set once they are built; None until then)."""
+    """The inference backend its device workers run (set once they are built; None until then); where devices
+    chose differently, each device's (``cuda:0 tensorrt, cuda:1 torch``)."""
     backend_note: str | None = None
-    """Why that backend: "requested", or for ``auto`` the medians measured (or that the choice was remembered)."""
+    """Why that backend: "requested", or for ``auto`` the medians measured (or that the choice was remembered); where
+    the devices' reasons differ, each device's."""
+    backend_by_device: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Each device worker's backend and its reason, by device name: ``auto`` measures on each device."""
     repository_name: str | None = None
     """The model's name in the model repository; None for a modality's default model (named after the modality)."""
     repository_version: int | None = None
@@ -53,6 +57,15 @@ class ServedModel:
     serving_key: str | None = None
     """What the batcher and device workers know this loaded model by: unique among the loaded ones, so a new
     version (or new weights for the same version) is installed beside the one it replaces, never over it."""
+
+    def record_backend(self, device: str, name: str, reason: str) -> None:
+        """Note the backend ``device`` runs this model on; ``backend`` and ``backend_note`` then describe every
+        device (one name where all agree, never only the device that reported last)."""
+        self.backend_by_device[device] = (name, reason)
+        chosen = self.backend_by_device.items()
+        names, reasons = {n for _, (n, _) in chosen}, {r for _, (_, r) in chosen}
+        self.backend = name if len(names) == 1 else ", ".join(f"{d} {n}" for d, (n, _) in chosen)
+        self.backend_note = reason if len(reasons) == 1 else "; ".join(f"{d}: {r}" for d, (_, r) in chosen)
 
     @property
     def modality(self) -> str:

@@ -133,7 +133,7 @@ class BackgroundSwitching:
                 return False
             switched, old = self.runners[key] is not runner, self.backends[key].name
             self.runners[key], self.backends[key] = runner, choice
-            served.backend, served.backend_note = choice.name, choice.reason
+            served.record_backend(self.device_name, choice.name, choice.reason)
         if self.on_switch is not None and old != choice.name:
             self.on_switch(key, old, choice.name)
         if switched:  # the sizes between 1 and the largest are cold on the new runner: warmed when idle

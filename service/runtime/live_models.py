@@ -59,10 +59,10 @@ async def install(runtime: ServiceRuntime, served: ServedModel) -> ServedModel |
     assert runtime.batcher is not None
     started = time.perf_counter()
     await asyncio.get_running_loop().run_in_executor(None, place, workers, served)
-    backend = workers[0].backends[served.key]
-    served.backend, served.backend_note = backend.name, backend.reason
     for worker in workers:
-        runtime.metrics.backend_info.labels(metrics_label(served.key), worker.device_name, backend.name).set(1)
+        choice = worker.backends[served.key]
+        served.record_backend(worker.device_name, choice.name, choice.reason)
+        runtime.metrics.backend_info.labels(metrics_label(served.key), worker.device_name, choice.name).set(1)
     cfg = served.config
     policy = BatchPolicy(cfg.max_batch_size, cfg.max_delay_ms, cfg.max_queue_size)
     runtime.served[served.key] = served
@@ -74,7 +74,7 @@ async def install(runtime: ServiceRuntime, served: ServedModel) -> ServedModel |
         served.model_name,
         served.model_version,
         served.weights.source,
-        backend.name,
+        served.backend,
         time.perf_counter() - started,
     )
     if replaced is not None:

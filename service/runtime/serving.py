@@ -147,7 +147,7 @@ class ServiceRuntime:
         """Which backend serves each modality (``/models``, the log, and the ``backend_info`` metric)."""
         for worker in workers:
             for modality, choice in worker.backends.items():
-                self.served[modality].backend, self.served[modality].backend_note = choice.name, choice.reason
+                self.served[modality].record_backend(worker.device_name, choice.name, choice.reason)
                 self.metrics.backend_info.labels(modality, worker.device_name, choice.name).set(1)
 
     def _on_decoder_lost(self, modality: str, reason: str) -> None:

@@ -78,7 +78,7 @@ class StreamWorker:
         for device in self.devices:
             follow_backend_switches(self.metrics, device)
             for modality, choice in device.backends.items():
-                self.served[modality].backend = choice.name
+                self.served[modality].record_backend(device.device_name, choice.name, choice.reason)
                 self.metrics.backend_info.labels(modality, device.device_name, choice.name).set(1)
         threads = [threading.Thread(target=d.warmup) for d in self.devices]
         for thread in threads:

@@ -124,9 +124,10 @@ class WorkerRepository:
         served.weights = dataclasses.replace(served.weights, source=repository_source(name, version, spec.file))
         devices = self.worker.devices
         live_models.place(devices, served, background=False)
-        served.backend = devices[0].backends[key].name
         for device in devices:
-            self.worker.metrics.backend_info.labels(metrics_label(key), device.device_name, served.backend).set(1)
+            choice = device.backends[key]
+            served.record_backend(device.device_name, choice.name, choice.reason)
+            self.worker.metrics.backend_info.labels(metrics_label(key), device.device_name, choice.name).set(1)
         return served
 
     def _file(self, sha256: str) -> Path:
