@@ -240,10 +240,13 @@ def rss_bytes(pid: int, field: str) -> int:
 
 
 def healthz_latencies_while(server: Server, send: Any) -> list[float]:
-    """Seconds of each ``/healthz`` asked (every 50 ms, on its own connection) while ``send`` runs in a thread."""
+    """Seconds of each ``/healthz`` asked (every 50 ms, on its own connection) while ``send`` runs in a thread,
+    checked: a loop that handled the request itself would hold one ``/healthz`` for about the whole request, so each
+    must be answered within 0.5 s, or within a quarter of the request's time where a loaded machine makes it long."""
     sender = threading.Thread(target=send)
     latencies: list[float] = []
     with server.client(timeout=30) as health:
+        began = time.perf_counter()
         sender.start()
         while sender.is_alive():
             started = time.perf_counter()
@@ -251,6 +254,9 @@ def healthz_latencies_while(server: Server, send: Any) -> list[float]:
             latencies.append(time.perf_counter() - started)
             time.sleep(0.05)
     sender.join()
+    assert len(latencies) >= 5, latencies  # the request took a while, and /healthz was asked throughout
+    loop_free_within = max(0.5, 0.25 * (time.perf_counter() - began))
+    assert max(latencies) <= loop_free_within, f"/healthz took {max(latencies):.2f} s while the request was handled"
     return latencies
 
 
@@ -285,8 +291,6 @@ def test_large_json_body_parses_off_the_loop_within_bounds(served: tuple[Server,
     grown = rss_bytes(pid, "VmHWM") - before
     response = answer["response"]
     assert response.status_code == 400 and "MAP must be FP32 of shape" in response.json()["error"]
-    assert len(latencies) >= 5, latencies  # the body took a while, and /healthz was asked throughout
-    assert max(latencies) <= 0.5, f"/healthz took {max(latencies):.2f} s while the body was parsed"
     assert grown <= 600 * 2**20, f"the server grew by {grown / 2**20:.0f} MiB for a {megabytes} MiB body"
     print(
         f"{megabytes} MiB {layout} body: +{grown / 2**20:.0f} MiB peak RSS, /healthz max {max(latencies) * 1000:.0f} ms"
@@ -306,10 +310,9 @@ def test_large_grpc_contents_are_converted_off_the_loop(served: tuple[Server, in
         except grpc.RpcError as exc:
             failure["error"] = exc
 
-    latencies = healthz_latencies_while(served[0], send)
+    healthz_latencies_while(served[0], send)
     error = failure["error"]
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "MAP must be FP32 of shape" in error.details()
-    assert len(latencies) >= 5 and max(latencies) <= 0.5, f"/healthz took {max(latencies):.2f} s"
 
 
 def test_a_denser_body_is_refused_before_parsing(rest: httpx.Client) -> None:
