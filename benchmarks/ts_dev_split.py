@@ -8,8 +8,8 @@ epoch. A config that leaves the map open (``search``) lets the trainer choose, a
 1-NN Euclidean on the same dev split, for scale.
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
-[--threads 1] [--json out.json]``. Config names: see ``CONFIGS``; any adapter param can be added with
-``--param name=value``.
+[--threads 1] [--folds 3 [--only-folds 1,2]] [--json out.json]``. Config names: see ``CONFIGS``; any adapter
+param can be added with ``--param name=value``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "values_plot_paa": {"representation": "values+plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
     "values_dataset": {"representation": "values", "normalize": "dataset", "length_mode": "resample"},
     "default_dataset_paa": {"representation": MAPS, "normalize": "dataset", "length_mode": "paa"},
+    "embed": {
+        "representation": "embedding",
+        "embedding_layout": "time_axis",
+        "normalize": "series",
+        "length_mode": "resample",
+    },
+    "embed_dataset": {
+        "representation": "embedding",
+        "embedding_layout": "time_axis",
+        "normalize": "dataset",
+        "length_mode": "resample",
+    },
 }
 """Named param sets (``search``: leave the map to the trainer's choice)."""
 
@@ -100,6 +112,7 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[], help="name=value added to every config")
     ap.add_argument("--fraction", type=float, default=0.3, help="share of each class held out as dev-val")
     ap.add_argument("--folds", type=int, default=1, help="k > 1: k folds of the training split, each held out once")
+    ap.add_argument("--only-folds", default="", help="comma-separated fold indices to run (default: all)")
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0, help="the training seed")
     ap.add_argument("--recipe", default="cpu")
@@ -114,6 +127,8 @@ def main() -> None:
     rows = []
     for name in args.sets.split(","):
         for k, dev in enumerate(dev_splits(load_split(name), args.folds, args.fraction, args.split_seed)):
+            if args.only_folds and str(k) not in args.only_folds.split(","):
+                continue
             base = {"set": name, "fold": k, "dev_fit": len(dev.train_x), "dev_val": len(dev.test_x)}
             base["one_nn_ed"] = round(one_nn_euclidean(dev), 3)
             with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
