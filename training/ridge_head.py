@@ -14,7 +14,7 @@ every penalty, for all classes at once (one-hot targets of -1 / +1, as its ridge
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,8 +31,14 @@ ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))
 FEATURE_BATCH = 64
 
 
-def pooled_features(net: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor) -> np.ndarray:
-    """``forward_features`` of the network in eval mode, float64, in order (batches of ``FEATURE_BATCH``)."""
+def pooled_features(
+    net: nn.Module,
+    inputs: Sequence[torch.Tensor] | torch.Tensor,
+    to_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """``forward_features`` of the network in eval mode, float64, in order (batches of ``FEATURE_BATCH``);
+    ``to_map`` makes each input the network's map one batch at a time (a large image set's maps would not fit in
+    memory at once)."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
@@ -40,6 +46,8 @@ def pooled_features(net: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tenso
     with torch.no_grad():
         for start in range(0, len(inputs), FEATURE_BATCH):
             chunk = inputs[start : start + FEATURE_BATCH]
+            if to_map is not None:
+                chunk = [to_map(t) for t in chunk]
             x = chunk if isinstance(chunk, torch.Tensor) else torch.stack(list(chunk))
             out.append(net.forward_features(x.to(device)).double().cpu().numpy())  # type: ignore[operator]
     net.train(was_training)
@@ -68,13 +76,7 @@ def ridge_epoch(run: Run) -> dict[str, Any]:
     adapter, params = run.adapter, run.data.params
     index = {label: i for i, label in enumerate(run.data.labels)}
     targets = [index[label] for label in run.data.train.labels]
-    tensors = run.data.train.tensors  # mapped a batch at a time: a large image set's maps would not fit in memory
-    features = np.concatenate(
-        [
-            pooled_features(run.net, [adapter.training_input(t, **params) for t in tensors[i : i + FEATURE_BATCH]])
-            for i in range(0, len(tensors), FEATURE_BATCH)
-        ]
-    )
+    features = pooled_features(run.net, run.data.train.tensors, lambda t: adapter.training_input(t, **params))
     alpha = fit_ridge_head(run.net, features, targets, len(run.data.labels))
     head = backbone_of(run.net).head
     with torch.no_grad():

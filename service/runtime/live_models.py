@@ -40,6 +40,14 @@ def device_workers(runtime: ServiceRuntime) -> list[Any]:
     return workers
 
 
+def record_backends(served: ServedModel, workers: list[Any], metrics: Any) -> None:
+    """What each device runs ``served`` on: into the model (``/models``) and the ``backend_info`` metric."""
+    for worker in workers:
+        choice = worker.backends[served.key]
+        served.record_backend(worker.device_name, choice.name, choice.reason)
+        metrics.backend_info.labels(metrics_label(served.key), worker.device_name, choice.name).set(1)
+
+
 def place(workers: list[Any], served: ServedModel, background: bool = True) -> None:
     """Blocking: install and warm on every device (a failure leaves none of them holding the model);
     ``background``: the sizes beyond 1 and the largest are warmed later, between batches."""
@@ -59,10 +67,7 @@ async def install(runtime: ServiceRuntime, served: ServedModel) -> ServedModel |
     assert runtime.batcher is not None
     started = time.perf_counter()
     await asyncio.get_running_loop().run_in_executor(None, place, workers, served)
-    for worker in workers:
-        choice = worker.backends[served.key]
-        served.record_backend(worker.device_name, choice.name, choice.reason)
-        runtime.metrics.backend_info.labels(metrics_label(served.key), worker.device_name, choice.name).set(1)
+    record_backends(served, workers, runtime.metrics)
     cfg = served.config
     policy = BatchPolicy(cfg.max_batch_size, cfg.max_delay_ms, cfg.max_queue_size)
     runtime.served[served.key] = served

@@ -22,6 +22,7 @@ from modality_adapters import list_adapters
 from servable.served import ServedModel
 from service.metrics import Metrics
 from service.repository.manager import ModelRepository, Repository
+from service.runtime import live_models
 from service.runtime.admission import latency_seeds
 from service.runtime.assembly import (
     build_models,
@@ -145,10 +146,8 @@ class ServiceRuntime:
 
     def _record_backends(self, workers: list[Any]) -> None:
         """Which backend serves each modality (``/models``, the log, and the ``backend_info`` metric)."""
-        for worker in workers:
-            for modality, choice in worker.backends.items():
-                self.served[modality].record_backend(worker.device_name, choice.name, choice.reason)
-                self.metrics.backend_info.labels(modality, worker.device_name, choice.name).set(1)
+        for served in self.served.values():
+            live_models.record_backends(served, workers, self.metrics)
 
     def _on_decoder_lost(self, modality: str, reason: str) -> None:
         self.metrics.preprocess_failures.labels(modality, reason).inc()

@@ -27,6 +27,7 @@ import redis
 
 from servable.served import ServedModel, metrics_label
 from service.metrics import Metrics
+from service.runtime import live_models
 from service.runtime.assembly import build_models, make_adapters, make_device_workers
 from service.runtime.device_worker import DeviceWorker
 from service.runtime.transport import follow_backend_switches
@@ -77,9 +78,8 @@ class StreamWorker:
         self.devices = make_device_workers(self.settings, self.served, decoders=0)  # no decoders run here
         for device in self.devices:
             follow_backend_switches(self.metrics, device)
-            for modality, choice in device.backends.items():
-                self.served[modality].record_backend(device.device_name, choice.name, choice.reason)
-                self.metrics.backend_info.labels(modality, device.device_name, choice.name).set(1)
+        for served in self.served.values():
+            live_models.record_backends(served, self.devices, self.metrics)
         threads = [threading.Thread(target=d.warmup) for d in self.devices]
         for thread in threads:
             thread.start()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from servable.served import ServedModel, metrics_label
+from servable.served import ServedModel
 from service.repository.layout import MODEL_FILE
 from service.repository.versions import build_version
 from service.runtime import live_models
@@ -124,10 +124,7 @@ class WorkerRepository:
         served.weights = dataclasses.replace(served.weights, source=repository_source(name, version, spec.file))
         devices = self.worker.devices
         live_models.place(devices, served, background=False)
-        for device in devices:
-            choice = device.backends[key]
-            served.record_backend(device.device_name, choice.name, choice.reason)
-            self.worker.metrics.backend_info.labels(metrics_label(key), device.device_name, choice.name).set(1)
+        live_models.record_backends(served, devices, self.worker.metrics)
         return served
 
     def _file(self, sha256: str) -> Path:
