@@ -103,7 +103,7 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
         args.recipe, modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
         min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=DATA_PARAMS.get(modality, {}),
         device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"), augment=not args.no_augment,
-        select="last", head=args.head,
+        select="last", head=args.head, ema=args.ema,
     )  # fmt: skip
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1, cache_dir=out / "cache")
@@ -180,6 +180,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     ap.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
     ap.add_argument("--head", default=None, choices=("train", "ridge"), help="as unirep train --head (default: its)")
+    ap.add_argument("--ema", type=float, default=None, help="as unirep train --ema (default: its)")
     ap.add_argument("--skip-baselines", action="store_true", help="UCR/UEA sets: the trained model only")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--param", action="append", default=[], help="modality.name=value: an adapter param to train with")

@@ -92,17 +92,21 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
     cfg = TrainConfig.from_recipe(
         args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
         min_steps=args.min_steps, params=config, device="cpu", progress=False, workers=1,
-        cache_dir=str(root / "cache"), augment=not args.no_augment, select="last", seed=args.seed,
+        cache_dir=str(root / "cache"), augment=not args.no_augment, select="last", seed=args.seed, ema=args.ema,
     )  # fmt: skip
     started = time.perf_counter()
     train(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
     accs = [round(e["val_acc"], 3) for e in metrics["epochs"]]
     chosen = {k: metrics["params"].get(k) for k in ("representation", "normalize", "length_mode", "image_size")}
-    return {
+    row = {
         "dev_val_last": accs[-1], "dev_val_last3": round(float(np.mean(accs[-3:])), 3), "per_epoch": accs,
         "chosen": chosen, "notes": metrics["notes"], "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
+    if "val_acc_last_step" in metrics["epochs"][-1]:  # --ema: the last step's network beside the average
+        row["last_step_per_epoch"] = [round(e["val_acc_last_step"], 3) for e in metrics["epochs"]]
+        row["last_step_last"] = row["last_step_per_epoch"][-1]
+    return row
 
 
 def main() -> None:
@@ -118,6 +122,7 @@ def main() -> None:
     ap.add_argument("--recipe", default="cpu")
     ap.add_argument("--min-steps", type=int, default=200)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--ema", type=float, default=None, help="as unirep train --ema (default: its)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()

@@ -54,6 +54,9 @@ class TrainConfig:
     """Recorded with the run; the recipe's values are applied by ``TrainConfig.from_recipe`` (and the CLI)."""
     select: str = "best"
     """The model kept: ``best`` validation accuracy (ties: lower validation loss) or the ``last`` epoch's."""
+    ema: float = 0.0
+    """Decay of the moving average of the weights that is validated and saved (``training.averaging``); 0: none,
+    the last step's weights."""
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None
@@ -113,6 +116,8 @@ class TrainConfig:
             problems.append(f"--head must be one of {HEADS}, got {self.head!r}")
         if self.head == "ridge" and self.resume:
             problems.append("--head ridge solves the head in one go: there is nothing to --resume")
+        if not 0.0 <= self.ema < 1.0:
+            problems.append(f"--ema is a decay in [0, 1), got {self.ema}")
         if self.mixup is not None and not 0.0 <= self.mixup <= 1.0:
             problems.append(f"--mixup is a probability in [0, 1], got {self.mixup}")
         if problems:

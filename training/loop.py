@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +14,8 @@ from torch import nn
 from tqdm import tqdm
 
 from training import distributed as dist_utils
+from training.averaging import WeightAverage, averaged
+from training.checkpoint import load_resume, save_checkpoint
 from training.config import DEFAULT_MODEL, TrainConfig, TrainResult
 from training.distributed import Dist
 from training.modeling import build_model, freeze_backbone, install_drop_path, load_init
@@ -30,9 +30,7 @@ from training.recipe import (
 )
 from training.ridge_head import ridge_epoch
 from training.selection import BestEpoch, remember_if_best
-from unirep_errors import CheckpointError, UnirepError
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from unirep_errors import UnirepError
 
 
 @dataclass
@@ -57,6 +55,8 @@ class Run:
     notes: list[str] = field(default_factory=list)
     best: BestEpoch | None = None
     """The best validated epoch so far (kept for ``--select best``)."""
+    average: WeightAverage | None = None
+    """The moving average of the weights (``--ema``): validated, selected and saved in place of the last step's."""
     bar: Any = None
     """The whole run's progress bar (steps), or None when progress is off."""
     selected: dict[str, Any] = field(default_factory=dict)
@@ -140,6 +140,8 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         loss.backward()
         run.optimizer.step()
         run.scheduler.step()
+        if run.average is not None:
+            run.average.update(run.net)
         loss_sum += loss.item() * len(idx)
         correct += (logits.detach().argmax(-1) == y).sum().item()
         count += len(idx)
@@ -171,51 +173,15 @@ def validate(run: Run) -> dict[str, Any]:
     return dict(dist_utils.broadcast(result, run.d))
 
 
-def checkpoint_path(resume: str | Path) -> Path:
-    path = Path(resume)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
-
-
-def save_checkpoint(run: Run, epochs_done: int) -> None:
-    """The train form with optimizer and schedule state, written atomically, for ``--resume``."""
-    out = Path(run.cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {
-        "model": run.net.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "epoch": epochs_done,
-        "history": run.history,
-        "best": run.best.to_checkpoint() if run.best is not None else None,
-        "modality": run.cfg.modality,
-        "variant": run.variant,
-        "labels": run.data.labels,
-        "params": run.data.params,
-        "config": run.cfg.to_dict(),
-    }
-    tmp = out / f".{CHECKPOINT_NAME}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT_NAME)
-
-
-def load_resume(run: Run) -> None:
-    path = checkpoint_path(run.cfg.resume or "")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"--resume: no checkpoint at {path}") from None
-    except Exception as exc:
-        raise CheckpointError(f"--resume: cannot read {path}: {type(exc).__name__}: {exc}") from None
-    for key, ours in (("modality", run.cfg.modality), ("variant", run.variant), ("labels", run.data.labels)):
-        if state.get(key) != ours:
-            raise CheckpointError(f"--resume: {path} was trained with {key} {state.get(key)!r}, this run has {ours!r}")
-    run.net.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.start_epoch = int(state["epoch"])
-    run.history = list(state["history"])
-    run.best = BestEpoch.from_checkpoint(state.get("best"))
-    run.notes.append(f"resumed from {path} after epoch {run.start_epoch}")
+def validate_epoch(run: Run) -> dict[str, Any]:
+    """Validation of the network that would be saved: the weight average when there is one (``--ema``), with the
+    last step's figures beside it (``val_acc_last_step``, ``val_loss_last_step``) so a run shows what it bought."""
+    if run.average is None:
+        return validate(run)
+    last_step = validate(run)
+    with run.average.swapped_in(run.net):
+        result = validate(run)
+    return {**result, "val_acc_last_step": last_step["val_acc"], "val_loss_last_step": last_step["val_loss"]}
 
 
 def build_run(cfg: TrainConfig, d: Dist) -> Run:
@@ -245,6 +211,8 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     amp = cuda if cfg.amp is None else cfg.amp
     run = Run(cfg, d, variant, data, model, net, optimizer, scheduler, steps, passes, amp, channels_last, notes=notes)
+    if cfg.ema > 0 and data.head == "train":
+        run.average = WeightAverage(net, cfg.ema)
     if passes > 1 and data.head == "train":
         notes.append(f"{passes} passes per epoch to reach --min-steps {cfg.min_steps} ({steps * cfg.epochs} steps)")
     if cfg.resume:
@@ -275,14 +243,17 @@ def train(cfg: TrainConfig) -> TrainResult:
         ridge = run.data.head == "ridge"
         for epoch in range(run.start_epoch, 1 if ridge else cfg.epochs):
             entry = ridge_epoch(run) if ridge else train_epoch(run, epoch)
-            entry.update(validate(run))
+            entry.update(validate_epoch(run))
+            with averaged(run.average, run.net):
+                run.best = remember_if_best(run.best, run.net, entry) if cfg.select == "best" else None
             run.history.append(entry)
-            run.best = remember_if_best(run.best, run.net, entry) if cfg.select == "best" else None
             log_epoch(run, entry)
             if d.is_main:
                 save_checkpoint(run, epoch + 1)
         if run.bar is not None:
             run.bar.close()
+        if run.average is not None:
+            run.average.copy_to(run.net)
         dist_utils.barrier(d)
         result: TrainResult | UnirepError | None = None
         if d.is_main:

@@ -20,8 +20,9 @@ import torch
 from models.trained import TrainedModelInfo, save_trained_model
 from servable.build import build_served_model
 from servable.config import ModalitySettings
+from training.checkpoint import CHECKPOINT_NAME
 from training.config import TrainResult
-from training.loop import CHECKPOINT_NAME, Run
+from training.loop import Run
 from training.metrics import report
 from training.modeling import deploy_state
 from training.plots import confusion_png, curves_png

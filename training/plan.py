@@ -50,15 +50,17 @@ def describe(run: Run, step_seconds: float) -> str:
     epochs_left = cfg.epochs - run.start_epoch
     steps_left = epochs_left * run.steps_per_epoch
     val_batches = -(-len(data.val.tensors) // cfg.batch_size)
-    estimate = steps_left * step_seconds + epochs_left * val_batches * step_seconds / 3
+    validations = 2 if run.average is not None else 1  # the average and the last step's network
+    estimate = steps_left * step_seconds + epochs_left * validations * val_batches * step_seconds / 3
     shape = "x".join(str(v) for v in run.adapter.output_shape(**data.params))
     resumed = f" (resuming after epoch {run.start_epoch})" if run.start_epoch else ""
+    averaged = f", weights averaged with decay {cfg.ema}" if run.average is not None else ""
     return (
         f"training {run.variant} on {run.d.device.type}: {len(data.train.tensors)} examples, "
         f"{len(data.labels)} classes, {len(data.val.tensors)} for validation; {steps_left} steps "
         f"({epochs_left} epochs x {run.steps_per_epoch}, batch {cfg.batch_size}){resumed}; map {shape}; "
         f"about {format_duration(estimate)} ({step_seconds:.2f} s/step measured; recipe {cfg.recipe}, "
-        f"keeps the {cfg.select} epoch)"
+        f"keeps the {cfg.select} epoch{averaged})"
     )
 
 

@@ -83,6 +83,13 @@ def add_parser(subparsers: Any) -> None:
         help="the model kept: best validation accuracy (ties: lower loss) or the last epoch's",
     )
     train.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="decay of the moving average of the weights that is validated and saved; 0: the last step's weights "
+        "(default: 0)",
+    )
+    train.add_argument(
         "--mixup", type=float, default=None, help="batch mixup probability (default: 0.6 for audio, else 0)"
     )
     train.add_argument("--no-augment", action="store_true", help="train without the modality's augmentations")
@@ -171,6 +178,7 @@ def _config(args: argparse.Namespace) -> Any:
         min_steps=args.min_steps,
         lr=args.lr,
         select=args.select,
+        ema=args.ema,
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
