@@ -50,6 +50,8 @@ __all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "map_to_clip", "sample_
 TRAINING_DEFAULTS: dict[str, Any] = {"layout": "motion"}
 """What ``unirep train`` uses unless the run sets it (see ``benchmarks/RESULTS.md``)."""
 SAMPLINGS = ("dense", "uniform", "dense_keyframe")
+COLOURS = ("jitter", "none")
+"""What training augmentation does to a clip's colours: ``colour_jitter`` it, or keep them."""
 _VIDEO_MAGICS: tuple[bytes, ...] = (b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"\x47")
 
 
@@ -62,6 +64,9 @@ class VideoParams:
     layout: str = "official_reshape"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    colour: str = "jitter"
+    """Training only: ``jitter`` the colours of each clip (brightness, contrast, saturation, hue by up to 36
+    degrees; ``colour_jitter``), or ``none`` where the exact colour is the label."""
 
     def __post_init__(self) -> None:
         if (
@@ -78,6 +83,8 @@ class VideoParams:
             raise ValueError(f"sampling_rate must be an int in [1, 64], got {self.sampling_rate!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.colour not in COLOURS:
+            raise ValueError(f"colour must be one of {COLOURS}, got {self.colour!r}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -211,9 +218,11 @@ class VideoAdapter(BaseAdapter[VideoParams]):
         return clip_to_map(self._cached_clip(cached, p), p.layout) if p.layout in DERIVED_LAYOUTS else cached
 
     def augment(self, cached: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
-        """Training only: the cached clip, temporal jitter, a random crop, and the map again."""
+        """Training only: the cached clip, temporal jitter, a random crop, the colours jittered (``colour``), and
+        the map again."""
         p = self.resolve_params(**params)
-        return clip_to_map(augment_video_clip(self._cached_clip(cached, p), generator), p.layout)
+        normalization = (p.mean, p.std) if p.colour == "jitter" else None
+        return clip_to_map(augment_video_clip(self._cached_clip(cached, p), generator, normalization), p.layout)
 
     @staticmethod
     def _cached_clip(cached: torch.Tensor, p: VideoParams) -> torch.Tensor:
