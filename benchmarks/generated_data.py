@@ -204,7 +204,9 @@ def _mp4(frames: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as box:
-        stream = box.add_stream("libx264", rate=8)
+        # x264's macroblock tree (mbtree, on by default) gives a different encoding of the same frames from run to run
+        # here (single-threaded too), so a benchmark set would change under the same seed; without it the bytes repeat.
+        stream = box.add_stream("libx264", rate=8, options={"x264-params": "mbtree=0"})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         for f in frames:
             box.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
