@@ -32,6 +32,12 @@ from benchmarks.ucr import Split, holdout, load_split, one_nn_euclidean
 from training import TrainConfig, train
 
 MAPS = "values+gasf+gadf+rp"
+EMBED = {
+    "representation": "embedding",
+    "embedding_layout": "time_axis",
+    "normalize": "series",
+    "length_mode": "resample",
+}
 CONFIGS: dict[str, dict[str, Any]] = {
     "search": {},
     "default": {"representation": MAPS, "normalize": "series", "length_mode": "resample"},
@@ -42,18 +48,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "values_plot_paa": {"representation": "values+plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
     "values_dataset": {"representation": "values", "normalize": "dataset", "length_mode": "resample"},
     "default_dataset_paa": {"representation": MAPS, "normalize": "dataset", "length_mode": "paa"},
-    "embed": {
-        "representation": "embedding",
-        "embedding_layout": "time_axis",
-        "normalize": "series",
-        "length_mode": "resample",
-    },
-    "embed_dataset": {
-        "representation": "embedding",
-        "embedding_layout": "time_axis",
-        "normalize": "dataset",
-        "length_mode": "resample",
-    },
+    "embed": EMBED,
+    "embed_dataset": {**EMBED, "normalize": "dataset"},
 }
 """Named param sets (``search``: leave the map to the trainer's choice)."""
 
