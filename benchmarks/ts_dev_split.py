@@ -8,8 +8,8 @@ epoch. A config that leaves the map open (``search``) lets the trainer choose, a
 1-NN Euclidean on the same dev split, for scale.
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
-[--threads 1] [--folds 3 [--only-folds 1,2]] [--json out.json]``. Config names: see ``CONFIGS``; any adapter
-param can be added with ``--param name=value``.
+[--threads 1] [--folds 3 [--only-folds 1,2]] [--mixup P] [--drop-path R] [--json out.json]``. Config names: see
+``CONFIGS``; any adapter param can be added with ``--param name=value``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "values_plot_paa": {"representation": "values+plot+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
     "values_dataset": {"representation": "values", "normalize": "dataset", "length_mode": "resample"},
     "default_dataset_paa": {"representation": MAPS, "normalize": "dataset", "length_mode": "paa"},
+    "fold_paa": {"representation": "fold", "normalize": "series", "length_mode": "paa"},
+    "fold_maps_paa": {"representation": "fold+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
     "embed": EMBED,
     "embed_dataset": {**EMBED, "normalize": "dataset"},
 }
@@ -89,6 +91,7 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
         args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
         min_steps=args.min_steps, params=config, device="cpu", progress=False, workers=1,
         cache_dir=str(root / "cache"), augment=not args.no_augment, select="last", seed=args.seed, ema=args.ema,
+        mixup=args.mixup, drop_path=args.drop_path,
     )  # fmt: skip
     started = time.perf_counter()
     train(cfg)
@@ -119,6 +122,8 @@ def main() -> None:
     ap.add_argument("--min-steps", type=int, default=200)
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--ema", type=float, default=None, help="as unirep train --ema (default: its)")
+    ap.add_argument("--mixup", type=float, default=None, help="as unirep train --mixup (default: the adapter's)")
+    ap.add_argument("--drop-path", type=float, default=None, help="as unirep train --drop-path (default: its)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()

@@ -7,8 +7,8 @@ Two families:
 - per-variable maps picture each variable against itself, ``(V, n, n)``: a Gramian angular field puts the
   (polar-encoded) value pairs ``(i, j)`` at pixel ``(i, j)``, a recurrence plot the distance between the values at
   ``i`` and ``j``, a scalogram the wavelet energy at scale (row) and time (column), a line plot the value (row)
-  at each step (column). They say nothing about how the
-  variables move together, and a model that takes any variable count must average them.
+  at each step (column), a fold the variable's ``n * n`` steps laid out ``n`` to a row. They say nothing about how
+  the variables move together, and a model that takes any variable count must average them.
 - joint maps picture all variables at once, ``(1, n, n)`` whatever ``V`` is: the value image lays the variables
   out as bands of rows over time (columns), so a convolution spans neighbouring variables and sees them rise and
   fall together or against each other; the joint recurrence plot is the distance between the V-dimensional
@@ -21,12 +21,15 @@ the adapter stacks the requested kinds as channels.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
 __all__ = [
+    "FOLDED",
     "IMAGE_KINDS",
     "JOINT_KINDS",
+    "fold",
     "gadf",
     "gasf",
     "joint_recurrence",
@@ -163,6 +166,22 @@ def line_plot(x: np.ndarray) -> np.ndarray:
     return (2.0 * np.exp(-0.5 * gap**2) - 1.0).astype(np.float32)
 
 
+def fold(x: np.ndarray) -> np.ndarray:
+    """Each variable's ``n * n`` steps laid out ``n`` to a row, in reading order: ``(V, n, n)``, ``tanh(x / 2)`` as
+    the value image squashes values.
+
+    Every other map sees ``n`` steps; a 32 x 32 map of a 1460-step series keeps one value in 45. The fold keeps
+    ``n * n`` (1024): neighbouring steps are neighbouring pixels along a row, and a pixel's neighbours above and
+    below are ``n`` steps away, so the network's first layers see the series' local shape at 32 times the
+    resolution, and its later, coarser stages the longer spans.
+    """
+    steps, v = x.shape
+    side = math.isqrt(steps)
+    if side * side != steps:
+        raise ValueError(f"a fold needs a square number of steps, got {steps}")
+    return np.tanh(x.T.reshape(v, side, side) / 2.0).astype(np.float32)
+
+
 def joint_recurrence(x: np.ndarray) -> np.ndarray:
     """Distance between the V-dimensional states at ``i`` and ``j``: ``(1, n, n)``, the largest scaled to 1, in [-1, 1].
 
@@ -181,10 +200,13 @@ IMAGE_KINDS = {
     "rp": recurrence,
     "cwt": scalogram,
     "plot": line_plot,
+    "fold": fold,
 }
 """The weight-free map kinds by name, as ``TimeSeriesParams.representation`` spells them."""
 JOINT_KINDS = frozenset({"values", "jrp"})
 """Kinds that make one channel from all variables; the others make one channel per variable."""
+FOLDED = "fold"
+"""The kind made of ``n * n`` steps rather than ``n``."""
 
 
 def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool) -> np.ndarray:
@@ -192,10 +214,13 @@ def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool) -> np.nd
     mean over variables) when pooling.
 
     Pooling is how one model takes any number of variables with per-variable kinds: the mean map over variables
-    has a fixed channel count (and loses how the variables relate; joint kinds keep it at any count).
+    has a fixed channel count (and loses how the variables relate; joint kinds keep it at any count). With a fold
+    among the kinds ``x`` has ``n * n`` steps; the other kinds see them averaged down to ``n`` spans.
     """
+    side = math.isqrt(x.shape[0]) if FOLDED in kinds else x.shape[0]
+    spans = x if side == x.shape[0] else paa(x, side)
     maps = []
     for kind in kinds:
-        m = IMAGE_KINDS[kind](x)
+        m = IMAGE_KINDS[kind](x if kind == FOLDED else spans)
         maps.append(m.mean(axis=0, keepdims=True) if pool_variables and kind not in JOINT_KINDS else m)
     return np.concatenate(maps, axis=0)

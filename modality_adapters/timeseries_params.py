@@ -4,7 +4,7 @@ Real series come with any number of variables and any length, so these are param
 
 - ``representation``: ``"embedding"`` (the learned Corrformer-style embedding, the official map) or weight-free
   image maps joined by ``+`` and stacked as channels: joint maps of all variables at once (``values``, ``jrp``)
-  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``, ``plot``); see ``timeseries_maps``.
+  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``, ``plot``, ``fold``); see ``timeseries_maps``.
 - ``num_vars``: the variables the model was trained on; 0 means "any": joint maps take any count as they are,
   per-variable maps are averaged over variables.
 - ``length_mode``: ``"resample"`` (linear interpolation of the whole series to the model's length, any T >= 2),
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .timeseries_embedding import EMBEDDING_LAYOUTS, TIME_FEATURES_PER_FREQ
-from .timeseries_maps import IMAGE_KINDS, JOINT_KINDS
+from .timeseries_maps import FOLDED, IMAGE_KINDS, JOINT_KINDS
 
 __all__ = [
     "DEFAULT_REPRESENTATION",
@@ -141,8 +141,11 @@ class TimeSeriesParams:
 
     @property
     def length(self) -> int:
-        """Steps after fitting (the window or whole series resampled): what the embedding or the map is made of."""
-        return self.seq_len if self.is_embedding else self.image_size
+        """Steps after fitting (the window or whole series resampled): what the embedding or the map is made of
+        (``image_size`` squared where a fold lays them out ``image_size`` to a row)."""
+        if self.is_embedding:
+            return self.seq_len
+        return self.image_size**2 if FOLDED in self.kinds else self.image_size
 
     @property
     def backbone_in_chans(self) -> int:

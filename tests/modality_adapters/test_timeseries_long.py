@@ -1,5 +1,5 @@
-"""Long series into small maps: span means (``length_mode="paa"``) instead of picking steps, and the line plot that
-draws a univariate series instead of repeating it down the rows."""
+"""Long series into small maps: span means (``length_mode="paa"``) instead of picking steps, the line plot that
+draws a univariate series instead of repeating it down the rows, and the fold that keeps ``n * n`` steps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modality_adapters import get_adapter
-from modality_adapters.timeseries_maps import line_plot, paa, resample
+from modality_adapters.timeseries_maps import fold, gasf, line_plot, paa, render, resample
 from unirep_errors import InvalidParameterError
 
 
@@ -68,6 +68,36 @@ def test_plot_is_a_per_variable_kind_of_the_adapter() -> None:
     params = {"representation": "plot+gasf", "image_size": 16, "num_vars": 2}
     assert adapter.decode(_bytes(x), **params).shape == adapter.output_shape(**params) == (4, 16, 16)
     assert adapter.decode(_bytes(x), representation="plot", image_size=16).shape == (1, 16, 16)  # pooled
+
+
+def test_fold_lays_the_steps_out_n_to_a_row() -> None:
+    x = np.random.default_rng(4).normal(size=(16, 2))
+    out = fold(x)
+    assert out.shape == (2, 4, 4)
+    np.testing.assert_allclose(out[1, 2], np.tanh(x[8:12, 1] / 2.0), atol=1e-6)  # row 2: steps 8-11
+    np.testing.assert_allclose(out[0, :, 3], np.tanh(x[3::4, 0] / 2.0), atol=1e-6)  # a column: every 4th step
+    with pytest.raises(ValueError, match="square"):
+        fold(x[:15])
+
+
+def test_beside_a_fold_the_other_kinds_see_span_means() -> None:
+    x = np.random.default_rng(5).normal(size=(64, 1))
+    out = render(x, ("fold", "gasf"), pool_variables=False)
+    assert out.shape == (2, 8, 8)
+    np.testing.assert_allclose(out[0], fold(x)[0])
+    np.testing.assert_allclose(out[1], gasf(paa(x, 8))[0])
+
+
+def test_a_fold_keeps_the_local_shape_of_a_long_series() -> None:
+    adapter = get_adapter("timeseries")
+    spikes = np.zeros((1000, 1))
+    spikes[5::40] = 1.0  # 25 one-step spikes; a 16 x 16 fold keeps each one where it is
+    params = {"image_size": 16, "length_mode": "paa", "num_vars": 1}
+    assert adapter.output_shape(representation="fold+gasf", **params) == (2, 16, 16)
+    folded = adapter.decode(_bytes(spikes), representation="fold", **params)[0].numpy().ravel()
+    spans = [(step * 256 // 1000, (step + 1) * 256 // 1000) for step in range(5, 1000, 40)]  # 3.9 steps a span
+    assert all(max(folded[a], folded[b]) > 0.5 for a, b in spans)  # each spike lights its span's pixel
+    assert (folded > 0.5).sum() <= len(spans) * 2  # and nothing else
 
 
 @pytest.mark.parametrize("bad", [{"length_mode": "average"}, {"representation": "plot+embedding", "num_vars": 1}])
