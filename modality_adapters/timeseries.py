@@ -1,10 +1,10 @@
 """Time-series adapter: CSV or JSON of any number of variables and any length -> the model's input map.
 
 A series (T x V) is checked against the model's params (``TimeSeriesParams``: variable count, length rule,
-representation), fitted to its length (resampled; padded when shorter than the map; or its last ``seq_len``
-steps), normalized per variable (over its real steps, RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased
-variance, as the official instance norm; or by the training data's mean and deviation, ``normalize="dataset"``),
-and mapped:
+representation), fitted to its length (``image_size`` steps, or their square for a fold; resampled, averaged over
+spans, padded when shorter than the map, or its last ``seq_len`` steps), normalized per variable (over its real
+steps, RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm; or by the
+training data's mean and deviation, ``normalize="dataset"``), and mapped:
 
 - weight-free maps (the default): ``(C, S, S)`` with ``S = image_size``: one channel per joint kind (the value
   image, the joint recurrence plot: all variables in one picture) and ``V`` per per-variable kind, or one (the
