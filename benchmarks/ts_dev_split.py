@@ -8,8 +8,8 @@ epoch. A config that leaves the map open (``search``) lets the trainer choose, a
 1-NN Euclidean on the same dev split, for scale.
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
-[--threads 1] [--folds 3 [--only-folds 1,2]] [--mixup P] [--drop-path R] [--json out.json]``. Config names: see
-``CONFIGS``; any adapter param can be added with ``--param name=value``.
+[--threads 1] [--folds 3 [--only-folds 1,2]] [--mixup P] [--drop-path R] [--refit-ridge] [--json out.json]``.
+Config names: see ``CONFIGS``; any adapter param can be added with ``--param name=value``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,23 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
     if "val_acc_last_step" in metrics["epochs"][-1]:  # --ema: the last step's network beside the average
         row["last_step_per_epoch"] = [round(e["val_acc_last_step"], 3) for e in metrics["epochs"]]
         row["last_step_last"] = row["last_step_per_epoch"][-1]
+    if args.refit_ridge:
+        row["ridge_refit"] = ridge_refit(root, out, metrics["params"], args)
     return row
+
+
+def ridge_refit(root: Path, trained: Path, params: dict[str, Any], args: argparse.Namespace) -> float:
+    """Dev-val accuracy of the trained backbone with its head solved anew by ridge regression on the (un-augmented)
+    dev-train features: ``unirep train --init <the run's checkpoint> --head ridge`` with the run's params. The same
+    network read out two ways, so the comparison with the trained head carries no seed noise."""
+    out = trained.parent / f"{trained.name}_ridge"
+    cfg = TrainConfig.from_recipe(
+        args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
+        params=params, device="cpu", progress=False, workers=1, cache_dir=str(root / "cache"), select="last",
+        seed=args.seed, init=str(trained / "checkpoint.pt"), head="ridge",
+    )  # fmt: skip
+    train(cfg)
+    return round(json.loads((out / "metrics.json").read_text())["epochs"][-1]["val_acc"], 3)
 
 
 def main() -> None:
@@ -124,6 +140,7 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=None, help="as unirep train --ema (default: its)")
     ap.add_argument("--mixup", type=float, default=None, help="as unirep train --mixup (default: the adapter's)")
     ap.add_argument("--drop-path", type=float, default=None, help="as unirep train --drop-path (default: its)")
+    ap.add_argument("--refit-ridge", action="store_true", help="also read the trained backbone out by a ridge head")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
