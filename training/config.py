@@ -20,9 +20,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 (``small_params``), so that a set of a few hundred examples trains in minutes on two cores; its cost and accuracy on
 the benchmark sets are in the README."""
 SELECTIONS = ("best", "last")
-HEADS = ("train", "ridge")
+HEADS = ("train", "ridge", "train+ridge")
 """``train``: the whole network by gradient steps; ``ridge``: the backbone as initialized (or ``--init``) and the
-head solved in closed form (``training.ridge_head``)."""
+head solved in closed form (``training.ridge_head``); ``train+ridge``: trained, then the head solved anew in closed
+form on the trained features."""
 
 
 @dataclass
@@ -66,7 +67,7 @@ class TrainConfig:
     init: str | None = None
     freeze_backbone: bool = False
     head: str | None = None
-    """One of ``HEADS``; None: ``train``, unless a time-series run's map search finds the ridge head better."""
+    """One of ``HEADS``; None: ``train``, unless a time-series run's map search finds another head better."""
     resume: str | Path | None = None
     workers: int | None = None
     """Decoding processes (None: one per CPU)."""

@@ -211,9 +211,9 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     amp = cuda if cfg.amp is None else cfg.amp
     run = Run(cfg, d, variant, data, model, net, optimizer, scheduler, steps, passes, amp, channels_last, notes=notes)
-    if cfg.ema > 0 and data.head == "train":
+    if cfg.ema > 0 and data.head != "ridge":
         run.average = WeightAverage(net, cfg.ema)
-    if passes > 1 and data.head == "train":
+    if passes > 1 and data.head != "ridge":
         notes.append(f"{passes} passes per epoch to reach --min-steps {cfg.min_steps} ({steps * cfg.epochs} steps)")
     if cfg.resume:
         load_resume(run)

@@ -113,12 +113,15 @@ def _metrics(run: Run, validation: dict[str, Any], diff: float, seconds: float) 
 def finalize(run: Run, seconds: float) -> TrainResult:
     """Write model.safetensors, metrics.json, confusion.png and curves.png; check deploy against train form."""
     from training.loop import predict
+    from training.ridge_head import refit_head
 
     out = Path(run.cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     run.selected = apply_selection(run.cfg.select, run.best, run.net, len(run.history))
     if run.selected["epoch"] != len(run.history):
         run.notes.append(f"kept epoch {run.selected['epoch']} of {len(run.history)} (best validation accuracy)")
+    if run.data.head == "train+ridge":
+        refit_head(run)
     index = {label: i for i, label in enumerate(run.data.labels)}
     logits = predict(run, run.data.val.tensors)
     rep = report([index[v] for v in run.data.val.labels], logits.argmax(-1).tolist(), run.data.labels)

@@ -69,15 +69,21 @@ def fit_ridge_head(net: nn.Module, features: np.ndarray, targets: Sequence[int],
     return float(ridge.alpha_)
 
 
-def ridge_epoch(run: Run) -> dict[str, Any]:
-    """The whole of a ``--head ridge`` run: features of the un-augmented training maps, the head solved on them;
-    returns the history entry (training loss and accuracy of the solved head; no optimizer steps)."""
-    started = time.monotonic()
+def _solve_on_training_maps(run: Run) -> tuple[np.ndarray, list[int], float]:
+    """Features of the un-augmented training maps through ``run.net`` as it stands, and the head solved on them:
+    (features, targets, the penalty chosen)."""
     adapter, params = run.adapter, run.data.params
     index = {label: i for i, label in enumerate(run.data.labels)}
     targets = [index[label] for label in run.data.train.labels]
     features = pooled_features(run.net, run.data.train.tensors, lambda t: adapter.training_input(t, **params))
-    alpha = fit_ridge_head(run.net, features, targets, len(run.data.labels))
+    return features, targets, fit_ridge_head(run.net, features, targets, len(run.data.labels))
+
+
+def ridge_epoch(run: Run) -> dict[str, Any]:
+    """The whole of a ``--head ridge`` run: features of the un-augmented training maps, the head solved on them;
+    returns the history entry (training loss and accuracy of the solved head; no optimizer steps)."""
+    started = time.monotonic()
+    features, targets, alpha = _solve_on_training_maps(run)
     head = backbone_of(run.net).head
     with torch.no_grad():
         logits = head(torch.as_tensor(features, dtype=head.weight.dtype, device=head.weight.device)).float().cpu()
@@ -97,3 +103,20 @@ def ridge_epoch(run: Run) -> dict[str, Any]:
         "seconds": seconds,
         "examples_per_second": len(targets) / max(seconds, 1e-9),
     }
+
+
+def refit_head(run: Run) -> None:
+    """``--head train+ridge``: after training (and the epoch selection), the trained head replaced by the ridge
+    solution on the trained backbone's features of the training examples.
+
+    Trained from scratch for a few hundred steps on a small set, the backbone's features can separate the classes
+    better than the head that was trained beside them, which label smoothing and weight decay keep soft; the
+    closed form reads them out exactly, with its penalty chosen by leave-one-out error."""
+    _, targets, alpha = _solve_on_training_maps(run)
+    epoch = int(run.selected["epoch"])
+    trained = run.history[epoch - 1]["val_acc"]
+    run.notes.append(
+        f"head solved anew by ridge regression on the trained features of {len(targets)} training examples (penalty "
+        f"{alpha:.3g}, chosen by leave-one-out error), replacing epoch {epoch}'s trained head (its validation "
+        f"accuracy: {trained:.3f})"
+    )

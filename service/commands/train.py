@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 RECIPES = ("default", "cpu")
+HEADS = ("train", "ridge", "train+ridge")
 RECIPE_HELP = (
     "default: 30 epochs, batch 32, lr 1e-3 on the served map; cpu: 10 epochs, batch 16, lr 2e-3 on a smaller map "
     "(minutes on two cores, see README); explicit flags and --param win over either"
@@ -106,11 +107,12 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--freeze-backbone", action="store_true", help="train only the head (fast on a CPU)")
     train.add_argument(
         "--head",
-        choices=("train", "ridge"),
+        choices=HEADS,
         default=None,
         help="train: the whole network by gradient steps; ridge: keep the backbone as initialized (or --init) and "
-        "solve the head in closed form on its features (seconds; strong on a few dozen examples) (default: train, "
-        "unless a time-series map search finds the ridge head clearly better on held-out training series)",
+        "solve the head in closed form on its features (seconds; strong on a few dozen examples); train+ridge: "
+        "train, then solve the head anew on the trained features (default: train, unless a time-series map search "
+        "finds another head better on held-out training series)",
     )
     train.add_argument(
         "--resume",
