@@ -55,14 +55,13 @@ def describe(run: Run, step_seconds: float) -> str:
     shape = "x".join(str(v) for v in run.adapter.output_shape(**data.params))
     resumed = f" (resuming after epoch {run.start_epoch})" if run.start_epoch else ""
     averaged = f", weights averaged with decay {cfg.ema}" if run.average is not None else ""
-    if data.head == "train+ridge":
-        averaged += ", then its head solved by ridge regression"
+    refit = ", then its head solved by ridge regression" if data.head == "train+ridge" else ""
     return (
         f"training {run.variant} on {run.d.device.type}: {len(data.train.tensors)} examples, "
         f"{len(data.labels)} classes, {len(data.val.tensors)} for validation; {steps_left} steps "
         f"({epochs_left} epochs x {run.steps_per_epoch}, batch {cfg.batch_size}){resumed}; map {shape}; "
         f"about {format_duration(estimate)} ({step_seconds:.2f} s/step measured; recipe {cfg.recipe}, "
-        f"keeps the {cfg.select} epoch{averaged})"
+        f"keeps the {cfg.select} epoch{averaged}{refit})"
     )
 
 
