@@ -45,6 +45,7 @@ def test_the_head_is_the_ridge_solution_on_the_trained_features(
     assert isinstance(notes, list) and any(
         "head solved anew by ridge regression on the trained features" in n for n in notes
     )
+    assert any(n.startswith("training ") and "then its head solved by ridge regression" in n for n in notes)  # plan
     served = build_served_model(
         ModalitySettings(weights=str(root / "out" / "model.safetensors")).resolve("timeseries"),
         get_adapter("timeseries"),
