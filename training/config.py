@@ -67,7 +67,7 @@ class TrainConfig:
     init: str | None = None
     freeze_backbone: bool = False
     head: str | None = None
-    """One of ``HEADS``; None: ``train``, unless a time-series run's map search finds another head better."""
+    """One of ``HEADS``; None: ``train``, unless a time-series run's map search finds the ridge head better."""
     resume: str | Path | None = None
     workers: int | None = None
     """Decoding processes (None: one per CPU)."""

@@ -8,10 +8,9 @@ training split and are scored on the rest of it; the best is the model's map and
 validation and test data are never looked at. Too few examples to hold some out (``MIN_SEARCH_EXAMPLES``) and
 the first candidate, the served default, is taken without a search.
 
-When the run leaves its head open too, each trained trial is also read out with its head solved anew in closed form
-on its features (``train+ridge``, taken where it is ``MARGIN`` series ahead of the trained head on the chosen map),
-and the same holdouts score each map with the closed-form ridge head on the untrained network
-(``training.ridge_head``); that replaces training when it is clearly ahead of the trained runs (``RIDGE_MARGIN``).
+When the run leaves its head open too, the same holdouts score each map with the closed-form ridge head on the
+untrained network (``training.ridge_head``); it replaces training when it is clearly ahead of every trained
+candidate (``RIDGE_MARGIN``).
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ class Choice:
     params: dict[str, Any]
     note: str
     head: str | None = None
-    """``ridge`` or ``train+ridge`` where the search found that head better than the trained one; else None."""
+    """``ridge`` where the search found the closed-form head better than training; else None (train)."""
 
 
 def parse_series(examples: Sequence[Example]) -> dict[int, tuple[np.ndarray, str]]:
@@ -137,8 +136,7 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         return Choice(with_scale({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
     steps = _search_steps(cfg, len(splits[0][0]))
     started = time.monotonic()  # measured so that the note says what the search cost
-    scored = [_tally({**params, **option}, splits, parsed, cfg, variant, steps) for option in options]
-    tallies = [by_head["train"] for by_head in scored]
+    tallies = [_tally({**params, **option}, splits, parsed, cfg, variant, steps) for option in options]
     best = pick(tallies)
     tried = "; ".join(f"{_describe(o)} {c}/{n}" for o, (c, n, _) in zip(options, tallies, strict=True))
     how = (
@@ -150,12 +148,14 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
     kept = " (the default: no candidate won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
     head, ridge_note = None, ""
     if cfg.head is None and not cfg.init and not cfg.freeze_backbone:
-        ridge = [_tally({**params, **o}, splits, parsed, cfg, variant, 0, ridge_score)["ridge"] for o in options]
-        best, head, ridge_note = choose_head(best, scored, ridge)
-        kept = "" if head == "ridge" else kept
-    with_head = {"ridge": " with the ridge head", "train+ridge": ", trained, then its head solved by ridge"}
+        ridge = [_tally({**params, **option}, splits, parsed, cfg, variant, 0, ridge_score) for option in options]
+        r = pick(ridge, margin=0)
+        if ridge_is_clearly_ahead(tallies[best], ridge[r]):
+            best, head, kept = r, "ridge", ""
+        counts = " / ".join(f"{c}/{n}" for c, n, _ in ridge)
+        ridge_note = f"; the ridge head, same maps: {counts}" + ("" if head else " (training kept)")
     note = (
-        f"map: {_describe(options[best])}{kept}{with_head.get(head or '', '')}, chosen by holdout accuracy "
+        f"map: {_describe(options[best])}{kept}{' with the ridge head' if head else ''}, chosen by holdout accuracy "
         f"({how}; right of held out: {tried}{ridge_note}; {time.monotonic() - started:.0f} s)"
     )
     return Choice(with_scale({**params, **options[best]}, series), note, head)
@@ -185,24 +185,6 @@ def holdouts(examples: Sequence[Example], seed: int) -> list[tuple[list[Example]
     return [([e for j, fold in enumerate(folds) if j != i for e in fold], folds[i]) for i in range(FOLDS)]
 
 
-def choose_head(
-    best: int, scored: Sequence[dict[str, tuple[int, int, float]]], ridge: Sequence[tuple[int, int, float]]
-) -> tuple[int, str | None, str]:
-    """(map index, head, a note) from the trials' tallies: the trained head (None) of the chosen map ``best``, or
-    ``train+ridge`` where the same trial networks with their heads solved anew got at least ``MARGIN`` more
-    held-out series right; or ``ridge`` on the untrained network's best map where that is clearly ahead of the
-    head kept (``ridge_is_clearly_ahead``)."""
-    trained, refit = scored[best]["train"], scored[best]["train+ridge"]
-    head, kept = (None, trained) if refit[0] - trained[0] < MARGIN else ("train+ridge", refit)
-    note = f"; its trained networks with the head solved by ridge: {refit[0]}/{refit[1]}"
-    note += " (trained head kept)" if head is None else ""
-    r = pick(ridge, margin=0)
-    if ridge_is_clearly_ahead(kept, ridge[r]):
-        best, head = r, "ridge"
-    counts = " / ".join(f"{c}/{n}" for c, n, _ in ridge)
-    return best, head, f"{note}; the ridge head, same maps: {counts}" + ("" if head == "ridge" else " (training kept)")
-
-
 def ridge_is_clearly_ahead(trained: tuple[int, int, float], ridge: tuple[int, int, float]) -> bool:
     """Whether the ridge head's tally beats the best trained candidate's by ``RIDGE_MARGIN`` of the held-out series
     (at least ``MARGIN`` series)."""
@@ -223,19 +205,18 @@ def _tally(
     cfg: TrainConfig,
     variant: str,
     steps: int,
-    score: Callable[..., dict[str, tuple[int, int, float]]] | None = None,
-) -> dict[str, tuple[int, int, float]]:
-    """(series right, series held out, summed loss) of one candidate over the splits, by head (``score``: trained
-    for ``steps``, the default, or ``ridge_score``); the training data's scale, when the candidate uses one, is each
+    score: Callable[..., tuple[int, int, float]] | None = None,
+) -> tuple[int, int, float]:
+    """(series right, series held out, summed loss) of one candidate over the splits (``score``: trained for
+    ``steps``, the default, or ``ridge_score``); the training data's scale, when the candidate uses one, is each
     split's fit part's."""
-    totals: dict[str, tuple[int, int, float]] = {}
+    right, held, loss = 0, 0, 0.0
     for fit_examples, held_examples in splits:
         fit, scored = _pick(parsed, fit_examples), _pick(parsed, held_examples)
         trial = with_scale(params, [s for s, _ in fit])
-        for head, (c, n, lsum) in (score or trained_score)(trial, fit, scored, cfg, variant, steps).items():
-            right, held, loss = totals.get(head, (0, 0, 0.0))
-            totals[head] = (right + c, held + n, loss + lsum)
-    return totals
+        c, n, lsum = (score or trained_score)(trial, fit, scored, cfg, variant, steps)
+        right, held, loss = right + c, held + n, loss + lsum
+    return right, held, loss
 
 
 def _describe(option: dict[str, Any]) -> str:

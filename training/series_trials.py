@@ -1,6 +1,5 @@
-"""The map search's trials: one candidate map scored on one holdout, by training the run's network briefly (and
-reading it out by its trained head and by a head solved in closed form) or by solving the untrained network's head
-in closed form (the ridge head), on the served maps of the series.
+"""The map search's trials: one candidate map scored on one holdout, by training the run's network briefly or by
+solving its head in closed form (the ridge head), on the served maps of the series.
 
 Kept apart from the search's decisions (``series_params``): these build networks and run them; those only count.
 """
@@ -25,16 +24,14 @@ def trained_score(
     cfg: TrainConfig,
     variant: str,
     steps: int,
-) -> dict[str, tuple[int, int, float]]:
+) -> tuple[int, int, float]:
     """(series right, series scored, summed loss) on ``held`` of the run's network trained ``steps`` steps on
-    ``fit`` with the run's recipe, by head: ``train`` (the trained head) and ``train+ridge`` (the same network with
-    its head solved anew on its features of ``fit``: one trajectory read out two ways)."""
+    ``fit`` with the run's recipe."""
     from training.recipe import make_optimizer, make_scheduler, soft_cross_entropy, soft_targets
-    from training.ridge_head import fit_ridge_head, pooled_features
 
     made = _trial_network(params, fit, held, cfg, variant)
     if made is None:
-        return dict.fromkeys(("train", "train+ridge"), (0, len(held), float("inf")))
+        return 0, len(held), float("inf")
     net, labels, (x_fit, y_fit), (x_held, y_held) = made
     optimizer = make_optimizer(net, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, steps, max(1, steps // 10))
@@ -48,10 +45,7 @@ def trained_score(
         loss.backward()
         optimizer.step()
         scheduler.step()
-    scores = {"train": _held_out_score(net, x_held, y_held)}
-    fit_ridge_head(net, pooled_features(net, x_fit), y_fit.tolist(), len(labels))
-    scores["train+ridge"] = _held_out_score(net, x_held, y_held)
-    return scores
+    return _held_out_score(net, x_held, y_held)
 
 
 def ridge_score(
@@ -61,17 +55,17 @@ def ridge_score(
     cfg: TrainConfig,
     variant: str,
     steps: int,
-) -> dict[str, tuple[int, int, float]]:
-    """As ``trained_score``, head ``ridge``: the untrained network's head solved by ridge regression on ``fit``
+) -> tuple[int, int, float]:
+    """As ``trained_score``, with the untrained network's head solved by ridge regression on ``fit``
     (``steps`` unused)."""
     from training.ridge_head import fit_ridge_head, pooled_features
 
     made = _trial_network(params, fit, held, cfg, variant)
     if made is None:
-        return {"ridge": (0, len(held), float("inf"))}
+        return 0, len(held), float("inf")
     net, labels, (x_fit, y_fit), (x_held, y_held) = made
     fit_ridge_head(net, pooled_features(net, x_fit), y_fit.tolist(), len(labels))
-    return {"ridge": _held_out_score(net, x_held, y_held)}
+    return _held_out_score(net, x_held, y_held)
 
 
 def _trial_network(

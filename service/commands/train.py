@@ -112,7 +112,7 @@ def add_parser(subparsers: Any) -> None:
         help="train: the whole network by gradient steps; ridge: keep the backbone as initialized (or --init) and "
         "solve the head in closed form on its features (seconds; strong on a few dozen examples); train+ridge: "
         "train, then solve the head anew on the trained features (default: train, unless a time-series map search "
-        "finds another head better on held-out training series)",
+        "finds the ridge head clearly better on held-out training series)",
     )
     train.add_argument(
         "--resume",

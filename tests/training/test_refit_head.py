@@ -1,5 +1,4 @@
-"""``--head train+ridge``: the network trained, then its head solved anew in closed form on the trained features;
-and the time-series search taking it only where its trial networks, so read out, are ahead."""
+"""``--head train+ridge``: the network trained, then its head solved anew in closed form on the trained features."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from training import evaluate, train
 from training.config import HEADS
 from training.modeling import build_model
 from training.ridge_head import ALPHAS, pooled_features
-from training.series_params import choose_head
 
 
 @pytest.fixture(scope="module")
@@ -74,30 +72,6 @@ def test_a_refit_model_serves_as_evaluated(refit_run: tuple[Path, Path, dict[str
     assert isinstance(deploy, dict) and deploy["passed"]
     report = evaluate("timeseries", test, root / "out" / "model.safetensors", device="cpu", workers=1)
     assert report.accuracy >= 0.5  # 24 series of 4 periods, two short epochs on 24: chance is 0.25
-
-
-def _scored(trained: int, refit: int, held: int = 30) -> dict[str, tuple[int, int, float]]:
-    return {"train": (trained, held, 1.0), "train+ridge": (refit, held, 1.0)}
-
-
-@pytest.mark.parametrize(
-    ("refit", "ridge", "expected"),
-    [
-        (20, (15, 30, 0.0), (0, None)),  # the trained head: its networks read out by ridge are not ahead
-        (21, (15, 30, 0.0), (0, None)),  # one series ahead: within the margin
-        (22, (15, 30, 0.0), (0, "train+ridge")),  # two ahead: the head solved anew
-        (22, (25, 30, 0.0), (1, "ridge")),  # the untrained network's ridge head on map 1 clearly ahead of 22
-        (22, (24, 30, 0.0), (0, "train+ridge")),  # two ahead of the kept head: not clearly (three needed)
-    ],
-)
-def test_the_search_takes_the_head_whose_trials_are_ahead(
-    refit: int, ridge: tuple[int, int, float], expected: tuple[int, str | None]
-) -> None:
-    scored = [_scored(20, refit), _scored(18, 18)]
-    ridges = [(10, 30, 0.0), ridge]
-    best, head, note = choose_head(0, scored, ridges)
-    assert (best, head) == expected
-    assert f"solved by ridge: {refit}/30" in note
 
 
 def test_the_cli_offers_every_head() -> None:
