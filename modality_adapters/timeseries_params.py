@@ -53,6 +53,8 @@ the per-variable maps beside it carried the univariate sets (benchmarks/ts_repre
 benchmarks/RESULTS.md). A trained model's representation is chosen on its data."""
 LENGTH_MODES = ("resample", "paa", "pad", "window")
 NORMALIZATIONS = ("series", "dataset")
+MAX_FOLD_SIDE = 256
+"""A fold's side: 256 x 256 is 65536 steps a variable, the most any map is made of."""
 MAX_FITTED_LENGTH = 512
 """``fit_params`` caps the learned embedding's length: longer series are resampled down to it."""
 
@@ -98,6 +100,8 @@ class TimeSeriesParams:
         known = {"embedding", *IMAGE_KINDS}
         if not kinds or not set(kinds) <= known or len(set(kinds)) != len(kinds):
             raise ValueError(f"representation must be 'embedding' or '+'-joined {sorted(IMAGE_KINDS)}, got {kinds}")
+        if FOLDED in kinds and self.image_size > MAX_FOLD_SIDE:
+            raise ValueError(f"a fold holds image_size squared steps: image_size must be at most {MAX_FOLD_SIDE}")
         if "embedding" in kinds and (len(kinds) > 1 or self.num_vars == 0):
             raise ValueError("the learned embedding stands alone and needs a fixed num_vars (>= 1)")
         if self.length_mode not in LENGTH_MODES:

@@ -100,7 +100,14 @@ def test_a_fold_keeps_the_local_shape_of_a_long_series() -> None:
     assert (folded > 0.5).sum() <= len(spans) * 2  # and nothing else
 
 
-@pytest.mark.parametrize("bad", [{"length_mode": "average"}, {"representation": "plot+embedding", "num_vars": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"length_mode": "average"},
+        {"representation": "plot+embedding", "num_vars": 1},
+        {"representation": "fold", "image_size": 512},  # 262144 steps a variable
+    ],
+)
 def test_invalid_length_modes_and_kinds(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidParameterError):
         get_adapter("timeseries").resolve_params(**bad)
