@@ -52,18 +52,29 @@ class LoadedWeights:
 def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     """A clean state_dict from a file: unwrapped, prefixes stripped, tensors only."""
     path = Path(path)
+    if path.suffix != ".safetensors":
+        return normalize_state_dict(load_torch_file(path), origin=str(path))
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
-            raw: Any = load_file(str(path), device="cpu")
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw: Any = load_file(str(path), device="cpu")
     except FileNotFoundError:
         raise CheckpointError(f"weights file not found: {path}") from None
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
     return normalize_state_dict(raw, origin=str(path))
+
+
+def load_torch_file(path: str | os.PathLike[str], context: str = "") -> Any:
+    """``torch.load`` of a file in weights-only mode, every failure a ``CheckpointError`` that names the file
+    (``context``, e.g. ``"--resume: "``, leads the message): a missing, truncated or foreign file must not
+    surface as a pickle traceback, whoever reads it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{context}weights file not found: {path}") from None
+    except Exception as exc:
+        raise CheckpointError(f"{context}cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
 
 
 def normalize_state_dict(raw: Any, origin: str = "checkpoint") -> StateDict:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from models.checkpoint import load_torch_file
 from training.selection import BestEpoch
 from unirep_errors import CheckpointError
 
@@ -48,12 +49,7 @@ def save_checkpoint(run: Run, epochs_done: int) -> None:
 
 def load_resume(run: Run) -> None:
     path = checkpoint_path(run.cfg.resume or "")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"--resume: no checkpoint at {path}") from None
-    except Exception as exc:
-        raise CheckpointError(f"--resume: cannot read {path}: {type(exc).__name__}: {exc}") from None
+    state = load_torch_file(path, context="--resume: ")
     for key, ours in (("modality", run.cfg.modality), ("variant", run.variant), ("labels", run.data.labels)):
         if state.get(key) != ours:
             raise CheckpointError(f"--resume: {path} was trained with {key} {state.get(key)!r}, this run has {ours!r}")

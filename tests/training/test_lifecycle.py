@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.conftest import REPO_ROOT
 from tests.training.helpers import make_dataset, small_config
 from training import train
 from training.modeling import build_model
+from unirep_errors import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,18 @@ def test_resume_refuses_another_run(data: Path, tmp_path: Path) -> None:
     train(small_config("image", data, out, cache))
     with pytest.raises(Exception, match="trained with variant"):
         train(small_config("image", data, tmp_path / "other", cache, model="unireplknet_f", resume=str(out)))
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a pickle at all"])
+def test_resume_from_a_missing_or_unreadable_checkpoint_names_it(
+    data: Path, tmp_path: Path, content: bytes | None
+) -> None:
+    bad = tmp_path / "checkpoint.pt"
+    if content is not None:
+        bad.write_bytes(content)
+    reason = "weights file not found" if content is None else "cannot read checkpoint"
+    with pytest.raises(CheckpointError, match=f"^--resume: {reason}:? {re.escape(str(bad))}"):
+        train(small_config("image", data, tmp_path / "out", tmp_path / "cache", resume=str(bad)))
 
 
 def test_freeze_backbone_trains_only_the_head(data: Path, tmp_path: Path) -> None:
