@@ -2,7 +2,8 @@
 
 Shared by ``ts_representations.py`` (which series-to-image map is best) and ``train_accuracy.py``. The sets are
 read with ``training.tsfile.read_ts`` from the folder aeon installs (found without importing aeon, whose numba
-pins numpy); splits are the archive's standard TRAIN/TEST files.
+pins numpy); splits are the archive's standard TRAIN/TEST files. Beside them, ``WATCH``: a multivariate sensor set
+that seglearn installs, split by subject.
 """
 
 from __future__ import annotations
@@ -45,7 +46,39 @@ def aeon_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
+WATCH = "WatchExercises"
+"""A third multivariate set, beside the two aeon ships: seglearn's smartwatch recordings (6 inertial axes at 50 Hz,
+947-2618 steps) of 10 subjects doing 7 shoulder exercises, each with both arms (140 series). No standard split
+exists; ours tests on people the model never saw: subjects 1-7 train (98 series), subjects 8-10 test (42)."""
+WATCH_TEST_SUBJECTS = (8, 9, 10)
+
+
+def load_watch() -> Split:
+    """``WATCH`` from the file seglearn installs (``seglearn.datasets.load_watch``; nothing downloads)."""
+    try:
+        from seglearn.datasets import load_watch as read_watch
+    except ImportError:
+        raise SystemExit("seglearn is not installed: pip install seglearn (the test extra) for the watch set") from None
+    data = read_watch()
+    series = [np.asarray(x, dtype=np.float64) for x in data["X"]]
+    labels = [str(v) for v in data["y_labels"]]
+    targets = np.asarray(data["y"], dtype=int)
+    test = np.isin(np.asarray(data["subject"], dtype=int), WATCH_TEST_SUBJECTS)
+    train_i, test_i = np.flatnonzero(~test), np.flatnonzero(test)
+    return Split(
+        WATCH,
+        [series[i] for i in train_i],
+        targets[train_i],
+        [series[i] for i in test_i],
+        targets[test_i],
+        labels,
+    )
+
+
 def load_split(name: str) -> Split:
+    """An aeon set's standard TRAIN/TEST split, or ``WATCH``'s split by subject."""
+    if name == WATCH:
+        return load_watch()
     folder = aeon_data_dir() / name
     train_x, train_l = read_ts(folder / f"{name}_TRAIN.ts")
     test_x, test_l = read_ts(folder / f"{name}_TEST.ts")
