@@ -5,7 +5,8 @@ training split is cut in two (stratified, seeded: ``benchmarks.ucr.holdout``), t
 folders of CSV files, and ``unirep train``'s core (``training.train``, the named recipe, the adapter's
 augmentation, the step floor) trains on dev-train with the config's params and reports dev-val accuracy per
 epoch. A config that leaves the map open (``search``) lets the trainer choose, as a real run would. Beside it,
-1-NN Euclidean on the same dev split, for scale.
+1-NN Euclidean on the same dev split, for scale (z-normalized or not as leave-one-out on dev-train decides, as the
+test table's baseline does: always z-normalizing understates it where levels carry the class, e.g. JapaneseVowels).
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
 [--threads 1] [--folds 3 [--only-folds 1,2]] [--mixup P] [--drop-path R] [--refit-ridge] [--json out.json]``.
@@ -28,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ucr import Split, holdout, load_split, one_nn_euclidean
+from benchmarks.ts_baselines import choose_znorm, one_nn_ed
+from benchmarks.ucr import Split, holdout, load_split
 from training import TrainConfig, train
 
 MAPS = "values+gasf+gadf+rp"
@@ -153,7 +155,7 @@ def main() -> None:
             if args.only_folds and str(k) not in args.only_folds.split(","):
                 continue
             base = {"set": name, "fold": k, "dev_fit": len(dev.train_x), "dev_val": len(dev.test_x)}
-            base["one_nn_ed"] = round(one_nn_euclidean(dev), 3)
+            base["one_nn_ed"] = round(one_nn_ed(dev, choose_znorm(dev)), 3)
             with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
                 root = Path(tmp)
                 write_folder(root / "fit", dev.train_x, dev.train_y, dev.labels)
