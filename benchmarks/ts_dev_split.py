@@ -9,7 +9,7 @@ epoch. A config that leaves the map open (``search``) lets the trainer choose, a
 test table's baseline does: always z-normalizing understates it where levels carry the class, e.g. JapaneseVowels).
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
-[--threads 1] [--folds 3 [--only-folds 1,2]] [--mixup P] [--drop-path R] [--refit-ridge] [--json out.json]``.
+[--threads 1] [--folds 3 [--only-folds 1,2]] [--lr LR] [--mixup P] [--drop-path R] [--refit-ridge] [--json out.json]``.
 Config names: see ``CONFIGS``; any adapter param can be added with ``--param name=value``.
 """
 
@@ -91,7 +91,7 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
     out = root / "runs" / name
     cfg = TrainConfig.from_recipe(
         args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
-        min_steps=args.min_steps, params=config, device="cpu", progress=False, workers=1,
+        min_steps=args.min_steps, lr=args.lr, params=config, device="cpu", progress=False, workers=1,
         cache_dir=str(root / "cache"), augment=not args.no_augment, select="last", seed=args.seed, ema=args.ema,
         mixup=args.mixup, drop_path=args.drop_path,
     )  # fmt: skip
@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the training seed")
     ap.add_argument("--recipe", default="cpu")
     ap.add_argument("--min-steps", type=int, default=200)
+    ap.add_argument("--lr", type=float, default=None, help="as unirep train --lr (default: the recipe's)")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--ema", type=float, default=None, help="as unirep train --ema (default: its)")
     ap.add_argument("--mixup", type=float, default=None, help="as unirep train --mixup (default: the adapter's)")
