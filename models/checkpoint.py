@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,23 +56,26 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     path = Path(path)
     if path.suffix != ".safetensors":
         return normalize_state_dict(load_torch_file(path), origin=str(path))
-    try:
+    with _read_errors(path):
         from safetensors.torch import load_file
 
-        raw: Any = load_file(str(path), device="cpu")
-    except FileNotFoundError:
-        raise CheckpointError(f"weights file not found: {path}") from None
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        raw = load_file(str(path), device="cpu")
     return normalize_state_dict(raw, origin=str(path))
 
 
 def load_torch_file(path: str | os.PathLike[str], context: str = "") -> Any:
     """``torch.load`` of a file in weights-only mode, every failure a ``CheckpointError`` that names the file
-    (``context``, e.g. ``"--resume: "``, leads the message): a missing, truncated or foreign file must not
-    surface as a pickle traceback, whoever reads it."""
-    try:
+    (``context``, e.g. ``"--resume: "``, leads the message)."""
+    with _read_errors(path, context):
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@contextmanager
+def _read_errors(path: str | os.PathLike[str], context: str = "") -> Iterator[None]:
+    """Whatever reading ``path`` raises becomes a ``CheckpointError`` naming the file: a missing, truncated or
+    foreign file must not surface as a pickle or safetensors traceback, whoever reads it."""
+    try:
+        yield
     except FileNotFoundError:
         raise CheckpointError(f"{context}weights file not found: {path}") from None
     except Exception as exc:
