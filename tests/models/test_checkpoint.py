@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -206,3 +207,13 @@ def test_unreachable_hub_fails_fast_with_instructions(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="pass its path instead"):
         models.load_model("unireplknet_t", "unireplknet_t.in1k", cache_dir=tmp_path)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_a_missing_or_corrupt_file_of_either_format_is_named(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"weights{suffix}"
+    with pytest.raises(CheckpointError, match=f"weights file not found: {re.escape(str(path))}$"):
+        models.load_model(NAME, path)
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match=f"^cannot read checkpoint {re.escape(str(path))}: "):
+        models.load_model(NAME, path)
