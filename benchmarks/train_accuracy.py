@@ -34,8 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import generated_data as gen
 from benchmarks.ts_baselines import baselines
-from benchmarks.ts_dev_split import write_folder
-from benchmarks.ucr import PUBLISHED_1NN_ED, WATCH, aeon_data_dir, load_split
+from benchmarks.ucr import PUBLISHED_1NN_ED, WATCH, aeon_data_dir, load_split, write_folder
 from training import TrainConfig, evaluate, train
 
 UCR_SETS = (

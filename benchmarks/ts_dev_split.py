@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ts_baselines import choose_znorm, one_nn_ed
-from benchmarks.ucr import Split, holdout, load_split
+from benchmarks.ucr import Split, holdout, load_split, write_folder
 from training import TrainConfig, train
 
 MAPS = "values+gasf+gadf+rp"
@@ -75,15 +75,6 @@ def dev_splits(split: Split, folds: int, fraction: float, seed: int) -> list[Spl
         out.append(Split(f"{split.name} (train fold {k})", [split.train_x[i] for i in fit], split.train_y[fit],
                          [split.train_x[i] for i in val], split.train_y[val], split.labels))  # fmt: skip
     return out
-
-
-def write_folder(root: Path, xs: list[np.ndarray], ys: np.ndarray, labels: list[str]) -> Path:
-    """One CSV file per series (T rows of V values) under ``root/<label>/``."""
-    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        folder = root / labels[int(y)]
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savetxt(folder / f"{i:05d}.csv", x, delimiter=",", fmt="%.9g")
-    return root
 
 
 def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

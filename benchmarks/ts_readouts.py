@@ -26,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ts_baselines import choose_znorm, one_nn_ed
 from benchmarks.ts_dev_split import dev_splits
-from benchmarks.ucr import load_split
-from modality_adapters.registry import get_adapter
+from benchmarks.ucr import encode_all, load_split
 from models.registry import create_model
 
 ALPHAS = np.logspace(-3, 4, 15)
@@ -35,9 +34,7 @@ MAP = {"representation": "values+gasf+gadf+rp", "normalize": "series", "length_m
 
 
 def maps(xs: list[np.ndarray], num_vars: int, image_size: int) -> torch.Tensor:
-    adapter = get_adapter("timeseries")
-    params = {**MAP, "image_size": image_size, "num_vars": num_vars}
-    return torch.stack([adapter.decode_array(x, **params) for x in xs])
+    return encode_all(xs, {**MAP, "image_size": image_size, "num_vars": num_vars})
 
 
 def readouts(net: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:

@@ -140,6 +140,15 @@ def one_nn_euclidean(split: Split) -> float:
     return float((split.train_y[d.argmin(1)] == split.test_y).mean())
 
 
+def write_folder(root: Path, xs: list[np.ndarray], ys: np.ndarray, labels: list[str]) -> Path:
+    """One CSV file per series (T rows of V values) under ``root/<label>/``."""
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        folder = root / labels[int(y)]
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savetxt(folder / f"{i:05d}.csv", x, delimiter=",", fmt="%.9g")
+    return root
+
+
 def encode_all(xs: Sequence[np.ndarray], params: dict) -> torch.Tensor:
     adapter = get_adapter("timeseries")
     return torch.stack([adapter.decode_array(x, **params) for x in xs])

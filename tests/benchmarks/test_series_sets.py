@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from seglearn.datasets import load_watch
 
-from benchmarks.ts_dev_split import write_folder
-from benchmarks.ucr import WATCH, WATCH_TEST_SUBJECTS, load_split
+from benchmarks.ucr import WATCH, WATCH_TEST_SUBJECTS, load_split, write_folder
 
 
 def test_the_watch_set_tests_on_subjects_it_never_trained_on() -> None:
