@@ -1,12 +1,13 @@
 """Time-series adapter: CSV or JSON of any number of variables and any length -> the model's input map.
 
 A series (T x V) is checked against the model's params (``TimeSeriesParams``: variable count, length rule,
-representation), fitted to its length (``image_size`` steps, or their square for a fold; resampled, averaged over
-spans, padded when shorter than the map, or its last ``seq_len`` steps), normalized per variable (over its real
-steps, RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance norm; or by the
-training data's mean and deviation, ``normalize="dataset"``), and mapped:
+representation), fitted to its length (the map's width in steps, or ``image_size`` squared for a fold; resampled,
+averaged over spans, padded when shorter than the map, or its last ``seq_len`` steps), normalized per variable
+(over its real steps, RevIN-style: ``(x - mean) / sqrt(var + 1e-5)``, biased variance, as the official instance
+norm; or by the training data's mean and deviation, ``normalize="dataset"``), and mapped:
 
-- weight-free maps (the default): ``(C, S, S)`` with ``S = image_size``: one channel per joint kind (the value
+- weight-free maps (the default): ``(C, S, W)`` with ``S = image_size`` and ``W = time_steps`` (``S`` unless set:
+  a square map; a wide one only of kinds with time across the columns): one channel per joint kind (the value
   image, the joint recurrence plot: all variables in one picture) and ``V`` per per-variable kind, or one (the
   mean over variables) when the model takes any count (``num_vars=0``);
 - the learned embedding: float32 ``(1, seq_len, V + F)`` for ``TimeSeriesEmbedding``: columns ``[:V]`` the
@@ -68,7 +69,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         p = self.resolve_params(**params)
         if p.is_embedding:
             return (1, p.seq_len, p.num_vars + p.n_time_features)
-        return (p.backbone_in_chans, p.image_size, p.image_size)
+        return (p.backbone_in_chans, p.image_size, p.width)
 
     def embedding_shape(self, **params: Any) -> tuple[int, int, int]:
         """The C x H x W image UniRepLKNet sees: what the embedding makes of ``decode``'s output, or that output."""
@@ -248,7 +249,8 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
     def _render(self, normed: np.ndarray, p: TimeSeriesParams) -> torch.Tensor:
         if normed.shape[0] < p.length:
             normed = pad(normed, p.length)
-        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0))
+        rows = p.image_size if p.width != p.image_size else None
+        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0, rows=rows))
 
     def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
         p = self.resolve_params(**params)

@@ -15,13 +15,17 @@ Two families:
   states at ``i`` and ``j``.
 
 Each function takes a ``(n, V)`` window (already normalized per variable) and returns float32 in about [-1, 1];
-the adapter stacks the requested kinds as channels.
+the adapter stacks the requested kinds as channels. The kinds with time across the columns (``ROWED_KINDS``: the
+value image, the scalogram, the line plot) also take ``rows``, so a map can be wider than it is tall: ``rows`` x
+``n``, a long series kept at ``n`` steps while the network's cost grows with ``rows * n`` only. The pairwise kinds
+(Gramian fields, recurrence plots) are ``n`` x ``n`` by nature.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,6 +33,7 @@ __all__ = [
     "FOLDED",
     "IMAGE_KINDS",
     "JOINT_KINDS",
+    "ROWED_KINDS",
     "fold",
     "gadf",
     "gasf",
@@ -113,8 +118,9 @@ def recurrence(x: np.ndarray) -> np.ndarray:
     return (2.0 * dist / np.maximum(top, _EPS) - 1.0).astype(np.float32)
 
 
-def scalogram(x: np.ndarray) -> np.ndarray:
-    """|Morlet CWT| at ``n`` log-spaced scales (row 0: finest), computed in the frequency domain, log-scaled to [-1, 1].
+def scalogram(x: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """|Morlet CWT| at ``rows`` (default ``n``) log-spaced scales (row 0: finest), computed in the frequency domain,
+    log-scaled to [-1, 1]: ``(V, rows, n)``.
 
     Scales run from 1 sample to half the window, so every row resolves a period the window can hold; the series is
     mirrored before the FFT so that its ends do not wrap into each other.
@@ -122,7 +128,7 @@ def scalogram(x: np.ndarray) -> np.ndarray:
     n = x.shape[0]
     padded = np.concatenate([x, x[::-1]], axis=0).T  # (V, 2n): symmetric extension
     freqs = 2.0 * np.pi * np.fft.fftfreq(2 * n)
-    scales = np.geomspace(1.0, max(n / 2.0, 1.0), n)
+    scales = np.geomspace(1.0, max(n / 2.0, 1.0), rows or n)
     arg = scales[:, None] * freqs[None, :] - MORLET_W0
     bank = np.where(freqs[None, :] > 0, np.pi**-0.25 * np.exp(-0.5 * arg**2), 0.0) * np.sqrt(scales)[:, None]
     coeffs = np.fft.ifft(np.fft.fft(padded, axis=1)[:, None, :] * bank[None], axis=2)[:, :, :n]
@@ -131,24 +137,26 @@ def scalogram(x: np.ndarray) -> np.ndarray:
     return (2.0 * energy / np.maximum(top, _EPS) - 1.0).astype(np.float32)
 
 
-def value_image(x: np.ndarray) -> np.ndarray:
-    """The values themselves, time across the columns and the variables down the rows: ``(1, n, n)``.
+def value_image(x: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """The values themselves, time across the columns and the variables down the ``rows`` (default ``n``) rows:
+    ``(1, rows, n)``.
 
-    Variable ``v`` of ``V`` fills rows ``[v * n / V, (v + 1) * n / V)``, so a 3 x 3 kernel on a band boundary sees
+    Variable ``v`` of ``V`` fills rows ``[v * rows / V, (v + 1) * rows / V)``, so a 3 x 3 kernel on a band boundary sees
     two variables at the same steps: how they move together is local. With more variables than rows, each row
     is the mean of the variables that fall on it. Values (unit variance per variable) are squashed by ``tanh(x / 2)``
     into [-1, 1], which keeps their order and leaves a 2-sigma excursion at 0.76.
     """
     n, v = x.shape
-    edges = np.floor(np.arange(n + 1) * v / n).astype(int)
-    rows = [x[:, lo : max(hi, lo + 1)].mean(axis=1) for lo, hi in itertools.pairwise(edges)]
-    return np.tanh(np.stack(rows, axis=0) / 2.0)[None].astype(np.float32)
+    height = rows or n
+    edges = np.floor(np.arange(height + 1) * v / height).astype(int)
+    bands = [x[:, lo : max(hi, lo + 1)].mean(axis=1) for lo, hi in itertools.pairwise(edges)]
+    return np.tanh(np.stack(bands, axis=0) / 2.0)[None].astype(np.float32)
 
 
-def line_plot(x: np.ndarray) -> np.ndarray:
-    """The series drawn as a line, per variable ``(V, n, n)``: time across the columns, the value down the rows
-    (the top row high), each column lit from the value at its step to halfway to its neighbours' values, with a
-    soft edge of about one row. In [-1, 1] (-1 where the line is not).
+def line_plot(x: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """The series drawn as a line, per variable ``(V, rows, n)`` (``rows`` default ``n``): time across the columns,
+    the value down the rows (the top row high), each column lit from the value at its step to halfway to its
+    neighbours' values, with a soft edge of about one row. In [-1, 1] (-1 where the line is not).
 
     A univariate series in the value image is one row repeated ``n`` times; drawn, its shape (peaks, slopes, how
     far apart) is an edge the convolution can follow, the way the eye reads a plot. Values (unit variance) are
@@ -160,8 +168,9 @@ def line_plot(x: np.ndarray) -> np.ndarray:
     right = np.concatenate([(y[:, :-1] + y[:, 1:]) / 2.0, y[:, -1:]], axis=1)
     lo = np.minimum(y, np.minimum(left, right))[:, None, :]  # (V, 1, n)
     hi = np.maximum(y, np.maximum(left, right))[:, None, :]
-    levels = np.linspace(1.0, -1.0, n)[None, :, None]  # row 0 the highest value
-    width = 2.0 / max(n - 1, 1)
+    height = rows or n
+    levels = np.linspace(1.0, -1.0, height)[None, :, None]  # row 0 the highest value
+    width = 2.0 / max(height - 1, 1)
     gap = np.maximum(np.maximum(lo - levels, levels - hi), 0.0) / width
     return (2.0 * np.exp(-0.5 * gap**2) - 1.0).astype(np.float32)
 
@@ -207,11 +216,17 @@ JOINT_KINDS = frozenset({"values", "jrp"})
 """Kinds that make one channel from all variables; the others make one channel per variable."""
 FOLDED = "fold"
 """The kind made of ``n * n`` steps rather than ``n``."""
+ROWED_KINDS: dict[str, Callable[[np.ndarray, int | None], np.ndarray]] = {
+    "values": value_image,
+    "cwt": scalogram,
+    "plot": line_plot,
+}
+"""Kinds with time across the columns and any number of rows: the only ones a map wider than tall can hold."""
 
 
-def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool) -> np.ndarray:
+def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool, rows: int | None = None) -> np.ndarray:
     """Stack the kinds' maps as channels: one per joint kind, and per per-variable kind ``V`` channels, or one (their
-    mean over variables) when pooling.
+    mean over variables) when pooling. ``rows`` (default: square) is the height of a map of ``ROWED_KINDS`` only.
 
     Pooling is how one model takes any number of variables with per-variable kinds: the mean map over variables
     has a fixed channel count (and loses how the variables relate; joint kinds keep it at any count). With a fold
@@ -221,6 +236,9 @@ def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool) -> np.nd
     spans = x if side == x.shape[0] else paa(x, side)
     maps = []
     for kind in kinds:
-        m = IMAGE_KINDS[kind](x if kind == FOLDED else spans)
+        if kind in ROWED_KINDS and rows:
+            m = ROWED_KINDS[kind](spans, rows)
+        else:
+            m = IMAGE_KINDS[kind](x if kind == FOLDED else spans)
         maps.append(m.mean(axis=0, keepdims=True) if pool_variables and kind not in JOINT_KINDS else m)
     return np.concatenate(maps, axis=0)

@@ -18,7 +18,10 @@ Real series come with any number of variables and any length, so these are param
   standard deviation of the training data, ``data_mean`` / ``data_std``, stored with the model: levels and
   amplitudes survive, which is what tells apart, say, vowels by their cepstral coefficients).
 - ``seq_len``: the window (``window``) or the embedding's length (``embedding`` + ``resample``); ``image_size``:
-  the side of a weight-free map, to which the series is fitted.
+  the side of a weight-free map, to which the series is fitted; ``time_steps`` (0: ``image_size``) its width
+  where it is wider than tall (``image_size`` rows by ``time_steps`` columns, the series fitted to
+  ``time_steps``): a long series keeps more of its steps for a fraction of a square map's cost. Only the kinds with
+  time across the columns can be wide (``values``, ``cwt``, ``plot``).
 
 A trained model's params come from its data (``fit_params``, and ``unirep train``'s choice among candidate maps)
 and travel in its checkpoint. ``preset="corrformer"`` names the official configuration (48 hourly steps of 11
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .timeseries_embedding import EMBEDDING_LAYOUTS, TIME_FEATURES_PER_FREQ
-from .timeseries_maps import FOLDED, IMAGE_KINDS, JOINT_KINDS
+from .timeseries_maps import FOLDED, IMAGE_KINDS, JOINT_KINDS, ROWED_KINDS
 
 __all__ = [
     "DEFAULT_REPRESENTATION",
@@ -55,6 +58,8 @@ LENGTH_MODES = ("resample", "paa", "pad", "window")
 NORMALIZATIONS = ("series", "dataset")
 MAX_FOLD_SIDE = 256
 """A fold's side: 256 x 256 is 65536 steps a variable, the most any map is made of."""
+MAX_TIME_STEPS = 4096
+"""The widest map: 4096 columns, as many as a fold of 64 x 64."""
 MAX_FITTED_LENGTH = 512
 """``fit_params`` caps the learned embedding's length: longer series are resampled down to it."""
 
@@ -80,6 +85,7 @@ class TimeSeriesParams:
     seq_len: int = 64
     length_mode: str = "resample"
     image_size: int = 64
+    time_steps: int = 0
     d_model: int = 64
     embedding_layout: str = "time_axis"
     freq: str = "h"
@@ -93,6 +99,8 @@ class TimeSeriesParams:
         _check_int("seq_len", self.seq_len, 2, 100_000)
         _check_int("num_vars", self.num_vars, 0, 100_000)
         _check_int("image_size", self.image_size, 4, 1024)
+        if self.time_steps:
+            _check_int("time_steps", self.time_steps, 4, MAX_TIME_STEPS)
         _check_int("d_model", self.d_model, 1, 65536)
         if self.preset and self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
@@ -102,6 +110,8 @@ class TimeSeriesParams:
             raise ValueError(f"representation must be 'embedding' or '+'-joined {sorted(IMAGE_KINDS)}, got {kinds}")
         if FOLDED in kinds and self.image_size > MAX_FOLD_SIDE:
             raise ValueError(f"a fold holds image_size squared steps: image_size must be at most {MAX_FOLD_SIDE}")
+        if self.width != self.image_size and not set(kinds) <= set(ROWED_KINDS):
+            raise ValueError(f"a map that is not square (time_steps) holds only {sorted(ROWED_KINDS)}, got {kinds}")
         if "embedding" in kinds and (len(kinds) > 1 or self.num_vars == 0):
             raise ValueError("the learned embedding stands alone and needs a fixed num_vars (>= 1)")
         if self.length_mode not in LENGTH_MODES:
@@ -149,7 +159,12 @@ class TimeSeriesParams:
         (``image_size`` squared where a fold lays them out ``image_size`` to a row)."""
         if self.is_embedding:
             return self.seq_len
-        return self.image_size**2 if FOLDED in self.kinds else self.image_size
+        return self.image_size**2 if FOLDED in self.kinds else self.width
+
+    @property
+    def width(self) -> int:
+        """Columns of a weight-free map: ``time_steps``, or ``image_size`` for a square one."""
+        return self.time_steps or self.image_size
 
     @property
     def backbone_in_chans(self) -> int:

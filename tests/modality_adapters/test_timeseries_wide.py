@@ -1,0 +1,110 @@
+"""Maps wider than tall (``time_steps``): a long series kept at many steps across the columns, with few rows.
+
+A square map of side ``S`` keeps ``S`` steps of any series; a 16 x 128 map keeps 128 for twice a 32 x 32 map's
+pixels. Only the kinds with time across the columns (value image, line plot, scalogram) can be wide.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modality_adapters import get_adapter
+from modality_adapters.timeseries_maps import line_plot, render, scalogram, value_image
+from models import UniRepLKNet
+from unirep_errors import InvalidParameterError
+
+WIDE = {"representation": "values+plot+cwt", "image_size": 16, "time_steps": 128, "length_mode": "paa"}
+
+
+def _bytes(x: np.ndarray) -> bytes:
+    return json.dumps(np.asarray(x).tolist()).encode()
+
+
+def test_a_wide_map_has_image_size_rows_and_time_steps_columns() -> None:
+    adapter = get_adapter("timeseries")
+    series = np.random.default_rng(0).normal(size=(500, 3))
+    out = adapter.decode(_bytes(series), **WIDE, num_vars=3)
+    assert tuple(out.shape) == adapter.output_shape(**WIDE, num_vars=3) == (1 + 3 + 3, 16, 128)
+    assert out.abs().max() <= 1.0
+    pooled = adapter.decode(_bytes(series), **WIDE)  # any variable count: per-variable kinds averaged
+    assert tuple(pooled.shape) == (3, 16, 128)
+
+
+def test_rowed_kinds_default_to_square_and_take_any_row_count() -> None:
+    x = np.random.default_rng(1).normal(size=(40, 2))
+    for kind in (value_image, line_plot, scalogram):
+        np.testing.assert_array_equal(kind(x), kind(x, 40))
+        assert kind(x, 8).shape[1:] == (8, 40)
+    bands = value_image(x, 8)[0]
+    np.testing.assert_allclose(bands[:4], np.tanh(x[:, 0] / 2.0)[None].repeat(4, 0), rtol=1e-6)
+    np.testing.assert_allclose(bands[4:], np.tanh(x[:, 1] / 2.0)[None].repeat(4, 0), rtol=1e-6)
+    assert render(x, ("values", "plot"), pool_variables=False, rows=8).shape == (3, 8, 40)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"representation": "values+gasf", "time_steps": 128},
+        {"representation": "rp", "time_steps": 128},
+        {"representation": "fold", "time_steps": 128},
+        {"representation": "values", "time_steps": 2},
+        {"representation": "values", "time_steps": 10**6},
+        {"representation": "values", "time_steps": 12.5},
+    ],
+)
+def test_pairwise_kinds_and_bad_widths_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameterError):
+        get_adapter("timeseries").decode(_bytes(np.zeros((50, 1)) + np.arange(50)[:, None]), **bad)
+
+
+def burst(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` series of 1024 steps: noise, and somewhere a burst of 96 steps oscillating with a period of 16 steps
+    (class 0) or 32 (class 1). Averaged into 16 spans of 64 steps both bursts vanish; in 128 spans of 8 they are
+    two and four columns a period."""
+    rng = np.random.default_rng(seed)
+    series, labels = [], np.arange(n) % 2
+    for label in labels:
+        x = 0.3 * rng.normal(size=1024)
+        start = int(rng.integers(0, 1024 - 96))
+        period = 32 if label else 16
+        x[start : start + 96] += 2.0 * np.sin(2 * np.pi * np.arange(96) / period + rng.uniform(0, 2 * np.pi))
+        series.append(x[:, None])
+    return series, labels
+
+
+def held_out_accuracy(params: dict[str, Any]) -> float:
+    """A tiny UniRepLKNet trained 60 steps on 96 series' maps, scored on 64 others (fixed seeds throughout)."""
+    adapter = get_adapter("timeseries")
+    (train_x, train_y), (test_x, test_y) = burst(96, 0), burst(64, 1)
+    inputs = torch.stack([adapter.decode_array(x, **params) for x in train_x])
+    held_out = torch.stack([adapter.decode_array(x, **params) for x in test_x])
+    torch.manual_seed(0)
+    net = UniRepLKNet(
+        in_chans=inputs.shape[1], num_classes=2, depths=(1, 1, 1, 1), dims=(16, 32, 48, 64),
+        kernel_sizes=((3,), (7,), (7,), (7,)),
+    )  # fmt: skip
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
+    order = torch.Generator().manual_seed(0)
+    targets = torch.as_tensor(train_y)
+    net.train()
+    for _ in range(60):
+        idx = torch.randint(0, len(inputs), (16,), generator=order)
+        loss = nn.functional.cross_entropy(net(inputs[idx]), targets[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        return float((net(held_out).argmax(1).numpy() == test_y).mean())
+
+
+def test_a_wide_map_learns_a_detail_that_a_square_map_of_the_same_rows_averages_away() -> None:
+    assert held_out_accuracy({**WIDE, "num_vars": 1}) >= 0.9
+    square = {"representation": "values+plot+cwt", "image_size": 16, "length_mode": "paa", "num_vars": 1}
+    assert held_out_accuracy(square) <= 0.7
