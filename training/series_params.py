@@ -6,7 +6,7 @@ the map, where stretching them invents it. So when the run leaves the map open (
 ``length_mode`` or ``normalize`` param), a few candidates suited to the data each train briefly on part of the
 training split and are scored on the rest of it; the best is the model's map and travels in its params. The
 validation and test data are never looked at. Too few examples to hold some out (``MIN_SEARCH_EXAMPLES``) and
-the first candidate, the served default, is taken without a search.
+the first candidate (the served default, or for long series the wide map) is taken without a search.
 
 When the run leaves its head open too, the same holdouts score each map with the closed-form ridge head on the
 untrained network (``training.ridge_head``); it replaces training when it is clearly ahead of every trained
@@ -30,15 +30,23 @@ from training.data import Example, stratified_split
 from training.series_trials import ridge_score, trained_score
 from unirep_errors import DatasetError, UnirepError
 
-SEARCHED = ("representation", "length_mode", "normalize")
+SEARCHED = ("representation", "length_mode", "normalize", "time_steps")
 """The params the search chooses; giving any of them explicitly skips it."""
+WIDE_REPRESENTATION = "values+plot+cwt"
+"""The wide candidate's kinds: the ones with time across the columns (value image, line plot, scalogram)."""
+WIDE_FROM, WIDE_MOST = 4, 8
+"""The wide candidate joins for series at least ``WIDE_FROM`` map sides long (median), with one column per step
+of the typical series (rounded up to a multiple of ``WIDE_STEP``), at most ``WIDE_MOST`` map sides: 32 x 256 costs
+1.4 times a 32 x 32 map's step on a CPU thread."""
+WIDE_STEP = 32
+"""The wide map's width is a multiple of the network's total stride."""
 MIN_SEARCH_EXAMPLES = 12
 HOLDOUT_FRACTION = 0.25
 MIN_HELD = 30
 """A single holdout smaller than this decides by one or two series; below it the search cross-validates."""
 FOLDS = 3
 MARGIN = 2
-"""Held-out series (summed over folds) a candidate must get right beyond the served default's to replace it."""
+"""Held-out series (summed over folds) a candidate must get right beyond the first candidate's to replace it."""
 SEARCH_STEPS = (20, 60)
 """Optimizer steps per candidate: a sixth of the run's planned steps, within these bounds."""
 RIDGE_MARGIN = 0.10
@@ -93,21 +101,31 @@ def infer_series_params(series: Sequence[np.ndarray], params: dict[str, Any], gi
 
 
 def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, Any]]:
-    """The maps worth trying on this data, the served default first.
+    """The maps worth trying on this data: first the one kept unless another wins by ``MARGIN``.
 
-    Beside the default (value image + per-variable Gramian fields and recurrence plot, each series scaled to
+    Beside the served default (value image + per-variable Gramian fields and recurrence plot, each series scaled to
     itself): the same maps scaled by the training data (levels and amplitudes kept), and the value image alone
-    so scaled. Where series are shorter than the map, the scaled candidates pad rather than stretch them.
+    so scaled. Where series are shorter than the map, the scaled candidates pad rather than stretch them. Where the
+    typical series is ``WIDE_FROM`` map sides long or more, a wide map leads: ``image_size`` rows by up to
+    ``WIDE_MOST`` times as many columns of span means, so the network sees the steps a square map averages away. It
+    goes first because the search's short trials (a sixth of the run) understate it: on training-split folds of
+    every long set tried, fully trained, it was ahead of the square default or level with it.
     """
     from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION
 
-    short = min(s.shape[0] for s in series) < image_size
-    fit = "pad" if short else "resample"
-    return [
+    lengths = sorted(s.shape[0] for s in series)
+    fit = "pad" if lengths[0] < image_size else "resample"
+    options: list[dict[str, Any]] = [
         {"representation": DEFAULT_REPRESENTATION, "length_mode": "resample", "normalize": "series"},
         {"representation": DEFAULT_REPRESENTATION, "length_mode": fit, "normalize": "dataset"},
         {"representation": "values", "length_mode": fit, "normalize": "dataset"},
     ]
+    median = lengths[len(lengths) // 2]
+    if median >= WIDE_FROM * image_size:
+        width = min(WIDE_MOST * image_size, math.ceil(median / WIDE_STEP) * WIDE_STEP)
+        wide = {"representation": WIDE_REPRESENTATION, "length_mode": "paa", "normalize": "series"}
+        options.insert(0, {**wide, "time_steps": width})
+    return options
 
 
 def with_scale(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -145,7 +163,7 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         else f"{steps} steps on {len(splits[0][0])} of the {len(examples)} training series, scored on the other "
         f"{len(splits[0][1])}"
     )
-    kept = " (the default: no candidate won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
+    kept = " (the first candidate: no other won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
     head, ridge_note = None, ""
     if cfg.head is None and not cfg.init and not cfg.freeze_backbone:
         ridge = [_tally({**params, **option}, splits, parsed, cfg, variant, 0, ridge_score) for option in options]
@@ -193,7 +211,7 @@ def ridge_is_clearly_ahead(trained: tuple[int, int, float], ridge: tuple[int, in
 
 def pick(tallies: Sequence[tuple[int, int, float]], margin: int = MARGIN) -> int:
     """Index of the candidate with the most held-out series right (ties: lower held-out loss, then the earlier one),
-    or 0, the served default, unless that candidate gets at least ``margin`` more series right than it."""
+    or 0, the first candidate, unless that candidate gets at least ``margin`` more series right than it."""
     best = max(range(len(tallies)), key=lambda i: (tallies[i][0], -tallies[i][2], -i))
     return best if tallies[best][0] - tallies[0][0] >= margin else 0
 
@@ -220,7 +238,8 @@ def _tally(
 
 
 def _describe(option: dict[str, Any]) -> str:
-    return f"{option['representation']} ({option['normalize']} scale, {option['length_mode']})"
+    wide = f", {option['time_steps']} steps wide" if option.get("time_steps") else ""
+    return f"{option['representation']} ({option['normalize']} scale, {option['length_mode']}{wide})"
 
 
 def _search_steps(cfg: TrainConfig, num_train: int) -> int:

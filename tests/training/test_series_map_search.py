@@ -16,7 +16,7 @@ from service.settings import ModalitySettings
 from tests.training.helpers import small_config
 from training import evaluate, train
 from training.data import Example
-from training.series_params import FOLDS, MARGIN, holdouts, pick
+from training.series_params import FOLDS, MARGIN, WIDE_MOST, candidates, holdouts, pick
 from unirep_errors import DatasetError, InvalidParameterError
 
 SMALL = {"image_size": 16}
@@ -79,6 +79,36 @@ def test_an_explicit_representation_skips_the_search(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["params"]["representation"] == "values" and metrics["params"]["normalize"] == "series"
     assert not any("map:" in n for n in metrics["notes"])
+
+
+def test_long_series_add_a_wide_map_to_the_candidates() -> None:
+    def widths(lengths: list[int]) -> list[int]:
+        return [c.get("time_steps", 0) for c in candidates([np.zeros((t, 2)) for t in lengths], 32)]
+
+    # the wide map leads where it joins: the first candidate is kept unless another wins by the margin
+
+    assert widths([500, 90, 128, 400, 100]) == [128, 0, 0, 0]  # the median series holds four map sides
+    assert widths([500, 90, 150, 400, 100]) == [160, 0, 0, 0]  # a column a step, in multiples of 32
+    assert widths([5000, 1460] * 3) == [WIDE_MOST * 32, 0, 0, 0]  # at most eight map sides
+    assert widths([500, 90, 120, 400, 100]) == [0, 0, 0]  # the median is short: a square map keeps most of it
+    wide = candidates([np.zeros((300, 1))] * 3, 16)[0]
+    assert wide["length_mode"] == "paa"
+    assert get_adapter("timeseries").output_shape(**wide, image_size=16)[1:] == (16, WIDE_MOST * 16)
+
+
+def test_a_wide_map_trains_and_serves_as_it_was_trained(tmp_path: Path) -> None:
+    data = level_series(tmp_path / "train", 12, 0)
+    wide = {**SMALL, "representation": "values+plot+cwt", "time_steps": 64, "length_mode": "paa"}
+    result = train(small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params=wide, min_steps=10))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["params"]["time_steps"] == 64 and not any("map:" in n for n in metrics["notes"])
+    adapter = get_adapter("timeseries")
+    served = build_served_model(ModalitySettings(weights=str(result.weights)).resolve("timeseries"), adapter)
+    data_bytes = (data / "high" / "0.csv").read_bytes()
+    decoded = adapter.decode(data_bytes, **served.params)
+    assert tuple(decoded.shape) == (1 + 2 + 2, 16, 64)
+    cached = adapter.decode_for_training(data_bytes, **served.params)
+    torch.testing.assert_close(adapter.training_input(cached, **served.params), decoded)
 
 
 def _examples(per_class: dict[str, int]) -> list[Example]:
