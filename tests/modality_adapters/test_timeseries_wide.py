@@ -11,15 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from modality_adapters import get_adapter
 from modality_adapters.timeseries_maps import line_plot, render, scalogram, value_image
-from models import UniRepLKNet
+from tests.modality_adapters.test_timeseries_learnability import SIZE, held_out_accuracy
 from unirep_errors import InvalidParameterError
 
-WIDE = {"representation": "values+plot+cwt", "image_size": 16, "time_steps": 128, "length_mode": "paa"}
+WIDE = {"representation": "values+plot+cwt", "image_size": SIZE, "time_steps": 128, "length_mode": "paa"}
 
 
 def _bytes(x: np.ndarray) -> bytes:
@@ -78,33 +76,7 @@ def burst(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
     return series, labels
 
 
-def held_out_accuracy(params: dict[str, Any]) -> float:
-    """A tiny UniRepLKNet trained 60 steps on 96 series' maps, scored on 64 others (fixed seeds throughout)."""
-    adapter = get_adapter("timeseries")
-    (train_x, train_y), (test_x, test_y) = burst(96, 0), burst(64, 1)
-    inputs = torch.stack([adapter.decode_array(x, **params) for x in train_x])
-    held_out = torch.stack([adapter.decode_array(x, **params) for x in test_x])
-    torch.manual_seed(0)
-    net = UniRepLKNet(
-        in_chans=inputs.shape[1], num_classes=2, depths=(1, 1, 1, 1), dims=(16, 32, 48, 64),
-        kernel_sizes=((3,), (7,), (7,), (7,)),
-    )  # fmt: skip
-    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
-    order = torch.Generator().manual_seed(0)
-    targets = torch.as_tensor(train_y)
-    net.train()
-    for _ in range(60):
-        idx = torch.randint(0, len(inputs), (16,), generator=order)
-        loss = nn.functional.cross_entropy(net(inputs[idx]), targets[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    net.eval()
-    with torch.no_grad():
-        return float((net(held_out).argmax(1).numpy() == test_y).mean())
-
-
 def test_a_wide_map_learns_a_detail_that_a_square_map_of_the_same_rows_averages_away() -> None:
-    assert held_out_accuracy({**WIDE, "num_vars": 1}) >= 0.9
-    square = {"representation": "values+plot+cwt", "image_size": 16, "length_mode": "paa", "num_vars": 1}
-    assert held_out_accuracy(square) <= 0.7
+    assert held_out_accuracy({**WIDE, "num_vars": 1}, burst) >= 0.9
+    square = {"representation": "values+plot+cwt", "image_size": SIZE, "length_mode": "paa", "num_vars": 1}
+    assert held_out_accuracy(square, burst) <= 0.7
