@@ -81,11 +81,11 @@ def test_an_explicit_representation_skips_the_search(tmp_path: Path) -> None:
     assert not any("map:" in n for n in metrics["notes"])
 
 
-def test_long_series_add_a_wide_map_to_the_candidates() -> None:
+def test_long_series_lead_the_search_with_a_wide_map() -> None:
+    """The wide map comes first where it joins: the first candidate is kept unless another wins by the margin."""
+
     def widths(lengths: list[int]) -> list[int]:
         return [c.get("time_steps", 0) for c in candidates([np.zeros((t, 2)) for t in lengths], 32)]
-
-    # the wide map leads where it joins: the first candidate is kept unless another wins by the margin
 
     assert widths([500, 90, 128, 400, 100]) == [128, 0, 0, 0]  # the median series holds four map sides
     assert widths([500, 90, 150, 400, 100]) == [160, 0, 0, 0]  # a column a step, in multiples of 32
