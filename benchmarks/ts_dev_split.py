@@ -53,7 +53,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "fold_paa": {"representation": "fold", "normalize": "series", "length_mode": "paa"},
     "fold_maps_paa": {"representation": "fold+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
     "wide_paa": {"representation": "values+plot+cwt", "normalize": "series", "length_mode": "paa", "time_steps": 128},
-    "wide_plot_cwt_paa": {"representation": "plot+cwt", "normalize": "series", "length_mode": "paa", "time_steps": 128},
     "embed": EMBED,
     "embed_dataset": {**EMBED, "normalize": "dataset"},
 }

@@ -249,8 +249,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
     def _render(self, normed: np.ndarray, p: TimeSeriesParams) -> torch.Tensor:
         if normed.shape[0] < p.length:
             normed = pad(normed, p.length)
-        rows = p.image_size if p.width != p.image_size else None
-        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0, rows=rows))
+        return torch.from_numpy(render(normed, p.kinds, pool_variables=p.num_vars == 0, rows=p.image_size))
 
     def decode_for_training(self, data: bytes, **params: Any) -> torch.Tensor:
         p = self.resolve_params(**params)

@@ -236,9 +236,7 @@ def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool, rows: in
     spans = x if side == x.shape[0] else paa(x, side)
     maps = []
     for kind in kinds:
-        if kind in ROWED_KINDS and rows:
-            m = ROWED_KINDS[kind](spans, rows)
-        else:
-            m = IMAGE_KINDS[kind](x if kind == FOLDED else spans)
+        rowed = ROWED_KINDS.get(kind)
+        m = rowed(spans, rows) if rowed else IMAGE_KINDS[kind](x if kind == FOLDED else spans)
         maps.append(m.mean(axis=0, keepdims=True) if pool_variables and kind not in JOINT_KINDS else m)
     return np.concatenate(maps, axis=0)
