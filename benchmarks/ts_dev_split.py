@@ -40,6 +40,7 @@ EMBED = {
     "normalize": "series",
     "length_mode": "resample",
 }
+WIDE = {"representation": "values+plot+cwt", "normalize": "series", "length_mode": "paa", "time_steps": 128}
 CONFIGS: dict[str, dict[str, Any]] = {
     "search": {},
     "default": {"representation": MAPS, "normalize": "series", "length_mode": "resample"},
@@ -52,7 +53,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "default_dataset_paa": {"representation": MAPS, "normalize": "dataset", "length_mode": "paa"},
     "fold_paa": {"representation": "fold", "normalize": "series", "length_mode": "paa"},
     "fold_maps_paa": {"representation": "fold+gasf+gadf+rp", "normalize": "series", "length_mode": "paa"},
-    "wide_paa": {"representation": "values+plot+cwt", "normalize": "series", "length_mode": "paa", "time_steps": 128},
+    "wide_paa": WIDE,
+    "wide_dataset_paa": {**WIDE, "normalize": "dataset"},
     "embed": EMBED,
     "embed_dataset": {**EMBED, "normalize": "dataset"},
 }
