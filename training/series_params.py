@@ -109,7 +109,10 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
     typical series is ``WIDE_FROM`` map sides long or more, a wide map leads: ``image_size`` rows by up to
     ``WIDE_MOST`` times as many columns of span means, so the network sees the steps a square map averages away. It
     goes first because the search's short trials (a sixth of the run) understate it: on training-split folds of
-    every long set tried, fully trained, it was ahead of the square default or level with it.
+    every long set tried, fully trained, it was ahead of the square default or level with it. The same wide map on
+    the training data's scale follows it: scaling each series to itself erases how loud one variable is beside
+    another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held), and on a single
+    variable the level that tells one appliance's consumption from another's.
     """
     from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION
 
@@ -123,8 +126,8 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
     median = lengths[len(lengths) // 2]
     if median >= WIDE_FROM * image_size:
         width = min(WIDE_MOST * image_size, math.ceil(median / WIDE_STEP) * WIDE_STEP)
-        wide = {"representation": WIDE_REPRESENTATION, "length_mode": "paa", "normalize": "series"}
-        options.insert(0, {**wide, "time_steps": width})
+        wide = {"representation": WIDE_REPRESENTATION, "length_mode": "paa", "time_steps": width}
+        options[:0] = [{**wide, "normalize": "series"}, {**wide, "normalize": "dataset"}]
     return options
 
 

@@ -80,3 +80,27 @@ def test_a_wide_map_learns_a_detail_that_a_square_map_of_the_same_rows_averages_
     assert held_out_accuracy({**WIDE, "num_vars": 1}, burst) >= 0.9
     square = {"representation": "values+plot+cwt", "image_size": SIZE, "length_mode": "paa", "num_vars": 1}
     assert held_out_accuracy(square, burst) <= 0.7
+
+
+def held_axis(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` series of 256 steps x 2 variables, the same kind of motion on both (noise and a random sinusoid);
+    the class is the variable that also carries a constant pull of 1 (gravity on the axis that points down, which
+    says how a wrist is held). Scaled to itself, each variable loses its constant: both classes look alike."""
+    rng = np.random.default_rng(seed)
+    series, labels = [], np.arange(n) % 2
+    steps = np.arange(256)[:, None]
+    for label in labels:
+        motion = np.sin(2 * np.pi * steps / rng.uniform(16, 64, size=2) + rng.uniform(0, 2 * np.pi, size=2))
+        pull = np.eye(2)[label]
+        series.append(motion + 0.3 * rng.normal(size=(256, 2)) + pull)
+    return series, labels
+
+
+def test_a_wide_map_on_the_datas_scale_learns_what_scaling_each_series_erases() -> None:
+    """The search's second wide candidate keeps the data's scale: how loud each variable is beside the others."""
+    from modality_adapters.timeseries_params import dataset_scale
+
+    wide = {**WIDE, "num_vars": 2}
+    scale = dataset_scale(held_axis(96, 0)[0])  # the training series' scale, as the trainer takes it
+    assert held_out_accuracy({**wide, "normalize": "dataset", **scale}, held_axis) >= 0.9
+    assert held_out_accuracy({**wide, "normalize": "series"}, held_axis) <= 0.7

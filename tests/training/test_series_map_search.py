@@ -81,19 +81,21 @@ def test_an_explicit_representation_skips_the_search(tmp_path: Path) -> None:
     assert not any("map:" in n for n in metrics["notes"])
 
 
-def test_long_series_lead_the_search_with_a_wide_map() -> None:
-    """The wide map comes first where it joins: the first candidate is kept unless another wins by the margin."""
+def test_long_series_lead_the_search_with_wide_maps() -> None:
+    """Wide maps come first where they join, each series on its own scale and then on the data's: the first candidate
+    is kept unless another wins by the margin."""
 
     def widths(lengths: list[int]) -> list[int]:
         return [c.get("time_steps", 0) for c in candidates([np.zeros((t, 2)) for t in lengths], 32)]
 
-    assert widths([500, 90, 128, 400, 100]) == [128, 0, 0, 0]  # the median series holds four map sides
-    assert widths([500, 90, 150, 400, 100]) == [160, 0, 0, 0]  # a column a step, in multiples of 32
-    assert widths([5000, 1460] * 3) == [WIDE_MOST * 32, 0, 0, 0]  # at most eight map sides
+    assert widths([500, 90, 128, 400, 100]) == [128, 128, 0, 0, 0]  # the median series holds four map sides
+    assert widths([500, 90, 150, 400, 100]) == [160, 160, 0, 0, 0]  # a column a step, in multiples of 32
+    assert widths([5000, 1460] * 3) == [WIDE_MOST * 32] * 2 + [0, 0, 0]  # at most eight map sides
     assert widths([500, 90, 120, 400, 100]) == [0, 0, 0]  # the median is short: a square map keeps most of it
-    wide = candidates([np.zeros((300, 1))] * 3, 16)[0]
-    assert wide["length_mode"] == "paa"
-    assert get_adapter("timeseries").output_shape(**wide, image_size=16)[1:] == (16, WIDE_MOST * 16)
+    own, data = candidates([np.zeros((300, 1))] * 3, 16)[:2]
+    assert (own["normalize"], data["normalize"]) == ("series", "dataset")
+    assert own["length_mode"] == data["length_mode"] == "paa"
+    assert get_adapter("timeseries").output_shape(**own, image_size=16)[1:] == (16, WIDE_MOST * 16)
 
 
 def test_a_wide_map_trains_and_serves_as_it_was_trained(tmp_path: Path) -> None:
