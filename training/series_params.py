@@ -111,8 +111,7 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
     goes first because the search's short trials (a sixth of the run) understate it: on training-split folds of
     every long set tried, fully trained, it was ahead of the square default or level with it. The same wide map on
     the training data's scale follows it: scaling each series to itself erases how loud one variable is beside
-    another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held), and on a single
-    variable the level that tells one appliance's consumption from another's.
+    another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held).
     """
     from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION
 
