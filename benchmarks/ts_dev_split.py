@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.ts_baselines import choose_znorm, one_nn_ed
 from benchmarks.ucr import Split, holdout, load_split, write_folder
 from training import TrainConfig, train
+from training.series_params import WIDE_REPRESENTATION
 
 MAPS = "values+gasf+gadf+rp"
 EMBED = {
@@ -40,7 +41,7 @@ EMBED = {
     "normalize": "series",
     "length_mode": "resample",
 }
-WIDE = {"representation": "values+plot+cwt", "normalize": "series", "length_mode": "paa", "time_steps": 128}
+WIDE = {"representation": WIDE_REPRESENTATION, "normalize": "series", "length_mode": "paa", "time_steps": 128}
 CONFIGS: dict[str, dict[str, Any]] = {
     "search": {},
     "default": {"representation": MAPS, "normalize": "series", "length_mode": "resample"},
