@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.ts_baselines import choose_znorm, one_nn_ed
 from benchmarks.ucr import Split, holdout, load_split, write_folder
 from training import TrainConfig, train
+from training.scoring import model_outputs
 from training.series_params import WIDE_REPRESENTATION
 
 MAPS = "values+gasf+gadf+rp"
@@ -114,23 +115,9 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
 
 
 def val_probabilities(model_file: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities of the saved model (built as the service builds it) on ``root/val``, and the labels."""
-    from modality_adapters import get_adapter
-    from servable.build import build_served_model
-    from servable.config import ModalitySettings
-    from training.data import discover
-    from training.decoding import decode_all
-
-    served = build_served_model(ModalitySettings(weights=model_file).resolve("timeseries"), get_adapter("timeseries"))
-    examples = discover(root / "val", "timeseries")
-    decoded = decode_all(
-        "timeseries", examples, served.params, form="serve", cache_dir=root / "cache", workers=1, progress=False
-    )
-    index = {label: i for i, label in enumerate(served.labels)}
-    assert served.module is not None
-    with torch.no_grad():
-        logits = served.module.eval()(torch.stack(decoded.tensors))
-    return logits.softmax(-1).numpy(), np.array([index[label] for label in decoded.labels])
+    """Class probabilities of the saved model (run as ``unirep eval`` runs it) on ``root/val``, and the targets."""
+    out = model_outputs("timeseries", root / "val", model_file, device="cpu", workers=1, cache_dir=root / "cache")
+    return out.logits.softmax(-1).numpy(), np.array(out.targets)
 
 
 def seeds_summary(rows: list[dict[str, Any]], root: Path) -> dict[str, Any]:

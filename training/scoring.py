@@ -1,7 +1,9 @@
-"""``unirep eval``: a model file, loaded exactly as the service loads it, scored on a labelled data set."""
+"""``unirep eval``: a model file, loaded exactly as the service loads it, run on a labelled data set
+(``model_outputs``) and scored (``evaluate``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,7 +18,17 @@ from training.metrics import report
 from unirep_errors import DatasetError
 
 
-def evaluate(
+@dataclass(frozen=True)
+class ModelOutputs:
+    """A model file's outputs on a labelled data set: its labels, each decoded example's class index and logits."""
+
+    labels: list[str]
+    targets: list[int]
+    logits: torch.Tensor
+    skipped: list[tuple[str, str]]
+
+
+def model_outputs(
     modality: str,
     data: str | Path,
     weights: str | Path,
@@ -26,8 +38,8 @@ def evaluate(
     workers: int | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = False,
-) -> EvalReport:
-    """Decode ``data`` with the served decoder and params of ``weights``, predict, and report."""
+) -> ModelOutputs:
+    """Decode ``data`` with the served decoder and params of ``weights`` and run the served network on it."""
     from modality_adapters import get_adapter
 
     adapter = get_adapter(modality)
@@ -48,10 +60,29 @@ def evaluate(
     dev = pick_device(device)
     assert served.module is not None  # built here, not described by a remote worker
     module = served.module.to(dev).eval()
-    predictions: list[int] = []
+    outputs: list[torch.Tensor] = []
     with torch.no_grad():
         for start in range(0, len(decoded.tensors), batch_size):
             x = torch.stack(decoded.tensors[start : start + batch_size]).to(dev)
-            predictions.extend(module(x).argmax(-1).tolist())
+            outputs.append(module(x).float().cpu())
     index = {label: i for i, label in enumerate(labels)}
-    return report([index[v] for v in decoded.labels], predictions, labels, decoded.skipped)
+    return ModelOutputs(labels, [index[v] for v in decoded.labels], torch.cat(outputs), list(decoded.skipped))
+
+
+def evaluate(
+    modality: str,
+    data: str | Path,
+    weights: str | Path,
+    *,
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    """Decode ``data`` with the served decoder and params of ``weights``, predict, and report."""
+    out = model_outputs(
+        modality, data, weights, batch_size=batch_size, device=device, workers=workers, cache_dir=cache_dir,
+        progress=progress,
+    )  # fmt: skip
+    return report(out.targets, out.logits.argmax(-1).tolist(), out.labels, out.skipped)
