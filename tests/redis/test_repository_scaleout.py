@@ -108,7 +108,10 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "")
 
 def test_a_model_loaded_through_one_gateway_answers_through_the_other(cluster: Cluster, tmp_path: Path) -> None:
     a, b = cluster.rest(0), cluster.rest(1)
-    assert classify(b, "pets", 1) == ("1", set(PETS_1))  # published by gateway A at start (--load-model)
+    # Published by gateway A at start (--load-model); B routes it from its next sync on, which may come after both
+    # gateways answer ready.
+    eventually(lambda: b.is_model_ready("pets", "1"), what="B routes pets")
+    assert classify(b, "pets", 1) == ("1", set(PETS_1))
     content = write_image_model(tmp_path / "model.safetensors", BIRDS, seed=3)
     grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{cluster.grpc_port}")  # gateway A's
     grpc.load_model("birds", config=json.dumps({"max_batch_size": 2}), files={"file:1/model.safetensors": content})
