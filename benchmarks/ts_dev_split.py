@@ -89,7 +89,7 @@ def dev_splits(split: Split, folds: int, fraction: float, seed: int) -> list[Spl
 
 def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """Train on ``root/fit`` with ``config``, validating on ``root/val`` every epoch (nothing is picked on it)."""
-    out = root / "runs" / f"{name}_seed{seed}"
+    out = run_folder(root, name, seed)
     cfg = TrainConfig.from_recipe(
         args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
         min_steps=args.min_steps, lr=args.lr, params=config, device="cpu", progress=False, workers=1,
@@ -102,8 +102,7 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
     accs = [round(e["val_acc"], 3) for e in metrics["epochs"]]
     chosen = {k: metrics["params"].get(k) for k in ("representation", "normalize", "length_mode", "image_size")}
     row = {
-        "seed": seed, "model": str(out / "model.safetensors"),
-        "dev_val_last": accs[-1], "dev_val_last3": round(float(np.mean(accs[-3:])), 3), "per_epoch": accs,
+        "seed": seed, "dev_val_last": accs[-1], "dev_val_last3": round(float(np.mean(accs[-3:])), 3), "per_epoch": accs,
         "chosen": chosen, "notes": metrics["notes"], "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     if "val_acc_last_step" in metrics["epochs"][-1]:  # --ema: the last step's network beside the average
@@ -114,7 +113,11 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
     return row
 
 
-def val_probabilities(model_file: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
+def run_folder(root: Path, config: str, seed: int) -> Path:
+    return root / "runs" / f"{config}_seed{seed}"
+
+
+def val_probabilities(model_file: Path, root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities of the saved model (run as ``unirep eval`` runs it) on ``root/val``, and the targets."""
     out = model_outputs("timeseries", root / "val", model_file, device="cpu", workers=1, cache_dir=root / "cache")
     return out.logits.softmax(-1).numpy(), np.array(out.targets)
@@ -123,7 +126,8 @@ def val_probabilities(model_file: str, root: Path) -> tuple[np.ndarray, np.ndarr
 def seeds_summary(rows: list[dict[str, Any]], root: Path) -> dict[str, Any]:
     """The seeds' mean last-epoch accuracy and spread, and the accuracy of their averaged probabilities."""
     last = [row["dev_val_last"] for row in rows]
-    probabilities = [val_probabilities(row["model"], root) for row in rows]
+    models = [run_folder(root, row["config"], row["seed"]) / "model.safetensors" for row in rows]
+    probabilities = [val_probabilities(model, root) for model in models]
     labels = probabilities[0][1]
     ensemble = np.mean([p for p, _ in probabilities], axis=0).argmax(1)
     return {
@@ -156,8 +160,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=1, help="k > 1: k folds of the training split, each held out once")
     ap.add_argument("--only-folds", default="", help="comma-separated fold indices to run (default: all)")
     ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0, help="the training seed (one run per config)")
-    ap.add_argument("--seeds", default="", help="comma-separated training seeds: one run each, and a summary row")
+    ap.add_argument("--seeds", default="0", help="training seeds, comma-separated (several: a summary row)")
     ap.add_argument("--recipe", default="cpu")
     ap.add_argument("--min-steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=None, help="as unirep train --lr (default: the recipe's)")
@@ -169,7 +172,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
-    args.seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    args.seeds = [int(v) for v in args.seeds.split(",")]
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     extra = {k: json.loads(v) if v[:1].isdigit() else v for k, _, v in (p.partition("=") for p in args.param)}
