@@ -93,12 +93,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
 
     def decode_array(self, values: np.ndarray, stamps: list[datetime] | None = None, **params: Any) -> torch.Tensor:
         """``decode`` for a series already in memory (``(T, V)``), e.g. read from a ``.ts`` file for training."""
-        values = np.asarray(values, dtype=np.float64)
-        if values.ndim == 1:
-            values = values[:, None]
-        if values.ndim != 2 or 0 in values.shape:
-            raise UndecodableInputError(f"a series must be a non-empty T x V array, got shape {values.shape}")
-        return self.encode(values, stamps, self.resolve_params(**params)).to(torch.float32).contiguous()
+        return self.encode(_as_series(values), stamps, self.resolve_params(**params)).to(torch.float32).contiguous()
 
     def encode(self, values: np.ndarray, stamps: list[datetime] | None, p: TimeSeriesParams) -> torch.Tensor:
         """Check a T x V series against the limits and the model, fit its length, normalize, and map it."""
@@ -258,7 +253,15 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
         data = bytes(data)
         check_size(data, self.limits.max_bytes, self.name)
         values, _ = self.parse(data)
-        return torch.from_numpy(self._fit(values, p)).unsqueeze(0)
+        return self.training_array(values, **params)
+
+    def training_array(self, values: np.ndarray, **params: Any) -> torch.Tensor:
+        """``decode_for_training`` for a series already in memory (``(T, V)``): what ``augment`` and
+        ``training_input`` take."""
+        p = self.resolve_params(**params)
+        if p.is_embedding:
+            return self.decode_array(values, **params)
+        return torch.from_numpy(self._fit(_as_series(values), p)).unsqueeze(0)
 
     def training_input(self, cached: torch.Tensor, **params: Any) -> torch.Tensor:
         p = self.resolve_params(**params)
@@ -273,6 +276,16 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
             return augment_series(cached, p.num_vars, generator)
         series = augment_series(cached.to(torch.float32).clone(), cached.shape[-1], generator)
         return self._render(series[0].to(torch.float64).numpy(), p).contiguous()
+
+
+def _as_series(values: np.ndarray) -> np.ndarray:
+    """A T x V float64 array (a 1-D series is one variable), or ``UndecodableInputError``."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or 0 in values.shape:
+        raise UndecodableInputError(f"a series must be a non-empty T x V array, got shape {values.shape}")
+    return values
 
 
 def _length_rule(p: TimeSeriesParams) -> str:

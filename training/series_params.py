@@ -4,9 +4,10 @@ Which map a network learns best from depends on the data: per-series normalizati
 the signal and erases the levels that tell, say, vowels apart; padding keeps the timing of series shorter than
 the map, where stretching them invents it. So when the run leaves the map open (no ``representation``,
 ``length_mode`` or ``normalize`` param), a few candidates suited to the data each train briefly on part of the
-training split and are scored on the rest of it; the best is the model's map and travels in its params. The
-validation and test data are never looked at. Too few examples to hold some out (``MIN_SEARCH_EXAMPLES``) and
-the first candidate (the served default, or for long series the wide map) is taken without a search.
+training split, augmented as the run augments, and are scored on the rest of it; the best is the model's map and
+travels in its params. The validation and test data are never looked at. Too few examples to hold some out
+(``MIN_SEARCH_EXAMPLES``) and the first candidate (the served default, or for long series the wide map) is taken
+without a search.
 
 When the run leaves its head open too, the same holdouts score each map with the closed-form ridge head on the
 untrained network (``training.ridge_head``); it replaces training when it is clearly ahead of every trained

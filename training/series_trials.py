@@ -16,6 +16,9 @@ import torch
 from training.config import TrainConfig
 from unirep_errors import InputTooLargeError, UndecodableInputError
 
+Trial = tuple[torch.nn.Module, list[str], tuple[list[torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""A trial's network, labels, (fit series as cached, targets) and (held maps, targets)."""
+
 
 def trained_score(
     params: dict[str, Any],
@@ -26,21 +29,29 @@ def trained_score(
     steps: int,
 ) -> tuple[int, int, float]:
     """(series right, series scored, summed loss) on ``held`` of the run's network trained ``steps`` steps on
-    ``fit`` with the run's recipe."""
+    ``fit`` as the run trains it: the recipe's optimizer and schedule, and each batch drawn through the adapter's
+    training augmentation when the run augments (a map's trial without it ranked the maps unlike whole runs)."""
+    from modality_adapters import TimeSeriesAdapter
     from training.recipe import make_optimizer, make_scheduler, soft_cross_entropy, soft_targets
 
     made = _trial_network(params, fit, held, cfg, variant)
     if made is None:
         return 0, len(held), float("inf")
-    net, labels, (x_fit, y_fit), (x_held, y_held) = made
+    net, labels, (cached, y_fit), (x_held, y_held) = made
+    adapter, device = TimeSeriesAdapter(), x_held.device
     optimizer = make_optimizer(net, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, steps, max(1, steps // 10))
     order = torch.Generator().manual_seed(cfg.seed)
-    batch = min(cfg.batch_size, len(x_fit))
+    batch = min(cfg.batch_size, len(cached))
     net.train()
     for _ in range(steps):
-        idx = torch.randperm(len(x_fit), generator=order)[:batch].to(x_fit.device)
-        loss = soft_cross_entropy(net(x_fit[idx]), soft_targets(y_fit[idx], len(labels), cfg.label_smoothing))
+        idx = torch.randperm(len(cached), generator=order)[:batch]
+        if cfg.augment:
+            x = torch.stack([adapter.augment(cached[i], order, **params) for i in idx.tolist()])
+        else:
+            x = torch.stack([adapter.training_input(cached[i], **params) for i in idx.tolist()])
+        logits = net(x.to(device))
+        loss = soft_cross_entropy(logits, soft_targets(y_fit[idx].to(device), len(labels), cfg.label_smoothing))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -56,15 +67,18 @@ def ridge_score(
     variant: str,
     steps: int,
 ) -> tuple[int, int, float]:
-    """As ``trained_score``, with the untrained network's head solved by ridge regression on ``fit``
+    """As ``trained_score``, with the untrained network's head solved by ridge regression on ``fit``'s maps
     (``steps`` unused)."""
+    from modality_adapters import TimeSeriesAdapter
     from training.ridge_head import fit_ridge_head, pooled_features
 
     made = _trial_network(params, fit, held, cfg, variant)
     if made is None:
         return 0, len(held), float("inf")
-    net, labels, (x_fit, y_fit), (x_held, y_held) = made
-    fit_ridge_head(net, pooled_features(net, x_fit), y_fit.tolist(), len(labels))
+    net, labels, (cached, y_fit), (x_held, y_held) = made
+    adapter = TimeSeriesAdapter()
+    features = pooled_features(net, cached, lambda t: adapter.training_input(t, **params))
+    fit_ridge_head(net, features, y_fit.tolist(), len(labels))
     return _held_out_score(net, x_held, y_held)
 
 
@@ -74,22 +88,22 @@ def _trial_network(
     held: Sequence[tuple[np.ndarray, str]],
     cfg: TrainConfig,
     variant: str,
-) -> tuple[torch.nn.Module, list[str], tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:
-    """The run's network as its seed initializes it, its labels, and the fit and held maps; None when either part
-    has no series the decoder takes."""
+) -> Trial | None:
+    """The run's network as its seed initializes it, its labels, the fit series as the training cache holds them
+    (the adapter's ``training_array``) and the held maps; None when either part has no series the decoder takes."""
     from training.distributed import pick_device
     from training.modeling import build_model
 
     labels = sorted({label for _, label in fit})
     index = {label: i for i, label in enumerate(labels)}
     device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    x_fit, y_fit = (t.to(device) for t in _encode(fit, params, index))
-    x_held, y_held = (t.to(device) for t in _encode(held, params, index))
-    if not len(x_fit) or not len(x_held):
+    cached, y_fit = _encode(fit, params, index, for_training=True)
+    held_maps, y_held = _encode(held, params, index)
+    if not cached or not held_maps:
         return None
     torch.manual_seed(cfg.seed)
-    net = build_model("timeseries", variant, x_fit.shape[1], len(labels), params).to(device)
-    return net, labels, (x_fit, y_fit), (x_held, y_held)
+    net = build_model("timeseries", variant, held_maps[0].shape[0], len(labels), params).to(device)
+    return net, labels, (cached, y_fit), (torch.stack(held_maps).to(device), y_held.to(device))
 
 
 def _held_out_score(net: torch.nn.Module, x_held: torch.Tensor, y_held: torch.Tensor) -> tuple[int, int, float]:
@@ -101,21 +115,21 @@ def _held_out_score(net: torch.nn.Module, x_held: torch.Tensor, y_held: torch.Te
 
 
 def _encode(
-    pairs: Sequence[tuple[np.ndarray, str]], params: dict[str, Any], index: dict[str, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The served maps of the series the model would take (the decoder refuses the others in training too)."""
+    pairs: Sequence[tuple[np.ndarray, str]], params: dict[str, Any], index: dict[str, int], for_training: bool = False
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The served maps of the series the model would take (the decoder refuses the others in training too), or with
+    ``for_training`` the same series as the training cache holds them, to be augmented and mapped per step."""
     from modality_adapters import TimeSeriesAdapter
 
     adapter = TimeSeriesAdapter()
-    maps, targets = [], []
+    encode = adapter.training_array if for_training else adapter.decode_array
+    out, targets = [], []
     for values, label in pairs:
         if label not in index:
             continue
         try:
-            maps.append(adapter.decode_array(values, **params))
+            out.append(encode(values, **params))
         except (UndecodableInputError, InputTooLargeError):  # a series the decoder refuses; bad params raise
             continue
         targets.append(index[label])
-    if not maps:
-        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
-    return torch.stack(maps), torch.tensor(targets)
+    return out, torch.tensor(targets, dtype=torch.long)

@@ -259,6 +259,21 @@ def test_decode_array_equals_decode() -> None:
         adapter.decode_array(np.zeros((0, 2)))
 
 
+def test_training_array_is_what_training_decodes_from_the_file() -> None:
+    """The map search trains its trials from series in memory; they must be the training cache's series."""
+    adapter = get_adapter("timeseries")
+    x = np.random.default_rng(4).normal(size=(20, 2))
+    params = {"num_vars": 2, "image_size": 16, "length_mode": "pad", "normalize": "dataset"}
+    params |= {"data_mean": [0.5, -1.0], "data_std": [2.0, 3.0]}
+    for given in (params, {**params, "length_mode": "resample", "normalize": "series"}):
+        cached = adapter.training_array(x, **given)
+        torch.testing.assert_close(cached, adapter.decode_for_training(_series_bytes(x), **given))
+        torch.testing.assert_close(adapter.training_input(cached, **given), adapter.decode_array(x, **given))
+    torch.testing.assert_close(adapter.training_array(x[:, 0]), adapter.training_array(x[:, :1]))
+    with pytest.raises(UndecodableInputError, match="non-empty T x V"):
+        adapter.training_array(np.zeros((0, 2)))
+
+
 def _series_bytes(x: np.ndarray) -> bytes:
     return json.dumps(x.tolist()).encode()
 
