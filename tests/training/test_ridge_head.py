@@ -14,10 +14,11 @@ from modality_adapters import get_adapter
 from servable.build import build_served_model
 from service.settings import ModalitySettings
 from tests.training.helpers import make_dataset, small_config
-from training import evaluate, train
+from training import evaluate, series_params, train
 from training.config import TrainConfig
+from training.data import discover
 from training.modeling import build_model
-from training.series_params import ridge_is_clearly_ahead
+from training.series_params import choose_series_params, ridge_is_clearly_ahead
 from unirep_errors import InvalidParameterError
 
 SMALL = {"image_size": 16}
@@ -96,6 +97,36 @@ def test_the_search_scores_the_ridge_head_and_keeps_training_where_training_wins
     train(named)
     notes = json.loads((tmp_path / "out2" / "metrics.json").read_text())["notes"]
     assert not any("ridge" in n for n in notes)  # a run that names its head is not second-guessed
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_the_ridge_head_is_weighed_against_the_chosen_maps_trial_without_augmentation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, augment: bool
+) -> None:
+    """Trials score the maps as the run trains (augmented), but the ridge head's margin was measured against trials
+    without augmentation, which learn faster in a short trial: that trial is the one it must beat, run once more for
+    the chosen map only. Scores faked: a trial without augmentation gets every held-out series right, an augmented
+    one half of them, the ridge head four fifths."""
+    runs: list[bool] = []
+
+    def trained(params: dict, fit: list, held: list, cfg: TrainConfig, variant: str, steps: int) -> tuple:
+        runs.append(cfg.augment)
+        return (len(held) // 2 if cfg.augment else len(held)), len(held), 0.0
+
+    def ridge(params: dict, fit: list, held: list, cfg: TrainConfig, variant: str, steps: int) -> tuple:
+        return int(0.8 * len(held)), len(held), 0.0
+
+    monkeypatch.setattr(series_params, "trained_score", trained)
+    monkeypatch.setattr(series_params, "ridge_score", ridge)
+    data = periodic_series(tmp_path / "train", 6, 0)
+    cfg = small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params=dict(SMALL), augment=augment)
+    choice = choose_series_params(discover(data, "timeseries"), dict(SMALL), cfg, "unireplknet_a")
+    assert choice.head is None and "against 24/24 for the chosen map's trial without augmentation" in choice.note
+    searched = 3 * series_params.FOLDS  # three candidates (series shorter than two map sides), three folds
+    if augment:  # the search's trials augmented (12 of 24 each: ridge 19 would be clearly ahead of them)
+        assert runs == [True] * searched + [False] * series_params.FOLDS
+    else:  # a run without augmentation: its own trials are the ones to beat, nothing runs twice
+        assert runs == [False] * searched
 
 
 @pytest.mark.parametrize(
