@@ -10,8 +10,8 @@ travels in its params. The validation and test data are never looked at. Too few
 without a search.
 
 When the run leaves its head open too, the same holdouts score each map with the closed-form ridge head on the
-untrained network (``training.ridge_head``); it replaces training when it is clearly ahead of every trained
-candidate (``RIDGE_MARGIN``).
+untrained network (``training.ridge_head``); it replaces training when it is clearly ahead of the chosen map's
+trial (``RIDGE_MARGIN``).
 """
 
 from __future__ import annotations
