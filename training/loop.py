@@ -27,6 +27,7 @@ from training.recipe import (
     passes_per_epoch,
     soft_cross_entropy,
     soft_targets,
+    training_batch,
 )
 from training.ridge_head import ridge_epoch
 from training.selection import BestEpoch, remember_if_best
@@ -125,10 +126,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
     started = time.monotonic()
     for idx in chunks:
         cached = [run.data.train.tensors[i] for i in idx]
-        if cfg.augment:
-            x = torch.stack([adapter.augment(t, generator, **params) for t in cached])
-        else:
-            x = torch.stack([adapter.training_input(t, **params) for t in cached])
+        x = training_batch(adapter, cached, cfg.augment, generator, params)
         y = targets[idx]
         soft = soft_targets(y, len(run.data.labels), cfg.label_smoothing)
         x, soft = mixup(x, soft, mix if cfg.augment else 0.0, generator)

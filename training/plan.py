@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from training.loop import Run, autocast, batches, to_device
+from training.recipe import training_batch
 
 
 def seconds_per_step(run: Run) -> float:
@@ -30,10 +31,7 @@ def seconds_per_step(run: Run) -> float:
     timings = []
     for _ in range(2):
         started = time.perf_counter()
-        if run.cfg.augment:  # augmentation is part of a step's cost (a point cloud is projected again, say)
-            x = torch.stack([adapter.augment(t, generator, **params) for t in cached])
-        else:
-            x = torch.stack([adapter.training_input(t, **params) for t in cached])
+        x = training_batch(adapter, cached, run.cfg.augment, generator, params)  # augmenting is part of a step's cost
         with autocast(run.d.device, run.amp):
             logits = probe(to_device(x, run.d.device, run.channels_last))
         logits.float().logsumexp(-1).mean().backward()

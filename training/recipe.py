@@ -4,6 +4,8 @@ cosine decay per step, label-smoothed soft targets, and (audio) mixup of example
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,3 +77,13 @@ def _beta_sample(generator: torch.Generator, concentration: float = 10.0) -> flo
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
+def training_batch(
+    adapter: Any, cached: Sequence[torch.Tensor], augment: bool, generator: torch.Generator, params: dict[str, Any]
+) -> torch.Tensor:
+    """The network's input for a batch of cached examples: each drawn through the adapter's training augmentation,
+    or mapped as served when the run does not augment (one place for the run, its plan and the map search's trials)."""
+    if augment:
+        return torch.stack([adapter.augment(t, generator, **params) for t in cached])
+    return torch.stack([adapter.training_input(t, **params) for t in cached])

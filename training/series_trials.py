@@ -32,7 +32,7 @@ def trained_score(
     ``fit`` as the run trains it: the recipe's optimizer and schedule, and each batch drawn through the adapter's
     training augmentation when the run augments (a map's trial without it ranked the maps unlike whole runs)."""
     from modality_adapters import TimeSeriesAdapter
-    from training.recipe import make_optimizer, make_scheduler, soft_cross_entropy, soft_targets
+    from training.recipe import make_optimizer, make_scheduler, soft_cross_entropy, soft_targets, training_batch
 
     made = _trial_network(params, fit, held, cfg, variant)
     if made is None:
@@ -46,10 +46,7 @@ def trained_score(
     net.train()
     for _ in range(steps):
         idx = torch.randperm(len(cached), generator=order)[:batch]
-        if cfg.augment:
-            x = torch.stack([adapter.augment(cached[i], order, **params) for i in idx.tolist()])
-        else:
-            x = torch.stack([adapter.training_input(cached[i], **params) for i in idx.tolist()])
+        x = training_batch(adapter, [cached[i] for i in idx.tolist()], cfg.augment, order, params)
         logits = net(x.to(device))
         loss = soft_cross_entropy(logits, soft_targets(y_fit[idx].to(device), len(labels), cfg.label_smoothing))
         optimizer.zero_grad(set_to_none=True)
