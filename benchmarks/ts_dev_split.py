@@ -6,11 +6,13 @@ folders of CSV files, and ``unirep train``'s core (``training.train``, the named
 augmentation, the step floor) trains on dev-train with the config's params and reports dev-val accuracy per
 epoch. A config that leaves the map open (``search``) lets the trainer choose, as a real run would. Beside it,
 1-NN Euclidean on the same dev split, for scale (z-normalized or not as leave-one-out on dev-train decides, as the
-test table's baseline does: always z-normalizing understates it where levels carry the class, e.g. JapaneseVowels).
+test table's baseline does: always z-normalizing understates it where levels carry the class, e.g. JapaneseVowels),
+and with ``--minirocket`` MiniRocket on the same fold: how far the training split lets a model go.
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
 [--threads 1] [--folds 3 [--only-folds 1,2]] [--seeds 0,1,2] [--lr LR] [--mixup P] [--drop-path R] [--refit-ridge]
-[--json out.json]``. Config names: see ``CONFIGS``; any adapter param can be added with ``--param name=value``.
+[--init CHECKPOINT] [--minirocket] [--json out.json]``. Config names: see ``CONFIGS``; any adapter param can be added
+with ``--param name=value``.
 
 Seeds: one training seed moves a fold's dev-val tally by several series (OSULeaf, 67 held out: 58, 53 and 53 for
 seeds 0-2 of one config), as much as most differences between maps. ``--seeds`` trains every config once per seed
@@ -34,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ts_baselines import choose_znorm, one_nn_ed
+from benchmarks.ts_baselines import choose_znorm, minirocket, one_nn_ed
 from benchmarks.ucr import Split, holdout, load_split, write_folder
 from training import TrainConfig, train
 from training.scoring import model_outputs
@@ -94,7 +96,7 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
         args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
         min_steps=args.min_steps, lr=args.lr, params=config, device="cpu", progress=False, workers=1,
         cache_dir=str(root / "cache"), augment=not args.no_augment, select="last", seed=seed, ema=args.ema,
-        mixup=args.mixup, drop_path=args.drop_path,
+        mixup=args.mixup, drop_path=args.drop_path, init=args.init,
     )  # fmt: skip
     started = time.perf_counter()
     train(cfg)
@@ -168,6 +170,8 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=None, help="as unirep train --ema (default: its)")
     ap.add_argument("--mixup", type=float, default=None, help="as unirep train --mixup (default: the adapter's)")
     ap.add_argument("--drop-path", type=float, default=None, help="as unirep train --drop-path (default: its)")
+    ap.add_argument("--minirocket", action="store_true", help="also MiniRocket (aeon) on each fold, for scale")
+    ap.add_argument("--init", default=None, help="as unirep train --init: start from this checkpoint")
     ap.add_argument("--refit-ridge", action="store_true", help="also read the trained backbone out by a ridge head")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
@@ -183,6 +187,8 @@ def main() -> None:
                 continue
             base = {"set": name, "fold": k, "dev_fit": len(dev.train_x), "dev_val": len(dev.test_x)}
             base["one_nn_ed"] = round(one_nn_ed(dev, choose_znorm(dev)), 3)
+            if args.minirocket:
+                base["minirocket"] = round(minirocket(dev), 3)
             with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
                 root = Path(tmp)
                 write_folder(root / "fit", dev.train_x, dev.train_y, dev.labels)
