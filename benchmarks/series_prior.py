@@ -138,8 +138,9 @@ def main() -> None:
     )  # fmt: skip
     started = time.perf_counter()
     result = train(cfg)
-    print(f"{count} series; pretrained in {time.perf_counter() - started:.0f} s; {result}")
-    print(f"start a run from it: --init {out / 'run' / 'checkpoint.pt'}")
+    seconds = time.perf_counter() - started
+    print(f"{count} series; pretrained in {seconds:.0f} s; held-out generated series {result.val_accuracy:.3f} right")
+    print(f"start a run from it: --init {result.checkpoint}")
 
 
 if __name__ == "__main__":
