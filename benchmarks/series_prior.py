@@ -28,9 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import TrainConfig, train
+from training.series_params import WIDE_REPRESENTATION
 
 PRIOR_PARAMS = {
-    "representation": "values+plot+cwt",
+    "representation": WIDE_REPRESENTATION,
     "normalize": "series",
     "length_mode": "paa",
     "time_steps": 256,

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from modality_adapters.base import BaseAdapter
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
@@ -80,7 +83,11 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 def training_batch(
-    adapter: Any, cached: Sequence[torch.Tensor], augment: bool, generator: torch.Generator, params: dict[str, Any]
+    adapter: BaseAdapter[Any],
+    cached: Sequence[torch.Tensor],
+    augment: bool,
+    generator: torch.Generator,
+    params: dict[str, Any],
 ) -> torch.Tensor:
     """The network's input for a batch of cached examples: each drawn through the adapter's training augmentation,
     or mapped as served when the run does not augment (one place for the run, its plan and the map search's trials)."""
