@@ -96,7 +96,7 @@ def dev_run(root: Path, name: str, config: dict[str, Any], args: argparse.Namesp
         args.recipe, modality="timeseries", data=str(root / "fit"), val=str(root / "val"), out=str(out),
         min_steps=args.min_steps, lr=args.lr, params=config, device="cpu", progress=False, workers=1,
         cache_dir=str(root / "cache"), augment=not args.no_augment, select="last", seed=seed, ema=args.ema,
-        mixup=args.mixup, drop_path=args.drop_path, init=args.init,
+        mixup=args.mixup, drop_path=args.drop_path, init=args.init, head=args.head,
     )  # fmt: skip
     started = time.perf_counter()
     train(cfg)
@@ -172,6 +172,7 @@ def main() -> None:
     ap.add_argument("--drop-path", type=float, default=None, help="as unirep train --drop-path (default: its)")
     ap.add_argument("--minirocket", action="store_true", help="also MiniRocket (aeon) on each fold, for scale")
     ap.add_argument("--init", default=None, help="as unirep train --init: start from this checkpoint")
+    ap.add_argument("--head", default=None, help="as unirep train --head (default: train)")
     ap.add_argument("--refit-ridge", action="store_true", help="also read the trained backbone out by a ridge head")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")

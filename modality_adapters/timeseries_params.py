@@ -4,7 +4,8 @@ Real series come with any number of variables and any length, so these are param
 
 - ``representation``: ``"embedding"`` (the learned Corrformer-style embedding, the official map) or weight-free
   image maps joined by ``+`` and stacked as channels: joint maps of all variables at once (``values``, ``jrp``)
-  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``, ``plot``, ``fold``); see ``timeseries_maps``.
+  and per-variable maps (``gasf``, ``gadf``, ``rp``, ``cwt``, ``plot``, ``quantile``, ``fold``); see
+  ``timeseries_maps``.
 - ``num_vars``: the variables the model was trained on; 0 means "any": joint maps take any count as they are,
   per-variable maps are averaged over variables.
 - ``length_mode``: ``"resample"`` (linear interpolation of the whole series to the model's length, any T >= 2),
@@ -21,7 +22,8 @@ Real series come with any number of variables and any length, so these are param
   the side of a weight-free map, to which the series is fitted; ``time_steps`` (0: ``image_size``) its width
   where it is wider than tall (``image_size`` rows by ``time_steps`` columns, the series fitted to
   ``time_steps``): a long series keeps more of its steps for a fraction of a square map's cost. Only the kinds with
-  time across the columns can be wide (``values``, ``cwt``, ``plot``).
+  time across the columns (or, for ``quantile``, the share of time) can be wide (``values``, ``cwt``, ``plot``,
+  ``quantile``).
 
 A trained model's params come from its data (``fit_params``, and ``unirep train``'s choice among candidate maps)
 and travel in its checkpoint. ``preset="corrformer"`` names the official configuration (48 hourly steps of 11

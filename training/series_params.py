@@ -35,6 +35,9 @@ SEARCHED = ("representation", "length_mode", "normalize", "time_steps")
 """The params the search chooses; giving any of them explicitly skips it."""
 WIDE_REPRESENTATION = "values+plot+cwt"
 """The wide candidate's kinds: the ones with time across the columns (value image, line plot, scalogram)."""
+DISTRIBUTION_REPRESENTATION = "quantile"
+"""The last wide candidate: each series' values sorted (how long it spends at each level, whatever the order), for
+data whose timing is noise, such as an appliance's power switching on and off."""
 WIDE_FROM, WIDE_MOST = 4, 8
 """The wide candidate joins for series at least ``WIDE_FROM`` map sides long (median), with one column per step
 of the typical series (rounded up to a multiple of ``WIDE_STEP``), at most ``WIDE_MOST`` map sides: 32 x 256 costs
@@ -114,7 +117,9 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
     goes first because the search's short trials (a sixth of the run) understate it: on training-split folds of
     every long set tried, fully trained, it was ahead of the square default or level with it. The same wide map on
     the training data's scale follows it: scaling each series to itself erases how loud one variable is beside
-    another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held).
+    another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held). Last, the
+    series' sorted values at the same width: the share of time spent at each level, for data where when something
+    happened is noise (on ACSF1's training folds the ridge head reads it best of all the maps).
     """
     from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION
 
@@ -130,6 +135,7 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
         width = min(WIDE_MOST * image_size, math.ceil(median / WIDE_STEP) * WIDE_STEP)
         wide = {"representation": WIDE_REPRESENTATION, "length_mode": "paa", "time_steps": width}
         options[:0] = [{**wide, "normalize": "series"}, {**wide, "normalize": "dataset"}]
+        options.append({**wide, "representation": DISTRIBUTION_REPRESENTATION, "normalize": "series"})
     return options
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modality_adapters import get_adapter
-from modality_adapters.timeseries_maps import line_plot, render, scalogram, value_image
+from modality_adapters.timeseries_maps import line_plot, quantile_plot, render, scalogram, value_image
 from tests.modality_adapters.test_timeseries_learnability import SIZE, held_out_accuracy
 from unirep_errors import InvalidParameterError
 
@@ -36,13 +36,30 @@ def test_a_wide_map_has_image_size_rows_and_time_steps_columns() -> None:
 
 def test_rowed_kinds_default_to_square_and_take_any_row_count() -> None:
     x = np.random.default_rng(1).normal(size=(40, 2))
-    for kind in (value_image, line_plot, scalogram):
+    for kind in (value_image, line_plot, scalogram, quantile_plot):
         np.testing.assert_array_equal(kind(x), kind(x, 40))
         assert kind(x, 8).shape[1:] == (8, 40)
     bands = value_image(x, 8)[0]
     np.testing.assert_allclose(bands[:4], np.tanh(x[:, 0] / 2.0)[None].repeat(4, 0), rtol=1e-6)
     np.testing.assert_allclose(bands[4:], np.tanh(x[:, 1] / 2.0)[None].repeat(4, 0), rtol=1e-6)
     assert render(x, ("values", "plot"), pool_variables=False, rows=8).shape == (3, 8, 40)
+
+
+def test_the_quantile_plot_keeps_how_long_a_series_spends_at_each_level_and_drops_when() -> None:
+    """Two power readings with the same on and off periods in another order map alike; their line plots do not. A
+    series that spends more of its time on maps otherwise."""
+    rng = np.random.default_rng(2)
+    on_off = np.where(np.arange(256) % 64 < 16, 3.0, 0.0) + 0.05 * rng.normal(size=256)  # on a quarter of the time
+    shuffled = np.roll(on_off, 37)[::-1]
+    longer = np.where(np.arange(256) % 64 < 32, 3.0, 0.0) + 0.05 * rng.normal(size=256)  # on half of the time
+    a, b, c = (quantile_plot(x[:, None], 16) for x in (on_off, shuffled, longer))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (1, 16, 256) and a.min() >= -1.0 and a.max() <= 1.0
+    assert np.abs(line_plot(on_off[:, None], 16) - line_plot(shuffled[:, None], 16)).max() > 1.0
+    assert np.abs(a - c).max() > 1.0
+    adapter = get_adapter("timeseries")
+    params = {"representation": "quantile+values", "image_size": 16, "time_steps": 256, "num_vars": 1}
+    assert tuple(adapter.decode(_bytes(on_off[:, None]), **params).shape) == (2, 16, 256)
 
 
 @pytest.mark.parametrize(
