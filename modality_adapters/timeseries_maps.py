@@ -237,7 +237,8 @@ ROWED_KINDS: dict[str, Callable[[np.ndarray, int | None], np.ndarray]] = {
     "plot": line_plot,
     "quantile": quantile_plot,
 }
-"""Kinds with time across the columns and any number of rows: the only ones a map wider than tall can hold."""
+"""Kinds with time (for the quantile plot, the share of time) across the columns and any number of rows: the only
+ones a map wider than tall can hold."""
 
 
 def render(x: np.ndarray, kinds: tuple[str, ...], pool_variables: bool, rows: int | None = None) -> np.ndarray:
