@@ -36,8 +36,8 @@ SEARCHED = ("representation", "length_mode", "normalize", "time_steps")
 WIDE_REPRESENTATION = "values+plot+cwt"
 """The wide candidate's kinds: the ones with time across the columns (value image, line plot, scalogram)."""
 DISTRIBUTION_REPRESENTATION = "quantile"
-"""The last wide candidate: each series' values sorted (how long it spends at each level, whatever the order), for
-data whose timing is noise, such as an appliance's power switching on and off."""
+"""A map for the ridge head only, beside the wide map: each series' values sorted (how long it spends at each level,
+whatever the order), for data whose timing is noise, such as an appliance's power switching on and off."""
 WIDE_FROM, WIDE_MOST = 4, 8
 """The wide candidate joins for series at least ``WIDE_FROM`` map sides long (median), with one column per step
 of the typical series (rounded up to a multiple of ``WIDE_STEP``), at most ``WIDE_MOST`` map sides: 32 x 256 costs
@@ -117,9 +117,7 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
     goes first because the search's short trials (a sixth of the run) understate it: on training-split folds of
     every long set tried, fully trained, it was ahead of the square default or level with it. The same wide map on
     the training data's scale follows it: scaling each series to itself erases how loud one variable is beside
-    another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held). Last, the
-    series' sorted values at the same width: the share of time spent at each level, for data where when something
-    happened is noise (on ACSF1's training folds the ridge head reads it best of all the maps).
+    another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held).
     """
     from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION
 
@@ -135,8 +133,19 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
         width = min(WIDE_MOST * image_size, math.ceil(median / WIDE_STEP) * WIDE_STEP)
         wide = {"representation": WIDE_REPRESENTATION, "length_mode": "paa", "time_steps": width}
         options[:0] = [{**wide, "normalize": "series"}, {**wide, "normalize": "dataset"}]
-        options.append({**wide, "representation": DISTRIBUTION_REPRESENTATION, "normalize": "series"})
     return options
+
+
+def ridge_candidates(options: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The maps the ridge head is scored on: the trained candidates ``options``, then, where a wide map is among
+    them, each series' sorted values at its width: the share of time spent at each level, for data where when
+    something happened is noise (on ACSF1's training folds the ridge head reads it best of all the maps). Only the
+    ridge head reads it: trained briefly it was last or nearly last on every long set tried, and its trial made
+    the search a third longer."""
+    wide = next((o for o in options if o.get("time_steps")), None)
+    if wide is None:
+        return list(options)
+    return [*options, {**wide, "representation": DISTRIBUTION_REPRESENTATION, "normalize": "series"}]
 
 
 def with_scale(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -177,16 +186,18 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
     kept = " (the first candidate: no other won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
     head, ridge_note = None, ""
     if cfg.head is None and not cfg.init and not cfg.freeze_backbone:
-        ridge = [_tally({**params, **option}, splits, parsed, cfg, variant, 0, ridge_score) for option in options]
+        readouts = ridge_candidates(options)
+        ridge = [_tally({**params, **option}, splits, parsed, cfg, variant, 0, ridge_score) for option in readouts]
         r = pick(ridge, margin=0)
         plain = tallies[best]
         if cfg.augment:  # the margin was measured against a trial without augmentation: the chosen map's, so
             plain = _tally({**params, **options[best]}, splits, parsed, replace(cfg, augment=False), variant, steps)
         if ridge_is_clearly_ahead(plain, ridge[r]):
-            best, head, kept = r, "ridge", ""
+            options, best, head, kept = readouts, r, "ridge", ""
         counts = " / ".join(f"{c}/{n}" for c, n, _ in ridge)
+        also = f", then {_describe(readouts[-1])}" if len(readouts) > len(tallies) else ""
         ridge_note = (
-            f"; the ridge head, same maps: {counts}, against {plain[0]}/{plain[1]} for the chosen map's trial "
+            f"; the ridge head, same maps{also}: {counts}, against {plain[0]}/{plain[1]} for the chosen map's trial "
             f"without augmentation" + ("" if head else " (training kept)")
         )
     note = (

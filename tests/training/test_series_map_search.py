@@ -24,6 +24,7 @@ from training.series_params import (
     candidates,
     holdouts,
     pick,
+    ridge_candidates,
 )
 from unirep_errors import DatasetError, InvalidParameterError
 
@@ -91,22 +92,31 @@ def test_an_explicit_representation_skips_the_search(tmp_path: Path) -> None:
 
 def test_long_series_lead_the_search_with_wide_maps() -> None:
     """Wide maps come first where they join, each series on its own scale and then on the data's: the first candidate
-    is kept unless another wins by the margin. The sorted values at the same width come last."""
+    is kept unless another wins by the margin. The ridge head also reads the sorted values at the same width."""
 
     def widths(lengths: list[int]) -> list[int]:
         return [c.get("time_steps", 0) for c in candidates([np.zeros((t, 2)) for t in lengths], 32)]
 
-    assert widths([500, 90, 128, 400, 100]) == [128, 128, 0, 0, 0, 128]  # the median series holds four map sides
-    assert widths([500, 90, 150, 400, 100]) == [160, 160, 0, 0, 0, 160]  # a column a step, in multiples of 32
-    assert widths([5000, 1460] * 3) == [WIDE_MOST * 32] * 2 + [0, 0, 0] + [WIDE_MOST * 32]  # at most eight sides
+    assert widths([500, 90, 128, 400, 100]) == [128, 128, 0, 0, 0]  # the median series holds four map sides
+    assert widths([500, 90, 150, 400, 100]) == [160, 160, 0, 0, 0]  # a column a step, in multiples of 32
+    assert widths([5000, 1460] * 3) == [WIDE_MOST * 32] * 2 + [0, 0, 0]  # at most eight map sides
     assert widths([500, 90, 120, 400, 100]) == [0, 0, 0]  # the median is short: a square map keeps most of it
-    options = candidates([np.zeros((300, 1))] * 3, 16)
-    own, data, distribution = options[0], options[1], options[-1]
+    own, data = candidates([np.zeros((300, 1))] * 3, 16)[:2]
     assert (own["normalize"], data["normalize"]) == ("series", "dataset")
-    assert own["length_mode"] == data["length_mode"] == distribution["length_mode"] == "paa"
+    assert own["length_mode"] == data["length_mode"] == "paa"
+    assert get_adapter("timeseries").output_shape(**own, image_size=16)[1:] == (16, WIDE_MOST * 16)
+
+
+def test_the_ridge_head_also_reads_the_sorted_values_where_a_wide_map_joins() -> None:
+    long = candidates([np.zeros((300, 1))] * 3, 16)
+    readouts = ridge_candidates(long)
+    assert readouts[:-1] == long
+    distribution = readouts[-1]
     assert distribution["representation"] == DISTRIBUTION_REPRESENTATION
-    for option in (own, distribution):
-        assert get_adapter("timeseries").output_shape(**option, image_size=16)[1:] == (16, WIDE_MOST * 16)
+    assert (distribution["length_mode"], distribution["time_steps"]) == ("paa", WIDE_MOST * 16)
+    assert get_adapter("timeseries").output_shape(**distribution, image_size=16, num_vars=1) == (1, 16, WIDE_MOST * 16)
+    short = candidates([np.zeros((40, 1))] * 3, 16)
+    assert ridge_candidates(short) == short
 
 
 def test_a_wide_map_trains_and_serves_as_it_was_trained(tmp_path: Path) -> None:
