@@ -184,27 +184,27 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         f"{len(splits[0][1])}"
     )
     kept = " (the first candidate: no other won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
-    head, ridge_note = None, ""
+    chosen, head, ridge_note = options[best], None, ""
     if cfg.head is None and not cfg.init and not cfg.freeze_backbone:
         readouts = ridge_candidates(options)
         ridge = [_tally({**params, **option}, splits, parsed, cfg, variant, 0, ridge_score) for option in readouts]
         r = pick(ridge, margin=0)
         plain = tallies[best]
         if cfg.augment:  # the margin was measured against a trial without augmentation: the chosen map's, so
-            plain = _tally({**params, **options[best]}, splits, parsed, replace(cfg, augment=False), variant, steps)
+            plain = _tally({**params, **chosen}, splits, parsed, replace(cfg, augment=False), variant, steps)
         if ridge_is_clearly_ahead(plain, ridge[r]):
-            options, best, head, kept = readouts, r, "ridge", ""
+            chosen, head, kept = readouts[r], "ridge", ""
         counts = " / ".join(f"{c}/{n}" for c, n, _ in ridge)
-        also = f", then {_describe(readouts[-1])}" if len(readouts) > len(tallies) else ""
+        also = f", then {_describe(readouts[-1])}" if len(readouts) > len(options) else ""
         ridge_note = (
             f"; the ridge head, same maps{also}: {counts}, against {plain[0]}/{plain[1]} for the chosen map's trial "
             f"without augmentation" + ("" if head else " (training kept)")
         )
     note = (
-        f"map: {_describe(options[best])}{kept}{' with the ridge head' if head else ''}, chosen by holdout accuracy "
+        f"map: {_describe(chosen)}{kept}{' with the ridge head' if head else ''}, chosen by holdout accuracy "
         f"({how}; right of held out: {tried}{ridge_note}; {time.monotonic() - started:.0f} s)"
     )
-    return Choice(with_scale({**params, **options[best]}, series), note, head)
+    return Choice(with_scale({**params, **chosen}, series), note, head)
 
 
 def holdouts(examples: Sequence[Example], seed: int) -> list[tuple[list[Example], list[Example]]]:
