@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from modality_adapters import AdapterLimits, get_adapter
-from modality_adapters.pointcloud import farthest_point_sample, normalize_points, project_views
+from modality_adapters.pointcloud import TRAINING_SPLAT, farthest_point_sample, normalize_points, project_views
 from modality_adapters.pointcloud_io import read_points
-from modality_adapters.pointcloud_views import canonical_pose, upright_pose
+from modality_adapters.pointcloud_views import canonical_pose, splat_radius, upright_pose, views_of
 from unirep_errors import InputTooLargeError
 
 SMALL = {"num_points": 512, "image_size": 64}
@@ -255,7 +255,7 @@ def test_far_and_density_on_two_points_in_one_pixel() -> None:
 def test_params_default_to_the_historical_map(media) -> None:
     adapter = get_adapter("pointcloud")
     data = media.npy(media.cloud(500))
-    historical = {**SMALL, "pose": "as_given", "channels": "near", "rotation": "up"}
+    historical = {**SMALL, "pose": "as_given", "channels": "near", "rotation": "up", "splat": 0}
     assert torch.equal(adapter.decode(data, **SMALL), adapter.decode(data, **historical))
 
 
@@ -266,16 +266,88 @@ def test_training_picks_the_pose_from_the_data_unless_the_run_sets_it() -> None:
     tumbling = [cloud @ _rotation(seed).T for seed, cloud in enumerate(standing)]
     as_tensors = lambda clouds: [torch.from_numpy(c) for c in clouds]  # noqa: E731
     fit = adapter.fit_training_params
-    assert fit(as_tensors(standing), {}, {}) == {"pose": "as_given", "rotation": "up"}
-    assert fit(as_tensors(tumbling), {}, {}) == {"pose": "canonical", "rotation": "so3"}
-    assert fit(as_tensors(tumbling), {"pose": "upright"}, {"pose": "upright"}) == {"pose": "upright", "rotation": "up"}
+    splat = {"splat": TRAINING_SPLAT}
+    assert fit(as_tensors(standing), {}, {}) == {"pose": "as_given", "rotation": "up", **splat}
+    assert fit(as_tensors(tumbling), {}, {}) == {"pose": "canonical", "rotation": "so3", **splat}
+    upright = {"pose": "upright"}
+    assert fit(as_tensors(tumbling), upright, upright) == {"pose": "upright", "rotation": "up", **splat}
     assert fit(as_tensors(standing), {"rotation": "none"}, {"rotation": "none"}) == {
         "rotation": "none",
         "pose": "as_given",
+        **splat,
     }
+    assert fit(as_tensors(standing), {"splat": 0}, {"splat": 0})["splat"] == 0
 
 
-@pytest.mark.parametrize("bad", [{"pose": "sideways"}, {"channels": "near+near"}, {"channels": ""}, {"rotation": "x"}])
+def _sphere_surface(n: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_splatted_points_make_two_samplings_of_a_surface_agree() -> None:
+    """A pixel per point: two samplings of one sphere share few lit pixels; drawn as squares the size of the gaps
+    between points, the same surface lights nearly the same pixels, at any point count."""
+    overlap = {}
+    for splat in (0.0, TRAINING_SPLAT):
+        for n in (200, 2000):
+            a, b = (views_of(_sphere_surface(n, seed), 128, splat=splat)[0] > 0 for seed in (1, 2))
+            overlap[splat, n] = float((a & b).sum() / (a | b).sum())
+    assert overlap[0.0, 200] < 0.2 and overlap[0.0, 2000] < 0.5, overlap
+    assert min(overlap[TRAINING_SPLAT, 200], overlap[TRAINING_SPLAT, 2000]) > 0.8, overlap
+
+
+def test_splat_size_follows_the_gaps_between_points() -> None:
+    sphere = _sphere_surface(400, 0)
+    assert splat_radius(sphere, 224, 0.0) == 0
+    assert splat_radius(sphere, 224, 1.0) == round(224 / 20) == 11
+    assert splat_radius(np.repeat(sphere, 5, axis=0), 224, 1.0) == 11  # repeated points are not more surface
+    assert splat_radius(sphere[:4], 224, 1.0) == 224 // 16  # a handful of points: capped, not the whole view
+
+
+def test_splatted_views_keep_the_nearest_depth_and_the_farthest() -> None:
+    """Front view of 16 pixels, radius 1: a near point in column 8 and a far one in column 9 (row 8 both). Where
+    their squares overlap (columns 8-9) the near depth wins in ``near``, the far one in ``far``, and the density
+    counts both."""
+    unit = np.array([[0.0, 0.0, 0.9], [2.5 / 16, 0.0, -0.9]])
+    near_depth, far_depth = (0.9 + 2) / 3, (-0.9 + 2) / 3
+    views = project_views(unit, 16, ("near", "far", "density"), radius=1)
+    near, far, density = views[0][8, 6:12], views[3][8, 6:12], views[6][8, 6:12]  # columns 6 to 11
+    expected_near = torch.tensor([0, near_depth, near_depth, near_depth, far_depth, 0])
+    expected_far = torch.tensor([0, near_depth, far_depth, far_depth, far_depth, 0])
+    assert torch.allclose(near, expected_near.float()) and torch.allclose(far, expected_far.float())
+    assert torch.allclose(density, torch.tensor([0, 0.5, 1, 1, 0.5, 0]))
+    assert torch.equal(views[0][[6, 10]], torch.zeros(2, 16))  # rows beyond the squares stay empty
+    assert int((views[0] > 0).sum()) == 3 * 4  # rows 7-9, columns 7-10
+
+
+def test_splatted_map_keeps_the_promised_invariances() -> None:
+    """Point order changes nothing with squares either, and repeated points change no depth (the square's size
+    counts distinct points; density counts every point, as without squares)."""
+    cloud = _sphere_surface(300, 3) * (1.0, 0.5, 0.3)
+    order = np.random.default_rng(0).permutation(len(cloud))
+    kinds = "near+far+density"
+    assert torch.equal(
+        views_of(cloud, 64, "canonical", kinds, 0.75), views_of(cloud[order], 64, "canonical", kinds, 0.75)
+    )
+    padded = np.concatenate([cloud, cloud[:50]])
+    assert torch.equal(
+        views_of(cloud, 64, "canonical", "near+far", 0.75), views_of(padded, 64, "canonical", "near+far", 0.75)
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pose": "sideways"},
+        {"channels": "near+near"},
+        {"channels": ""},
+        {"rotation": "x"},
+        {"splat": -0.5},
+        {"splat": 5},
+        {"splat": "big"},
+        {"splat": True},
+    ],
+)
 def test_bad_pose_channel_and_rotation_params_are_refused(bad) -> None:
     from unirep_errors import InvalidParameterError
 

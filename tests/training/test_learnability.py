@@ -3,6 +3,8 @@ through the adapters' own training hooks, and the map decides whether it general
 
 - point clouds under random 3-D rotations: the pose-robust map (``pose="canonical"``) is learned, the views in the
   file's own axes are not, even with rotation augmentation over all of SO(3);
+- sparse point clouds in a larger map: points drawn as squares the size of the gaps between them (``splat``) are
+  learned, a pixel per point (scattered dots that two samplings of a surface hardly share) is not;
 - clips told apart only by the direction of a motion: the ``motion`` layout (the motion local to a pixel, as
   normal-flow channels) is learned, the official reshape (the frames in bands far apart on the map) is not.
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,23 +93,23 @@ def _solid(label: int, rng: np.random.Generator, n: int = 400) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True) * [1.0, 0.6, 0.3]
 
 
-def _posed_clouds(rng: np.random.Generator, per_class: int) -> list[tuple[bytes, int]]:
+def _posed_clouds(rng: np.random.Generator, per_class: int, n: int = 400) -> list[tuple[bytes, int]]:
     """NPY files of the four solids, each stretched a little, rotated at random over SO(3) and moved."""
     out = []
     for label in range(4):
         for _ in range(per_class):
-            points = _solid(label, rng) * rng.uniform(0.8, 1.25, 3) @ _rotation(rng).T + rng.normal(size=3)
+            points = _solid(label, rng, n) * rng.uniform(0.8, 1.25, 3) @ _rotation(rng).T + rng.normal(size=3)
             buf = io.BytesIO()
             np.save(buf, points)
             out.append((buf.getvalue(), label))
     return out
 
 
-def _shape_accuracy(pose: str) -> float:
+def _shape_accuracy(pose: str, points: int = 400, **map_params: Any) -> float:
     adapter = get_adapter("pointcloud")
-    params = {"num_points": 128, "image_size": 32, "pose": pose, "rotation": "so3"}
+    params = {"num_points": 128, "image_size": 32, "pose": pose, "rotation": "so3", **map_params}
     rng = np.random.default_rng(0)
-    train, test = _posed_clouds(rng, 12), _posed_clouds(rng, 20)
+    train, test = _posed_clouds(rng, 12, points), _posed_clouds(rng, 20, points)
     cached = [adapter.decode_for_training(data, **params) for data, _ in train]
     return accuracy_after_training(
         lambda i, g: adapter.augment(cached[i], g, **params),
@@ -120,6 +123,13 @@ def test_shapes_under_any_rotation_need_the_canonical_pose() -> None:
     canonical, as_given = _shape_accuracy("canonical"), _shape_accuracy("as_given")
     assert canonical >= 0.9, canonical
     assert as_given <= 0.75 and canonical - as_given >= 0.25, (canonical, as_given)
+
+
+def test_sparse_clouds_need_points_drawn_as_surfaces() -> None:
+    sparse = {"points": 60, "num_points": 64, "image_size": 64}
+    splat, dots = _shape_accuracy("canonical", splat=0.75, **sparse), _shape_accuracy("canonical", splat=0, **sparse)
+    assert splat >= 0.9, splat
+    assert dots <= 0.75 and splat - dots >= 0.25, (splat, dots)
 
 
 # --- video ---------------------------------------------------------------------------------------------------------

@@ -1,13 +1,14 @@
-"""Compare video training choices on DEV clips: the generated sets made again with other seeds.
+"""Compare training choices on DEV data: the generated video clips and point-cloud shapes made again with other seeds.
 
-``benchmarks/train_accuracy.py`` reports the generated ``motion`` (seed 0) and ``appearance`` (seed 1) sets once a
-choice is settled; choices are made here instead, on fresh train and test splits from the same generators
-(``appearance`` seed 11, ``motion`` seed 12 by default), through ``unirep train``'s core (``training.train``, the
-named recipe, the adapter's augmentation, the step floor). Prints the held-out and training accuracy per epoch
-and the seconds.
+``benchmarks/train_accuracy.py`` reports the generated sets (``motion`` seed 0, ``appearance`` seed 1, ``shapes``
+and ``shapes_upright`` seed 0) once a choice is settled; choices are made here instead, on fresh train and test
+splits from the same generators (``DEV_SEEDS``), through ``unirep train``'s core (``training.train``, the named
+recipe, the adapter's augmentation, the step floor). Prints the held-out and training accuracy per epoch and the
+seconds.
 
-Usage: ``python benchmarks/video_dev.py --set appearance [--param frame_size=64] [--param colour=none]
-[--seed 1] [--epochs 40] [--train-per-class 64] [--data-seed 13] [--threads 1] [--json out.json]``.
+Usage: ``python benchmarks/generated_dev.py --set appearance|motion|shapes|shapes_upright [--param frame_size=64]
+[--param splat=0] [--recipe default] [--seed 1] [--epochs 40] [--train-per-class 64] [--data-seed 13]
+[--threads 1] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import benchmarks.generated_data as gen
 from training import TrainConfig, train
 
-DEV_SEEDS = {"appearance": 11, "motion": 12}
-"""Data seeds of the dev clips (the benchmark's are 1 and 0)."""
+DEV_SEEDS = {"appearance": 11, "motion": 12, "shapes": 21, "shapes_upright": 22}
+"""Data seeds of the dev sets (the benchmark's are 1 for appearance, 0 for the others)."""
+MODALITIES = {"appearance": "video", "motion": "video", "shapes": "pointcloud", "shapes_upright": "pointcloud"}
 
 
 def _value(text: str) -> Any:
@@ -38,14 +40,23 @@ def _value(text: str) -> Any:
         return text
 
 
+def _make(name: str, root: Path, train_per_class: int | None, seed: int) -> None:
+    """The named set's train and test splits under ``root`` (its own clips or clouds per class unless given)."""
+    per_class = {} if train_per_class is None else {"train_per_class": train_per_class}
+    if name in ("shapes", "shapes_upright"):
+        gen.make_shapes(root, seed=seed, pose="upright" if name == "shapes_upright" else "arbitrary", **per_class)
+    else:
+        make = gen.make_appearance_videos if name == "appearance" else gen.make_motion_videos
+        make(root, seed=seed, **per_class)
+
+
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     seed = args.data_seed if args.data_seed is not None else DEV_SEEDS[args.set]
-    make = gen.make_appearance_videos if args.set == "appearance" else gen.make_motion_videos
-    make(root / "data", train_per_class=args.train_per_class, seed=seed)
+    _make(args.set, root / "data", args.train_per_class, seed)
     params = {k: _value(v) for k, v in (p.split("=", 1) for p in args.param)}
     cfg = TrainConfig.from_recipe(
         args.recipe,
-        modality="video",
+        modality=MODALITIES[args.set],
         data=str(root / "data" / "train"),
         val=str(root / "data" / "test"),
         out=str(root / "run"),
@@ -75,12 +86,14 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=sorted(DEV_SEEDS), required=True)
-    parser.add_argument("--param", action="append", default=[], help="video param name=value (repeatable)")
+    parser.add_argument("--param", action="append", default=[], help="adapter param name=value (repeatable)")
     parser.add_argument("--recipe", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--data-seed", type=int, default=None, help="generator seed (default: the set's dev seed)")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--train-per-class", type=int, default=16)
+    parser.add_argument(
+        "--train-per-class", type=int, default=None, help="default: the generator's (16 clips, 24 clouds)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
