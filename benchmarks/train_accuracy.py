@@ -102,6 +102,14 @@ def frame_diff_stats(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([grid, motion])
 
 
+CHOSEN_PARAMS = {
+    "timeseries": ("representation", "normalize", "length_mode"),
+    "pointcloud": ("pose", "rotation", "splat"),
+    "video": ("layout", "colour"),
+}
+"""The map params ``unirep train`` picks from the data (unless the run sets them), reported beside each result."""
+
+
 def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args: argparse.Namespace) -> dict:
     # The test split is passed as --val only to report it per epoch; --select last, so no epoch is chosen on it.
     cfg = TrainConfig.from_recipe(
@@ -113,10 +121,10 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1, cache_dir=out / "cache")
     metrics = json.loads((out / "metrics.json").read_text())
-    chosen = {k: metrics["params"].get(k) for k in ("representation", "normalize", "length_mode")}
+    chosen = {k: metrics["params"].get(k) for k in CHOSEN_PARAMS.get(modality, ())}
     return {
         "recipe": args.recipe, "train_params": cfg.params, "notes": metrics["notes"],
-        "chosen_params": chosen if modality == "timeseries" else None,
+        "chosen_params": chosen or None,
         "accuracy": report.accuracy, "macro_f1": report.macro_f1, "train_s": round(result.seconds, 1),
         "examples_per_s": round(result.examples_per_second, 1), "num_train": result.num_train,
         "num_test": report.num_examples, "deploy_max_rel_diff": result.deploy_max_rel_diff,
