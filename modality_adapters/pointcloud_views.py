@@ -28,8 +28,8 @@ wins where squares overlap. 0 is the historical one pixel per point.
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -158,21 +158,27 @@ def project_views(unit: np.ndarray, size: int, kinds: tuple[str, ...] = ("near",
                 flat /= flat.max().clamp_min(1.0)
             else:
                 raise ValueError(f"channel kinds are {CHANNEL_KINDS}, got {kind!r}")
-            maps[kind].append(_spread(flat.view(size, size), kind, radius))
-    return torch.stack([plane for kind in kinds for plane in maps[kind]])
+            maps[kind].append(flat.view(size, size))
+    return torch.cat([_spread(torch.stack(maps[kind]), kind, radius) for kind in kinds])
 
 
-def _spread(plane: torch.Tensor, kind: str, radius: int) -> torch.Tensor:
-    """Each lit pixel of one view widened to a square of half-width ``radius``: the nearest depth (``near``), the
-    farthest (``far``) or the summed density (renormalized to the busiest pixel) where squares overlap."""
+def _spread(views: torch.Tensor, kind: str, radius: int) -> torch.Tensor:
+    """Each lit pixel of the views (V x S x S) widened to a square of half-width ``radius``: the nearest depth
+    (``near``), the farthest (``far``) or the summed density (renormalized to each view's busiest pixel) where
+    squares overlap. A square filter is a filter along the rows, then along the columns: 2k reads a pixel, not k^2."""
     if radius <= 0:
-        return plane
-    pool = functools.partial(torch.nn.functional.max_pool2d, kernel_size=2 * radius + 1, stride=1, padding=radius)
+        return views
+    side = 2 * radius + 1
+
+    def square(pool: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        across = pool(x, (1, side), stride=1, padding=(0, radius))
+        return pool(across, (side, 1), stride=1, padding=(radius, 0))
+
     if kind == "near":
-        return pool(plane[None])[0]
+        return square(torch.nn.functional.max_pool2d, views)
     if kind == "far":  # the smallest lit depth nearby; unlit pixels (0) must not win the minimum
         unlit = 2.0
-        spread = -pool(-torch.where(plane > 0, plane, unlit)[None])[0]
+        spread = -square(torch.nn.functional.max_pool2d, -torch.where(views > 0, views, unlit))
         return torch.where(spread < unlit, spread, 0.0)
-    summed = torch.nn.functional.avg_pool2d(plane[None], 2 * radius + 1, stride=1, padding=radius)[0]
-    return summed / summed.max().clamp_min(1e-12)
+    summed = square(torch.nn.functional.avg_pool2d, views)
+    return summed / summed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
