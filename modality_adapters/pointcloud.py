@@ -12,12 +12,14 @@ Depth values: near = 1, far = 1/3, empty pixel = 0, so the far side of the spher
 empty space. Views (right-handed, y up): front looks down -z (u = x, v = y, depth = z); side looks down -x
 (u = -z, v = y, depth = x); top looks down -y (u = x, v = -z, depth = y).
 
-The pose the views are taken in (``pose``), what their pixels hold (``channels``) and the rotations training
-shows (``rotation``) are params (``pointcloud_views``); their dataclass defaults are the historical map, which a
-model file without them keeps. ``unirep train`` picks the pose from the training data unless the run sets it
-(``fit_training_params``): a data set that keeps an up axis trains on the file's axes with rotations about it
-(the historical map, best on upright shapes), any other in the canonical pose with rotations over SO(3) (best on
-arbitrarily posed shapes); measured in ``benchmarks/train_accuracy.py``.
+The pose the views are taken in (``pose``), what their pixels hold (``channels``), how large a point is drawn
+(``splat``) and the rotations training shows (``rotation``) are params (``pointcloud_views``); their dataclass
+defaults are the historical map, which a model file without them keeps. ``unirep train`` picks the pose from the
+training data unless the run sets it (``fit_training_params``): a data set that keeps an up axis trains on the
+file's axes with rotations about it (the historical map, best on upright shapes), any other in the canonical pose
+with rotations over SO(3) (best on arbitrarily posed shapes); and it draws each point as a square the size of the
+gaps between points (``TRAINING_SPLAT``), so that a sparse cloud is a surface rather than scattered dots; measured
+in ``benchmarks/train_accuracy.py``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class PointCloudParams:
     rotation: str = "up"
     """Training only: rotations the augmentation draws, ``up`` (about the y axis), ``so3`` (any) or ``none``."""
     splat: float = 0.0
-    """Each point drawn as a square this many typical point gaps wide (``pointcloud_views``); 0: one pixel."""
+    """Each point drawn as a square reaching this many typical gaps between points to each side
+    (``pointcloud_views``); 0: one pixel a point."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_points, int) or not 16 <= self.num_points <= 1_000_000:
