@@ -71,14 +71,15 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     start = time.perf_counter()
     train(cfg)
     seconds = time.perf_counter() - start
-    epochs = json.loads((root / "run" / "metrics.json").read_text())["epochs"]
+    metrics = json.loads((root / "run" / "metrics.json").read_text())
     return {
         "set": args.set,
         "data_seed": seed,
         "train_seed": args.seed,
         "params": cfg.params,
-        "test_acc_by_epoch": [round(e["val_acc"], 3) for e in epochs],
-        "train_acc_by_epoch": [round(e["train_acc"], 2) for e in epochs],
+        "trained_with": metrics["params"],
+        "test_acc_by_epoch": [round(e["val_acc"], 3) for e in metrics["epochs"]],
+        "train_acc_by_epoch": [round(e["train_acc"], 2) for e in metrics["epochs"]],
         "seconds": round(seconds, 1),
     }
 
