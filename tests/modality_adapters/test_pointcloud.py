@@ -348,7 +348,7 @@ def test_splatted_map_keeps_the_promised_invariances() -> None:
         {"splat": True},
     ],
 )
-def test_bad_pose_channel_and_rotation_params_are_refused(bad) -> None:
+def test_bad_map_params_are_refused(bad) -> None:
     from unirep_errors import InvalidParameterError
 
     with pytest.raises(InvalidParameterError):

@@ -105,11 +105,12 @@ def _posed_clouds(rng: np.random.Generator, per_class: int, n: int = 400) -> lis
     return out
 
 
-def _shape_accuracy(pose: str, points: int = 400, **map_params: Any) -> float:
+def _shape_accuracy(pose: str, cloud_size: int = 400, **map_params: Any) -> float:
+    """Accuracy on fresh rotated solids of ``cloud_size`` points each, after training on their map."""
     adapter = get_adapter("pointcloud")
     params = {"num_points": 128, "image_size": 32, "pose": pose, "rotation": "so3", **map_params}
     rng = np.random.default_rng(0)
-    train, test = _posed_clouds(rng, 12, points), _posed_clouds(rng, 20, points)
+    train, test = _posed_clouds(rng, 12, cloud_size), _posed_clouds(rng, 20, cloud_size)
     cached = [adapter.decode_for_training(data, **params) for data, _ in train]
     return accuracy_after_training(
         lambda i, g: adapter.augment(cached[i], g, **params),
@@ -126,7 +127,7 @@ def test_shapes_under_any_rotation_need_the_canonical_pose() -> None:
 
 
 def test_sparse_clouds_need_points_drawn_as_surfaces() -> None:
-    sparse = {"points": 60, "num_points": 64, "image_size": 64}
+    sparse = {"cloud_size": 60, "num_points": 64, "image_size": 64}
     splat, dots = _shape_accuracy("canonical", splat=0.75, **sparse), _shape_accuracy("canonical", splat=0, **sparse)
     assert splat >= 0.9, splat
     assert dots <= 0.75 and splat - dots >= 0.25, (splat, dots)
