@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import generated_data as gen
 from benchmarks.ts_baselines import baselines
 from benchmarks.ucr import PUBLISHED_1NN_ED, WATCH, aeon_data_dir, load_split, write_folder
+from modality_adapters import get_adapter
 from training import TrainConfig, evaluate, train
 
 UCR_SETS = (
@@ -102,14 +103,6 @@ def frame_diff_stats(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([grid, motion])
 
 
-CHOSEN_PARAMS = {
-    "timeseries": ("representation", "normalize", "length_mode"),
-    "pointcloud": ("pose", "rotation", "splat"),
-    "video": ("layout", "colour"),
-}
-"""The map params ``unirep train`` picks from the data (unless the run sets them), reported beside each result."""
-
-
 def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args: argparse.Namespace) -> dict:
     # The test split is passed as --val only to report it per epoch; --select last, so no epoch is chosen on it.
     cfg = TrainConfig.from_recipe(
@@ -121,7 +114,7 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1, cache_dir=out / "cache")
     metrics = json.loads((out / "metrics.json").read_text())
-    chosen = {k: metrics["params"].get(k) for k in CHOSEN_PARAMS.get(modality, ())}
+    chosen = {k: metrics["params"].get(k) for k in get_adapter(modality).training_choices}
     return {
         "recipe": args.recipe, "train_params": cfg.params, "notes": metrics["notes"],
         "chosen_params": chosen or None,

@@ -115,6 +115,9 @@ class BaseAdapter(ABC, Generic[P]):
     """Defaults of the modality's settings section (label set, channels, weights policy, batching)."""
     training_mixup: ClassVar[float] = 0.0
     """Mixup strength of the modality's training recipe when ``unirep train --mixup`` is not given (0: none)."""
+    training_choices: ClassVar[tuple[str, ...]] = ()
+    """The map params ``unirep train`` picks for this modality where the run leaves them open (``training_params``,
+    ``fit_training_params``, or the series map search): what a report names beside a trained model's accuracy."""
     json_example: ClassVar[dict[str, Any] | None] = None
     """An example JSON body when the modality accepts ``application/json`` (None: it does not)."""
     small_params: ClassVar[dict[str, Any]] = {}

@@ -102,6 +102,7 @@ class PointCloudAdapter(BaseAdapter[PointCloudParams]):
     heavy_imports: ClassVar[tuple[str, ...]] = ("open3d",)
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="modelnet40")
     small_params: ClassVar[dict[str, Any]] = {"image_size": 64, "num_points": 512}
+    training_choices: ClassVar[tuple[str, ...]] = ("pose", "rotation", "splat")
     json_example: ClassVar[dict[str, Any] | None] = {"points": [[0.0, 0.1, 0.2], [0.5, -0.3, 0.9]]}
 
     @classmethod

@@ -53,6 +53,7 @@ class TimeSeriesAdapter(BaseAdapter[TimeSeriesParams]):
     # No standard label set exists for series classification; bring a checkpoint and its labels file.
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set=None, num_classes=2, in_chans=1)
     small_params: ClassVar[dict[str, Any]] = {"image_size": 32}
+    training_choices: ClassVar[tuple[str, ...]] = ("representation", "length_mode", "normalize", "time_steps")
     json_example: ClassVar[dict[str, Any] | None] = {
         "data": [[0.1, 1.2], [0.3, 1.1]],
         "timestamps": ["2024-01-01T00:00:00", "2024-01-01T01:00:00"],

@@ -97,6 +97,7 @@ class VideoAdapter(BaseAdapter[VideoParams]):
     heavy_imports: ClassVar[tuple[str, ...]] = ("av", "decord")
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="kinetics-400", max_batch_size=4, max_delay_ms=10.0)
     small_params: ClassVar[dict[str, Any]] = {"frame_size": 32}
+    training_choices: ClassVar[tuple[str, ...]] = ("layout", "colour")
 
     def __init__(self, limits: AdapterLimits | None = None, num_threads: int = 1) -> None:
         super().__init__(limits)

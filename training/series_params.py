@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from modality_adapters.timeseries import TimeSeriesAdapter
 from training.config import TrainConfig
 from training.data import Example, stratified_split
 from training.series_trials import ridge_score, trained_score
 from unirep_errors import DatasetError, UnirepError
 
-SEARCHED = ("representation", "length_mode", "normalize", "time_steps")
-"""The params the search chooses; giving any of them explicitly skips it."""
+SEARCHED = TimeSeriesAdapter.training_choices
+"""The params the search chooses (the adapter's training choices); giving any of them explicitly skips it."""
 WIDE_REPRESENTATION = "values+plot+cwt"
 """The wide candidate's kinds: the ones with time across the columns (value image, line plot, scalogram)."""
 DISTRIBUTION_REPRESENTATION = "quantile"
@@ -75,8 +76,6 @@ class Choice:
 def parse_series(examples: Sequence[Example]) -> dict[int, tuple[np.ndarray, str]]:
     """(T x V values, label) of every example the adapter can parse, by the example's ``id``; the others are left
     for the decoder to report. Keyed so that a split of the examples picks its series without reading them again."""
-    from modality_adapters import TimeSeriesAdapter
-
     adapter, out = TimeSeriesAdapter(), {}
     for example in examples:
         try:

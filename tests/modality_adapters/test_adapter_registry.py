@@ -79,6 +79,14 @@ def test_protocol_params_and_shape(modality) -> None:
 
 
 @pytest.mark.parametrize("modality", list_adapters())
+def test_training_choices_are_params_of_the_adapter(modality) -> None:
+    # A report of a trained model reads these names from the model's params: a name the adapter does not have
+    # would be reported as unset, silently.
+    adapter = get_adapter(modality)
+    assert set(adapter.training_choices) <= set(adapter.default_params())
+
+
+@pytest.mark.parametrize("modality", list_adapters())
 def test_decode_is_deterministic(modality) -> None:
     adapter, data = get_adapter(modality), sample(modality)
     assert torch.equal(adapter.decode(data, **SAMPLE_PARAMS[modality]), adapter.decode(data, **SAMPLE_PARAMS[modality]))
