@@ -55,15 +55,16 @@ def _skew_signs(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(skew < 0, -1.0, 1.0), np.abs(skew)
 
 
-def canonical_pose(points: np.ndarray) -> np.ndarray:
+def canonical_pose(points: np.ndarray, distinct: np.ndarray | None = None) -> np.ndarray:
     """``points`` (N x 3, inside the unit sphere) rotated about the origin into their principal frame.
 
     Rotating about the origin rather than about the sample mean keeps every point inside the unit sphere, which
     the projection needs; the axes themselves are those of the covariance about the mean. The moments are taken
     over distinct points: a small cloud is padded to the point count by repeating points chosen by their order,
-    which would otherwise weigh them twice, differently for a rotated copy.
+    which would otherwise weigh them twice, differently for a rotated copy. ``distinct``: those points, where the
+    caller has them already.
     """
-    distinct = np.unique(points, axis=0)
+    distinct = np.unique(points, axis=0) if distinct is None else distinct
     centred = distinct - distinct.mean(axis=0)
     _, vectors = np.linalg.eigh(centred.T @ centred)
     axes = vectors[:, ::-1].copy()  # columns by decreasing variance
@@ -93,9 +94,10 @@ def looks_upright(clouds: list[np.ndarray]) -> bool:
     return bool(np.median([up_alignment(c) for c in clouds]) >= UPRIGHT_ALIGNMENT) if clouds else False
 
 
-def upright_pose(points: np.ndarray) -> np.ndarray:
+def upright_pose(points: np.ndarray, distinct: np.ndarray | None = None) -> np.ndarray:
     """``points`` rotated about the up (y) axis so that the horizontal principal axis is x (sign by third moment)."""
-    distinct = np.unique(points, axis=0)  # as in ``canonical_pose``: repeated points are not weighed twice
+    # As in ``canonical_pose``: repeated points are not weighed twice.
+    distinct = np.unique(points, axis=0) if distinct is None else distinct
     horizontal = distinct[:, [0, 2]] - distinct[:, [0, 2]].mean(axis=0)
     _, vectors = np.linalg.eigh(horizontal.T @ horizontal)
     major = vectors[:, 1] * _skew_signs((horizontal @ vectors[:, 1])[:, None])[0][0]
@@ -105,11 +107,11 @@ def upright_pose(points: np.ndarray) -> np.ndarray:
     return np.asarray(points @ rotation.T)
 
 
-def posed(points: np.ndarray, pose: str) -> np.ndarray:
+def posed(points: np.ndarray, pose: str, distinct: np.ndarray | None = None) -> np.ndarray:
     if pose == "canonical":
-        return canonical_pose(points)
+        return canonical_pose(points, distinct)
     if pose == "upright":
-        return upright_pose(points)
+        return upright_pose(points, distinct)
     if pose == "as_given":
         return points
     raise ValueError(f"pose must be one of {POSES}, got {pose!r}")
@@ -118,17 +120,21 @@ def posed(points: np.ndarray, pose: str) -> np.ndarray:
 def views_of(
     points: np.ndarray, size: int, pose: str = "as_given", channels: str = "near", splat: float = 0.0
 ) -> torch.Tensor:
-    """The map of sampled unit-sphere points: posed, then each channel kind in the three views."""
+    """The map of sampled unit-sphere points: posed, then each channel kind in the three views. The pose and the
+    point size both read the cloud's distinct points; they are found once, on the hot path of every request."""
     kinds = tuple(channels.split("+"))
-    return project_views(posed(points, pose), size, kinds, splat_radius(points, size, splat))
+    distinct = np.unique(points, axis=0) if pose != "as_given" or splat > 0 else None
+    return project_views(posed(points, pose, distinct), size, kinds, splat_radius(points, size, splat, distinct))
 
 
-def splat_radius(points: np.ndarray, size: int, splat: float) -> int:
+def splat_radius(points: np.ndarray, size: int, splat: float, distinct: np.ndarray | None = None) -> int:
     """Half-width in pixels of the square each point is drawn as: ``splat`` times the typical gap between the
-    cloud's distinct points in a ``size``-pixel view, rounded, and at most a sixteenth of the view."""
+    cloud's distinct points (``distinct``, where the caller has them) in a ``size``-pixel view, rounded, and at
+    most a sixteenth of the view."""
     if splat <= 0:
         return 0
-    gap = size / math.sqrt(len(np.unique(points, axis=0)))
+    distinct = np.unique(points, axis=0) if distinct is None else distinct
+    gap = size / math.sqrt(len(distinct))
     return min(size // 16, round(splat * gap))
 
 
