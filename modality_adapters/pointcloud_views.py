@@ -121,7 +121,7 @@ def views_of(
     points: np.ndarray, size: int, pose: str = "as_given", channels: str = "near", splat: float = 0.0
 ) -> torch.Tensor:
     """The map of sampled unit-sphere points: posed, then each channel kind in the three views. The pose and the
-    point size both read the cloud's distinct points; they are found once, on the hot path of every request."""
+    point size both read the cloud's distinct points, found once here (this runs for every request)."""
     kinds = tuple(channels.split("+"))
     distinct = np.unique(points, axis=0) if pose != "as_given" or splat > 0 else None
     return project_views(posed(points, pose, distinct), size, kinds, splat_radius(points, size, splat, distinct))
