@@ -55,6 +55,11 @@ def _skew_signs(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(skew < 0, -1.0, 1.0), np.abs(skew)
 
 
+def _distinct(points: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """The cloud's distinct points: ``known`` where the caller found them already, else found here."""
+    return np.unique(points, axis=0) if known is None else known
+
+
 def canonical_pose(points: np.ndarray, distinct: np.ndarray | None = None) -> np.ndarray:
     """``points`` (N x 3, inside the unit sphere) rotated about the origin into their principal frame.
 
@@ -64,7 +69,7 @@ def canonical_pose(points: np.ndarray, distinct: np.ndarray | None = None) -> np
     which would otherwise weigh them twice, differently for a rotated copy. ``distinct``: those points, where the
     caller has them already.
     """
-    distinct = np.unique(points, axis=0) if distinct is None else distinct
+    distinct = _distinct(points, distinct)
     centred = distinct - distinct.mean(axis=0)
     _, vectors = np.linalg.eigh(centred.T @ centred)
     axes = vectors[:, ::-1].copy()  # columns by decreasing variance
@@ -96,8 +101,7 @@ def looks_upright(clouds: list[np.ndarray]) -> bool:
 
 def upright_pose(points: np.ndarray, distinct: np.ndarray | None = None) -> np.ndarray:
     """``points`` rotated about the up (y) axis so that the horizontal principal axis is x (sign by third moment)."""
-    # As in ``canonical_pose``: repeated points are not weighed twice.
-    distinct = np.unique(points, axis=0) if distinct is None else distinct
+    distinct = _distinct(points, distinct)  # as in ``canonical_pose``: repeated points are not weighed twice
     horizontal = distinct[:, [0, 2]] - distinct[:, [0, 2]].mean(axis=0)
     _, vectors = np.linalg.eigh(horizontal.T @ horizontal)
     major = vectors[:, 1] * _skew_signs((horizontal @ vectors[:, 1])[:, None])[0][0]
@@ -133,8 +137,7 @@ def splat_radius(points: np.ndarray, size: int, splat: float, distinct: np.ndarr
     most a sixteenth of the view."""
     if splat <= 0:
         return 0
-    distinct = np.unique(points, axis=0) if distinct is None else distinct
-    gap = size / math.sqrt(len(distinct))
+    gap = size / math.sqrt(len(_distinct(points, distinct)))
     return min(size // 16, round(splat * gap))
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from modality_adapters.timeseries import TimeSeriesAdapter
+from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION, dataset_scale
 from training.config import TrainConfig
 from training.data import Example, stratified_split
 from training.series_trials import ridge_score, trained_score
@@ -118,8 +119,6 @@ def candidates(series: Sequence[np.ndarray], image_size: int) -> list[dict[str, 
     the training data's scale follows it: scaling each series to itself erases how loud one variable is beside
     another (on a wrist sensor, how gravity falls across the axes, which says how the arm is held).
     """
-    from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION
-
     lengths = sorted(s.shape[0] for s in series)
     fit = "pad" if lengths[0] < image_size else "resample"
     options: list[dict[str, Any]] = [
@@ -149,8 +148,6 @@ def ridge_candidates(options: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def with_scale(params: dict[str, Any], series: Sequence[np.ndarray]) -> dict[str, Any]:
     """``params`` with the training data's per-variable mean and deviation when they normalize by the data."""
-    from modality_adapters.timeseries_params import dataset_scale
-
     if params.get("normalize") != "dataset" or params.get("data_mean"):
         return params
     return {**params, **dataset_scale([s for s in series if s.shape[1] == params["num_vars"]])}
