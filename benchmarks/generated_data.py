@@ -14,10 +14,12 @@ import io
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "DATA_PARAMS",
     "LOOKS",
     "MOTIONS",
     "SHAPES",
@@ -138,6 +140,13 @@ def make_shapes(
                 np.save(folder / f"{k}.npy", pts)
                 out[split].append((pts, name))
     return out
+
+
+DATA_PARAMS: dict[str, dict[str, Any]] = {"video": {"num_frames": 16, "sampling_rate": 1}}
+"""Params that follow from the generated data, over a recipe's map, for every run on it: the clips are 16 frames
+long, so the video model reads every one of them (the ``motion`` layout costs 2 channels per frame, not pixels);
+at the served ``sampling_rate`` of 4 it would read 4 of them and the last one 12 times over. The map sizes
+themselves are the recipe's (``--recipe cpu``: each adapter's ``small_params``)."""
 
 
 MOTIONS = ["right", "left", "up", "down", "rotate", "zoom_in", "static"]

@@ -3,8 +3,8 @@
 ``benchmarks/train_accuracy.py`` reports the generated sets (``motion`` seed 0, ``appearance`` seed 1, ``shapes``
 and ``shapes_upright`` seed 0) once a choice is settled; choices are made here instead, on fresh train and test
 splits from the same generators (``DEV_SEEDS``), through ``unirep train``'s core (``training.train``, the named
-recipe, the adapter's augmentation, the step floor). Prints the held-out and training accuracy per epoch and the
-seconds.
+recipe, the adapter's augmentation, the step floor, the data's own params ``DATA_PARAMS``). Prints the held-out
+and training accuracy per epoch and the seconds.
 
 Usage: ``python benchmarks/generated_dev.py --set appearance|motion|shapes|shapes_upright [--param frame_size=64]
 [--param splat=0] [--recipe default] [--seed 1] [--epochs 40] [--train-per-class 64] [--data-seed 13]
@@ -53,7 +53,8 @@ def _make(name: str, root: Path, train_per_class: int | None, seed: int) -> None
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     seed = args.data_seed if args.data_seed is not None else DEV_SEEDS[args.set]
     _make(args.set, root / "data", args.train_per_class, seed)
-    params = {k: _value(v) for k, v in (p.split("=", 1) for p in args.param)}
+    given = {k: _value(v) for k, v in (p.split("=", 1) for p in args.param)}
+    params = {**gen.DATA_PARAMS.get(MODALITIES[args.set], {}), **given}
     cfg = TrainConfig.from_recipe(
         args.recipe,
         modality=MODALITIES[args.set],

@@ -57,10 +57,6 @@ OTHER_SERIES_SETS = (WATCH,)
 """Series sets from elsewhere (``benchmarks.ucr.WATCH``: smartwatch exercises, tested on unseen subjects), with the
 same baselines; not in the UCR/UEA mean."""
 GENERATED_SETS = ("words", "shapes", "shapes_upright", "motion", "appearance")
-DATA_PARAMS: dict[str, dict[str, Any]] = {"video": {"num_frames": 16, "sampling_rate": 1}}
-"""Params that follow from the benchmark's data, over the recipe's map: the generated clips are 16 frames long, so
-the video model reads every one of them (the ``motion`` layout costs 2 channels per frame, not pixels). The map
-sizes themselves are the recipe's (``--recipe cpu``: each adapter's ``small_params``)."""
 
 
 def one_nn(train_f: np.ndarray, train_y: list[str], test_f: np.ndarray, test_y: list[str], p: int = 2) -> float:
@@ -107,7 +103,7 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
     # The test split is passed as --val only to report it per epoch; --select last, so no epoch is chosen on it.
     cfg = TrainConfig.from_recipe(
         args.recipe, modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
-        min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=DATA_PARAMS.get(modality, {}),
+        min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=gen.DATA_PARAMS.get(modality, {}),
         device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"), augment=not args.no_augment,
         select="last", head=args.head, ema=args.ema,
     )  # fmt: skip
@@ -170,7 +166,7 @@ def generated_row(name: str, work: Path, args: argparse.Namespace) -> dict:
 
 
 def set_params(assignments: list[str]) -> None:
-    """``modality.name=value`` (value read as JSON when it parses, else as text) into DATA_PARAMS."""
+    """``modality.name=value`` (value read as JSON when it parses, else as text) into ``DATA_PARAMS``."""
     for item in assignments:
         key, _, value = item.partition("=")
         modality, _, name = key.partition(".")
@@ -178,7 +174,7 @@ def set_params(assignments: list[str]) -> None:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
-        DATA_PARAMS.setdefault(modality, {})[name] = parsed
+        gen.DATA_PARAMS.setdefault(modality, {})[name] = parsed
 
 
 def main() -> None:
