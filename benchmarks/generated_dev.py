@@ -50,11 +50,17 @@ def _make(name: str, root: Path, train_per_class: int | None, seed: int) -> None
         make(root, seed=seed, **per_class)
 
 
+def train_params(set_name: str, assignments: list[str]) -> dict[str, Any]:
+    """The adapter params of a dev run: the generated data's own (``DATA_PARAMS``), then the run's ``name=value``s
+    (values read as JSON where they parse)."""
+    given = {k: _value(v) for k, v in (item.split("=", 1) for item in assignments)}
+    return {**gen.DATA_PARAMS.get(MODALITIES[set_name], {}), **given}
+
+
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     seed = args.data_seed if args.data_seed is not None else DEV_SEEDS[args.set]
     _make(args.set, root / "data", args.train_per_class, seed)
-    given = {k: _value(v) for k, v in (p.split("=", 1) for p in args.param)}
-    params = {**gen.DATA_PARAMS.get(MODALITIES[args.set], {}), **given}
+    params = train_params(args.set, args.param)
     cfg = TrainConfig.from_recipe(
         args.recipe,
         modality=MODALITIES[args.set],

@@ -19,6 +19,7 @@ unset ones are what ``unirep train`` uses).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -57,6 +58,8 @@ OTHER_SERIES_SETS = (WATCH,)
 """Series sets from elsewhere (``benchmarks.ucr.WATCH``: smartwatch exercises, tested on unseen subjects), with the
 same baselines; not in the UCR/UEA mean."""
 GENERATED_SETS = ("words", "shapes", "shapes_upright", "motion", "appearance")
+DATA_PARAMS = copy.deepcopy(gen.DATA_PARAMS)
+"""The generated data's own params (``generated_data.DATA_PARAMS``), which ``--param`` extends for this run."""
 
 
 def one_nn(train_f: np.ndarray, train_y: list[str], test_f: np.ndarray, test_y: list[str], p: int = 2) -> float:
@@ -103,7 +106,7 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
     # The test split is passed as --val only to report it per epoch; --select last, so no epoch is chosen on it.
     cfg = TrainConfig.from_recipe(
         args.recipe, modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
-        min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=gen.DATA_PARAMS.get(modality, {}),
+        min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=DATA_PARAMS.get(modality, {}),
         device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"), augment=not args.no_augment,
         select="last", head=args.head, ema=args.ema,
     )  # fmt: skip
@@ -174,7 +177,7 @@ def set_params(assignments: list[str]) -> None:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
-        gen.DATA_PARAMS.setdefault(modality, {})[name] = parsed
+        DATA_PARAMS.setdefault(modality, {})[name] = parsed
 
 
 def main() -> None:
