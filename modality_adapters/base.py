@@ -13,7 +13,7 @@ import importlib
 import io
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -140,6 +140,12 @@ class BaseAdapter(ABC, Generic[P]):
         scratch. The served defaults stay the contract of released weights and of model files that predate a
         param (a file records the params it was trained with); the run's own params override these."""
         return {}
+
+    def fit_file_params(self, files: Iterable[bytes], params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with the choices ``unirep train`` makes from a sample of the training files before decoding them
+        (what decoding itself depends on), leaving alone what the run set (``given``). ``files`` reads each file as it
+        is taken, so an adapter that chooses nothing reads none. By default nothing is chosen."""
+        return params
 
     def fit_training_params(
         self, cached: Sequence[torch.Tensor], params: dict[str, Any], given: dict[str, Any]

@@ -8,7 +8,8 @@ mosaic), and the channel layouts for models trained here, in which motion is loc
 ``channels`` (frames as channels), ``frames_diffs`` (and their differences) and ``motion`` (the middle frame and
 normal-flow-like products of temporal and spatial gradients). ``TRAINING_DEFAULTS`` is what ``unirep train``
 uses unless the run says otherwise, chosen by measurement on clips told apart only by motion and only by
-appearance.
+appearance; training also reads clips shorter than the dense window at a sampling rate that fits them
+(``fit_file_params``).
 
 Validation uses the centre window (the official validation draws it at random; a service must be
 deterministic). ``uniform`` sampling takes the centres of T equal segments of the whole clip instead.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,7 +35,7 @@ from unirep_errors import InputTooLargeError, UndecodableInputError, Unsupported
 from .base import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, BaseAdapter, as_chw, encode_png
 from .serving import ServingDefaults
 from .training_augment import augment_video_clip
-from .video_decode import library_reason, probe_resolution, read_frames_pyav, read_sampled_frames
+from .video_decode import frame_count, library_reason, probe_resolution, read_frames_pyav, read_sampled_frames
 from .video_maps import (
     CHANNEL_LAYOUTS,
     CLIP_FORM,
@@ -45,7 +46,7 @@ from .video_maps import (
     map_to_clip,
 )
 
-__all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "map_to_clip", "sample_indices"]
+__all__ = ["VideoAdapter", "VideoParams", "clip_to_map", "fitting_rate", "map_to_clip", "sample_indices"]
 
 TRAINING_DEFAULTS: dict[str, Any] = {"layout": "motion"}
 """What ``unirep train`` uses unless the run sets it (see ``benchmarks/RESULTS.md``)."""
@@ -97,7 +98,7 @@ class VideoAdapter(BaseAdapter[VideoParams]):
     heavy_imports: ClassVar[tuple[str, ...]] = ("av", "decord")
     serving: ClassVar[ServingDefaults] = ServingDefaults(label_set="kinetics-400", max_batch_size=4, max_delay_ms=10.0)
     small_params: ClassVar[dict[str, Any]] = {"frame_size": 32}
-    training_choices: ClassVar[tuple[str, ...]] = ("layout", "colour")
+    training_choices: ClassVar[tuple[str, ...]] = ("layout", "colour", "sampling_rate")
 
     def __init__(self, limits: AdapterLimits | None = None, num_threads: int = 1) -> None:
         super().__init__(limits)
@@ -114,6 +115,18 @@ class VideoAdapter(BaseAdapter[VideoParams]):
     @classmethod
     def training_params(cls) -> dict[str, Any]:
         return dict(TRAINING_DEFAULTS)
+
+    def fit_file_params(self, files: Iterable[bytes], params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        """The dense sampling rate from the training clips' typical (median) length, where the run did not set it:
+        at the served rate of 4, 16 frames span 61, and a shorter clip gives a few frames and its last one repeated
+        (on 16-frame clips, 4 frames and the last 12 times), which leaves a motion map little motion to show."""
+        p = self.resolve_params(**params)
+        if "sampling_rate" in given or p.sampling == "uniform":
+            return params
+        lengths = [n for n in (frame_count(data) for data in files) if n]
+        if not lengths:
+            return params
+        return {**params, "sampling_rate": fitting_rate(int(np.median(lengths)), p.num_frames, p.sampling_rate)}
 
     def _decode(self, data: bytes, p: VideoParams) -> torch.Tensor:
         frames = self.read_frames(data, p)
@@ -257,6 +270,12 @@ def sample_indices(
             start = min(fitting, key=lambda k: (abs(k - start), k), default=start)
         idx = start + np.arange(num_frames) * sampling_rate
     return np.clip(idx, 0, n - 1).astype(np.int64)
+
+
+def fitting_rate(length: int, num_frames: int, rate: int) -> int:
+    """The largest sampling rate up to ``rate`` at which ``num_frames`` frames fit in a clip of ``length`` (at least 1:
+    a clip shorter than ``num_frames`` repeats its last frame whatever the rate)."""
+    return max(1, min(rate, (length - 1) // (num_frames - 1)))
 
 
 def frames_to_clip(frames: np.ndarray, p: VideoParams) -> torch.Tensor:

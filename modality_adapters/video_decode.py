@@ -35,6 +35,7 @@ from .base import AdapterLimits
 
 __all__ = [
     "FrameTable",
+    "frame_count",
     "frame_table",
     "library_reason",
     "probe_resolution",
@@ -72,6 +73,21 @@ def frame_table(container: Any, stream: Any) -> FrameTable | None:
         return None
     number = {pts: i for i, pts in enumerate(ordered)}
     return FrameTable(ordered, sorted(number[pts] for pts in key_stamps))
+
+
+def frame_count(data: bytes) -> int | None:
+    """Frames in the video, from the container's count or its packets (no decoding); None where neither says."""
+    try:
+        import av
+
+        with av.open(io.BytesIO(data), mode="r") as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            table = frame_table(container, stream)
+            return len(table.pts) if table is not None and table.pts else None
+    except Exception:
+        return None
 
 
 def read_sampled_frames(data: bytes, choose: ChooseFrames, limits: AdapterLimits, threads: int) -> np.ndarray | None:

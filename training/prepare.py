@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ from training.data import (
 )
 from training.decoding import DecodedSet, decode_all, default_cache_dir
 from unirep_errors import DatasetError
+
+FILES_SAMPLED = 32
+"""Training files an adapter may look at before decoding (``fit_file_params``: a video's clip length)."""
 
 
 @dataclass
@@ -77,6 +82,12 @@ def _check_decoded(train: DecodedSet, val: DecodedSet, labels: list[str]) -> Non
         raise DatasetError("no validation file could be decoded; pass --val with readable files")
 
 
+def _sample_files(examples: Sequence[Example]) -> Iterator[bytes]:
+    """Up to ``FILES_SAMPLED`` training files spread evenly over the split, each read when it is taken."""
+    step = max(1, math.ceil(len(examples) / FILES_SAMPLED))
+    return (example.read() for example in examples[::step])
+
+
 def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
     """Discover, split, decode (rank 0 fills the cache first in a distributed run), and check what is left."""
     from modality_adapters import get_adapter
@@ -96,6 +107,7 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
         if notes and rank == 0 and cfg.progress:
             print(choice.note, file=sys.stderr)
     adapter: Any = get_adapter(cfg.modality)
+    params = adapter.fit_file_params(_sample_files(train_examples), params, cfg.params)
     in_chans = int(adapter.output_shape(**params)[0])
     cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
     progress = cfg.progress and rank == 0

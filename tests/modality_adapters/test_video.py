@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from modality_adapters import IMAGENET_MEAN, IMAGENET_STD, AdapterLimits, get_adapter
-from modality_adapters.video import VideoParams, clip_to_map, map_to_clip, sample_indices
+from modality_adapters.video import VideoParams, clip_to_map, fitting_rate, map_to_clip, sample_indices
 from unirep_errors import InputTooLargeError, UndecodableInputError
 
 # Distinct grey levels, far enough apart that codec noise (a few levels) cannot confuse two frames.
@@ -211,6 +211,26 @@ def test_derived_layouts_train_from_the_clip_and_serve_the_same_map(media, layou
     augmented = adapter.augment(cached, torch.Generator().manual_seed(0), **params)
     assert augmented.shape == served.shape and not torch.equal(augmented, served)
     assert adapter.preview(served, **params).startswith(b"\x89PNG")
+
+
+def test_fitting_rate_is_the_largest_up_to_the_served_one_whose_window_fits() -> None:
+    assert [fitting_rate(n, 16, 4) for n in (8, 16, 30, 31, 45, 46, 61, 500)] == [1, 1, 1, 2, 2, 3, 4, 4]
+
+
+def test_training_reads_every_frame_of_clips_shorter_than_the_dense_window(media) -> None:
+    adapter = get_adapter("video")
+    served = adapter.default_params()  # 16 frames 4 apart: a window of 61
+    short, middling, long = (media.video(n=n, size=(32, 32)) for n in (20, 40, 64))
+    assert adapter.fit_file_params([short, short, long], served, {})["sampling_rate"] == 1  # median 20 frames
+    assert adapter.fit_file_params(iter([middling]), served, {})["sampling_rate"] == 2  # 16 frames 2 apart span 31
+    assert adapter.fit_file_params([long], served, {})["sampling_rate"] == 4
+    assert adapter.fit_file_params([short], {**served, "sampling_rate": 4}, {"sampling_rate": 4})["sampling_rate"] == 4
+    uniform = {**served, "sampling": "uniform"}
+    assert adapter.fit_file_params([short], uniform, {}) == uniform  # uniform sampling spreads over any length
+    assert adapter.fit_file_params([b"not a video", b""], served, {}) == served  # nothing to measure: as served
+    fitted = adapter.fit_file_params([short], served, {})
+    clip = adapter.decode(short, **{**fitted, "frame_size": 16, "layout": "channels"}).reshape(16, 3, 16, 16)
+    assert all(not torch.equal(clip[k], clip[k + 1]) for k in range(15))  # no frame read twice
 
 
 def test_served_default_layout_is_official_and_training_opts_into_motion() -> None:

@@ -56,3 +56,13 @@ def test_train_reload_and_serve(tmp_path: Path, modality: str) -> None:
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 1 and metrics["deploy_check"]["passed"]
     assert metrics["validation"]["labels"] == labels
+
+
+def test_video_training_reads_every_frame_of_clips_shorter_than_the_served_window(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", "video")  # clips of 8 frames
+    params = {k: v for k, v in SMALL["video"].items() if k != "sampling_rate"}  # 4 frames 4 apart span 13
+    result = train(small_config("video", data, tmp_path / "out", tmp_path / "cache", params=params))
+    info = read_trained_info(result.weights)
+    assert info is not None and info.params["sampling_rate"] == 2  # 4 frames 2 apart span 7 of the 8
+    served = build_served_model(ModalitySettings(weights=str(result.weights)).resolve("video"), get_adapter("video"))
+    assert served.params["sampling_rate"] == 2
