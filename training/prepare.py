@@ -34,7 +34,8 @@ class PreparedData:
     val: DecodedSet
     fingerprint: str
     notes: list[str] = field(default_factory=list)
-    """What was decided from the data before training (a time-series model's map), for the run's notes."""
+    """What was decided from the data before training (a time-series model's map, a video's sampling rate), for
+    the run's notes."""
     head: str = "train"
     """How the head is made: ``TrainConfig.head``, or where the run left it open the data's choice (a time-series map
     search may find the ridge head better), else ``train``."""
@@ -107,7 +108,13 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
         if notes and rank == 0 and cfg.progress:
             print(choice.note, file=sys.stderr)
     adapter: Any = get_adapter(cfg.modality)
-    params = adapter.fit_file_params(_sample_files(train_examples), params, cfg.params)
+    fitted = adapter.fit_file_params(_sample_files(train_examples), params, cfg.params)
+    chosen = ", ".join(f"{key}={value}" for key, value in fitted.items() if params.get(key) != value)
+    if chosen:  # said, as the series map's choice is, so the run does not differ from the served defaults unseen
+        notes.append(f"chosen from the training files: {chosen}")
+        if rank == 0 and cfg.progress:
+            print(notes[-1], file=sys.stderr)
+    params = fitted
     in_chans = int(adapter.output_shape(**params)[0])
     cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
     progress = cfg.progress and rank == 0

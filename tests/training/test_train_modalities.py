@@ -64,5 +64,7 @@ def test_video_training_reads_every_frame_of_clips_shorter_than_the_served_windo
     result = train(small_config("video", data, tmp_path / "out", tmp_path / "cache", params=params))
     info = read_trained_info(result.weights)
     assert info is not None and info.params["sampling_rate"] == 2  # 4 frames 2 apart span 7 of the 8
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "chosen from the training files: sampling_rate=2" in metrics["notes"]
     served = build_served_model(ModalitySettings(weights=str(result.weights)).resolve("video"), get_adapter("video"))
     assert served.params["sampling_rate"] == 2
