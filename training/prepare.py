@@ -89,6 +89,15 @@ def _sample_files(examples: Sequence[Example]) -> Iterator[bytes]:
     return (example.read() for example in examples[::step])
 
 
+def _say(note: str, notes: list[str], progress: bool) -> None:
+    """A choice made from the data (if any): kept for the run's notes and, on a run that shows progress, printed
+    before training, so that the run never differs from the served defaults unseen."""
+    if note:
+        notes.append(note)
+        if progress:
+            print(note, file=sys.stderr)
+
+
 def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
     """Discover, split, decode (rank 0 fills the cache first in a distributed run), and check what is left."""
     from modality_adapters import get_adapter
@@ -97,27 +106,23 @@ def prepare(cfg: TrainConfig, model: str, rank: int = 0) -> PreparedData:
     labels = check_classes(train_examples)
     series = cfg.modality == "timeseries"  # its params are checked once the data's scale is in
     params = served_params(cfg.modality, model, cfg.params, validate=not series)
+    adapter: Any = get_adapter(cfg.modality)
+    progress = cfg.progress and rank == 0
     notes: list[str] = []
     head = None
     if series:  # variables, length and map from the training split (never validation)
         from training.series_params import choose_series_params
 
         choice = choose_series_params(train_examples, params, cfg, model)
-        params, notes, head = choice.params, [choice.note] if choice.note else [], choice.head
-        get_adapter(cfg.modality).resolve_params(**params)
-        if notes and rank == 0 and cfg.progress:
-            print(choice.note, file=sys.stderr)
-    adapter: Any = get_adapter(cfg.modality)
+        params, head = choice.params, choice.head
+        adapter.resolve_params(**params)
+        _say(choice.note, notes, progress)
     fitted = adapter.fit_file_params(_sample_files(train_examples), params, cfg.params)
     chosen = ", ".join(f"{key}={value}" for key, value in fitted.items() if params.get(key) != value)
-    if chosen:  # said, as the series map's choice is, so the run does not differ from the served defaults unseen
-        notes.append(f"chosen from the training files: {chosen}")
-        if rank == 0 and cfg.progress:
-            print(notes[-1], file=sys.stderr)
     params = fitted
+    _say(f"chosen from the training files: {chosen}" if chosen else "", notes, progress)
     in_chans = int(adapter.output_shape(**params)[0])
     cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
-    progress = cfg.progress and rank == 0
     kwargs: dict[str, Any] = {"cache_dir": cache, "workers": cfg.workers, "progress": progress}
     train = decode_all(cfg.modality, train_examples, params, desc="decoding train", **kwargs)
     val = decode_all(cfg.modality, val_examples, params, desc="decoding val", **kwargs)
