@@ -7,12 +7,13 @@ augmentation, the step floor) trains on dev-train with the config's params and r
 epoch. A config that leaves the map open (``search``) lets the trainer choose, as a real run would. Beside it,
 1-NN Euclidean on the same dev split, for scale (z-normalized or not as leave-one-out on dev-train decides, as the
 test table's baseline does: always z-normalizing understates it where levels carry the class, e.g. JapaneseVowels),
-and with ``--minirocket`` MiniRocket on the same fold: how far the training split lets a model go.
+and with ``--minirocket`` MiniRocket and with ``--fcn`` a small 1-D convolutional network trained from scratch
+(``benchmarks.ts_fcn``) on the same fold: how far the training split lets a model go.
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
 [--threads 1] [--folds 3 [--only-folds 1,2]] [--seeds 0,1,2] [--lr LR] [--mixup P] [--drop-path R] [--refit-ridge]
-[--init CHECKPOINT] [--minirocket] [--json out.json]``. Config names: see ``CONFIGS``; any adapter param can be added
-with ``--param name=value``.
+[--init CHECKPOINT] [--minirocket] [--fcn [EPOCHS]] [--json out.json]``. Config names: see ``CONFIGS``
+(``--configs ""``: the baselines alone); any adapter param can be added with ``--param name=value``.
 
 Seeds: one training seed moves a fold's dev-val tally by several series (OSULeaf, 67 held out: 58, 53 and 53 for
 seeds 0-2 of one config), as much as most differences between maps. ``--seeds`` trains every config once per seed
@@ -37,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ts_baselines import choose_znorm, minirocket, one_nn_ed
+from benchmarks.ts_fcn import fcn
 from benchmarks.ucr import Split, holdout, load_split, write_folder
 from training import TrainConfig, train
 from training.scoring import model_outputs
@@ -156,7 +158,7 @@ def ridge_refit(root: Path, trained: Path, params: dict[str, Any], args: argpars
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default="ArrowHead,ItalyPowerDemand,Covid3Month_disc,OSULeaf,ACSF1")
-    ap.add_argument("--configs", default="default,default_paa")
+    ap.add_argument("--configs", default="default,default_paa", help='comma-separated CONFIGS ("": baselines only)')
     ap.add_argument("--param", action="append", default=[], help="name=value added to every config")
     ap.add_argument("--fraction", type=float, default=0.3, help="share of each class held out as dev-val")
     ap.add_argument("--folds", type=int, default=1, help="k > 1: k folds of the training split, each held out once")
@@ -171,6 +173,9 @@ def main() -> None:
     ap.add_argument("--mixup", type=float, default=None, help="as unirep train --mixup (default: the adapter's)")
     ap.add_argument("--drop-path", type=float, default=None, help="as unirep train --drop-path (default: its)")
     ap.add_argument("--minirocket", action="store_true", help="also MiniRocket (aeon) on each fold, for scale")
+    ap.add_argument(
+        "--fcn", type=int, nargs="?", const=100, default=0, help="also a 1-D FCN, EPOCHS (100) on each fold"
+    )
     ap.add_argument("--init", default=None, help="as unirep train --init: start from this checkpoint")
     ap.add_argument("--head", default=None, help="as unirep train --head (default: train)")
     ap.add_argument("--refit-ridge", action="store_true", help="also read the trained backbone out by a ridge head")
@@ -190,11 +195,16 @@ def main() -> None:
             base["one_nn_ed"] = round(one_nn_ed(dev, choose_znorm(dev)), 3)
             if args.minirocket:
                 base["minirocket"] = round(minirocket(dev), 3)
+            if args.fcn:
+                base["fcn"] = round(fcn(dev, epochs=args.fcn, seed=args.seeds[0]), 3)
+            configs = [c for c in args.configs.split(",") if c]
+            if not configs:  # --configs "": the baselines alone
+                report(rows, base, args.json)
             with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
                 root = Path(tmp)
                 write_folder(root / "fit", dev.train_x, dev.train_y, dev.labels)
                 write_folder(root / "val", dev.test_x, dev.test_y, dev.labels)
-                for config in args.configs.split(","):
+                for config in configs:
                     runs = []
                     params = {**CONFIGS[config], **extra}
                     for seed in args.seeds:

@@ -1,0 +1,76 @@
+"""A 1-D fully convolutional network trained from scratch on the raw series: how far a small convolutional network
+that is not UniRepLKNet gets on the same split, for scale beside MiniRocket (``ts_dev_split.py --fcn``).
+
+The network is the FCN of Wang, Yan and Oates (2017), the usual deep baseline of the UCR archive: three
+convolutions along time (128 channels of width 8, 256 of width 5, 128 of width 3), each followed by batch norm and
+a ReLU, at the series' full resolution, then the global average over time and a linear layer. Trained with Adam
+(lr 1e-3), batch 16, on each series z-normalized per variable and brought to the longest training length (as
+``ts_baselines`` brings them for MiniRocket); the learning rate decays along a cosine to zero over the epochs so
+that the last epoch's model is a settled one (the paper keeps a constant rate over 2000 epochs and picks by
+training loss). No augmentation, no selection on the held-out series: the last epoch is scored once.
+
+Written here rather than taken from a library: aeon's ``FCNClassifier`` needs TensorFlow, which nothing else in
+this project installs; the network is a dozen lines of torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from benchmarks.ts_baselines import znorm
+from benchmarks.ucr import Split, common_length, equal_length
+
+WIDTHS = ((128, 8), (256, 5), (128, 3))
+"""(channels, kernel width) of the three convolutions, as in the paper."""
+
+
+def fcn_network(variables: int, classes: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = variables
+    for out, width in WIDTHS:
+        layers += [nn.Conv1d(channels, out, width, padding="same"), nn.BatchNorm1d(out), nn.ReLU()]
+        channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels, classes))
+
+
+def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Series as ``(N, V, length)`` and targets as class indices (``Split``'s ``*_y`` index its labels)."""
+    length = common_length(split)
+    train = torch.tensor(equal_length(znorm(split.train_x), length), dtype=torch.float32)
+    test = torch.tensor(equal_length(znorm(split.test_x), length), dtype=torch.float32)
+    return (
+        train,
+        torch.as_tensor(split.train_y, dtype=torch.long),
+        test,
+        torch.as_tensor(split.test_y, dtype=torch.long),
+    )
+
+
+def fcn(split: Split, epochs: int = 100, seed: int = 0, batch_size: int = 16) -> float:
+    """Test accuracy of the FCN trained on ``split``'s training series for ``epochs`` (seeded: the same figure
+    each run on one machine)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    train_x, train_y, test_x, test_y = _tensors(split)
+    net = fcn_network(train_x.shape[1], len(split.labels))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    steps_per_epoch = math.ceil(len(train_x) / batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            if len(batch) < 2:  # batch norm needs two series; the odd one is seen in the next epoch's order
+                continue
+            loss = nn.functional.cross_entropy(net(train_x[batch]), train_y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    net.eval()
+    with torch.no_grad():
+        return float((net(test_x).argmax(1) == test_y).float().mean())
