@@ -200,6 +200,7 @@ def main() -> None:
             configs = [c for c in args.configs.split(",") if c]
             if not configs:  # --configs "": the baselines alone
                 report(rows, base, args.json)
+                continue
             with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
                 root = Path(tmp)
                 write_folder(root / "fit", dev.train_x, dev.train_y, dev.labels)
