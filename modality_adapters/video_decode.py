@@ -21,9 +21,10 @@ turns a decoding library's exception into the reason a client reads.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,15 @@ class FrameTable:
     keyframes: list[int]
 
 
+@contextlib.contextmanager
+def _video_stream(data: bytes) -> Iterator[tuple[Any, Any]]:
+    """The PyAV container read from memory and its first video stream (every reader here starts with these)."""
+    import av
+
+    with av.open(io.BytesIO(data), mode="r") as container:
+        yield container, container.streams.video[0]
+
+
 def frame_table(container: Any, stream: Any) -> FrameTable | None:
     """Demux (not decode) the whole stream; None when frames cannot be numbered by timestamp unambiguously."""
     stamps: list[int] = []
@@ -78,10 +88,7 @@ def frame_table(container: Any, stream: Any) -> FrameTable | None:
 def frame_count(data: bytes) -> int | None:
     """Frames in the video, from the container's count or its packets (no decoding); None where neither says."""
     try:
-        import av
-
-        with av.open(io.BytesIO(data), mode="r") as container:
-            stream = container.streams.video[0]
+        with _video_stream(data) as (container, stream):
             if stream.frames:
                 return int(stream.frames)
             table = frame_table(container, stream)
@@ -93,10 +100,7 @@ def frame_count(data: bytes) -> int | None:
 def read_sampled_frames(data: bytes, choose: ChooseFrames, limits: AdapterLimits, threads: int) -> np.ndarray | None:
     """The chosen frames as (T, H, W, 3) uint8 RGB, or None when this path cannot vouch for them (see above)."""
     try:
-        import av
-
-        with av.open(io.BytesIO(data), mode="r") as container:
-            stream = container.streams.video[0]
+        with _video_stream(data) as (container, stream):
             ctx = stream.codec_context
             if not _within(int(ctx.width), int(ctx.height), limits):
                 return None
@@ -175,11 +179,8 @@ def _within(width: int, height: int, limits: AdapterLimits) -> bool:
 def probe_resolution(data: bytes) -> tuple[int, int]:
     """(width, height) from the container header via PyAV, before any frame is decoded (decord has no probe)."""
     try:
-        import av
-
-        with av.open(io.BytesIO(data), mode="r") as container:
-            ctx = container.streams.video[0].codec_context
-            return int(ctx.width), int(ctx.height)
+        with _video_stream(data) as (_, stream):
+            return int(stream.codec_context.width), int(stream.codec_context.height)
     except Exception:
         return 0, 0  # unknown here: checked again on the decoded frames
 
@@ -189,15 +190,14 @@ def read_frames_pyav(
 ) -> np.ndarray:
     """Decode the frames at ``indices`` (in decode order) with PyAV, keeping only those in memory."""
     try:
-        import av
+        import av  # noqa: F401 - a missing library is the reason the client reads, not a decoding error
     except ImportError:  # pragma: no cover - av is a runtime dependency
         raise UndecodableInputError(f"video frames cannot be decoded: {library_reason(cause)}") from cause
     wanted = {int(i) for i in indices}
     last = max(wanted)
     found: dict[int, np.ndarray] = {}
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            stream = container.streams.video[0]
+        with _video_stream(data) as (container, stream):
             stream.thread_type = "NONE"
             check_resolution(int(stream.codec_context.width), int(stream.codec_context.height))
             for i, frame in enumerate(container.decode(stream)):
