@@ -8,12 +8,14 @@ epoch. A config that leaves the map open (``search``) lets the trainer choose, a
 1-NN Euclidean on the same dev split, for scale (z-normalized or not as leave-one-out on dev-train decides, as the
 test table's baseline does: always z-normalizing understates it where levels carry the class, e.g. JapaneseVowels),
 and with ``--minirocket`` MiniRocket and with ``--fcn`` a small 1-D convolutional network trained from scratch
-(``benchmarks.ts_fcn``) on the same fold: how far the training split lets a model go.
+(``benchmarks.ts_fcn``) on the same fold: how far the training split lets a model go. ``--map-fcn`` trains the same
+network along the columns of each config's map (``ts_fcn.map_fcn``): whether the map carries the signal, apart from
+how well UniRepLKNet reads it; ``--no-train`` reports that and the baselines without training UniRepLKNet.
 
 Usage: ``python benchmarks/ts_dev_split.py --sets ArrowHead,ACSF1 --configs default,default_paa [--min-steps 200]
 [--threads 1] [--folds 3 [--only-folds 1,2]] [--seeds 0,1,2] [--lr LR] [--mixup P] [--drop-path R] [--refit-ridge]
-[--init CHECKPOINT] [--minirocket] [--fcn [EPOCHS]] [--json out.json]``. Config names: see ``CONFIGS``
-(``--configs ""``: the baselines alone); any adapter param can be added with ``--param name=value``.
+[--init CHECKPOINT] [--minirocket] [--fcn [EPOCHS]] [--map-fcn [EPOCHS] [--no-train]] [--json out.json]``. Config names:
+see ``CONFIGS`` (``--configs ""``: the baselines alone); any adapter param can be added with ``--param name=value``.
 
 Seeds: one training seed moves a fold's dev-val tally by several series (OSULeaf, 67 held out: 58, 53 and 53 for
 seeds 0-2 of one config), as much as most differences between maps. ``--seeds`` trains every config once per seed
@@ -38,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ts_baselines import choose_znorm, minirocket, one_nn_ed
-from benchmarks.ts_fcn import fcn
+from benchmarks.ts_fcn import fcn, map_fcn
 from benchmarks.ucr import Split, holdout, load_split, write_folder
 from training import TrainConfig, train
 from training.scoring import model_outputs
@@ -156,6 +158,54 @@ def ridge_refit(root: Path, trained: Path, params: dict[str, Any], args: argpars
 
 
 def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    extra = {k: json.loads(v) if v[:1].isdigit() else v for k, _, v in (p.partition("=") for p in args.param)}
+    rows: list[dict[str, Any]] = []
+    for name in args.sets.split(","):
+        for k, dev in enumerate(dev_splits(load_split(name), args.folds, args.fraction, args.split_seed)):
+            if not args.only_folds or str(k) in args.only_folds.split(","):
+                run_fold(dev, {"set": name, "fold": k}, extra, args, rows)
+
+
+def run_fold(
+    dev: Split, base: dict[str, Any], extra: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, Any]]
+) -> None:
+    """The baselines on one dev split, then each config's map FCN and UniRepLKNet runs, a row reported for each."""
+    base = {**base, "dev_fit": len(dev.train_x), "dev_val": len(dev.test_x)}
+    base["one_nn_ed"] = round(one_nn_ed(dev, choose_znorm(dev)), 3)
+    if args.minirocket:
+        base["minirocket"] = round(minirocket(dev), 3)
+    if args.fcn:
+        base["fcn"] = round(fcn(dev, epochs=args.fcn, seed=args.seeds[0]), 3)
+    configs = [c for c in args.configs.split(",") if c]
+    for config in configs if args.map_fcn else []:
+        params = TrainConfig.from_recipe(args.recipe, modality="timeseries", params={**CONFIGS[config], **extra}).params
+        report(
+            rows,
+            {**base, "config": config, "map_fcn": round(map_fcn(dev, params, args.map_fcn, args.seeds[0]), 3)},
+            args.json,
+        )
+    if not configs or args.no_train:  # --configs "" or --no-train: no UniRepLKNet run
+        if not configs or not args.map_fcn:
+            report(rows, base, args.json)
+        return
+    with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
+        root = Path(tmp)
+        write_folder(root / "fit", dev.train_x, dev.train_y, dev.labels)
+        write_folder(root / "val", dev.test_x, dev.test_y, dev.labels)
+        for config in configs:
+            runs = []
+            params = {**CONFIGS[config], **extra}
+            for seed in args.seeds:
+                runs.append({**base, "config": config, **dev_run(root, config, params, args, seed)})
+                report(rows, runs[-1], args.json)
+            if len(runs) > 1:
+                report(rows, {**base, "config": config, **seeds_summary(runs, root)}, args.json)
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default="ArrowHead,ItalyPowerDemand,Covid3Month_disc,OSULeaf,ACSF1")
     ap.add_argument("--configs", default="default,default_paa", help='comma-separated CONFIGS ("": baselines only)')
@@ -176,6 +226,10 @@ def main() -> None:
     ap.add_argument(
         "--fcn", type=int, nargs="?", const=100, default=0, help="also a 1-D FCN, EPOCHS (100) on each fold"
     )
+    ap.add_argument(
+        "--map-fcn", type=int, nargs="?", const=100, default=0, help="also the FCN along each config's map, EPOCHS"
+    )
+    ap.add_argument("--no-train", action="store_true", help="do not train UniRepLKNet (baselines, --map-fcn only)")
     ap.add_argument("--init", default=None, help="as unirep train --init: start from this checkpoint")
     ap.add_argument("--head", default=None, help="as unirep train --head (default: train)")
     ap.add_argument("--refit-ridge", action="store_true", help="also read the trained backbone out by a ridge head")
@@ -183,36 +237,9 @@ def main() -> None:
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     args.seeds = [int(v) for v in args.seeds.split(",")]
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    extra = {k: json.loads(v) if v[:1].isdigit() else v for k, _, v in (p.partition("=") for p in args.param)}
-    rows: list[dict[str, Any]] = []
-    for name in args.sets.split(","):
-        for k, dev in enumerate(dev_splits(load_split(name), args.folds, args.fraction, args.split_seed)):
-            if args.only_folds and str(k) not in args.only_folds.split(","):
-                continue
-            base = {"set": name, "fold": k, "dev_fit": len(dev.train_x), "dev_val": len(dev.test_x)}
-            base["one_nn_ed"] = round(one_nn_ed(dev, choose_znorm(dev)), 3)
-            if args.minirocket:
-                base["minirocket"] = round(minirocket(dev), 3)
-            if args.fcn:
-                base["fcn"] = round(fcn(dev, epochs=args.fcn, seed=args.seeds[0]), 3)
-            configs = [c for c in args.configs.split(",") if c]
-            if not configs:  # --configs "": the baselines alone
-                report(rows, base, args.json)
-                continue
-            with tempfile.TemporaryDirectory(prefix="ts_dev_") as tmp:
-                root = Path(tmp)
-                write_folder(root / "fit", dev.train_x, dev.train_y, dev.labels)
-                write_folder(root / "val", dev.test_x, dev.test_y, dev.labels)
-                for config in configs:
-                    runs = []
-                    params = {**CONFIGS[config], **extra}
-                    for seed in args.seeds:
-                        runs.append({**base, "config": config, **dev_run(root, config, params, args, seed)})
-                        report(rows, runs[-1], args.json)
-                    if len(runs) > 1:
-                        report(rows, {**base, "config": config, **seeds_summary(runs, root)}, args.json)
+    if args.map_fcn and "search" in args.configs.split(","):
+        ap.error("--map-fcn reads a named map; 'search' names none (the trainer picks it)")
+    return args
 
 
 def report(rows: list[dict[str, Any]], row: dict[str, Any], json_path: str) -> None:

@@ -9,6 +9,13 @@ a ReLU, at the series' full resolution, then the global average over time and a 
 that the last epoch's model is a settled one (the paper keeps a constant rate over 2000 epochs and picks by
 training loss). No augmentation, no selection on the held-out series: the last epoch is scored once.
 
+``map_fcn`` trains the same network on the time-series adapter's map instead of the raw series: each column of the
+``C x H x W`` map (a step, or a span of steps) becomes one step of a ``C * H``-variable series, so the network
+convolves along time and reads every row at once. It asks whether a map carries the signal at all, apart from how
+well UniRepLKNet reads it: where the FCN on the map comes near the FCN on the raw series and UniRepLKNet does not,
+the map is not what is missing. Only maps with time across the columns (the value image, line plot, scalogram)
+read this way; a Gramian field's columns are not steps.
+
 Written here rather than taken from a library: aeon's ``FCNClassifier`` needs TensorFlow, which nothing else in
 this project installs; the network is a dozen lines of torch.
 """
@@ -16,12 +23,16 @@ this project installs; the network is a dozen lines of torch.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from benchmarks.ts_baselines import znorm
 from benchmarks.ucr import Split, common_length, equal_length
+from modality_adapters.timeseries import TimeSeriesAdapter
+from modality_adapters.timeseries_params import fit_params
 
 WIDTHS = ((128, 8), (256, 5), (128, 3))
 """(channels, kernel width) of the three convolutions, as in the paper."""
@@ -52,10 +63,40 @@ def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
 def fcn(split: Split, epochs: int = 100, seed: int = 0, batch_size: int = 16) -> float:
     """Test accuracy of the FCN trained on ``split``'s training series for ``epochs`` (seeded: the same figure
     each run on one machine)."""
+    return _fit_and_score(*_tensors(split), len(split.labels), epochs, seed, batch_size)
+
+
+def map_fcn(split: Split, params: dict[str, Any], epochs: int = 100, seed: int = 0, batch_size: int = 16) -> float:
+    """Test accuracy of the FCN trained along the columns of the adapter's map with ``params`` (fitted to the
+    training series as ``unirep train`` fits them: length, variables, the data's scale)."""
+    adapter = TimeSeriesAdapter()
+    fitted = fit_params([np.asarray(x, dtype=np.float64) for x in split.train_x], **params)
+
+    def columns(xs: list[np.ndarray]) -> torch.Tensor:
+        maps = torch.stack([adapter.decode_array(np.asarray(x, dtype=np.float64), **fitted) for x in xs])
+        return maps.flatten(1, 2)  # (N, C, H, W) -> (N, C * H, W): every row of every channel a variable
+
+    train_y = torch.as_tensor(split.train_y, dtype=torch.long)
+    test_y = torch.as_tensor(split.test_y, dtype=torch.long)
+    return _fit_and_score(
+        columns(split.train_x), train_y, columns(split.test_x), test_y, len(split.labels), epochs, seed, batch_size
+    )
+
+
+def _fit_and_score(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    classes: int,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+) -> float:
+    """Train the FCN on ``(N, V, T)`` inputs with the recipe above and score its last epoch on the test inputs."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    train_x, train_y, test_x, test_y = _tensors(split)
-    net = fcn_network(train_x.shape[1], len(split.labels))
+    net = fcn_network(train_x.shape[1], classes)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     steps_per_epoch = math.ceil(len(train_x) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.ts_fcn import fcn
+from benchmarks.ts_fcn import fcn, map_fcn
 from benchmarks.ucr import Split
 
 
@@ -45,3 +45,18 @@ def test_the_fcn_scores_the_held_out_labels_not_its_own() -> None:
 def test_one_seed_gives_one_figure() -> None:
     split = _split(1, seed=3)
     assert fcn(split, epochs=5, seed=1) == fcn(split, epochs=5, seed=1)
+
+
+WIDE_MAP = {"representation": "values+plot", "length_mode": "paa", "time_steps": 32, "image_size": 8}
+"""A small map with time across its 32 columns, as the wide map of long series has."""
+
+
+@pytest.mark.parametrize("variables", [1, 3])
+def test_the_map_fcn_reads_the_waves_off_a_map_that_keeps_them(variables: int) -> None:
+    assert map_fcn(_split(variables), WIDE_MAP, epochs=30) >= 0.9
+
+
+def test_the_map_fcn_stays_near_chance_on_a_map_without_the_signal() -> None:
+    """A fast and a slow sine spend the same share of their time at each level: their sorted values (the quantile
+    map) look alike, so the FCN reading that map must not tell them apart."""
+    assert map_fcn(_split(1), {**WIDE_MAP, "representation": "quantile"}, epochs=30) <= 0.75
