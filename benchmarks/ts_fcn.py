@@ -42,7 +42,8 @@ def fcn_network(variables: int, classes: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     channels = variables
     for out, width in WIDTHS:
-        layers += [nn.Conv1d(channels, out, width, padding="same"), nn.BatchNorm1d(out), nn.ReLU()]
+        same = nn.ConstantPad1d(((width - 1) // 2, width // 2), 0.0)  # as padding="same", without its copy warning
+        layers += [same, nn.Conv1d(channels, out, width), nn.BatchNorm1d(out), nn.ReLU()]
         channels = out
     return nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels, classes))
 
