@@ -32,6 +32,7 @@ from torch import nn
 from benchmarks.ts_baselines import znorm
 from benchmarks.ucr import Split, common_length, equal_length
 from modality_adapters.timeseries import TimeSeriesAdapter
+from modality_adapters.timeseries_maps import ROWED_KINDS
 from modality_adapters.timeseries_params import fit_params
 
 WIDTHS = ((128, 8), (256, 5), (128, 3))
@@ -72,6 +73,9 @@ def map_fcn(split: Split, params: dict[str, Any], epochs: int = 100, seed: int =
     training series as ``unirep train`` fits them: length, variables, the data's scale)."""
     adapter = TimeSeriesAdapter()
     fitted = fit_params([np.asarray(x, dtype=np.float64) for x in split.train_x], **params)
+    kinds = adapter.resolve_params(**fitted).kinds
+    if not set(kinds) <= set(ROWED_KINDS):
+        raise ValueError(f"the map FCN reads maps with time across the columns {sorted(ROWED_KINDS)}, got {kinds}")
 
     def columns(xs: list[np.ndarray]) -> torch.Tensor:
         maps = torch.stack([adapter.decode_array(np.asarray(x, dtype=np.float64), **fitted) for x in xs])

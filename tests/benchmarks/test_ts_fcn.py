@@ -60,3 +60,9 @@ def test_the_map_fcn_stays_near_chance_on_a_map_without_the_signal() -> None:
     """A fast and a slow sine spend the same share of their time at each level: their sorted values (the quantile
     map) look alike, so the FCN reading that map must not tell them apart."""
     assert map_fcn(_split(1), {**WIDE_MAP, "representation": "quantile"}, epochs=30) <= 0.75
+
+
+@pytest.mark.parametrize("representation", ["values+gasf+gadf+rp", "embedding"])
+def test_the_map_fcn_refuses_a_map_whose_columns_are_not_steps(representation: str) -> None:
+    with pytest.raises(ValueError, match="time across the columns"):
+        map_fcn(_split(1), {**WIDE_MAP, "representation": representation, "time_steps": 0}, epochs=1)
