@@ -181,7 +181,7 @@ def run_fold(
         base["fcn"] = round(fcn(dev, epochs=args.fcn, seed=args.seeds[0]), 3)
     configs = [c for c in args.configs.split(",") if c]
     for config in configs if args.map_fcn else []:
-        params = recipe_params(args.recipe, {**CONFIGS[config], **extra})
+        params = TrainConfig.recipe_params(args.recipe, "timeseries", {**CONFIGS[config], **extra})
         report(
             rows,
             {**base, "config": config, "map_fcn": round(map_fcn(dev, params, args.map_fcn, args.seeds[0]), 3)},
@@ -203,11 +203,6 @@ def run_fold(
                 report(rows, runs[-1], args.json)
             if len(runs) > 1:
                 report(rows, {**base, "config": config, **seeds_summary(runs, root)}, args.json)
-
-
-def recipe_params(recipe: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The adapter params a run of ``recipe`` trains on: for the CPU recipe, its smaller map under the given ones."""
-    return TrainConfig.from_recipe(recipe, modality="timeseries", data="", out="", params=params).params
 
 
 def parse_args() -> argparse.Namespace:

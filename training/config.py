@@ -86,13 +86,19 @@ class TrainConfig:
         if recipe not in RECIPES:
             raise InvalidParameterError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
         given = {k: v for k, v in fields.items() if v is not None}
-        params = dict(given.pop("params", {}))
+        params = cls.recipe_params(recipe, given.get("modality", ""), given.pop("params", {}))
+        return cls(**{**RECIPES[recipe], **given, "params": params, "recipe": recipe})
+
+    @staticmethod
+    def recipe_params(recipe: str, modality: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The adapter params a run of ``recipe`` trains on: for ``cpu``, the adapter's smaller map under ``params``
+        (which win); for any other recipe, ``params`` as given."""
         if recipe == "cpu":
             from modality_adapters import get_adapter, list_adapters
 
-            if given.get("modality") in list_adapters():
-                params = {**get_adapter(given["modality"]).small_params, **params}
-        return cls(**{**RECIPES[recipe], **given, "params": params, "recipe": recipe})
+            if modality in list_adapters():
+                return {**get_adapter(modality).small_params, **params}
+        return dict(params)
 
     def check(self) -> None:
         """Refuse values no run can use, before any data is read."""

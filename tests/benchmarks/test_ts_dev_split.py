@@ -9,19 +9,13 @@ from typing import Any
 
 import pytest
 
-from benchmarks.ts_dev_split import parse_args, recipe_params, run_fold
+from benchmarks.ts_dev_split import parse_args, run_fold
 from tests.benchmarks.test_ts_fcn import _split
 
 
 def _args(monkeypatch: pytest.MonkeyPatch, *argv: str) -> argparse.Namespace:
     monkeypatch.setattr(sys, "argv", ["ts_dev_split.py", *argv])
     return parse_args()
-
-
-def test_the_cpu_recipe_reads_its_smaller_map_under_the_named_params() -> None:
-    assert recipe_params("cpu", {"representation": "values"})["image_size"] == 32
-    assert recipe_params("cpu", {"image_size": 16})["image_size"] == 16
-    assert "image_size" not in recipe_params("default", {"representation": "values"})
 
 
 def test_map_fcn_without_training_reports_one_row_a_config(monkeypatch: pytest.MonkeyPatch) -> None:

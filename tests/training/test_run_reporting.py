@@ -98,6 +98,19 @@ def test_cpu_recipe_fills_what_was_not_given() -> None:
     assert (default.epochs, default.batch_size, default.params) == (30, 32, {})
 
 
+def test_recipe_params_are_the_map_a_run_of_the_recipe_trains_on() -> None:
+    small = get_adapter("timeseries").small_params
+    assert TrainConfig.recipe_params("cpu", "timeseries", {"representation": "values"}) == {
+        **small,
+        "representation": "values",
+    }
+    assert TrainConfig.recipe_params("cpu", "timeseries", {"image_size": 16})["image_size"] == 16
+    assert TrainConfig.recipe_params("default", "timeseries", {"representation": "values"}) == {
+        "representation": "values"
+    }
+    assert TrainConfig.recipe_params("cpu", "", {"image_size": 16}) == {"image_size": 16}
+
+
 def test_confusion_matrix_labels_both_axes() -> None:
     text = format_report(report([0, 1, 2, 2], [0, 2, 2, 1], ["yes", "no", "a_very_long_label_name"]))
     lines = text.splitlines()
