@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from benchmarks.ts_baselines import znorm
-from benchmarks.ucr import Split, common_length, equal_length
+from benchmarks.ucr import Split, common_length, encode_all, equal_length
 from modality_adapters.timeseries import TimeSeriesAdapter
 from modality_adapters.timeseries_maps import ROWED_KINDS
 from modality_adapters.timeseries_params import fit_params
@@ -49,59 +49,42 @@ def fcn_network(variables: int, classes: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels, classes))
 
 
-def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Series as ``(N, V, length)`` and targets as class indices (``Split``'s ``*_y`` index its labels)."""
+def _series(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and test series as ``(N, V, length)``, z-normalized and brought to the longest training length."""
     length = common_length(split)
     train = torch.tensor(equal_length(znorm(split.train_x), length), dtype=torch.float32)
     test = torch.tensor(equal_length(znorm(split.test_x), length), dtype=torch.float32)
-    return (
-        train,
-        torch.as_tensor(split.train_y, dtype=torch.long),
-        test,
-        torch.as_tensor(split.test_y, dtype=torch.long),
-    )
+    return train, test
 
 
 def fcn(split: Split, epochs: int = 100, seed: int = 0, batch_size: int = 16) -> float:
     """Test accuracy of the FCN trained on ``split``'s training series for ``epochs`` (seeded: the same figure
     each run on one machine)."""
-    return _fit_and_score(*_tensors(split), len(split.labels), epochs, seed, batch_size)
+    return _fit_and_score(split, *_series(split), epochs, seed, batch_size)
 
 
 def map_fcn(split: Split, params: dict[str, Any], epochs: int = 100, seed: int = 0, batch_size: int = 16) -> float:
     """Test accuracy of the FCN trained along the columns of the adapter's map with ``params`` (fitted to the
     training series as ``unirep train`` fits them: length, variables, the data's scale)."""
-    adapter = TimeSeriesAdapter()
     fitted = fit_params([np.asarray(x, dtype=np.float64) for x in split.train_x], **params)
-    kinds = adapter.resolve_params(**fitted).kinds
+    kinds = TimeSeriesAdapter().resolve_params(**fitted).kinds
     if not set(kinds) <= set(ROWED_KINDS):
         raise ValueError(f"the map FCN reads maps with time across the columns {sorted(ROWED_KINDS)}, got {kinds}")
-
-    def columns(xs: list[np.ndarray]) -> torch.Tensor:
-        maps = torch.stack([adapter.decode_array(np.asarray(x, dtype=np.float64), **fitted) for x in xs])
-        return maps.flatten(1, 2)  # (N, C, H, W) -> (N, C * H, W): every row of every channel a variable
-
-    train_y = torch.as_tensor(split.train_y, dtype=torch.long)
-    test_y = torch.as_tensor(split.test_y, dtype=torch.long)
-    return _fit_and_score(
-        columns(split.train_x), train_y, columns(split.test_x), test_y, len(split.labels), epochs, seed, batch_size
-    )
+    # (N, C, H, W) -> (N, C * H, W): every row of every channel one variable of a series along the columns
+    train, test = (encode_all(xs, fitted).flatten(1, 2) for xs in (split.train_x, split.test_x))
+    return _fit_and_score(split, train, test, epochs, seed, batch_size)
 
 
 def _fit_and_score(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
-    classes: int,
-    epochs: int,
-    seed: int,
-    batch_size: int,
+    split: Split, train_x: torch.Tensor, test_x: torch.Tensor, epochs: int, seed: int, batch_size: int
 ) -> float:
-    """Train the FCN on ``(N, V, T)`` inputs with the recipe above and score its last epoch on the test inputs."""
+    """Train the FCN on ``(N, V, T)`` inputs of ``split``'s training series with the recipe above and score its last
+    epoch on the inputs of its test series (``Split``'s ``*_y`` index its labels)."""
+    train_y = torch.as_tensor(split.train_y, dtype=torch.long)
+    test_y = torch.as_tensor(split.test_y, dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = fcn_network(train_x.shape[1], classes)
+    net = fcn_network(train_x.shape[1], len(split.labels))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     steps_per_epoch = math.ceil(len(train_x) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
