@@ -215,7 +215,7 @@ async def run_phases(url: str, seconds: float) -> list[tuple[str, float, Counter
         ("proxy-alone", None),
     ):
         proxied = name.startswith("proxy")
-        rps, statuses, attack_statuses = await phase(url, files, seconds, attack, proxied)  # type: ignore[arg-type]
+        rps, statuses, attack_statuses = await phase(url, files, seconds, attack, proxied)
         results.append((name, rps, statuses, attack_statuses))
         print(f"{name:6s} neighbours {rps:6.1f} req/s {dict(statuses)}  attackers {dict(attack_statuses)}", flush=True)
     return results

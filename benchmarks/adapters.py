@@ -87,9 +87,9 @@ def make_ply() -> bytes:
     pts = rng.normal(size=(100_000, 3)) * (1.0, 0.6, 0.3)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "cloud.ply")
+        path = Path(tmp) / "cloud.ply"
         o3d.io.write_point_cloud(path, cloud, write_ascii=False)
-        return Path(path).read_bytes()
+        return path.read_bytes()
 
 
 def make_csv() -> bytes:

@@ -74,15 +74,20 @@ def build(variant: str, form: str, device: torch.device, dtype: torch.dtype, mem
         model = model.to(memory_format=torch.channels_last)
     if form == "deploy-compiled":
         # Inductor fuses the elementwise tail of each block (GELU, GRN, residual) into generated C++/Triton loops.
-        return torch.compile(model)  # type: ignore[return-value]
+        return torch.compile(model)
     return model
 
 
 def timer(device: torch.device) -> Callable[[], float]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        return lambda: (torch.cuda.synchronize(), time.perf_counter())[1]
-    return time.perf_counter
+    if device.type != "cuda":
+        return time.perf_counter
+    torch.cuda.synchronize()
+
+    def synchronized_clock() -> float:
+        torch.cuda.synchronize()  # the GPU's queued work counts towards the time read
+        return time.perf_counter()
+
+    return synchronized_clock
 
 
 def measure(model: Any, x: torch.Tensor, min_seconds: float, device: torch.device) -> float:

@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -41,7 +42,13 @@ from tests.service.server import IMAGE_ONLY, start, stop  # noqa: E402
 
 VERSION_OF = {"cat": "1", "dog": "1", "ant": "2", "bee": "2"}
 """Which version answered, told by its labels (the two versions have different ones)."""
-FIRST_INPUTS = {"image": media.jpeg, "audio": media.wav, "video": media.mp4, "pointcloud": media.ply}
+FIRST_INPUTS: dict[str, Callable[[int], tuple[str, bytes]]] = {
+    "image": media.jpeg,
+    "audio": media.wav,
+    "video": media.mp4,
+    "pointcloud": media.ply,
+    "timeseries": media.series_json,
+}
 
 
 def load_average() -> float:
@@ -60,7 +67,7 @@ def measure_start(workdir: Path, cache_dir: Path, kind: str) -> dict[str, object
     firsts: dict[str, float] = {}
     try:
         with httpx.Client(base_url=server.url, timeout=120) as http:
-            for modality, make in {**FIRST_INPUTS, "timeseries": media.series_json}.items():
+            for modality, make in FIRST_INPUTS.items():
                 name, data = make(1)
                 answer = http.post(f"/classify/{modality}", files={"file": (name, data)})
                 answer.raise_for_status()

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.redis.helpers import RedisServer, launch, stop, wait_ready, write_checkpoints  # noqa: E402
+from tests.redis.helpers import Proc, RedisServer, launch, stop, wait_ready, write_checkpoints  # noqa: E402
 
 
 def jpegs(count: int, size: int) -> list[bytes]:
@@ -119,7 +119,7 @@ def main() -> int:
     files = jpegs(64, int(args.size / 0.875))
     results: dict[int, dict[str, float]] = {}
     gateway = launch("gateway", workdir, settings)
-    workers = []
+    workers: list[Proc] = []
     try:
         for count in (int(c) for c in args.workers.split(",")):
             while len(workers) < count:

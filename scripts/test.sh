@@ -7,7 +7,7 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy unirep_errors models modality_adapters servable service training sdk/unirep_client
+.venv/bin/mypy unirep_errors models modality_adapters servable service training sdk/unirep_client benchmarks
 set +e
 .venv/bin/pytest "$@"
 rc=$?

@@ -196,6 +196,7 @@ def write_checkpoints(directory: Path, settings: dict[str, str], modalities: tup
         cfg = config.modality(modality)
         served = build_served_model(cfg, get_adapter(modality))
         path = directory / f"{modality}.pt"
+        assert served.module is not None  # built here, not described from elsewhere
         torch.save(served.module.state_dict(), path)
         out[f"UNIREP_{modality.upper()}__WEIGHTS"] = str(path)
     return out
