@@ -108,14 +108,14 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
         args.recipe, modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
         min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=DATA_PARAMS.get(modality, {}),
         device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"), augment=not args.no_augment,
-        select="last", head=args.head, ema=args.ema,
+        select="last", head=args.head, ema=args.ema, seed=args.seed,
     )  # fmt: skip
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1, cache_dir=out / "cache")
     metrics = json.loads((out / "metrics.json").read_text())
     chosen = {k: metrics["params"].get(k) for k in get_adapter(modality).training_choices}
     return {
-        "recipe": args.recipe, "train_params": cfg.params, "notes": metrics["notes"],
+        "recipe": args.recipe, "seed": args.seed, "train_params": cfg.params, "notes": metrics["notes"],
         "chosen_params": chosen or None,
         "accuracy": report.accuracy, "macro_f1": report.macro_f1, "train_s": round(result.seconds, 1),
         "examples_per_s": round(result.examples_per_second, 1), "num_train": result.num_train,
@@ -192,6 +192,7 @@ def main() -> None:
     ap.add_argument("--head", default=None, choices=("train", "ridge"), help="as unirep train --head (default: its)")
     ap.add_argument("--ema", type=float, default=None, help="as unirep train --ema (default: its)")
     ap.add_argument("--skip-baselines", action="store_true", help="UCR/UEA sets: the trained model only")
+    ap.add_argument("--seed", type=int, default=TrainConfig.seed, help="as unirep train --seed: one run's draw")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--param", action="append", default=[], help="modality.name=value: an adapter param to train with")
     ap.add_argument("--json", default="")
