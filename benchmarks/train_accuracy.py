@@ -13,7 +13,8 @@ split: training uses the train split (no epoch is selected on the test split; it
 
 Usage: ``python benchmarks/train_accuracy.py [--only GunPoint,words] [--epochs 10] [--min-steps 300] [--json out.json]
 [--param pointcloud.pose=as_given ...]`` (``--param`` sets an adapter param of the trained model, for comparing maps;
-unset ones are what ``unirep train`` uses).
+unset ones are what ``unirep train`` uses). ``--seed N`` trains with another seed (as ``unirep train --seed``): one
+seed moves a small set's test figure by a series or a clip, so a figure near a goal is read over several.
 """
 
 from __future__ import annotations
