@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from modality_adapters import get_adapter
 from modality_adapters.timeseries import TimeSeriesAdapter, fit_params
 from models import create_model
 from training.tsfile import fill_missing, read_ts
@@ -149,15 +148,8 @@ def write_folder(root: Path, xs: list[np.ndarray], ys: np.ndarray, labels: list[
     return root
 
 
-def series_adapter() -> TimeSeriesAdapter:
-    """The registered time-series adapter, typed as such (``get_adapter`` answers with the base class)."""
-    adapter = get_adapter("timeseries")
-    assert isinstance(adapter, TimeSeriesAdapter)
-    return adapter
-
-
 def encode_all(xs: Sequence[np.ndarray], params: dict) -> torch.Tensor:
-    adapter = series_adapter()
+    adapter = TimeSeriesAdapter()
     return torch.stack([adapter.decode_array(x, **params) for x in xs])
 
 
@@ -173,7 +165,7 @@ def train_and_test(split: Split, representation: dict, steps: int = 300, batch: 
     """UniRepLKNet-A from scratch, one recipe for every map: AdamW, warmup + cosine, label smoothing."""
     torch.manual_seed(seed)
     params = fit_params(split.train_x, **representation)
-    adapter = series_adapter()
+    adapter = TimeSeriesAdapter()
     xtr, xte = encode_all(split.train_x, params), encode_all(split.test_x, params)
     ytr = torch.as_tensor(split.train_y)
     backbone = create_model(
