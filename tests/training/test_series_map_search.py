@@ -17,6 +17,7 @@ from tests.training.helpers import small_config
 from training import evaluate, train
 from training.data import Example
 from training.series_params import (
+    DEALT_TWICE_BELOW,
     DISTRIBUTION_REPRESENTATION,
     FOLDS,
     MARGIN,
@@ -62,7 +63,8 @@ def test_the_map_is_chosen_on_the_training_split_and_recorded(searched: tuple[Pa
     assert params["length_mode"] == "pad"  # 12 steps into a 16-step map
     notes = metrics["notes"]
     assert isinstance(notes, list) and any("chosen by holdout accuracy" in n for n in notes)
-    assert any(f"{FOLDS} folds: each of the 24 training series held out once" in n for n in notes)  # 6 would be noise
+    how = f"{FOLDS} folds: each of the 24 training series held out in each of 2 dealings of the folds"
+    assert any(how in n for n in notes)  # a holdout of 6 would be noise, one dealing of 24 series a draw
     adapter = get_adapter("timeseries")
     served = build_served_model(ModalitySettings(weights=str(weights)).resolve("timeseries"), adapter)
     assert served.params["normalize"] == "dataset"
@@ -139,23 +141,35 @@ def _examples(per_class: dict[str, int]) -> list[Example]:
 
 
 def test_a_small_training_split_is_cross_validated_every_series_held_out_once() -> None:
-    examples = _examples({"a": 20, "b": 10, "c": 6})  # a quarter would be 9 series
+    examples = _examples({"a": 40, "b": 20, "c": 12})  # a quarter would be 18 series
     splits = holdouts(examples, seed=0)
-    assert len(splits) == FOLDS
-    held = [e for _, h in splits for e in h]
+    assert len(splits) == FOLDS and {s.seed for s in splits} == {0}
+    held = [e for s in splits for e in s.held]
     assert sorted(e.name for e in held) == sorted(e.name for e in examples)  # each exactly once
-    for fit, h in splits:
-        assert set(fit).isdisjoint(h) and len(fit) + len(h) == len(examples)
-        assert {e.label for e in fit} == {"a", "b", "c"}  # every class still learned in every fold
-        counts = {c: sum(e.label == c for e in h) for c in "abc"}
-        assert counts["a"] in (6, 7) and counts["b"] in (3, 4) and counts["c"] == 2  # stratified
-    assert [x.name for x in holdouts(examples, seed=0)[0][1]] == [x.name for x in splits[0][1]]  # seeded
-    assert [x.name for x in holdouts(examples, seed=1)[0][1]] != [x.name for x in splits[0][1]]
+    for split in splits:
+        assert set(split.fit).isdisjoint(split.held) and len(split.fit) + len(split.held) == len(examples)
+        assert {e.label for e in split.fit} == {"a", "b", "c"}  # every class still learned in every fold
+        counts = {c: sum(e.label == c for e in split.held) for c in "abc"}
+        assert counts["a"] in (13, 14) and counts["b"] in (6, 7) and counts["c"] == 4  # stratified
+    assert [x.name for x in holdouts(examples, seed=0)[0].held] == [x.name for x in splits[0].held]  # seeded
+    assert [x.name for x in holdouts(examples, seed=1)[0].held] != [x.name for x in splits[0].held]
+
+
+def test_fewer_series_are_dealt_into_folds_twice_each_dealing_with_its_own_seed() -> None:
+    examples = _examples({"a": 20, "b": 10, "c": 6})
+    splits = holdouts(examples, seed=5)
+    assert len(examples) < DEALT_TWICE_BELOW and len(splits) == 2 * FOLDS
+    assert [s.seed for s in splits] == [5] * FOLDS + [6] * FOLDS
+    for dealing in (splits[:FOLDS], splits[FOLDS:]):
+        held = [e.name for s in dealing for e in s.held]
+        assert sorted(held) == sorted(e.name for e in examples)  # each series held out once per dealing
+    assert [e.name for e in splits[0].held] != [e.name for e in splits[FOLDS].held]  # dealt anew
+    assert [e.name for e in splits[FOLDS].held] == [e.name for e in holdouts(examples, seed=6)[0].held]
 
 
 def test_a_large_training_split_keeps_one_holdout_and_single_examples_cannot_be_held_out() -> None:
     splits = holdouts(_examples({"a": 70, "b": 60}), seed=0)
-    assert len(splits) == 1 and len(splits[0][1]) == round(0.25 * 70) + round(0.25 * 60)
+    assert len(splits) == 1 and len(splits[0].held) == round(0.25 * 70) + round(0.25 * 60)
     with pytest.raises(DatasetError, match="single example"):
         holdouts(_examples({"a": 20, "b": 1}), seed=0)
 
