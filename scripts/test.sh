@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
+# Torch in pytest's own process shares the two cores with the servers the tests start: without passive waiting
+# its OpenMP threads spin and slow both (the services set the same for themselves).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy unirep_errors models modality_adapters servable service training sdk/unirep_client benchmarks
