@@ -17,9 +17,8 @@ trial (``RIDGE_MARGIN``).
 from __future__ import annotations
 
 import math
-import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,7 +28,8 @@ import numpy as np
 from modality_adapters.timeseries import TimeSeriesAdapter
 from modality_adapters.timeseries_params import DEFAULT_REPRESENTATION, dataset_scale
 from training.config import TrainConfig
-from training.data import Example, stratified_split
+from training.data import Example
+from training.series_holdouts import Holdout, dealings, describe_holdouts, holdouts
 from training.series_trials import ridge_score, trained_score
 from unirep_errors import DatasetError, UnirepError
 
@@ -47,16 +47,6 @@ of the typical series (rounded up to a multiple of ``WIDE_STEP``), at most ``WID
 WIDE_STEP = 32
 """The wide map's width is a multiple of the network's total stride."""
 MIN_SEARCH_EXAMPLES = 12
-HOLDOUT_FRACTION = 0.25
-MIN_HELD = 30
-"""A single holdout smaller than this decides by one or two series; below it the search cross-validates."""
-FOLDS = 3
-DEALT_TWICE_BELOW = 60
-"""Fewer training series than this and the folds are dealt twice (the second time with the next seed, for the
-folds, the trials' initialization and their batches): on 36 series one dealing's trials ranked the maps, and the
-ridge head against training, differently from seed to seed, and the run's test score followed the draw (116
-against 140 and 144 of 175 on ArrowHead's test split, three seeds). Two dealings double the search's cost where it
-is smallest."""
 MARGIN = 2
 """Held-out series (summed over folds) a candidate must get right beyond the first candidate's to replace it, per
 dealing of the folds."""
@@ -69,15 +59,6 @@ ridge head at its full strength, and the whole run gains on the short trial (2-6
 training data), so a smaller lead would favour the ridge head unfairly. Those gains were measured on trials without
 augmentation, so the comparison uses the chosen map's trial without it: an augmented trial learns more slowly and
 understates long series' wide maps most (a whole run 29 points above its augmented trial on one set's folds)."""
-
-
-@dataclass
-class Holdout:
-    """Series to train a trial on, series to score it on, and the seed of the trial (its dealing's)."""
-
-    fit: list[Example]
-    held: list[Example]
-    seed: int
 
 
 @dataclass
@@ -185,10 +166,9 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
     except DatasetError:  # a class with one example: nothing to hold out
         return Choice(with_scale({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
     steps = _search_steps(cfg, len(splits[0].fit))
-    dealings = len({split.seed for split in splits})
     started = time.monotonic()  # measured so that the note says what the search cost
     tallies = [_tally({**params, **option}, splits, parsed, cfg, variant, steps) for option in options]
-    best = pick(tallies, MARGIN * dealings)
+    best = pick(tallies, MARGIN * dealings(splits))
     tried = "; ".join(f"{_describe(o)} {c}/{n}" for o, (c, n, _) in zip(options, tallies, strict=True))
     kept = " (the first candidate: no other won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
     chosen, head, ridge_note = options[best], None, ""
@@ -209,51 +189,10 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         )
     note = (
         f"map: {_describe(chosen)}{kept}{' with the ridge head' if head else ''}, chosen by holdout accuracy "
-        f"({_describe_holdouts(splits, len(examples), steps)}; right of held out: {tried}{ridge_note}; "
+        f"({describe_holdouts(splits, len(examples), steps)}; right of held out: {tried}{ridge_note}; "
         f"{time.monotonic() - started:.0f} s)"
     )
     return Choice(with_scale({**params, **chosen}, series), note, head)
-
-
-def _describe_holdouts(splits: Sequence[Holdout], examples: int, steps: int) -> str:
-    if len(splits) == 1:
-        fit, held = len(splits[0].fit), len(splits[0].held)
-        return f"{steps} steps on {fit} of the {examples} training series, scored on the other {held}"
-    dealings = len({split.seed for split in splits})
-    times = "once" if dealings == 1 else f"in each of {dealings} dealings of the folds"
-    return f"{FOLDS} folds: each of the {examples} training series held out {times}, {steps} steps on the rest"
-
-
-def holdouts(examples: Sequence[Example], seed: int) -> list[Holdout]:
-    """The holdouts the candidates are scored on: one stratified holdout of ``HOLDOUT_FRACTION``, or, where that
-    would hold out fewer than ``MIN_HELD`` series, ``FOLDS`` stratified folds (each series held out once), dealt
-    a second time with the next seed below ``DEALT_TWICE_BELOW`` series. A class with a single example raises
-    ``DatasetError``: it cannot be both learned and held out."""
-    if round(len(examples) * HOLDOUT_FRACTION) >= MIN_HELD:
-        fit, held = stratified_split(examples, HOLDOUT_FRACTION, seed)
-        return [Holdout(fit, held, seed)]
-    by_class: dict[str, list[Example]] = defaultdict(list)
-    for example in examples:
-        by_class[example.label].append(example)
-    single = sorted(label for label, items in by_class.items() if len(items) < 2)
-    if single:
-        raise DatasetError(f"class(es) {single} have a single example: nothing to hold out")
-    dealings = 2 if len(examples) < DEALT_TWICE_BELOW else 1
-    return [split for round_seed in range(seed, seed + dealings) for split in _folds(by_class, round_seed)]
-
-
-def _folds(by_class: dict[str, list[Example]], seed: int) -> list[Holdout]:
-    """``FOLDS`` stratified folds, dealt round the folds class by class: each fold gets its share of every class."""
-    rng = random.Random(seed)
-    folds: list[list[Example]] = [[] for _ in range(FOLDS)]
-    dealt = 0
-    for label in sorted(by_class):
-        items = list(by_class[label])
-        rng.shuffle(items)
-        for item in items:
-            folds[dealt % FOLDS].append(item)
-            dealt += 1
-    return [Holdout([e for j, fold in enumerate(folds) if j != i for e in fold], folds[i], seed) for i in range(FOLDS)]
 
 
 def ridge_is_clearly_ahead(trained: tuple[int, int, float], ridge: tuple[int, int, float]) -> bool:

@@ -18,6 +18,7 @@ from training import evaluate, series_params, train
 from training.config import TrainConfig
 from training.data import discover
 from training.modeling import build_model
+from training.series_holdouts import FOLDS
 from training.series_params import choose_series_params, ridge_is_clearly_ahead
 from unirep_errors import InvalidParameterError
 
@@ -136,7 +137,7 @@ def test_the_ridge_head_is_weighed_against_the_chosen_maps_trial_without_augment
     cfg = small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", params=dict(SMALL), augment=augment)
     choice = choose_series_params(discover(data, "timeseries"), dict(SMALL), cfg, "unireplknet_a")
     assert choice.head is None and "against 48/48 for the chosen map's trial without augmentation" in choice.note
-    trials = 2 * series_params.FOLDS  # 24 series: three folds, dealt twice
+    trials = 2 * FOLDS  # 24 series: three folds, dealt twice
     searched = 3 * trials  # three candidates (series shorter than two map sides)
     if augment:  # the search's trials augmented (24 of 48 each: ridge 36 would be clearly ahead of them)
         assert runs == [True] * searched + [False] * trials

@@ -16,14 +16,12 @@ from service.settings import ModalitySettings
 from tests.training.helpers import small_config
 from training import evaluate, train
 from training.data import Example
+from training.series_holdouts import DEALT_TWICE_BELOW, FOLDS, holdouts
 from training.series_params import (
-    DEALT_TWICE_BELOW,
     DISTRIBUTION_REPRESENTATION,
-    FOLDS,
     MARGIN,
     WIDE_MOST,
     candidates,
-    holdouts,
     pick,
     ridge_candidates,
 )
