@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from service.runtime.cpu_threads import available_cores, configure_openmp, plan_threads
 from service.settings import ServiceSettings
@@ -56,3 +57,39 @@ def test_serve_warns_when_the_configuration_oversubscribes() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("unirep serve: warning:") == 1
     assert f"exceed the {cores} cores" in result.stderr
+
+
+WAIT_POLICY_WHEN_TORCH_LOADS = """
+import importlib.abc, os, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        return None
+sys.meta_path.insert(0, Watch())
+from service.cli import main
+code = main(sys.argv[1:])
+print(code, seen)
+"""
+
+
+def _policy_when_torch_loads(*argv: str, policy: str | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UNIREP_", "OMP_"))}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    command = [sys.executable, "-c", WAIT_POLICY_WHEN_TORCH_LOADS, *argv]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout.strip()
+
+
+def test_train_and_eval_set_the_policy_before_torch_loads(tmp_path: Path) -> None:
+    """Training and scoring share the cores with decoder processes and often with a running service: their torch
+    threads must not spin either. The policy must be in the environment when torch is first imported."""
+    missing = str(tmp_path / "nowhere")
+    train = ("train", "timeseries", missing, "--out", str(tmp_path / "out"))
+    evaluate = ("eval", "timeseries", missing, "--weights", missing + ".safetensors")
+    assert _policy_when_torch_loads(*train) == "2 ['PASSIVE']"
+    assert _policy_when_torch_loads(*evaluate).endswith("['PASSIVE']")
+    assert _policy_when_torch_loads(*train, policy="ACTIVE") == "2 ['ACTIVE']"
