@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from benchmarks.ucr import aeon_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
