@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ucr import aeon_data_dir
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
 POLICIES = ("PASSIVE", "ACTIVE")
-NEIGHBOURS = ("alone", "beside one busy process")
+COMPANY = ("alone", "beside one busy process")
 MAP = ("representation=values+gasf+gadf+rp", "length_mode=resample", "normalize=series")
 
 
@@ -74,18 +74,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     data = aeon_data_dir() / args.set / f"{args.set}_TRAIN.ts"
-    seconds: dict[tuple[str, str], list[float]] = {(p, n): [] for p in POLICIES for n in NEIGHBOURS}
+    seconds: dict[tuple[str, str], list[float]] = {(p, c): [] for p in POLICIES for c in COMPANY}
     with tempfile.TemporaryDirectory() as tmp:
         command = train_command(data, Path(tmp) / "out", args.steps)
         for _ in range(args.rounds):
-            for (policy, neighbour), runs in seconds.items():
-                runs.append(timed_run(command, policy, neighbour != "alone"))
+            for (policy, company), runs in seconds.items():
+                runs.append(timed_run(command, policy, busy_neighbour=company != "alone"))
     print(f"unirep train, {args.set}, {args.steps} steps, CPU recipe, {os.cpu_count()} cores; wall seconds a run:")
-    for (policy, neighbour), runs in seconds.items():
-        print(f"  {policy:8s} {neighbour:24s} " + " ".join(f"{s:6.1f}" for s in runs))
-    for neighbour in NEIGHBOURS:
-        ratio = statistics.median(seconds[("ACTIVE", neighbour)]) / statistics.median(seconds[("PASSIVE", neighbour)])
-        print(f"ACTIVE / PASSIVE, {neighbour}: {ratio:.2f} (median of {args.rounds})")
+    for (policy, company), runs in seconds.items():
+        print(f"  {policy:8s} {company:24s} " + " ".join(f"{s:6.1f}" for s in runs))
+    for company in COMPANY:
+        ratio = statistics.median(seconds[("ACTIVE", company)]) / statistics.median(seconds[("PASSIVE", company)])
+        print(f"ACTIVE / PASSIVE, {company}: {ratio:.2f} (median of {args.rounds})")
 
 
 if __name__ == "__main__":
