@@ -2,7 +2,9 @@
 
 Each module listed in ``COMMAND_MODULES`` has ``add_parser(subparsers)`` that registers its subcommands and sets
 ``func`` (taking the parsed args, returning an exit code). Modules are imported when the parser is built, so heavy
-imports (torch, fastapi) belong inside the ``func`` bodies, keeping ``unirep --help`` fast.
+imports (torch, fastapi) belong inside the ``func`` bodies, keeping ``unirep --help`` fast, and letting ``main`` set
+the OpenMP wait policy before any command loads torch (serving, workers, training, scoring and export all share
+cores with other processes; see ``service.runtime.cpu_threads``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from service.runtime.cpu_threads import configure_openmp
+
+    configure_openmp()  # before any command loads torch; decoder and worker processes inherit it
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that note how they ran
     code: int = args.func(args)

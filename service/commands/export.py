@@ -31,9 +31,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from service.runtime.cpu_threads import configure_openmp
-
-    configure_openmp()
     from pydantic import ValidationError
 
     from service.commands.settings_args import one_line

@@ -43,9 +43,6 @@ def run_gateway(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from service.runtime.cpu_threads import configure_openmp
-
-    configure_openmp()  # before torch loads: a CPU worker's threads must not spin on shared cores
     settings = settings_to_run(args, "worker", need_redis=True, serves_grpc=False)  # its only port: health
     import logging
     import signal

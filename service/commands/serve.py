@@ -19,9 +19,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from service.runtime.cpu_threads import configure_openmp
-
-    configure_openmp()  # before anything imports torch; the decoder processes inherit it
     settings = settings_to_run(args, "serve")
     warn_oversubscription(settings)
     from service.http.server import run

@@ -202,11 +202,6 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from service.runtime.cpu_threads import configure_openmp
-
-    # Before torch loads. Spinning OpenMP threads are faster on an idle machine but twice as slow beside one busy
-    # process (a service, decoders, another run); passive waiting is the safe default, ACTIVE the operator's choice.
-    configure_openmp()
     from training import train
     from unirep_errors import UnirepError
 
@@ -236,9 +231,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from service.runtime.cpu_threads import configure_openmp
-
-    configure_openmp()
     from training import evaluate
     from training.metrics import format_report
     from unirep_errors import UnirepError

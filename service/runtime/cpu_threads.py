@@ -4,7 +4,9 @@ The decoder processes, the event loop and the model's intra-op threads share the
 default (active) wait policy an idle torch thread spins for a while after each parallel region, and whenever
 another process needs that core the next region waits for a descheduled spinner: we measured 2-thread torch 5-10x
 slower beside busy decoders, and start-to-ready four times longer. ``OMP_WAIT_POLICY=PASSIVE`` (set before torch
-loads) removes that, and the thread plan keeps decoders + model threads within the cores by default.
+loads) removes that, and the thread plan keeps decoders + model threads within the cores by default. On a machine
+that does nothing else spinning is faster (about a quarter for training: ``benchmarks/train_wait_policy.py``), so an
+operator's own policy, ``ACTIVE`` included, is kept. ``unirep``'s entry point sets it for every command.
 
 Nothing here imports torch: ``configure_openmp`` must run before torch is first imported.
 """
