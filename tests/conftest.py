@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -22,3 +24,14 @@ def pytest_report_header() -> str:
         f"reference data: NOT FOUND at {SHARED_REFERENCE}; the tests comparing against the official "
         "implementation will skip (set REFERENCE_DATA_DIR to a copy of shared/reference to run them)"
     )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Torch in pytest's own process runs one intra-op thread, set before each test's fixtures (a module's shared
+    training run among them). Its networks here are tiny (16-32 pixel maps, batches of four) and share two cores
+    with the servers the tests start, so it waits passively; then a second thread makes each step 2-2.5 times
+    slower, not faster: every small operation waits for a sleeping thread to wake
+    (``benchmarks/train_step_threads.py``). Services started by the tests choose their own threads."""
+    import torch
+
+    torch.set_num_threads(1)
