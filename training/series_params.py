@@ -31,6 +31,7 @@ from training.config import TrainConfig
 from training.data import Example
 from training.series_holdouts import Holdout, dealings, describe_holdouts, holdouts
 from training.series_trials import ridge_score, trained_score
+from training.trial_pool import Runner, Score, trial_processes, trial_runner
 from unirep_errors import DatasetError, UnirepError
 
 SEARCHED = TimeSeriesAdapter.training_choices
@@ -167,32 +168,42 @@ def choose_series_params(examples: Sequence[Example], params: dict[str, Any], cf
         return Choice(with_scale({**params, **options[0]}, series), f"map: {_describe(options[0])} (no holdout)")
     steps = _search_steps(cfg, len(splits[0].fit))
     started = time.monotonic()  # measured so that the note says what the search cost
-    tallies = [_tally({**params, **option}, splits, parsed, cfg, variant, steps) for option in options]
-    best = pick(tallies, MARGIN * dealings(splits))
+    with trial_runner(trial_processes(cfg)) as run:
+        search = _Search(params, splits, parsed, cfg, variant, run)
+        tallies = search.tallies(options, steps, trained_score)
+        best = pick(tallies, MARGIN * dealings(splits))
+        chosen, head, ridge_note = options[best], None, ""
+        if cfg.head is None and not cfg.init and not cfg.freeze_backbone:
+            chosen, head, ridge_note = _weigh_ridge_head(search, options, best, tallies[best], steps)
     tried = "; ".join(f"{_describe(o)} {c}/{n}" for o, (c, n, _) in zip(options, tallies, strict=True))
     kept = " (the first candidate: no other won by the margin)" if best == 0 and pick(tallies, 1) != 0 else ""
-    chosen, head, ridge_note = options[best], None, ""
-    if cfg.head is None and not cfg.init and not cfg.freeze_backbone:
-        readouts = ridge_candidates(options)
-        ridge = [_tally({**params, **option}, splits, parsed, cfg, variant, 0, ridge_score) for option in readouts]
-        r = pick(ridge, margin=0)
-        plain = tallies[best]
-        if cfg.augment:  # the margin was measured against a trial without augmentation: the chosen map's, so
-            plain = _tally({**params, **chosen}, splits, parsed, replace(cfg, augment=False), variant, steps)
-        if ridge_is_clearly_ahead(plain, ridge[r]):
-            chosen, head, kept = readouts[r], "ridge", ""
-        counts = " / ".join(f"{c}/{n}" for c, n, _ in ridge)
-        also = f", then {_describe(readouts[-1])}" if len(readouts) > len(options) else ""
-        ridge_note = (
-            f"; the ridge head, same maps{also}: {counts}, against {plain[0]}/{plain[1]} for the chosen map's trial "
-            f"without augmentation" + ("" if head else " (training kept)")
-        )
     note = (
-        f"map: {_describe(chosen)}{kept}{' with the ridge head' if head else ''}, chosen by holdout accuracy "
-        f"({describe_holdouts(splits, len(examples), steps)}; right of held out: {tried}{ridge_note}; "
+        f"map: {_describe(chosen)}{'' if head else kept}{' with the ridge head' if head else ''}, chosen by holdout "
+        f"accuracy ({describe_holdouts(splits, len(examples), steps)}; right of held out: {tried}{ridge_note}; "
         f"{time.monotonic() - started:.0f} s)"
     )
     return Choice(with_scale({**params, **chosen}, series), note, head)
+
+
+def _weigh_ridge_head(
+    search: _Search, options: list[dict[str, Any]], best: int, trial: Score, steps: int
+) -> tuple[dict[str, Any], str | None, str]:
+    """(map, head, note) once the ridge head on each readout map is weighed against the chosen map's ``trial``:
+    the ridge head where clearly ahead, else the chosen map trained."""
+    readouts = ridge_candidates(options)
+    ridge = search.tallies(readouts, 0, ridge_score)
+    r = pick(ridge, margin=0)
+    plain = trial
+    if search.cfg.augment:  # the margin was measured against a trial without augmentation: the chosen map's, so
+        plain = search.tallies([options[best]], steps, trained_score, augment=False)[0]
+    clearly = ridge_is_clearly_ahead(plain, ridge[r])
+    counts = " / ".join(f"{c}/{n}" for c, n, _ in ridge)
+    also = f", then {_describe(readouts[-1])}" if len(readouts) > len(options) else ""
+    note = (
+        f"; the ridge head, same maps{also}: {counts}, against {plain[0]}/{plain[1]} for the chosen map's trial "
+        f"without augmentation" + ("" if clearly else " (training kept)")
+    )
+    return (readouts[r], "ridge", note) if clearly else (options[best], None, note)
 
 
 def ridge_is_clearly_ahead(trained: tuple[int, int, float], ridge: tuple[int, int, float]) -> bool:
@@ -208,25 +219,37 @@ def pick(tallies: Sequence[tuple[int, int, float]], margin: int = MARGIN) -> int
     return best if tallies[best][0] - tallies[0][0] >= margin else 0
 
 
-def _tally(
-    params: dict[str, Any],
-    splits: Sequence[Holdout],
-    parsed: dict[int, tuple[np.ndarray, str]],
-    cfg: TrainConfig,
-    variant: str,
-    steps: int,
-    score: Callable[..., tuple[int, int, float]] | None = None,
-) -> tuple[int, int, float]:
-    """(series right, series held out, summed loss) of one candidate over the splits (``score``: trained for
-    ``steps``, the default, or ``ridge_score``), each trial seeded by its split; the training data's scale, when
-    the candidate uses one, is each split's fit part's."""
-    right, held, loss = 0, 0, 0.0
-    for split in splits:
-        fit, scored = _pick(parsed, split.fit), _pick(parsed, split.held)
-        trial = with_scale(params, [s for s, _ in fit])
-        c, n, lsum = (score or trained_score)(trial, fit, scored, replace(cfg, seed=split.seed), variant, steps)
-        right, held, loss = right + c, held + n, loss + lsum
-    return right, held, loss
+@dataclass
+class _Search:
+    """What every trial of one search shares: the run's params, the holdouts, the parsed series, the run's
+    config and network, and the function that runs a batch of trials (in this process or a pool)."""
+
+    params: dict[str, Any]
+    splits: Sequence[Holdout]
+    parsed: dict[int, tuple[np.ndarray, str]]
+    cfg: TrainConfig
+    variant: str
+    run: Runner
+
+    def tallies(
+        self, options: Sequence[dict[str, Any]], steps: int, score: Callable[..., Score], augment: bool | None = None
+    ) -> list[Score]:
+        """(series right, series held out, summed loss) of each candidate over the splits, every trial of every
+        candidate in one batch: ``score`` (trained for ``steps``, or ``ridge_score``) on each split, seeded by the
+        split; the training data's scale, when a candidate uses one, is each split's fit part's."""
+        cfg = self.cfg if augment is None else replace(self.cfg, augment=augment)
+        jobs = []
+        for option in options:
+            for split in self.splits:
+                fit, scored = _pick(self.parsed, split.fit), _pick(self.parsed, split.held)
+                trial = with_scale({**self.params, **option}, [s for s, _ in fit])
+                jobs.append((score, (trial, fit, scored, replace(cfg, seed=split.seed), self.variant, steps)))
+        scores, per = self.run(jobs), len(self.splits)
+        return [_summed(scores[i * per : (i + 1) * per]) for i in range(len(options))]
+
+
+def _summed(scores: Sequence[Score]) -> Score:
+    return sum(s[0] for s in scores), sum(s[1] for s in scores), sum(s[2] for s in scores)
 
 
 def _describe(option: dict[str, Any]) -> str:

@@ -130,7 +130,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="adapter param (repeatable), e.g. image_size=64; unset ones follow the recipe, the data and the service",
     )
-    train.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU)")
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that decode the files and, on a CPU, run the series map search's trials (default: one per CPU)",
+    )
     train.add_argument("--cache-dir", default=None, help="decoded-example cache (default: ~/.cache/unirep/decoded)")
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
     train.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
