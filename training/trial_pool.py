@@ -53,6 +53,8 @@ def trial_runner(processes: int) -> Iterator[Runner]:
 
 
 def _in_pool(pool: concurrent.futures.ProcessPoolExecutor, jobs: Sequence[Job]) -> list[Score]:
+    """The trials' scores in order; the first failure is raised at once, with the trials not yet started
+    cancelled (a bad param fails every trial the same way)."""
     futures = [pool.submit(score, *args) for score, args in jobs]
     try:
         return [future.result() for future in futures]
@@ -61,6 +63,9 @@ def _in_pool(pool: concurrent.futures.ProcessPoolExecutor, jobs: Sequence[Job]) 
             "a process running the map search's trials died (memory ran out?); rerun with --workers 1 to run them "
             "in the training process"
         ) from None
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def _set_threads(threads: int) -> None:

@@ -12,7 +12,7 @@ from tests.training.helpers import small_config
 from tests.training.test_series_trials import PARAMS, _series
 from training.series_trials import ridge_score, trained_score
 from training.trial_pool import Job, trial_processes, trial_runner
-from unirep_errors import DatasetError
+from unirep_errors import DatasetError, InvalidParameterError
 
 
 def _jobs(tmp_path: Path) -> list[Job]:
@@ -39,6 +39,14 @@ def test_trials_in_a_pool_score_as_they_do_in_this_process(tmp_path: Path) -> No
 def test_a_process_that_dies_is_reported_with_a_way_round(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="--workers 1"), trial_runner(2) as run:
         run([(os._exit, (3,))])
+
+
+def test_a_trial_that_refuses_its_params_raises_the_same_error_through_the_pool(tmp_path: Path) -> None:
+    cfg = small_config("timeseries", tmp_path, tmp_path / "out", tmp_path / "cache")
+    bad = {**PARAMS, "image_size": 2}
+    job: Job = (trained_score, (bad, _series(12, 0), _series(4, 1), cfg, "unireplknet_a", 8))
+    with pytest.raises(InvalidParameterError), trial_runner(2) as run:
+        run([job] * 6)
 
 
 def test_trials_use_the_cores_of_a_cpu_run_on_one_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
