@@ -1,14 +1,14 @@
 """Runs the map search's trials side by side on a CPU: one process a core, one torch thread each.
 
 A trial trains the run's network for a few dozen steps on small batches of small maps, where each operation is
-too short for a second intra-op thread to pay: under the passive wait policy a run sets, two threads step no
-faster than one on two cores (``benchmarks/train_step_threads.py``). The trials themselves are independent (each
-seeded by its own split), so on a CPU they fill the cores one process each instead, in a pool of spawned
-processes started once for the search. A trial's result depends on its seed and its thread count, not on the
+too short for a second intra-op thread to pay: under the passive wait policy a run sets, two threads on two cores
+step slower than one on the CPU recipe's maps and a tenth faster on the default recipe's
+(``benchmarks/train_step_threads.py``). The trials themselves are independent (each seeded by its own split), so on
+a CPU they fill the cores one process each instead, in a pool of spawned processes started once for the search. A trial's result depends on its seed and its thread count, not on the
 order or the process it runs in: the pool gives the tallies the same trials give one after another on one thread.
 
-On a GPU, in a distributed run (each rank would start its own pool), or with one decoding process asked for
-(``--workers 1``), the trials run in this process one after another, as before.
+On a GPU, in a distributed run (each rank would start its own pool), or with one preparing process asked for
+(``--workers 1``, which also decodes in the training process), the trials run in this process one after another.
 """
 
 from __future__ import annotations
