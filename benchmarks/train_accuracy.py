@@ -108,7 +108,7 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
     cfg = TrainConfig.from_recipe(
         args.recipe, modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
         min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=DATA_PARAMS.get(modality, {}),
-        device="cpu", progress=False, workers=1, cache_dir=str(out / "cache"), augment=not args.no_augment,
+        device="cpu", progress=False, workers=args.workers, cache_dir=str(out / "cache"), augment=not args.no_augment,
         select="last", head=args.head, ema=args.ema, seed=args.seed,
     )  # fmt: skip
     result = train(cfg)
@@ -195,6 +195,9 @@ def main() -> None:
     ap.add_argument("--skip-baselines", action="store_true", help="UCR/UEA sets: the trained model only")
     ap.add_argument("--seed", type=int, default=TrainConfig.seed, help="as unirep train --seed: one run's draw")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--workers", type=int, default=1, help="as unirep train --workers (default 1: decoding and trials in-process)"
+    )
     ap.add_argument("--param", action="append", default=[], help="modality.name=value: an adapter param to train with")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
