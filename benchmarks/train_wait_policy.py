@@ -6,6 +6,10 @@ parallel region, which helps on a machine that does nothing else, and takes a co
 which hurts as soon as something else runs (a service, decoder processes, another run). The busy neighbour is one
 Python process in a loop, the simplest stand-in for any of those.
 
+Beside each policy on torch's default threads (one a core), ``--one-thread`` adds both policies with
+``OMP_NUM_THREADS=1``: a passive second thread is woken for every parallel operation, which on small maps costs more
+than it brings (``benchmarks/train_step_threads.py`` times single steps).
+
 Each run is the real command in its own process (the policy is read when torch loads), on the training split of
 a UCR set that aeon ships, with the map named so that no search runs; the rounds interleave the configurations
 because this machine's timings drift. Example::
@@ -58,9 +62,11 @@ def neighbour(busy: bool) -> Iterator[subprocess.Popen[bytes] | None]:
             process.wait()
 
 
-def timed_run(command: list[str], policy: str, busy_neighbour: bool) -> float:
-    """Wall seconds of one training run with ``policy`` in its environment (startup and decoding included)."""
-    env = {**os.environ, "OMP_WAIT_POLICY": policy}
+def timed_run(command: list[str], policy: str, busy_neighbour: bool, one_thread: bool = False) -> float:
+    """Wall seconds of one training run with ``policy`` in its environment, and ``OMP_NUM_THREADS=1`` with
+    ``one_thread`` (startup and decoding included)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update({"OMP_WAIT_POLICY": policy, **({"OMP_NUM_THREADS": "1"} if one_thread else {})})
     with neighbour(busy_neighbour):
         start = time.perf_counter()
         subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
@@ -72,20 +78,26 @@ def main() -> None:
     ap.add_argument("--set", default="GunPoint", help="a UCR set aeon ships (its training split is used)")
     ap.add_argument("--steps", type=int, default=42, help="optimizer steps a run")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--one-thread", action="store_true", help="also each policy with OMP_NUM_THREADS=1")
     args = ap.parse_args()
     data = aeon_data_dir() / args.set / f"{args.set}_TRAIN.ts"
-    seconds: dict[tuple[str, str], list[float]] = {(p, c): [] for p in POLICIES for c in COMPANY}
+    threads = ("default", "one") if args.one_thread else ("default",)
+    runs: dict[tuple[str, str, str], list[float]] = {(p, t, c): [] for t in threads for p in POLICIES for c in COMPANY}
     with tempfile.TemporaryDirectory() as tmp:
         command = train_command(data, Path(tmp) / "out", args.steps)
         for _ in range(args.rounds):
-            for (policy, company), runs in seconds.items():
-                runs.append(timed_run(command, policy, busy_neighbour=company != "alone"))
+            for (policy, thread, company), seconds in runs.items():
+                seconds.append(timed_run(command, policy, company != "alone", one_thread=thread == "one"))
     print(f"unirep train, {args.set}, {args.steps} steps, CPU recipe, {os.cpu_count()} cores; wall seconds a run:")
-    for (policy, company), runs in seconds.items():
-        print(f"  {policy:8s} {company:24s} " + " ".join(f"{s:6.1f}" for s in runs))
+    for (policy, thread, company), seconds in runs.items():
+        print(f"  {policy:8s} {thread:7s} threads  {company:24s} " + " ".join(f"{s:6.1f}" for s in seconds))
+    median = {key: statistics.median(seconds) for key, seconds in runs.items()}
     for company in COMPANY:
-        ratio = statistics.median(seconds[("ACTIVE", company)]) / statistics.median(seconds[("PASSIVE", company)])
+        ratio = median[("ACTIVE", "default", company)] / median[("PASSIVE", "default", company)]
         print(f"ACTIVE / PASSIVE, {company}: {ratio:.2f} (median of {args.rounds})")
+        if args.one_thread:
+            ratio = median[("PASSIVE", "one", company)] / median[("PASSIVE", "default", company)]
+            print(f"PASSIVE, one thread / default threads, {company}: {ratio:.2f} (median of {args.rounds})")
 
 
 if __name__ == "__main__":
