@@ -29,9 +29,10 @@ def pytest_report_header() -> str:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Torch in pytest's own process runs one intra-op thread, set before each test's fixtures (a module's shared
     training run among them). Its networks here are tiny (16-32 pixel maps, batches of four) and share two cores
-    with the servers the tests start, so it waits passively; then a second thread makes each step 2-2.5 times
-    slower, not faster: every small operation waits for a sleeping thread to wake
-    (``benchmarks/train_step_threads.py``). Services started by the tests choose their own threads."""
+    with the servers the tests start, so it waits passively; then a second thread makes each step about twice as
+    slow, not faster: every small operation waits for a sleeping thread to wake
+    (``benchmarks/train_step_threads.py``: 16 x 16 maps, batches of four). Services started by the tests choose
+    their own threads."""
     import torch
 
     torch.set_num_threads(1)
