@@ -4,8 +4,9 @@ A trial trains the run's network for a few dozen steps on small batches of small
 too short for a second intra-op thread to pay: under the passive wait policy a run sets, two threads on two cores
 step slower than one on the CPU recipe's maps and a tenth faster on the default recipe's
 (``benchmarks/train_step_threads.py``). The trials themselves are independent (each seeded by its own split), so on
-a CPU they fill the cores one process each instead, in a pool of spawned processes started once for the search. A trial's result depends on its seed and its thread count, not on the
-order or the process it runs in: the pool gives the tallies the same trials give one after another on one thread.
+a CPU they fill the cores one process each instead, in a pool of spawned processes started once for the search. A
+trial's result depends on its seed and its thread count, not on the order or the process it runs in: the pool gives
+the tallies the same trials give one after another on one thread.
 
 On a GPU, in a distributed run (each rank would start its own pool), or with one preparing process asked for
 (``--workers 1``, which also decodes in the training process), the trials run in this process one after another.
@@ -30,13 +31,18 @@ Job = tuple[Callable[..., Score], tuple[Any, ...]]
 Runner = Callable[[Sequence[Job]], list[Score]]
 
 
+MAX_PROCESSES = 8
+"""Each process loads its own torch and network: on a machine of many cores, more would cost memory for trials that
+are a few dozen per search (the decoding pool stops at the same number)."""
+
+
 def trial_processes(cfg: TrainConfig) -> int:
-    """How many processes run the trials: one per CPU (or ``cfg.workers``) for a run on the CPU of one machine,
-    else 1."""
+    """How many processes run the trials: one per CPU up to ``MAX_PROCESSES`` (or ``cfg.workers``, never more than
+    the cores) for a run on the CPU of one machine, else 1."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not _on_cpu(cfg.device):
         return 1
     cores = os.cpu_count() or 1
-    return max(1, min(cores, cfg.workers if cfg.workers is not None else cores))
+    return max(1, min(cores, cfg.workers if cfg.workers is not None else MAX_PROCESSES))
 
 
 @contextlib.contextmanager
