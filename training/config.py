@@ -70,8 +70,8 @@ class TrainConfig:
     """One of ``HEADS``; None: ``train``, unless a time-series run's map search finds the ridge head better."""
     resume: str | Path | None = None
     workers: int | None = None
-    """Processes that prepare the run (None: one per CPU): they decode the files, and on a CPU run the series map
-    search's trials (``training.trial_pool``); 1 does both in the training process."""
+    """Processes that prepare the run (None: one per CPU, at most 8): they decode the files, and on a CPU run the
+    series map search's trials (``training.trial_pool``); 1 does both in the training process."""
     cache_dir: str | Path | None = None
     progress: bool = True
     command: str = ""

@@ -134,7 +134,8 @@ def add_parser(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=None,
-        help="processes that decode the files and, on a CPU, run the series map search's trials (default: one per CPU)",
+        help="processes that decode the files and, on a CPU, run the series map search's trials (default: one per CPU, "
+        "at most 8)",
     )
     train.add_argument("--cache-dir", default=None, help="decoded-example cache (default: ~/.cache/unirep/decoded)")
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
