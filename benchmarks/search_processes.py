@@ -37,6 +37,7 @@ def search(data: Path, recipe: str, mode: str, scratch: Path) -> tuple[float, st
     import torch
 
     from training import TrainConfig
+    from training.config import DEFAULT_MODEL
     from training.data import discover
     from training.prepare import served_params
     from training.series_params import choose_series_params
@@ -46,10 +47,10 @@ def search(data: Path, recipe: str, mode: str, scratch: Path) -> tuple[float, st
     cfg = TrainConfig.from_recipe(
         recipe, modality="timeseries", data=str(data), out=str(scratch / "out"), device="cpu", workers=workers
     )
-    params = served_params("timeseries", cfg.model or "unireplknet_a", cfg.params, validate=False)
+    params = served_params("timeseries", cfg.model or DEFAULT_MODEL, cfg.params, validate=False)
     examples = discover(data, "timeseries")
     start = time.perf_counter()
-    choice = choose_series_params(examples, params, cfg, cfg.model or "unireplknet_a")
+    choice = choose_series_params(examples, params, cfg, cfg.model or DEFAULT_MODEL)
     return time.perf_counter() - start, re.sub(r"; \d+ s\)$", ")", choice.note)
 
 

@@ -19,6 +19,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 """Named recipes: the fields a recipe sets (explicit flags win). ``cpu`` also trains on each adapter's smaller map
 (``small_params``), so that a set of a few hundred examples trains in minutes on two cores; its cost and accuracy on
 the benchmark sets are in the README."""
+MAX_WORKERS = 8
+"""Processes that prepare a run (decoding, the series map search's trials) unless ``--workers`` says more: each
+loads its own torch, and more would cost memory on a machine of many cores for work of a few dozen trials or files
+a process."""
 SELECTIONS = ("best", "last")
 HEADS = ("train", "ridge", "train+ridge")
 """``train``: the whole network by gradient steps; ``ridge``: the backbone as initialized (or ``--init``) and the

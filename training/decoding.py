@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from training.config import MAX_WORKERS
 from training.data import Example
 from unirep_errors import DatasetError, UnirepError
 
@@ -112,7 +113,7 @@ def decode_all(
 
     if workers is None:
         # Starting a process costs seconds (it imports torch): worth it only with dozens of files per process.
-        workers = max(1, min(os.cpu_count() or 1, 8, len(examples) // MIN_FILES_PER_WORKER))
+        workers = max(1, min(os.cpu_count() or 1, MAX_WORKERS, len(examples) // MIN_FILES_PER_WORKER))
     cache = str(cache_dir) if cache_dir is not None else None
     results: list[tuple[str, torch.Tensor | None, str | None]] = []
     bar = tqdm(total=len(examples), desc=desc, unit="file", disable=not progress, leave=False)

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from training.config import TrainConfig
+from training.config import MAX_WORKERS, TrainConfig
 from unirep_errors import DatasetError
 
 Score = tuple[int, int, float]
@@ -31,18 +31,13 @@ Job = tuple[Callable[..., Score], tuple[Any, ...]]
 Runner = Callable[[Sequence[Job]], list[Score]]
 
 
-MAX_PROCESSES = 8
-"""Each process loads its own torch and network: on a machine of many cores, more would cost memory for trials that
-are a few dozen per search (the decoding pool stops at the same number)."""
-
-
 def trial_processes(cfg: TrainConfig) -> int:
-    """How many processes run the trials: one per CPU up to ``MAX_PROCESSES`` (or ``cfg.workers``, never more than
+    """How many processes run the trials: one per CPU up to ``MAX_WORKERS`` (or ``cfg.workers``, never more than
     the cores) for a run on the CPU of one machine, else 1."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not _on_cpu(cfg.device):
         return 1
     cores = os.cpu_count() or 1
-    return max(1, min(cores, cfg.workers if cfg.workers is not None else MAX_PROCESSES))
+    return max(1, min(cores, cfg.workers if cfg.workers is not None else MAX_WORKERS))
 
 
 @contextlib.contextmanager
@@ -81,6 +76,8 @@ def _set_threads(threads: int) -> None:
 
 
 def _on_cpu(device: str) -> bool:
+    """Whether ``device`` names the CPU (``auto`` without a GPU); unlike ``training.distributed.pick_device`` it
+    does not refuse ``cuda`` on a machine without one: the run's own device check says that."""
     name = device.strip().lower()
     if name != "auto":
         return name == "cpu"

@@ -10,8 +10,9 @@ import pytest
 
 from tests.training.helpers import small_config
 from tests.training.test_series_trials import PARAMS, _series
+from training.config import MAX_WORKERS
 from training.series_trials import ridge_score, trained_score
-from training.trial_pool import MAX_PROCESSES, Job, trial_processes, trial_runner
+from training.trial_pool import Job, trial_processes, trial_runner
 from unirep_errors import DatasetError, InvalidParameterError
 
 
@@ -57,11 +58,11 @@ def test_trials_use_the_cores_of_a_cpu_run_on_one_machine(tmp_path: Path, monkey
         return trial_processes(small_config("timeseries", tmp_path, tmp_path / "o", tmp_path / "c", **values))
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert processes() == min(cores, MAX_PROCESSES)
+    assert processes() == min(cores, MAX_WORKERS)
     assert processes(workers=1) == 1
     assert processes(workers=cores + 8) == cores
     assert processes(device="cuda") == processes(device="cuda:1") == 1
     monkeypatch.setattr(os, "cpu_count", lambda: 64)  # a large machine: no more processes than the cap
-    assert processes() == MAX_PROCESSES and processes(workers=16) == 16
+    assert processes() == MAX_WORKERS and processes(workers=16) == 16
     monkeypatch.setenv("WORLD_SIZE", "2")  # each rank of a distributed run would start its own pool
     assert processes() == 1
