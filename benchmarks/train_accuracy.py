@@ -109,7 +109,7 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
         args.recipe, modality=modality, data=str(train_data), val=str(test_data), out=str(out), epochs=args.epochs,
         min_steps=args.min_steps, batch_size=args.batch_size, lr=args.lr, params=DATA_PARAMS.get(modality, {}),
         device="cpu", progress=False, workers=args.workers, cache_dir=str(out / "cache"), augment=not args.no_augment,
-        select="last", head=args.head, ema=args.ema, seed=args.seed,
+        select="last", head=args.head, ema=args.ema, seed=args.seed, data_parallel=args.data_parallel,
     )  # fmt: skip
     result = train(cfg)
     report = evaluate(modality, str(test_data), str(result.weights), device="cpu", workers=1, cache_dir=out / "cache")
@@ -122,6 +122,7 @@ def run_model(modality: str, train_data: Path, test_data: Path, out: Path, args:
         "examples_per_s": round(result.examples_per_second, 1), "num_train": result.num_train,
         "num_test": report.num_examples, "deploy_max_rel_diff": result.deploy_max_rel_diff,
         "optimizer_steps": metrics["schedule"]["optimizer_steps"],
+        "processes": metrics["schedule"]["processes"],
         "head": "ridge" if any(n.startswith("head solved by ridge") for n in metrics["notes"]) else "train",
         "test_acc_by_epoch": [round(e["val_acc"], 3) for e in metrics["epochs"]],
         "loadavg_after": round(os.getloadavg()[0], 2),
@@ -197,6 +198,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--workers", type=int, default=1, help="as unirep train --workers (default 1: decoding and trials in-process)"
+    )
+    ap.add_argument(
+        "--data-parallel",
+        type=int,
+        default=1,
+        help="as unirep train --data-parallel (default 1: one training process, as every figure before 2026-12-08)",
     )
     ap.add_argument("--param", action="append", default=[], help="modality.name=value: an adapter param to train with")
     ap.add_argument("--json", default="")

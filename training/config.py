@@ -76,6 +76,9 @@ class TrainConfig:
     workers: int | None = None
     """Processes that prepare the run (None: one per CPU, at most 8): they decode the files, and on a CPU run the
     series map search's trials (``training.trial_pool``); 1 does both in the training process."""
+    data_parallel: int | None = None
+    """Processes that train on a CPU, each a share of every batch and one thread (None: one a core, at most 8, in
+    shares of at least 8 examples, for runs of 100 steps or more: ``training.data_parallel``); 1: one process."""
     cache_dir: str | Path | None = None
     progress: bool = True
     command: str = ""
@@ -130,6 +133,8 @@ class TrainConfig:
             problems.append("--head ridge solves the head in one go: there is nothing to --resume")
         if not 0.0 <= self.ema < 1.0:
             problems.append(f"--ema is a decay in [0, 1), got {self.ema}")
+        if self.data_parallel is not None and self.data_parallel < 1:
+            problems.append(f"--data-parallel must be at least 1, got {self.data_parallel}")
         if self.mixup is not None and not 0.0 <= self.mixup <= 1.0:
             problems.append(f"--mixup is a probability in [0, 1], got {self.mixup}")
         if problems:

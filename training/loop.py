@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,10 +183,15 @@ def validate_epoch(run: Run) -> dict[str, Any]:
     return {**result, "val_acc_last_step": last_step["val_acc"], "val_loss_last_step": last_step["val_loss"]}
 
 
-def build_run(cfg: TrainConfig, d: Dist) -> Run:
-    cfg.check()
+def planned_steps(cfg: TrainConfig, examples: int, world: int) -> tuple[int, int]:
+    """(optimizer steps per epoch, shuffled passes per epoch) of a run on ``examples`` shared by ``world`` ranks."""
+    per_rank = -(-examples // world)
+    passes = passes_per_epoch(len(list(batches(range(per_rank), cfg.batch_size))), cfg.epochs, cfg.min_steps)
+    return max(1, len(list(batches(range(per_rank), cfg.batch_size)))) * passes, passes
+
+
+def build_run(cfg: TrainConfig, d: Dist, data: PreparedData) -> Run:
     variant = cfg.model or DEFAULT_MODEL
-    data = prepare(cfg, variant, d.rank)
     torch.manual_seed(cfg.seed)
     net = build_model(cfg.modality, variant, data.in_chans, len(data.labels), data.params)
     notes = [*data.notes, *(load_init(net, cfg.init) if cfg.init and not cfg.resume else [])]
@@ -198,14 +204,15 @@ def build_run(cfg: TrainConfig, d: Dist) -> Run:
     net = net.to(d.device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    per_rank = -(-len(data.train.tensors) // d.world)
-    passes = passes_per_epoch(len(list(batches(range(per_rank), cfg.batch_size))), cfg.epochs, cfg.min_steps)
-    steps = max(1, len(list(batches(range(per_rank), cfg.batch_size)))) * passes
+    steps, passes = planned_steps(cfg, len(data.train.tensors), d.world)
     optimizer = make_optimizer(net, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, steps * cfg.epochs, round(cfg.warmup_epochs * steps))
     model: nn.Module = net
     if d.enabled:
         ids = [d.device.index] if cuda else None
+        # A depthwise kernel's gradient (C, 1, k, k) comes back with another stride on its dimension of size 1, the
+        # same memory layout; DDP's reducer compares strides and warns on every run.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     amp = cuda if cfg.amp is None else cfg.amp
     run = Run(cfg, d, variant, data, model, net, optimizer, scheduler, steps, passes, amp, channels_last, notes=notes)
@@ -229,40 +236,54 @@ def log_epoch(run: Run, entry: dict[str, Any]) -> None:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Train, validate every epoch, checkpoint, and write the deploy-form model and its reports (rank 0)."""
+    """Train, validate every epoch, checkpoint, and write the deploy-form model and its reports (rank 0); on a CPU
+    a long run is spread over processes of one thread each (``training.data_parallel``)."""
+    from training.data_parallel import train_in_processes, training_processes
+
+    started = time.monotonic()
+    cfg.check()
+    d = dist_utils.setup(cfg.device)
+    try:
+        data = prepare(cfg, cfg.model or DEFAULT_MODEL, d.rank)
+        steps, _ = planned_steps(cfg, len(data.train.tensors), d.world)
+        processes = training_processes(cfg, d, data, steps * cfg.epochs)
+        if processes > 1:
+            return train_in_processes(cfg, data, processes, started)
+        return train_prepared(cfg, d, data, started)
+    finally:
+        dist_utils.teardown(d)
+
+
+def train_prepared(cfg: TrainConfig, d: Dist, data: PreparedData, started: float) -> TrainResult:
+    """The run on prepared data in this process, one rank of ``d`` (the caller owns the process group)."""
     from training.outputs import finalize
     from training.plan import announce
 
-    started = time.monotonic()
-    d = dist_utils.setup(cfg.device)
-    try:
-        run = build_run(cfg, d)
-        announce(run)
-        ridge = run.data.head == "ridge"
-        for epoch in range(run.start_epoch, 1 if ridge else cfg.epochs):
-            entry = ridge_epoch(run) if ridge else train_epoch(run, epoch)
-            entry.update(validate_epoch(run))
-            with averaged(run.average, run.net):
-                run.best = remember_if_best(run.best, run.net, entry) if cfg.select == "best" else None
-            run.history.append(entry)
-            log_epoch(run, entry)
-            if d.is_main:
-                save_checkpoint(run, epoch + 1)
-        if run.bar is not None:
-            run.bar.close()
-        if run.average is not None:
-            run.average.copy_to(run.net)
-        dist_utils.barrier(d)
-        result: TrainResult | UnirepError | None = None
+    run = build_run(cfg, d, data)
+    announce(run)
+    ridge = run.data.head == "ridge"
+    for epoch in range(run.start_epoch, 1 if ridge else cfg.epochs):
+        entry = ridge_epoch(run) if ridge else train_epoch(run, epoch)
+        entry.update(validate_epoch(run))
+        with averaged(run.average, run.net):
+            run.best = remember_if_best(run.best, run.net, entry) if cfg.select == "best" else None
+        run.history.append(entry)
+        log_epoch(run, entry)
         if d.is_main:
-            try:
-                result = finalize(run, time.monotonic() - started)
-            except UnirepError as exc:  # every process reports it, none waits forever for rank 0
-                result = exc
-        result = dist_utils.broadcast(result, d)
-        dist_utils.barrier(d)
-    finally:
-        dist_utils.teardown(d)
+            save_checkpoint(run, epoch + 1)
+    if run.bar is not None:
+        run.bar.close()
+    if run.average is not None:
+        run.average.copy_to(run.net)
+    dist_utils.barrier(d)
+    result: TrainResult | UnirepError | None = None
+    if d.is_main:
+        try:
+            result = finalize(run, time.monotonic() - started)
+        except UnirepError as exc:  # every process reports it, none waits forever for rank 0
+            result = exc
+    result = dist_utils.broadcast(result, d)
+    dist_utils.barrier(d)
     if isinstance(result, UnirepError):
         raise result
     assert isinstance(result, TrainResult)

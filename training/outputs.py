@@ -64,7 +64,8 @@ def schedule(run: Run) -> dict[str, Any]:
     """How long the run trained, in the units that decide it: optimizer steps (and how they were reached)."""
     return {
         "epochs": run.cfg.epochs,
-        "batch_size": run.cfg.batch_size,
+        "batch_size": run.cfg.batch_size * run.d.world,
+        "processes": run.d.world,
         "min_steps": run.cfg.min_steps,
         "passes_per_epoch": run.passes,
         "optimizer_steps": sum(int(e.get("steps", run.steps_per_epoch)) for e in run.history),

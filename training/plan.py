@@ -57,10 +57,16 @@ def describe(run: Run, step_seconds: float) -> str:
     return (
         f"training {run.variant} on {run.d.device.type}: {len(data.train.tensors)} examples, "
         f"{len(data.labels)} classes, {len(data.val.tensors)} for validation; {steps_left} steps "
-        f"({epochs_left} epochs x {run.steps_per_epoch}, batch {cfg.batch_size}){resumed}; map {shape}; "
+        f"({epochs_left} epochs x {run.steps_per_epoch}, batch {_batch(run)}){resumed}; map {shape}; "
         f"about {format_duration(estimate)} ({step_seconds:.2f} s/step measured; recipe {cfg.recipe}, "
         f"keeps the {cfg.select} epoch{averaged}{refit})"
     )
+
+
+def _batch(run: Run) -> str:
+    """The global batch, and how the processes share it."""
+    world, share = run.d.world, run.cfg.batch_size
+    return f"{share * world} in {world} processes of {share}" if world > 1 else str(share)
 
 
 def format_duration(seconds: float) -> str:

@@ -66,7 +66,13 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument(
         "--epochs", type=int, default=None, help="passes over the data (default: the recipe's, 30 or 10)"
     )
-    train.add_argument("--batch-size", type=int, default=None, help="per process (default: the recipe's, 32 or 16)")
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="examples a step, shared by --data-parallel's processes; under torchrun, a process's "
+        "(default: the recipe's, 32 or 16)",
+    )
     train.add_argument(
         "--min-steps", type=int, default=300, help="at least this many optimizer steps (small sets repeat passes)"
     )
@@ -137,6 +143,14 @@ def add_parser(subparsers: Any) -> None:
         help="processes that decode the files and, on a CPU, run the series map search's trials (default: one per CPU, "
         "at most 8)",
     )
+    train.add_argument(
+        "--data-parallel",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that train on a CPU, each a share of every batch on one thread; 1: one process on torch's "
+        "threads (default: one a core, at most 8, shares of at least 8 examples, for runs of 100 steps or more)",
+    )
     train.add_argument("--cache-dir", default=None, help="decoded-example cache (default: ~/.cache/unirep/decoded)")
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
     train.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
@@ -201,6 +215,7 @@ def _config(args: argparse.Namespace) -> Any:
         head=args.head,
         resume=resume,
         workers=args.workers,
+        data_parallel=args.data_parallel,
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
         command=shlex.join(["unirep", *argv]),

@@ -50,7 +50,14 @@ def test_min_steps_repeats_passes_and_is_recorded(data: Path, tmp_path: Path) ->
     result = train(small_config("image", data, out, tmp_path / "cache", epochs=2, min_steps=11))
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["steps"] for e in metrics["epochs"]] == [6, 6]
-    expected = {"epochs": 2, "batch_size": 4, "min_steps": 11, "passes_per_epoch": 3, "optimizer_steps": 12}
+    expected = {
+        "epochs": 2,
+        "batch_size": 4,
+        "processes": 1,
+        "min_steps": 11,
+        "passes_per_epoch": 3,
+        "optimizer_steps": 12,
+    }
     assert metrics["schedule"] == expected
     info = read_trained_info(result.weights)
     assert info is not None and info.metrics["schedule"] == expected

@@ -1,0 +1,105 @@
+"""Training on the CPU of one machine as several processes of one thread each, every process a share of each batch.
+
+On a CPU the recipes' steps are small: under the passive wait policy a second intra-op thread makes a step of the
+CPU recipe slower, not faster (``benchmarks/train_step_threads.py``), so one training process leaves the other
+cores idle. The run is data-parallel instead, as under ``torchrun`` (gloo, gradients averaged by
+DistributedDataParallel): the parent prepares the data once (decoding, the series map search with its own pool),
+writes it to one file that every process maps read-only, and spawns the processes; rank 0 writes the outputs and
+its result comes back to the caller. ``benchmarks/train_processes.py`` measures the gain.
+
+The global batch is the run's ``batch_size``, split evenly; each process normalises its own share in BatchNorm (no
+synchronised BatchNorm on a CPU), so a share is at least ``MIN_SHARE`` examples when the processes are chosen for
+the user. Short runs stay in one process: starting the others costs a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as torch_mp
+
+from training.config import MAX_WORKERS, TrainConfig, TrainResult
+from training.distributed import Dist, teardown
+from training.prepare import PreparedData
+from unirep_errors import InvalidParameterError, UnirepError
+
+MIN_SHARE = 8
+"""Examples a process at least, when the count is chosen for the user: BatchNorm's statistics of a smaller share
+are noisier than the recipe's batch was measured with."""
+MIN_STEPS = 100
+"""Steps a run needs before it is spread: the processes' start (a torch import each, the group) costs about as much
+as 40 steps of the CPU recipe save on two cores."""
+
+
+def training_processes(cfg: TrainConfig, d: Dist, data: PreparedData, steps: int) -> int:
+    """How many processes train: ``cfg.data_parallel`` when given (checked), else one per core up to
+    ``MAX_WORKERS`` that splits the batch into equal shares of at least ``MIN_SHARE``; always 1 under ``torchrun``,
+    off the CPU, for a ridge head (no steps) or, when chosen here, for fewer than ``MIN_STEPS`` steps."""
+    asked = cfg.data_parallel
+    if d.enabled or d.device.type != "cpu" or data.head == "ridge" or asked == 1:
+        return 1
+    if asked is not None:
+        if cfg.batch_size % asked or cfg.batch_size // asked < 2:
+            raise InvalidParameterError(
+                f"--data-parallel {asked} must split --batch-size {cfg.batch_size} into equal shares of at least 2"
+            )
+        return asked
+    if steps < MIN_STEPS:
+        return 1
+    most = min(os.cpu_count() or 1, MAX_WORKERS, cfg.batch_size // MIN_SHARE)
+    return max((p for p in range(1, most + 1) if cfg.batch_size % p == 0), default=1)
+
+
+def train_in_processes(cfg: TrainConfig, data: PreparedData, processes: int, started: float) -> TrainResult:
+    """Train on ``processes`` spawned ranks of ``cfg.batch_size / processes`` examples each; rank 0's result."""
+    share = replace(cfg, batch_size=cfg.batch_size // processes)
+    context = torch_mp.get_context("spawn")
+    results = context.SimpleQueue()
+    with tempfile.TemporaryDirectory(prefix="unirep-train-") as tmp:
+        data_file, store = Path(tmp) / "data.pt", Path(tmp) / "group"
+        torch.save(data, data_file)
+        try:
+            torch_mp.start_processes(
+                _rank_main,
+                args=(share, str(data_file), processes, str(store), results, started),
+                nprocs=processes,
+                join=True,
+                start_method="spawn",
+            )
+        except (torch_mp.ProcessRaisedException, torch_mp.ProcessExitedException):
+            if not results.empty():  # the first failing rank's own UnirepError, for the user's message
+                raise results.get() from None
+            raise
+    result = results.get()
+    if isinstance(result, UnirepError):
+        raise result
+    assert isinstance(result, TrainResult)
+    return result
+
+
+def _rank_main(
+    rank: int, cfg: TrainConfig, data_file: str, world: int, store: str, results: Any, started: float
+) -> None:
+    """One spawned rank: one share of the cores, the group through a file store (no port to pick), the shared data
+    mapped from the parent's file, the loop; rank 0 sends the result back, any rank its UnirepError."""
+    from training.loop import train_prepared
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    data = torch.load(data_file, mmap=True, weights_only=False)
+    d = Dist(rank, world, torch.device("cpu"))
+    try:
+        result = train_prepared(cfg, d, data, started)
+    except UnirepError as exc:  # sent before this rank exits, so before the parent stops the others
+        results.put(exc)
+        raise
+    finally:
+        teardown(d)
+    if rank == 0:
+        results.put(result)
