@@ -76,9 +76,10 @@ class TrainConfig:
     workers: int | None = None
     """Processes that prepare the run (None: one per CPU, at most 8): they decode the files, and on a CPU run the
     series map search's trials (``training.trial_pool``); 1 does both in the training process."""
-    data_parallel: int | None = None
-    """Processes that train on a CPU, each a share of every batch and one thread (None: one a core, at most 8, in
-    shares of at least 8 examples, for runs of 100 steps or more: ``training.data_parallel``); 1: one process."""
+    data_parallel: int | None = 1
+    """Processes that train on a CPU, each a share of every batch on one thread (``training.data_parallel``); 1: this
+    process on torch's threads; None: chosen from the cores (at most 8, shares of at least 8 examples, runs of 100
+    steps or more)."""
     cache_dir: str | Path | None = None
     progress: bool = True
     command: str = ""

@@ -33,14 +33,16 @@ MIN_SHARE = 8
 """Examples a process at least, when the count is chosen for the user: BatchNorm's statistics of a smaller share
 are noisier than the recipe's batch was measured with."""
 MIN_STEPS = 100
-"""Steps a run needs before it is spread: the processes' start (a torch import each, the group) costs about as much
-as 40 steps of the CPU recipe save on two cores."""
+"""Steps a run needs before it is spread. On two cores a CPU-recipe step took about 0.34 s in two processes against
+0.43 s in one process on one thread and 0.58 s on two (``benchmarks/train_processes.py`` at 96 and 300 steps), and
+starting the processes (a torch import each, the group, the data file) costs a few seconds; below 100 steps the gain
+is too small to count on."""
 
 
 def training_processes(cfg: TrainConfig, d: Dist, data: PreparedData, steps: int) -> int:
-    """How many processes train: ``cfg.data_parallel`` when given (checked), else one per core up to
-    ``MAX_WORKERS`` that splits the batch into equal shares of at least ``MIN_SHARE``; always 1 under ``torchrun``,
-    off the CPU, for a ridge head (no steps) or, when chosen here, for fewer than ``MIN_STEPS`` steps."""
+    """How many processes train: ``cfg.data_parallel`` when it names a count (checked), else (None) one per core up
+    to ``MAX_WORKERS`` that splits the batch into equal shares of at least ``MIN_SHARE``; always 1 under
+    ``torchrun``, off the CPU, for a ridge head (no steps) or, when chosen here, for fewer than ``MIN_STEPS`` steps."""
     asked = cfg.data_parallel
     if d.enabled or d.device.type != "cpu" or data.head == "ridge" or asked == 1:
         return 1

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from service.cli import main
+from service.commands.train import _processes
 from tests.training.helpers import make_dataset, small_config
 from training import TrainConfig, train
 from training.data_parallel import MIN_STEPS, training_processes
@@ -41,19 +42,18 @@ def test_chosen_count_splits_the_batch_in_shares_of_eight(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, batch: int, expected: int
 ) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: cores)
-    cfg = _cfg(tmp_path, batch_size=batch)
+    cfg = _cfg(tmp_path, batch_size=batch, data_parallel=None)
     assert training_processes(cfg, CPU, _data(), MIN_STEPS) == expected
 
 
 def test_one_process_where_spreading_cannot_pay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    cfg = _cfg(tmp_path, batch_size=16)
+    cfg = _cfg(tmp_path, batch_size=16, data_parallel=None)
     assert training_processes(cfg, CPU, _data(), MIN_STEPS - 1) == 1  # a short run
     assert training_processes(cfg, CPU, _data("ridge"), 1000) == 1  # no steps at all
     assert training_processes(cfg, Dist(1, 2, torch.device("cpu")), _data(), 1000) == 1
     assert training_processes(cfg, Dist(0, 1, torch.device("cuda")), _data(), 1000) == 1
-    asked = _cfg(tmp_path, batch_size=16, data_parallel=1)
-    assert training_processes(asked, CPU, _data(), 1000) == 1
+    assert training_processes(_cfg(tmp_path, batch_size=16), CPU, _data(), 1000) == 1  # the default: one process
 
 
 def test_asked_count_is_taken_or_refused(tmp_path: Path) -> None:
@@ -91,3 +91,10 @@ def test_a_ranks_own_error_reaches_the_caller(tmp_path: Path) -> None:
     cfg = small_config("timeseries", data, tmp_path / "out", tmp_path / "cache", data_parallel=2, resume=missing)
     with pytest.raises(CheckpointError, match="nowhere"):
         train(cfg)
+
+
+def test_the_flag_takes_a_count_or_auto(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _processes("auto") is None and _processes(" AUTO ") is None and _processes("3") == 3
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "timeseries", str(tmp_path), "--out", str(tmp_path / "out"), "--data-parallel", "many"])
+    assert refused.value.code == 2 and "number of processes or auto" in capsys.readouterr().err
