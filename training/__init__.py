@@ -15,7 +15,7 @@ UCR/UEA ``.ts`` file) through the service's own adapter, caches the decoded exam
 recipe (AdamW, warmup + cosine, label smoothing, drop path, train-only augmentations defined on each adapter),
 and writes ``model.safetensors``, ``metrics.json``, ``confusion.png``, ``curves.png`` and ``checkpoint.pt``
 (train form + optimizer, for ``TrainConfig(resume=...)``). Under ``torchrun`` it trains data-parallel, and on
-a CPU of several cores too, in processes it starts itself (``training.data_parallel``).
+a CPU too with ``data_parallel``, in processes it starts itself (``training.data_parallel``).
 Problems with the data raise ``unirep_errors.DatasetError`` (a ``UnirepError``) with a message for the user.
 """
 

@@ -2,14 +2,15 @@
 
 On a CPU the recipes' steps are small: under the passive wait policy a second intra-op thread makes a step of the
 CPU recipe slower, not faster (``benchmarks/train_step_threads.py``), so one training process leaves the other
-cores idle. The run is data-parallel instead, as under ``torchrun`` (gloo, gradients averaged by
-DistributedDataParallel): the parent prepares the data once (decoding, the series map search with its own pool),
-writes it to one file that every process maps read-only, and spawns the processes; rank 0 writes the outputs and
-its result comes back to the caller. ``benchmarks/train_processes.py`` measures the gain.
+cores mostly idle. With ``TrainConfig.data_parallel`` the run is data-parallel instead, as under ``torchrun`` (gloo,
+gradients averaged by DistributedDataParallel): the parent prepares the data once (decoding, the series map search
+with its own pool), writes it to one file that every process maps read-only, and spawns the processes; rank 0
+writes the outputs and its result comes back to the caller. ``benchmarks/train_processes.py`` measures the gain.
 
 The global batch is the run's ``batch_size``, split evenly; each process normalises its own share in BatchNorm (no
-synchronised BatchNorm on a CPU), so a share is at least ``MIN_SHARE`` examples when the processes are chosen for
-the user. Short runs stay in one process: starting the others costs a few seconds.
+synchronised BatchNorm on a CPU), so a run is another draw than one process's, and a share is at least
+``MIN_SHARE`` examples when the processes are chosen for the user. One process stays the default because the
+published accuracies were measured so. Short runs stay in one process: starting the others costs a few seconds.
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ def log_epoch(run: Run, entry: dict[str, Any]) -> None:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Train, validate every epoch, checkpoint, and write the deploy-form model and its reports (rank 0); on a CPU
-    a long run is spread over processes of one thread each (``training.data_parallel``)."""
+    with ``cfg.data_parallel``, in processes of one thread each that share every batch (``training.data_parallel``)."""
     from training.data_parallel import train_in_processes, training_processes
 
     started = time.monotonic()
