@@ -15,8 +15,12 @@ published accuracies were measured so. Short runs stay in one process: starting 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -64,17 +68,11 @@ def train_in_processes(cfg: TrainConfig, data: PreparedData, processes: int, sta
     share = replace(cfg, batch_size=cfg.batch_size // processes)
     context = torch_mp.get_context("spawn")
     results = context.SimpleQueue()
-    with tempfile.TemporaryDirectory(prefix="unirep-train-") as tmp:
+    with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="unirep-train-") as tmp:
         data_file, store = Path(tmp) / "data.pt", Path(tmp) / "group"
         torch.save(data, data_file)
         try:
-            torch_mp.start_processes(
-                _rank_main,
-                args=(share, str(data_file), processes, str(store), results, started),
-                nprocs=processes,
-                join=True,
-                start_method="spawn",
-            )
+            _run_ranks((share, str(data_file), processes, str(store), results, started), processes)
         except (torch_mp.ProcessRaisedException, torch_mp.ProcessExitedException):
             if not results.empty():  # the first failing rank's own UnirepError, for the user's message
                 raise results.get() from None
@@ -84,6 +82,39 @@ def train_in_processes(cfg: TrainConfig, data: PreparedData, processes: int, sta
         raise result
     assert isinstance(result, TrainResult)
     return result
+
+
+def _run_ranks(args: tuple[Any, ...], processes: int) -> None:
+    """Start the ranks and wait for them; however the wait ends (a rank's failure, Ctrl-C, SIGTERM), none is left
+    running: at exit Python would otherwise wait for ranks that train on."""
+    ranks = torch_mp.start_processes(_rank_main, args=args, nprocs=processes, join=False, start_method="spawn")
+    assert ranks is not None
+    try:
+        while not ranks.join():
+            pass
+    finally:
+        for process in ranks.processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``docker stop``) ends the run as Ctrl-C does: the ranks stop and the data file is removed,
+    instead of leaving both behind (in the main thread only, where Python runs signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _rank_main(

@@ -7,6 +7,11 @@ other (``unirep eval`` agrees with the served model), and a rank's own error rea
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ import torch
 
 from service.cli import main
 from service.commands.train import _processes
+from tests.conftest import REPO_ROOT
 from tests.training.helpers import make_dataset, small_config
 from training import TrainConfig, train
 from training.data_parallel import MIN_STEPS, training_processes
@@ -98,3 +104,30 @@ def test_the_flag_takes_a_count_or_auto(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as refused:
         main(["train", "timeseries", str(tmp_path), "--out", str(tmp_path / "out"), "--data-parallel", "many"])
     assert refused.value.code == 2 and "number of processes or auto" in capsys.readouterr().err
+
+
+def test_sigterm_stops_every_rank_and_removes_the_data_file(tmp_path: Path) -> None:
+    """``kill`` (or ``docker stop``) ends a data-parallel run as Ctrl-C does: no rank trains on, no file is left."""
+    data = make_dataset(tmp_path / "data", "timeseries", per_class=6)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "service.cli", "train", "timeseries", str(data), "--out", str(tmp_path / "out")]
+    command += ["--epochs", "1", "--min-steps", "100000", "--batch-size", "4", "--data-parallel", "2", "--workers", "1"]
+    command += ["--param", "image_size=16", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    env = {**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    assert run.stderr is not None
+    plan = run.stderr.readline()
+    while plan and "in 2 processes of 2" not in plan:
+        plan = run.stderr.readline()
+    ranks = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+    assert "in 2 processes of 2" in plan and len(ranks) >= 2  # the two ranks (and multiprocessing's tracker)
+    assert list(scratch.glob("unirep-train-*/data.pt"))
+    run.send_signal(signal.SIGTERM)
+    _, rest = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted; continue with --resume" in rest
+    assert not list(scratch.glob("unirep-train-*"))
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in ranks)
