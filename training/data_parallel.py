@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import tempfile
 import threading
@@ -66,20 +67,17 @@ def training_processes(cfg: TrainConfig, d: Dist, data: PreparedData, steps: int
 def train_in_processes(cfg: TrainConfig, data: PreparedData, processes: int, started: float) -> TrainResult:
     """Train on ``processes`` spawned ranks of ``cfg.batch_size / processes`` examples each; rank 0's result."""
     share = replace(cfg, batch_size=cfg.batch_size // processes)
-    context = torch_mp.get_context("spawn")
-    results = context.SimpleQueue()
     with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="unirep-train-") as tmp:
-        data_file, store = Path(tmp) / "data.pt", Path(tmp) / "group"
-        torch.save(data, data_file)
+        folder = Path(tmp)
+        torch.save(data, folder / "data.pt")
         try:
-            _run_ranks((share, str(data_file), processes, str(store), results, started), processes)
+            _run_ranks((share, str(folder), processes, started), processes)
         except (torch_mp.ProcessRaisedException, torch_mp.ProcessExitedException):
-            if not results.empty():  # the first failing rank's own UnirepError, for the user's message
-                raise results.get() from None
+            errors = sorted(folder.glob("error-*.pickle"), key=lambda path: path.stat().st_mtime)
+            if errors:  # the first failing rank's own UnirepError, for the user's message
+                raise _read(errors[0]) from None
             raise
-    result = results.get()
-    if isinstance(result, UnirepError):
-        raise result
+        result = _read(folder / "result.pickle")
     assert isinstance(result, TrainResult)
     return result
 
@@ -117,23 +115,33 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _rank_main(
-    rank: int, cfg: TrainConfig, data_file: str, world: int, store: str, results: Any, started: float
-) -> None:
+def _rank_main(rank: int, cfg: TrainConfig, folder: str, world: int, started: float) -> None:
     """One spawned rank: one share of the cores, the group through a file store (no port to pick), the shared data
-    mapped from the parent's file, the loop; rank 0 sends the result back, any rank its UnirepError."""
+    mapped from the parent's file, the loop; rank 0 leaves its result in ``folder``, any rank its UnirepError (files,
+    not a pipe: a pipe's writer waits for a reader, and the parent reads once the ranks are done)."""
     from training.loop import train_prepared
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    data = torch.load(data_file, mmap=True, weights_only=False)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/group", rank=rank, world_size=world)
+    data = torch.load(Path(folder) / "data.pt", mmap=True, weights_only=False)
     d = Dist(rank, world, torch.device("cpu"))
     try:
         result = train_prepared(cfg, d, data, started)
-    except UnirepError as exc:  # sent before this rank exits, so before the parent stops the others
-        results.put(exc)
+    except UnirepError as exc:  # written before this rank exits, so before the parent stops the others
+        _write(Path(folder) / f"error-{rank}.pickle", exc)
         raise
     finally:
         teardown(d)
     if rank == 0:
-        results.put(result)
+        _write(Path(folder) / "result.pickle", result)
+
+
+def _write(path: Path, value: object) -> None:
+    """``value`` pickled to ``path``, whole or not at all (written aside, then renamed)."""
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(pickle.dumps(value))
+    partial.replace(path)
+
+
+def _read(path: Path) -> Any:
+    return pickle.loads(path.read_bytes())
