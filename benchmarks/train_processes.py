@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.train_wait_policy import MAP
+from benchmarks.train_wait_policy import train_command
 from benchmarks.ucr import aeon_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,19 +37,11 @@ BATCH = 16
 """The CPU recipe's batch: the global batch of every configuration."""
 
 
-def train_args(data: Path, out: Path, steps: int) -> list[str]:
-    """``unirep train``'s arguments for the CPU recipe on a named map (no search): ``steps`` optimizer steps."""
-    args = ["train", "timeseries", str(data), "--out", str(out), "--recipe", "cpu", "--epochs", "1"]
-    args += ["--min-steps", str(steps), "--head", "train", "--no-progress", "--batch-size", str(BATCH)]
-    args += ["--cache-dir", str(out.parent / "cache"), "--select", "last"]
-    for param in MAP:
-        args += ["--param", param]
-    return args
-
-
-def command(processes: int, args: list[str]) -> list[str]:
-    """``unirep train`` in ``processes`` data-parallel processes (1: in the command's own process)."""
-    return [sys.executable, "-m", "service.cli", *args, "--data-parallel", str(processes)]
+def command(processes: int, data: Path, out: Path, steps: int) -> list[str]:
+    """The wait-policy benchmark's command (the CPU recipe for ``steps`` steps on a named map, no search) at the
+    global batch, scoring the last epoch, in ``processes`` data-parallel processes (1: the command's own)."""
+    extra = ["--batch-size", str(BATCH), "--select", "last", "--data-parallel", str(processes)]
+    return [*train_command(data, out, steps), *extra]
 
 
 def timed_run(cmd: list[str], one_thread: bool, out: Path) -> tuple[float, float]:
@@ -92,7 +84,7 @@ def main() -> None:
         out = Path(tmp) / "out"
         for _ in range(args.rounds):
             for name, (processes, one_thread) in configs.items():
-                cmd = command(processes, train_args(data, out, args.steps))
+                cmd = command(processes, data, out, args.steps)
                 runs[name].append(timed_run(cmd, one_thread, out))
     print(f"unirep train, {args.set}, {args.steps} steps, CPU recipe, global batch {BATCH}, {os.cpu_count()} cores")
     for name, results in runs.items():

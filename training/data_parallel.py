@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 
 from training.config import MAX_WORKERS, TrainConfig, TrainResult
-from training.distributed import Dist, teardown
+from training.distributed import Dist, teardown, threads_each
 from training.prepare import PreparedData
 from unirep_errors import InvalidParameterError, UnirepError
 
@@ -121,7 +121,7 @@ def _rank_main(rank: int, cfg: TrainConfig, folder: str, world: int, started: fl
     not a pipe: a pipe's writer waits for a reader, and the parent reads once the ranks are done)."""
     from training.loop import train_prepared
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    torch.set_num_threads(threads_each(world))
     dist.init_process_group("gloo", init_method=f"file://{folder}/group", rank=rank, world_size=world)
     data = torch.load(Path(folder) / "data.pt", mmap=True, weights_only=False)
     d = Dist(rank, world, torch.device("cpu"))

@@ -46,6 +46,11 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def threads_each(processes: int) -> int:
+    """Torch threads for each of ``processes`` that share this machine's cores (at least one)."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def setup(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from training.config import MAX_WORKERS, TrainConfig
+from training.distributed import threads_each
 from unirep_errors import DatasetError
 
 Score = tuple[int, int, float]
@@ -47,9 +48,8 @@ def trial_runner(processes: int) -> Iterator[Runner]:
     if processes <= 1:
         yield lambda jobs: [score(*args) for score, args in jobs]
         return
-    threads = max(1, (os.cpu_count() or 1) // processes)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(processes, context, _set_threads, (threads,)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(processes, context, _set_threads, (threads_each(processes),)) as pool:
         yield lambda jobs: _in_pool(pool, jobs)
 
 
